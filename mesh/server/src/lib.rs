@@ -1,0 +1,1 @@
+//! Service bootstrap shared by every service: configuration, gRPC serving with health and reflection, graceful shutdown, logging.

@@ -1,0 +1,49 @@
+//! Generated types of the Baemin Riders mesh contracts. Protobuf types stop at each service's gRPC adapter.
+
+/// `baemin.call.v1`: restaurants place and follow calls.
+pub mod call {
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("baemin.call.v1");
+    }
+}
+
+/// `baemin.rider.v1`: the open-call board and deliveries.
+pub mod rider {
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("baemin.rider.v1");
+    }
+}
+
+/// `baemin.payment.v1`: fee registration and settlement.
+pub mod payment {
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("baemin.payment.v1");
+    }
+}
+
+/// `baemin.report.v1`: the company's read model.
+pub mod report {
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("baemin.report.v1");
+    }
+}
+
+/// `baemin.events.v1`: the events on JetStream.
+pub mod events {
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("baemin.events.v1");
+    }
+    mod subject;
+    pub use subject::{SUBJECT_PREFIX, subject_of};
+}
+
+/// The encoded `FileDescriptorSet` of every contract, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/baemin_descriptor.bin"));
+
+/// Converts between `prost_types::Timestamp` and milliseconds since the epoch.
+pub mod time;

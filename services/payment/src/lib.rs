@@ -1,0 +1,1 @@
+//! The payment service: fee registration, settlement with commission, voiding.

@@ -1,0 +1,1 @@
+//! The report service: the company's deliverylist and stats, projected from every event (CQRS).
