@@ -1,1 +1,15 @@
-//! Events on NATS JetStream: the stream, the transactional outbox and its relay, the idempotent inbox, durable pull consumers.
+//! Events on NATS JetStream: the stream, the transactional outbox and its relay, the idempotent inbox,
+//! and durable pull consumers with explicit acks.
+
+mod bus;
+mod consumer;
+mod envelope;
+pub mod inbox;
+pub mod migration;
+pub mod outbox;
+
+pub use baemin_proto::events::v1::{Envelope, envelope::Event};
+pub use bus::{BusError, EventBus, STREAM_NAME, StreamSettings};
+pub use consumer::{ConsumerSpec, EventHandler, HandleError, spawn_consumer};
+pub use envelope::new_envelope;
+pub use outbox::{Outbox, OutboxRelay};

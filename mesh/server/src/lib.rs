@@ -1,1 +1,12 @@
-//! Service bootstrap shared by every service: configuration, gRPC serving with health and reflection, graceful shutdown, logging.
+//! Service bootstrap shared by every service: configuration, gRPC serving with health and reflection,
+//! graceful shutdown, logging, and the mapping of unexpected errors to `tonic::Status`.
+
+pub mod config;
+mod logging;
+mod serve;
+mod shutdown;
+pub mod status;
+
+pub use logging::init_logging;
+pub use serve::{MeshServer, ServeError, Serving};
+pub use shutdown::{Shutdown, wait_for_signal};

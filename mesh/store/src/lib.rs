@@ -1,1 +1,6 @@
-//! Database connections for every service: SQLite by default, PostgreSQL when DATABASE_URL says so.
+//! Database connections for every service: a SQLite file by default, PostgreSQL when `DATABASE_URL` says so.
+
+mod connect;
+
+pub use connect::{Backend, StoreError, connect, sqlite_url};
+pub use sea_orm::DatabaseConnection;

@@ -1,0 +1,108 @@
+//! The connection to NATS and the one stream every event lives on.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+/// The stream of every domain event (DESIGN.md, "Events").
+pub const STREAM_NAME: &str = "BAEMIN_EVENTS";
+
+/// NATS or JetStream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The server could not be reached.
+    #[error("cannot reach NATS at {url}")]
+    Connect {
+        /// The NATS URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// The stream could not be created or updated.
+    #[error("creating or updating stream {STREAM_NAME}")]
+    Stream(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A consumer could not be created.
+    #[error("creating consumer {name}")]
+    Consumer {
+        /// The durable name.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// How the stream is kept (values an SRE may change per environment).
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Copies kept by a NATS cluster.
+    pub replicas: usize,
+    /// Window in which a repeated `Nats-Msg-Id` is dropped by the broker (≥ 2 minutes).
+    pub duplicate_window: Duration,
+    /// How long events are kept (zero: forever).
+    pub max_age: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::ZERO,
+        }
+    }
+}
+
+/// A connection to NATS with JetStream.
+#[derive(Clone)]
+pub struct EventBus {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+}
+
+impl EventBus {
+    /// Connects to `url`, naming the connection after the service; fails fast if NATS is unreachable.
+    pub async fn connect(url: &str, service: &str) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("baemin-{service}"))
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|source| BusError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        let jetstream = jetstream::new(client.clone());
+        Ok(Self { client, jetstream })
+    }
+
+    /// Creates the stream, or updates it to `settings`: idempotent, safe for every replica at start-up.
+    pub async fn ensure_stream(&self, settings: &StreamSettings) -> Result<(), BusError> {
+        let config = stream::Config {
+            name: STREAM_NAME.to_owned(),
+            subjects: vec![format!("{}.>", baemin_proto::events::SUBJECT_PREFIX)],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            max_age: settings.max_age,
+            ..Default::default()
+        };
+        self.jetstream
+            .create_or_update_stream(config)
+            .await
+            .map_err(|e| BusError::Stream(Box::new(e)))?;
+        Ok(())
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    /// The core NATS client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+}

@@ -1,0 +1,225 @@
+//! The transactional outbox: an event row is written in the same transaction as the state change, and
+//! a relay publishes unsent rows to JetStream (with `Nats-Msg-Id` = event id) and marks them sent.
+//! A crash between commit and publish loses nothing: the row is still there at the next start.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use prost::Message;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Envelope, envelope::now_millis};
+
+/// The `outbox_events` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// One event waiting to be, or already, published.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox_events")]
+    pub struct Model {
+        /// Publication order.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The envelope's event id (`Nats-Msg-Id`).
+        #[sea_orm(unique)]
+        pub event_id: String,
+        /// Where it is published.
+        pub subject: String,
+        /// The encoded envelope.
+        pub payload: Vec<u8>,
+        /// W3C trace context of the producing span, when tracing is on.
+        pub traceparent: Option<String>,
+        /// When it was written, ms since the epoch.
+        pub created_at: i64,
+        /// When JetStream acknowledged it; `None` while pending.
+        pub published_at: Option<i64>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Writes events into a service's outbox and wakes its relay after commit.
+#[derive(Clone, Default)]
+pub struct Outbox {
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    /// An outbox with no relay attached yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `envelope` to the outbox inside `txn`; it is published only if `txn` commits.
+    pub async fn enqueue<C: ConnectionTrait>(&self, txn: &C, envelope: &Envelope) -> Result<(), DbErr> {
+        let event = envelope
+            .event
+            .as_ref()
+            .ok_or_else(|| DbErr::Custom("an outbox envelope must carry an event".into()))?;
+        let row = entity::ActiveModel {
+            id: NotSet,
+            event_id: Set(envelope.event_id.clone()),
+            subject: Set(baemin_proto::events::subject_of(event).to_owned()),
+            payload: Set(envelope.encode_to_vec()),
+            traceparent: Set(None),
+            created_at: Set(now_millis()),
+            published_at: Set(None),
+        };
+        entity::Entity::insert(row).exec_without_returning(txn).await?;
+        Ok(())
+    }
+
+    /// Commits `txn` and wakes the relay so the events go out at once.
+    pub async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
+        txn.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The relay publishing this outbox.
+    pub fn relay(&self, db: DatabaseConnection, jetstream: jetstream::Context) -> OutboxRelay {
+        OutboxRelay {
+            db,
+            jetstream,
+            wake: self.wake.clone(),
+            batch: 256,
+            idle_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Publishes outbox rows in order, pipelined, and marks them sent once JetStream acknowledged them.
+pub struct OutboxRelay {
+    db: DatabaseConnection,
+    jetstream: jetstream::Context,
+    wake: Arc<Notify>,
+    batch: u64,
+    idle_poll: Duration,
+}
+
+/// Publishing failed; the rows stay pending and are retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Reading or marking rows failed.
+    #[error("outbox database")]
+    Db(#[from] DbErr),
+    /// JetStream refused or did not acknowledge a publish.
+    #[error("publishing to JetStream")]
+    Publish(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl OutboxRelay {
+    /// Publishes up to one batch of pending rows; returns how many were published.
+    ///
+    /// All publishes of the batch are sent before any ack is awaited (pipelining); rows are marked in
+    /// order up to the first failure, so nothing is marked that JetStream did not store.
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        let rows = entity::Entity::find()
+            .filter(entity::Column::PublishedAt.is_null())
+            .order_by_asc(entity::Column::Id)
+            .limit(self.batch)
+            .all(&self.db)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for row in &rows {
+            let message = PublishMessage::build()
+                .payload(row.payload.clone().into())
+                .message_id(&row.event_id);
+            match self.jetstream.send_publish(row.subject.clone(), message).await {
+                Ok(ack) => pending.push((row.id, ack)),
+                Err(err) => {
+                    failure = Some(RelayError::Publish(Box::new(err)));
+                    break;
+                }
+            }
+        }
+        let mut acked = Vec::with_capacity(pending.len());
+        for (id, ack) in pending {
+            match ack.await {
+                Ok(_) => acked.push(id),
+                Err(err) => {
+                    failure.get_or_insert(RelayError::Publish(Box::new(err)));
+                    break;
+                }
+            }
+        }
+        let published = acked.len();
+        if !acked.is_empty() {
+            let txn = self.db.begin().await?;
+            entity::Entity::update_many()
+                .col_expr(entity::Column::PublishedAt, Expr::value(now_millis()))
+                .filter(entity::Column::Id.is_in(acked))
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+        }
+        match failure {
+            Some(err) if published == 0 => Err(err),
+            Some(err) => {
+                tracing::warn!(error = %err, published, "outbox batch partly published; the rest is retried");
+                Ok(published)
+            }
+            None => Ok(published),
+        }
+    }
+
+    /// How many rows wait to be published.
+    pub async fn backlog(&self) -> Result<u64, DbErr> {
+        use sea_orm::PaginatorTrait;
+        entity::Entity::find()
+            .filter(entity::Column::PublishedAt.is_null())
+            .count(&self.db)
+            .await
+    }
+
+    /// Relays until `shutdown`, then flushes what is left (best effort) and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.relay_once().await {
+                Ok(n) if n as u64 >= self.batch => continue,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(self.idle_poll) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "outbox relay failed; retrying in {backoff:?}");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        let flush = async {
+            while let Ok(n) = self.relay_once().await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), flush).await.is_err() {
+            tracing::warn!("outbox not fully flushed at shutdown; the rest goes out at the next start");
+        }
+    }
+}

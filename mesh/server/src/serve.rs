@@ -1,0 +1,110 @@
+//! Serving a service's gRPC routes with health (`grpc.health.v1`) and reflection (v1 and v1alpha),
+//! and draining gracefully on shutdown.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{service::Routes, transport::Server};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::Shutdown;
+
+/// Serving failed: the listener, reflection set-up or the HTTP/2 server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection descriptors could not be loaded.
+    #[error("building the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("serving gRPC")]
+    Transport(#[from] tonic::transport::Error),
+    /// The listener failed.
+    #[error("listener")]
+    Io(#[from] std::io::Error),
+}
+
+/// Health of a running service: flip it to SERVING when its dependencies are ready.
+#[derive(Clone)]
+pub struct Serving {
+    reporter: HealthReporter,
+    services: Vec<&'static str>,
+}
+
+impl Serving {
+    /// Reports `status` for the whole server ("") and for every named service.
+    pub async fn set(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for name in &self.services {
+            self.reporter.set_service_status(*name, status).await;
+        }
+    }
+}
+
+/// A gRPC server with the mesh's standard services around a service's own routes.
+pub struct MeshServer {
+    listener: TcpListener,
+    services: Vec<&'static str>,
+    reporter: HealthReporter,
+    health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+}
+
+impl MeshServer {
+    /// Binds `addr` (port 0 picks a free port). `services` are the full gRPC names served, for health.
+    pub async fn bind(addr: SocketAddr, services: &[&'static str]) -> Result<Self, ServeError> {
+        let listener = TcpListener::bind(addr).await?;
+        let reporter = HealthReporter::new();
+        let health = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+        );
+        let server = Self {
+            listener,
+            services: services.to_vec(),
+            reporter,
+            health,
+        };
+        server.serving().set(ServingStatus::NotServing).await;
+        Ok(server)
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The health handle of this server.
+    pub fn serving(&self) -> Serving {
+        Serving {
+            reporter: self.reporter.clone(),
+            services: self.services.clone(),
+        }
+    }
+
+    /// Serves `routes` until `shutdown` is cancelled: health goes NOT_SERVING at once, in-flight RPCs
+    /// finish, then this returns.
+    pub async fn serve(self, routes: Routes, shutdown: Shutdown) -> Result<(), ServeError> {
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(baemin_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(baemin_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let serving = self.serving();
+        let routes = routes
+            .add_service(self.health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        let drain = async move {
+            shutdown.cancelled().await;
+            serving.set(ServingStatus::NotServing).await;
+        };
+        Server::builder()
+            .tcp_nodelay(true)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
+            .await?;
+        Ok(())
+    }
+}

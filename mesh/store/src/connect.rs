@@ -1,0 +1,149 @@
+//! Opening a service's database and running its migrations.
+
+use std::{path::Path, time::Duration};
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (the one-machine default).
+    Sqlite,
+    /// A PostgreSQL server (production).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `url`, or `None` for a scheme we do not support.
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The database could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither `sqlite:` nor `postgres://`.
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// The directory for a SQLite file could not be created.
+    #[error("creating the directory of {path}")]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connecting failed.
+    #[error("connecting to {url}")]
+    Connect {
+        /// The URL with any password hidden.
+        url: String,
+        /// Why.
+        #[source]
+        source: DbErr,
+    },
+    /// A migration failed.
+    #[error("migrating the schema")]
+    Migrate(#[source] DbErr),
+}
+
+/// The `DATABASE_URL` of a SQLite file, created if missing.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Connects to `url` and brings the schema up to date with migrator `M`.
+///
+/// SQLite runs in WAL mode with one pooled connection: SQLite has one writer at a time anyway, and a
+/// single connection rules out `SQLITE_BUSY` on read-to-write upgrades inside transactions (which a
+/// busy timeout does not cover). Code must therefore never use the pool while holding a transaction.
+pub async fn connect<M: MigratorTrait>(url: &str, pool_size: u32) -> Result<DatabaseConnection, StoreError> {
+    let backend = Backend::of(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5));
+    match backend {
+        Backend::Sqlite => {
+            if let Some(dir) = sqlite_dir(url) {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
+        }
+        Backend::Postgres => {
+            options.max_connections(pool_size.max(1));
+        }
+    }
+    let db = Database::connect(options).await.map_err(|source| StoreError::Connect {
+        url: redact(url),
+        source,
+    })?;
+    M::up(&db, None).await.map_err(StoreError::Migrate)?;
+    Ok(db)
+}
+
+fn sqlite_dir(url: &str) -> Option<&Path> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_is_chosen_by_scheme() {
+        assert_eq!(Backend::of("sqlite://data/call.db?mode=rwc"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("postgres://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::of("mysql://u@h/db"), None);
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact("postgres://app:hunter2@db:5432/call"), "postgres://app:***@db:5432/call");
+        assert_eq!(redact("postgres://app@db/call"), "postgres://app@db/call");
+    }
+
+    #[test]
+    fn sqlite_directory_is_derived_from_the_url() {
+        assert_eq!(sqlite_dir("sqlite://data/x.db?mode=rwc"), Some(Path::new("data")));
+        assert_eq!(sqlite_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_dir("sqlite://x.db"), None);
+    }
+}
