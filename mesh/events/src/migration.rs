@@ -43,7 +43,9 @@ impl MigrationTrait for CreateOutbox {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table("outbox_events").to_owned()).await
+        manager
+            .drop_table(Table::drop().table("outbox_events").to_owned())
+            .await
     }
 }
 
@@ -73,6 +75,8 @@ impl MigrationTrait for CreateInbox {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table("inbox_events").to_owned()).await
+        manager
+            .drop_table(Table::drop().table("inbox_events").to_owned())
+            .await
     }
 }

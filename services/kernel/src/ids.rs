@@ -46,10 +46,19 @@ fn parse_token(raw: &str, field: &str) -> Result<String, FieldViolation> {
         return Err(FieldViolation::new(field, "is required"));
     }
     if raw.len() > MAX_ID_LEN {
-        return Err(FieldViolation::new(field, format!("must be at most {MAX_ID_LEN} characters")));
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_ID_LEN} characters"),
+        ));
     }
-    if !raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')) {
-        return Err(FieldViolation::new(field, "may contain only ASCII letters, digits and - _ . :"));
+    if !raw
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        return Err(FieldViolation::new(
+            field,
+            "may contain only ASCII letters, digits and - _ . :",
+        ));
     }
     Ok(raw.to_owned())
 }
@@ -107,9 +116,15 @@ mod tests {
 
     #[test]
     fn call_id_rejects_empty_garbage_and_other_uuid_versions() {
-        assert_eq!(CallId::parse("", "call_id").unwrap_err().description, "is required");
+        assert_eq!(
+            CallId::parse("", "call_id").unwrap_err().description,
+            "is required"
+        );
         assert!(CallId::parse("not-a-uuid", "call_id").is_err());
-        assert!(CallId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8", "call_id").is_err(), "v4 is refused");
+        assert!(
+            CallId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8", "call_id").is_err(),
+            "v4 is refused"
+        );
     }
 
     #[test]

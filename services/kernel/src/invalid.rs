@@ -69,6 +69,10 @@ impl Collector {
 
     /// `Ok(())` when no field was invalid.
     pub fn finish(self) -> Result<(), InvalidInput> {
-        if self.0.is_empty() { Ok(()) } else { Err(InvalidInput(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidInput(self.0))
+        }
     }
 }

@@ -29,7 +29,13 @@ pub struct IllegalTransition {
 
 impl DeliveryStatus {
     /// Every status, in rank order.
-    pub const ALL: [Self; 5] = [Self::Called, Self::Accepted, Self::Picked, Self::Completed, Self::Cancelled];
+    pub const ALL: [Self; 5] = [
+        Self::Called,
+        Self::Accepted,
+        Self::Picked,
+        Self::Completed,
+        Self::Cancelled,
+    ];
 
     /// The stable name used in databases and logs.
     pub fn as_str(self) -> &'static str {
@@ -76,7 +82,10 @@ impl DeliveryStatus {
     pub fn cancel(self) -> Result<Self, IllegalTransition> {
         match self {
             Self::Called | Self::Accepted => Ok(Self::Cancelled),
-            from => Err(IllegalTransition { from, action: "cancel" }),
+            from => Err(IllegalTransition {
+                from,
+                action: "cancel",
+            }),
         }
     }
 
@@ -89,7 +98,11 @@ impl DeliveryStatus {
     }
 
     fn step(self, from: Self, to: Self, action: &'static str) -> Result<Self, IllegalTransition> {
-        if self == from { Ok(to) } else { Err(IllegalTransition { from: self, action }) }
+        if self == from {
+            Ok(to)
+        } else {
+            Err(IllegalTransition { from: self, action })
+        }
     }
 }
 
@@ -105,7 +118,10 @@ mod tests {
 
     #[test]
     fn the_happy_path_moves_called_to_completed() {
-        let s = Called.accept().and_then(DeliveryStatus::pick_up).and_then(DeliveryStatus::complete);
+        let s = Called
+            .accept()
+            .and_then(DeliveryStatus::pick_up)
+            .and_then(DeliveryStatus::complete);
         assert_eq!(s, Ok(Completed));
     }
 
@@ -148,7 +164,11 @@ mod tests {
                 assert_eq!(a.merge(Cancelled), Cancelled);
             }
         }
-        assert_eq!(Picked.merge(Accepted), Picked, "a late accept never moves a delivery back");
+        assert_eq!(
+            Picked.merge(Accepted),
+            Picked,
+            "a late accept never moves a delivery back"
+        );
     }
 
     #[test]

@@ -56,7 +56,9 @@ impl PageToken {
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
             .collect::<Result<Vec<u8>, _>>()
             .map_err(|_| invalid())?;
-        String::from_utf8(bytes).map(|key| Some(Self(key))).map_err(|_| invalid())
+        String::from_utf8(bytes)
+            .map(|key| Some(Self(key)))
+            .map_err(|_| invalid())
     }
 
     /// The sort key of the last item of the previous page.
@@ -90,7 +92,10 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_garbage_is_refused() {
         let token = PageToken::after("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
-        assert_eq!(PageToken::parse(&token.encode(), "page_token").unwrap(), Some(token));
+        assert_eq!(
+            PageToken::parse(&token.encode(), "page_token").unwrap(),
+            Some(token)
+        );
         assert_eq!(PageToken::parse("", "page_token").unwrap(), None);
         for bad in ["abc", "v1.zz", "v1.abc", "v1.ff"] {
             assert!(PageToken::parse(bad, "page_token").is_err(), "{bad}");

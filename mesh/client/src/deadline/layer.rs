@@ -16,7 +16,10 @@ pub struct DeadlineLayer {
 impl DeadlineLayer {
     /// Calls to `dependency` fail with DEADLINE_EXCEEDED after `deadline`.
     pub fn new(dependency: &'static str, deadline: Duration) -> Self {
-        Self { dependency, deadline }
+        Self {
+            dependency,
+            deadline,
+        }
     }
 }
 

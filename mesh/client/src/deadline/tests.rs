@@ -9,7 +9,10 @@ type Handle = tower_test::mock::Handle<http::Request<()>, &'static str>;
 
 fn service() -> (super::Deadline<Mock>, Handle) {
     let (mock, handle) = tower_test::mock::pair();
-    (tower::Layer::layer(&DeadlineLayer::new("payment", Duration::from_secs(2)), mock), handle)
+    (
+        tower::Layer::layer(&DeadlineLayer::new("payment", Duration::from_secs(2)), mock),
+        handle,
+    )
 }
 
 #[tokio::test(start_paused = true)]

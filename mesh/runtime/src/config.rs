@@ -1,0 +1,108 @@
+//! The settings every service has: where it listens, its database, NATS.
+
+use std::{net::SocketAddr, time::Duration};
+
+use baemin_mesh_events::StreamSettings;
+use baemin_mesh_server::config::{ConfigError, Settings};
+
+/// Settings common to every service, from the environment.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Short service name (`call`, `rider`, ...): logs, NATS connection and durable consumer names.
+    pub name: &'static str,
+    /// `GRPC_ADDR`: where the gRPC server listens (default `0.0.0.0:<the service's port>`).
+    pub listen_addr: SocketAddr,
+    /// `DATABASE_URL`: `sqlite://PATH?mode=rwc` (default `sqlite://data/<name>.db?mode=rwc`) or `postgres://...`.
+    pub database_url: String,
+    /// `DATABASE_POOL_SIZE`: connections to PostgreSQL (SQLite always uses one).
+    pub database_pool_size: u32,
+    /// `NATS_URL` (default `nats://127.0.0.1:4222`).
+    pub nats_url: String,
+    /// `NATS_STREAM_REPLICAS`, `NATS_DUPLICATE_WINDOW`: how the events stream is kept.
+    pub stream: StreamSettings,
+    /// `SHUTDOWN_GRACE`: longest wait for in-flight RPCs, consumers and the outbox at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl ServiceConfig {
+    /// Reads the common settings of service `name` whose default gRPC port is `default_port`.
+    pub fn from_settings(
+        name: &'static str,
+        default_port: u16,
+        s: &Settings<'_>,
+    ) -> Result<Self, ConfigError> {
+        let listen_addr = s.parse("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], default_port)))?;
+        let database_url = s.url(
+            "DATABASE_URL",
+            &format!("sqlite://data/{name}.db?mode=rwc"),
+            &["sqlite", "postgres", "postgresql"],
+        )?;
+        let database_pool_size = s.parse("DATABASE_POOL_SIZE", 10u32)?;
+        if database_pool_size == 0 {
+            return Err(ConfigError::new(
+                "DATABASE_POOL_SIZE",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        let nats_url = s.url("NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"])?;
+        let replicas = s.parse("NATS_STREAM_REPLICAS", 1usize)?;
+        if !(1..=5).contains(&replicas) {
+            return Err(ConfigError::new(
+                "NATS_STREAM_REPLICAS",
+                &replicas.to_string(),
+                "must be 1..=5",
+            ));
+        }
+        let duplicate_window = s.duration("NATS_DUPLICATE_WINDOW", Duration::from_secs(120))?;
+        if duplicate_window < Duration::from_secs(120) {
+            return Err(ConfigError::new(
+                "NATS_DUPLICATE_WINDOW",
+                &format!("{duplicate_window:?}"),
+                "must be at least 2 minutes",
+            ));
+        }
+        Ok(Self {
+            name,
+            listen_addr,
+            database_url,
+            database_pool_size,
+            nats_url,
+            stream: StreamSettings {
+                replicas,
+                duplicate_window,
+                ..StreamSettings::default()
+            },
+            shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_runtime_contract() {
+        let env: [(&str, &str); 0] = [];
+        let c = ServiceConfig::from_settings("call", 8081, &Settings::new(&env)).unwrap();
+        assert_eq!(c.listen_addr.port(), 8081);
+        assert_eq!(c.database_url, "sqlite://data/call.db?mode=rwc");
+        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn a_bad_setting_stops_start_up_naming_it() {
+        for (key, value) in [
+            ("GRPC_ADDR", "everywhere"),
+            ("DATABASE_URL", "mysql://x/y"),
+            ("NATS_URL", "127.0.0.1:4222"),
+            ("NATS_DUPLICATE_WINDOW", "10s"),
+            ("DATABASE_POOL_SIZE", "0"),
+        ] {
+            let env = [(key, value)];
+            let err = ServiceConfig::from_settings("call", 8081, &Settings::new(&env)).unwrap_err();
+            assert_eq!(err.key, key);
+        }
+    }
+}

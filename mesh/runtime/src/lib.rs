@@ -1,0 +1,10 @@
+//! The life of a service process, the same for every service: open its database and event bus, bind its
+//! gRPC port, run its consumers and outbox relay, and on shutdown stop them in order.
+
+mod config;
+mod runtime;
+mod service;
+
+pub use config::ServiceConfig;
+pub use runtime::{Runtime, StartupError};
+pub use service::{Service, serve_until_signal};

@@ -1,0 +1,135 @@
+//! Start-up and orderly shutdown of one service process.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use baemin_mesh_events::{BusError, ConsumerSpec, EventBus, EventHandler, Outbox, spawn_consumer};
+use baemin_mesh_server::{MeshServer, ServeError, Shutdown};
+use baemin_mesh_store::StoreError;
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+use crate::ServiceConfig;
+
+/// A service could not start or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database could not be opened or migrated.
+    #[error("database")]
+    Store(#[from] StoreError),
+    /// NATS or JetStream failed.
+    #[error("event bus")]
+    Bus(#[from] BusError),
+    /// The gRPC server failed.
+    #[error("gRPC server")]
+    Serve(#[from] ServeError),
+}
+
+/// What a running service holds: its database, bus, outbox and server, and its background tasks.
+pub struct Runtime {
+    config: ServiceConfig,
+    db: DatabaseConnection,
+    bus: EventBus,
+    outbox: Outbox,
+    server: MeshServer,
+    background: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Binds the gRPC port (health NOT_SERVING), opens and migrates the database with `M`, connects to
+    /// NATS and creates or updates the stream.
+    pub async fn start<M: MigratorTrait>(
+        config: ServiceConfig,
+        grpc_services: &[&'static str],
+    ) -> Result<Self, StartupError> {
+        let server = MeshServer::bind(config.listen_addr, grpc_services).await?;
+        let db = baemin_mesh_store::connect::<M>(&config.database_url, config.database_pool_size)
+            .await?;
+        let bus = EventBus::connect(&config.nats_url, config.name).await?;
+        bus.ensure_stream(&config.stream).await?;
+        tracing::info!(service = config.name, addr = %server.local_addr(), "started");
+        Ok(Self {
+            config,
+            db,
+            bus,
+            outbox: Outbox::new(),
+            server,
+            background: CancellationToken::new(),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// The service's database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The service's outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The address the gRPC server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The token background work of the service should stop on (cancelled after the server drained).
+    pub fn background_shutdown(&self) -> CancellationToken {
+        self.background.clone()
+    }
+
+    /// Runs `task` in the background until shutdown; it must return once `background_shutdown` fires.
+    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// Starts a durable consumer of `subject` feeding `handler`.
+    pub async fn consume<H: EventHandler>(
+        &mut self,
+        subject: &str,
+        handler: Arc<H>,
+    ) -> Result<(), StartupError> {
+        let spec = ConsumerSpec::new(self.config.name, subject);
+        let task = spawn_consumer(&self.bus, spec, handler, self.background.clone()).await?;
+        self.tasks.push(task);
+        Ok(())
+    }
+
+    /// Serves `routes` with health SERVING until `shutdown`; then drains in order: health NOT_SERVING
+    /// and in-flight RPCs finish, consumers and workers stop, the outbox flushes.
+    pub async fn run(mut self, routes: Routes, shutdown: Shutdown) -> Result<(), StartupError> {
+        let relay = self
+            .outbox
+            .relay(self.db.clone(), self.bus.jetstream().clone());
+        let relay = tokio::spawn(relay.run(self.background.clone()));
+        self.server.serving().set(ServingStatus::Serving).await;
+        let served = self.server.serve(routes, shutdown).await;
+        tracing::info!(
+            service = self.config.name,
+            "server drained; stopping consumers and flushing the outbox"
+        );
+        self.background.cancel();
+        let grace = self.config.shutdown_grace;
+        let stop = async {
+            for task in self.tasks.drain(..) {
+                let _ = task.await;
+            }
+            let _ = relay.await;
+        };
+        if tokio::time::timeout(grace, stop).await.is_err() {
+            tracing::warn!(
+                service = self.config.name,
+                "background work did not stop within {grace:?}"
+            );
+        }
+        let _ = self.bus.client().flush().await;
+        self.db.clone().close().await.ok();
+        tracing::info!(service = self.config.name, "stopped");
+        Ok(served?)
+    }
+}

@@ -1,0 +1,9 @@
+//! The payment domain: a payment per call and the rules of registering, settling and voiding it.
+
+mod error;
+mod model;
+mod service;
+
+pub use error::PaymentError;
+pub use model::{Change, Payment, PaymentStatus};
+pub use service::PaymentApp;

@@ -1,0 +1,4 @@
+//! Adapters that drive the payment domain: the gRPC API.
+
+pub mod grpc;
+mod status;
