@@ -4,6 +4,7 @@
 mod bus;
 mod consumer;
 mod envelope;
+mod local;
 pub mod inbox;
 pub mod migration;
 pub mod outbox;
@@ -12,4 +13,5 @@ pub use baemin_proto::events::v1::{Envelope, envelope::Event};
 pub use bus::{BusError, EventBus, STREAM_NAME, StreamSettings};
 pub use consumer::{ConsumerSpec, EventHandler, HandleError, spawn_consumer};
 pub use envelope::new_envelope;
+pub use local::nats_server_binary;
 pub use outbox::{Outbox, OutboxRelay};

@@ -1,1 +1,11 @@
-//! The baemin command: run the mesh locally (up), one service (serve), and drive it.
+//! The `baemin` command as a library: clients of the four services, the seed's scenario, the local
+//! launcher (`baemin up`) and the commands a person uses to drive the mesh.
+
+pub mod cli;
+pub mod clients;
+mod commands;
+pub mod launcher;
+mod print;
+pub mod scenario;
+
+pub use commands::run;

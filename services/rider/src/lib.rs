@@ -1,1 +1,10 @@
-//! The rider service: the open-call board, the accept race, pick-up and completion with settlement.
+//! The rider service: the open-call board, the accept race, pick-up, and completion settled with payment.
+
+pub mod config;
+mod domain;
+mod inbound;
+mod outbound;
+pub mod startup;
+
+pub use config::Config;
+pub use startup::Application;

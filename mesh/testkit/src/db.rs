@@ -1,0 +1,94 @@
+//! Fresh databases per test: SQLite files in a temporary directory, or PostgreSQL databases created on
+//! the server named by `TEST_POSTGRES_URL` and dropped when the test ends.
+
+use sea_orm::{ConnectionTrait, Database};
+use tempfile::TempDir;
+
+/// Which database the services of a test run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    /// SQLite files (the embedded default).
+    Sqlite,
+    /// PostgreSQL (production).
+    Postgres,
+}
+
+/// The PostgreSQL server for tests: `TEST_POSTGRES_URL`, default `postgres://postgres:postgres@127.0.0.1:5432/postgres`.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The databases of one test, one per service; removed on drop.
+pub struct TestDatabases {
+    kind: DbKind,
+    dir: TempDir,
+    created: Vec<String>,
+}
+
+impl TestDatabases {
+    /// An empty set of databases of `kind`.
+    pub fn new(kind: DbKind) -> Self {
+        Self {
+            kind,
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}")),
+            created: Vec::new(),
+        }
+    }
+
+    /// The kind of database.
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// The `DATABASE_URL` of `service`'s database, created empty on first use.
+    pub async fn url_for(&mut self, service: &str) -> String {
+        match self.kind {
+            DbKind::Sqlite => format!("sqlite://{}/{service}.db?mode=rwc", self.dir.path().display()),
+            DbKind::Postgres => {
+                let name = format!("baemin_test_{}_{service}", uuid::Uuid::now_v7().simple());
+                let admin = postgres_admin_url();
+                if !self.created.contains(&name) {
+                    let db = Database::connect(&admin)
+                        .await
+                        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (set TEST_POSTGRES_URL): {e}"));
+                    db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                        .await
+                        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+                    db.close().await.ok();
+                    self.created.push(name.clone());
+                }
+                replace_database(&admin, &name)
+            }
+        }
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl Drop for TestDatabases {
+    fn drop(&mut self) {
+        if self.created.is_empty() {
+            return;
+        }
+        let names = std::mem::take(&mut self.created);
+        // Drop runs inside the test's runtime: clean up on a thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                let Ok(db) = Database::connect(postgres_admin_url()).await else { return };
+                for name in names {
+                    let _ = db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+                db.close().await.ok();
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

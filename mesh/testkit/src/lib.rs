@@ -1,0 +1,19 @@
+//! Test harness shared by the integration tests: a real `nats-server` with JetStream on a free port,
+//! fresh databases (SQLite files or PostgreSQL databases) that are removed afterwards, and services
+//! started in-process on port 0.
+
+mod db;
+mod nats;
+mod service;
+
+pub use db::{DbKind, TestDatabases};
+pub use nats::NatsServer;
+pub use service::RunningService;
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|err| panic!("no free port: {err}"))
+}

@@ -1,0 +1,249 @@
+//! The command line of `baemin`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Baemin Riders mesh: run it locally, run one service, drive it.
+#[derive(Debug, Parser)]
+#[command(name = "baemin", version, about)]
+pub struct Cli {
+    /// Where the services are (for the commands that drive the mesh).
+    #[command(flatten)]
+    pub urls: UrlArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Service addresses, from flags or the environment.
+#[derive(Debug, Args)]
+pub struct UrlArgs {
+    /// Call service URL.
+    #[arg(long, env = "CALL_URL", default_value = "http://127.0.0.1:8081", global = true)]
+    pub call_url: String,
+    /// Rider service URL.
+    #[arg(long, env = "RIDER_URL", default_value = "http://127.0.0.1:8082", global = true)]
+    pub rider_url: String,
+    /// Payment service URL.
+    #[arg(long, env = "PAYMENT_URL", default_value = "http://127.0.0.1:8083", global = true)]
+    pub payment_url: String,
+    /// Report service URL.
+    #[arg(long, env = "REPORT_URL", default_value = "http://127.0.0.1:8084", global = true)]
+    pub report_url: String,
+}
+
+/// A service of the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    /// Calls (port 8081).
+    Call,
+    /// Riders (port 8082).
+    Rider,
+    /// Payment (port 8083).
+    Payment,
+    /// Report (port 8084).
+    Report,
+}
+
+impl ServiceName {
+    /// Every service, in start-up order (payment first: the others call it).
+    pub const ALL: [Self; 4] = [Self::Payment, Self::Call, Self::Rider, Self::Report];
+
+    /// The short name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Call => "call",
+            Self::Rider => "rider",
+            Self::Payment => "payment",
+            Self::Report => "report",
+        }
+    }
+
+    /// The gRPC port of DESIGN.md's runtime contract.
+    pub fn port(self) -> u16 {
+        match self {
+            Self::Call => 8081,
+            Self::Rider => 8082,
+            Self::Payment => 8083,
+            Self::Report => 8084,
+        }
+    }
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole mesh on this machine: nats-server (if needed) and every service as its own process.
+    Up {
+        /// Where SQLite files, NATS storage and logs go.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Run one service in the foreground (what a container runs); configured by environment.
+    Serve {
+        /// The service.
+        service: ServiceName,
+    },
+    /// Play the seed's scenario against a running mesh, printing each step.
+    Scenario {
+        /// Restaurant placing the call.
+        #[arg(long, default_value = "store-1")]
+        restaurant: String,
+        /// Destination.
+        #[arg(long, default_value = "서울 강남구 테헤란로 427")]
+        destination: String,
+        /// Fee in KRW.
+        #[arg(long, default_value_t = 3_000)]
+        fee: i64,
+        /// Rider taking the call.
+        #[arg(long, default_value = "rider-7")]
+        rider: String,
+    },
+    /// Restaurants' calls.
+    #[command(subcommand)]
+    Call(CallCommand),
+    /// Riders' board and deliveries.
+    #[command(subcommand)]
+    Rider(RiderCommand),
+    /// Payments.
+    #[command(subcommand)]
+    Payment(PaymentCommand),
+    /// The company's report.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// Paging and filters of list commands.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Status filter (CALLED/OPEN, ACCEPTED, PICKED, COMPLETED, CANCELLED).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Restaurant filter.
+    #[arg(long)]
+    pub restaurant: Option<String>,
+    /// Rider filter.
+    #[arg(long)]
+    pub rider: Option<String>,
+    /// Items per page (default 20, at most 100).
+    #[arg(long, default_value_t = 20)]
+    pub page_size: i32,
+    /// Token from a previous page.
+    #[arg(long, default_value = "")]
+    pub page_token: String,
+}
+
+/// `baemin call ...`
+#[derive(Debug, Subcommand)]
+pub enum CallCommand {
+    /// Place a call.
+    Place {
+        /// Restaurant id.
+        #[arg(long)]
+        restaurant: String,
+        /// Destination.
+        #[arg(long)]
+        destination: String,
+        /// Fee in KRW.
+        #[arg(long)]
+        fee: i64,
+        /// Idempotency key (default: a fresh one).
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Show one call.
+    Get {
+        /// Call id.
+        call_id: String,
+    },
+    /// List calls, newest first.
+    List(ListArgs),
+    /// Cancel a call before pick-up.
+    Cancel {
+        /// Call id.
+        call_id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Follow one call's changes.
+    Watch {
+        /// Call id.
+        call_id: String,
+    },
+}
+
+/// `baemin rider ...`
+#[derive(Debug, Subcommand)]
+pub enum RiderCommand {
+    /// List open calls, oldest first.
+    Open {
+        /// Items per page.
+        #[arg(long, default_value_t = 20)]
+        page_size: i32,
+    },
+    /// Follow the open-call board.
+    Watch,
+    /// Accept a call.
+    Accept {
+        /// Call id.
+        call_id: String,
+        /// Rider id.
+        #[arg(long)]
+        rider: String,
+    },
+    /// Pick the food up.
+    Pickup {
+        /// Call id.
+        call_id: String,
+        /// Rider id.
+        #[arg(long)]
+        rider: String,
+    },
+    /// Complete the delivery (settles the fee).
+    Complete {
+        /// Call id.
+        call_id: String,
+        /// Rider id.
+        #[arg(long)]
+        rider: String,
+    },
+    /// Show one delivery.
+    Get {
+        /// Call id.
+        call_id: String,
+    },
+    /// List deliveries, newest first.
+    List(ListArgs),
+}
+
+/// `baemin payment ...`
+#[derive(Debug, Subcommand)]
+pub enum PaymentCommand {
+    /// Show a call's payment.
+    Get {
+        /// Call id.
+        call_id: String,
+    },
+}
+
+/// `baemin report ...`
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Show one row of the deliverylist.
+    Get {
+        /// Call id.
+        call_id: String,
+    },
+    /// List the deliverylist, newest first.
+    List(ListArgs),
+    /// Counts per status, fees, revenue, mean times.
+    Stats,
+    /// Follow the deliverylist as it changes.
+    Watch {
+        /// Only this call.
+        #[arg(long)]
+        call_id: Option<String>,
+    },
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the four services in-process on port 0, a real `nats-server` of the test's own,
+//! fresh SQLite files or PostgreSQL databases, and real gRPC between them.
+
+mod bad_input;
+mod events;
+mod flows;
+mod support;

@@ -1,0 +1,35 @@
+//! Everything that can go wrong in the call service, by kind; mapped to gRPC status in `inbound::status`.
+
+use baemin_kernel::{IllegalTransition, InvalidInput};
+
+/// Why a call command was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// A field of the request is malformed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// No call with this id.
+    #[error("no call {0}")]
+    NotFound(String),
+    /// The idempotency key was used before with another body.
+    #[error("request_id {0:?} was already used for a call with a different restaurant, destination or fee")]
+    RequestIdReused(String),
+    /// The lifecycle does not allow the command.
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    /// Payment refused to void the fee: the rider completed and was paid first.
+    #[error("the delivery was already completed and settled")]
+    AlreadySettled,
+    /// Payment refused to register the fee.
+    #[error("payment refused the fee: {0}")]
+    PaymentRefused(String),
+    /// Payment could not be reached or did not answer in time.
+    #[error("payment is unavailable: {0}")]
+    PaymentUnavailable(String),
+    /// Lost a race that retrying later resolves.
+    #[error("{0}")]
+    Contended(String),
+    /// The database failed.
+    #[error("call database")]
+    Db(#[from] sea_orm::DbErr),
+}

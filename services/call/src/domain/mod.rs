@@ -1,0 +1,18 @@
+//! The call domain: a call, its lifecycle as the authority on cancellation, and the use cases that keep
+//! the call and its fee in payment consistent.
+
+mod error;
+mod model;
+mod ports;
+mod repair;
+mod service;
+#[cfg(test)]
+mod service_tests;
+
+pub use error::CallError;
+pub use model::{
+    Call, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentState, Registration,
+};
+pub use ports::{PaymentCallError, Payments};
+pub use repair::{RepairReport, run_repair};
+pub use service::{CallApp, CallFilter, CallPage, Delivery};

@@ -1,0 +1,555 @@
+//! A call and the decisions each command or event makes on it (pure: no I/O).
+
+use baemin_kernel::{
+    CallId, CancelReason, Destination, DeliveryStatus, Fee, IllegalTransition, Millis, RequestId,
+    RestaurantId, RiderId,
+};
+
+/// Where the call's fee is in payment, as the call service knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentState {
+    /// Registration deferred (payment was unavailable); retried durably (the `defer` fallback).
+    Pending,
+    /// The fee is registered.
+    Registered,
+    /// Paid out to the rider.
+    Settled,
+    /// Voided: the call was cancelled.
+    Voided,
+}
+
+impl PaymentState {
+    const ALL: [Self; 4] = [Self::Pending, Self::Registered, Self::Settled, Self::Voided];
+
+    /// The stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Registered => "REGISTERED",
+            Self::Settled => "SETTLED",
+            Self::Voided => "VOIDED",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// What a PlaceCall request asks for, as a stable string: a retry must send the same body.
+///
+/// `restaurant_id|destination|fee` is injective: a restaurant id never contains `|` and a fee is
+/// digits, so the first and the last `|` always delimit the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// The fingerprint of a request body.
+    pub fn of(restaurant_id: &RestaurantId, destination: &Destination, fee: Fee) -> Self {
+        Self(format!("{restaurant_id}|{destination}|{}", fee.krw()))
+    }
+
+    /// A fingerprint read back from the database.
+    pub fn stored(raw: String) -> Self {
+        Self(raw)
+    }
+
+    /// The stored form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated PlaceCall request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCall {
+    /// The client's idempotency key.
+    pub request_id: RequestId,
+    /// Who calls.
+    pub restaurant_id: RestaurantId,
+    /// Where the food goes.
+    pub destination: Destination,
+    /// The delivery fee.
+    pub fee: Fee,
+}
+
+impl NewCall {
+    /// What identifies this request's body for idempotency.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.restaurant_id, &self.destination, self.fee)
+    }
+}
+
+/// A write-ahead intent of PlaceCall: the call id chosen for a request id before payment is asked.
+///
+/// It outlives the request only when something failed between registering the fee and storing the
+/// call; the repair worker then voids the fee of its call id, so no fee stays without a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The idempotency key it belongs to.
+    pub request_id: RequestId,
+    /// The call id the fee is registered under.
+    pub call_id: CallId,
+    /// The body of the request that made it.
+    pub fingerprint: Fingerprint,
+    /// When it was made or last reused, ms.
+    pub created_at: Millis,
+    /// Set once the repair worker (or a refused registration) took it over to void its fee; from then
+    /// on no request may store a call under it.
+    pub void_requested_at: Option<Millis>,
+}
+
+/// What PlaceCall does with the intent found for its request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentStep {
+    /// None yet: make one with a fresh call id.
+    Fresh,
+    /// An earlier attempt of the same request left one: register the fee under the same call id
+    /// (payment's RegisterCost is idempotent per call id and fee).
+    Reuse(CallId),
+    /// The key was used with another body.
+    Conflict,
+    /// An earlier attempt is being rolled back (its fee voided); the client must retry later.
+    BeingVoided,
+}
+
+impl Registration {
+    /// A fresh intent for `new`.
+    pub fn fresh(new: &NewCall, now: Millis) -> Self {
+        Self {
+            request_id: new.request_id.clone(),
+            call_id: CallId::generate(),
+            fingerprint: new.fingerprint(),
+            created_at: now,
+            void_requested_at: None,
+        }
+    }
+
+    /// What to do with `existing` (the intent stored for the request id, if any).
+    pub fn decide(existing: Option<&Self>, fingerprint: &Fingerprint) -> IntentStep {
+        match existing {
+            None => IntentStep::Fresh,
+            Some(r) if &r.fingerprint != fingerprint => IntentStep::Conflict,
+            Some(r) if r.void_requested_at.is_some() => IntentStep::BeingVoided,
+            Some(r) => IntentStep::Reuse(r.call_id.clone()),
+        }
+    }
+}
+
+/// Something the rider service reported about a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryEvent {
+    /// `CallAccepted`.
+    Accepted {
+        /// Who took the call.
+        rider: RiderId,
+    },
+    /// `DeliveryPicked`.
+    Picked {
+        /// Who has the food.
+        rider: RiderId,
+    },
+    /// `DeliveryCompleted`: the delivery is done and its fee settled.
+    Completed {
+        /// Who delivered.
+        rider: RiderId,
+        /// What the rider was paid, KRW.
+        rider_payout: i64,
+    },
+}
+
+impl DeliveryEvent {
+    /// The status this event proves the delivery reached.
+    pub fn status(&self) -> DeliveryStatus {
+        match self {
+            Self::Accepted { .. } => DeliveryStatus::Accepted,
+            Self::Picked { .. } => DeliveryStatus::Picked,
+            Self::Completed { .. } => DeliveryStatus::Completed,
+        }
+    }
+
+    /// The rider it names.
+    pub fn rider(&self) -> &RiderId {
+        match self {
+            Self::Accepted { rider } | Self::Picked { rider } | Self::Completed { rider, .. } => {
+                rider
+            }
+        }
+    }
+}
+
+/// What CancelCall does after looking at the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelStep {
+    /// Cancelled before: answer with the call as it is (idempotent).
+    AlreadyCancelled(Call),
+    /// Store this call (cancellation marked as requested), then void the fee.
+    Void(Call),
+}
+
+/// A call as the call service knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The id that correlates the delivery everywhere.
+    pub call_id: CallId,
+    /// The idempotency key it was placed with.
+    pub request_id: RequestId,
+    /// The body it was placed with.
+    pub fingerprint: Fingerprint,
+    /// Who called.
+    pub restaurant_id: RestaurantId,
+    /// Where the food goes.
+    pub destination: Destination,
+    /// The registered fee.
+    pub fee: Fee,
+    /// Where the delivery is.
+    pub status: DeliveryStatus,
+    /// Set once a rider took the call.
+    pub rider_id: Option<RiderId>,
+    /// Where the fee is in payment.
+    pub payment_state: PaymentState,
+    /// The rider's payout once settled, KRW.
+    pub settled_amount: Option<i64>,
+    /// Why it was cancelled (or is being cancelled).
+    pub cancel_reason: Option<CancelReason>,
+    /// Set while a cancellation voids the fee; the repair worker finishes one left behind.
+    pub cancel_requested_at: Option<Millis>,
+    /// When it was placed, ms.
+    pub created_at: Millis,
+    /// When it last changed visibly, ms.
+    pub updated_at: Millis,
+    /// Bumped by every stored change: conditional writes detect a concurrent change, watchers order
+    /// what they see.
+    pub version: i64,
+}
+
+impl Call {
+    /// A call placed now under `call_id`, its fee registered.
+    pub fn placed(call_id: CallId, new: &NewCall, now: Millis) -> Self {
+        Self {
+            call_id,
+            request_id: new.request_id.clone(),
+            fingerprint: new.fingerprint(),
+            restaurant_id: new.restaurant_id.clone(),
+            destination: new.destination.clone(),
+            fee: new.fee,
+            status: DeliveryStatus::Called,
+            rider_id: None,
+            payment_state: PaymentState::Registered,
+            settled_amount: None,
+            cancel_reason: None,
+            cancel_requested_at: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
+    /// Whether a PlaceCall with `fingerprint` is a retry of the request that placed this call.
+    pub fn placed_by(&self, fingerprint: &Fingerprint) -> bool {
+        &self.fingerprint == fingerprint
+    }
+
+    /// CancelCall, first step: refuse after pick-up, answer a repeat, or mark the cancellation.
+    pub fn request_cancel(
+        &self,
+        reason: &CancelReason,
+        now: Millis,
+    ) -> Result<CancelStep, IllegalTransition> {
+        if self.status == DeliveryStatus::Cancelled {
+            return Ok(CancelStep::AlreadyCancelled(self.clone()));
+        }
+        self.status.cancel()?;
+        Ok(CancelStep::Void(Self {
+            cancel_reason: Some(reason.clone()),
+            cancel_requested_at: Some(now),
+            version: self.version + 1,
+            ..self.clone()
+        }))
+    }
+
+    /// CancelCall, last step, once payment voided the fee: the call is CANCELLED whatever it reached
+    /// meanwhile (a voided fee can never be settled, and CANCELLED outranks every status). `None` if it
+    /// already is. `reason` replaces the stored reason when given.
+    pub fn confirm_cancel(&self, reason: Option<&CancelReason>, now: Millis) -> Option<Self> {
+        if self.status == DeliveryStatus::Cancelled {
+            return None;
+        }
+        Some(Self {
+            status: self.status.merge(DeliveryStatus::Cancelled),
+            payment_state: PaymentState::Voided,
+            settled_amount: None,
+            cancel_reason: reason.cloned().or_else(|| self.cancel_reason.clone()),
+            cancel_requested_at: None,
+            updated_at: now.max(self.updated_at),
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// Payment refused to void (the fee is settled): the cancellation is dropped. `None` if there is
+    /// no cancellation in progress.
+    pub fn abandon_cancel(&self) -> Option<Self> {
+        if self.cancel_requested_at.is_none() || self.status == DeliveryStatus::Cancelled {
+            return None;
+        }
+        Some(Self {
+            cancel_reason: None,
+            cancel_requested_at: None,
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// The call after learning `event`, which happened at `at`; `None` when it changes nothing.
+    ///
+    /// Converges whatever the order and duplication of events: the status merges by rank, the rider is
+    /// kept once known, the settlement is set by the completion. A cancelled call ignores everything:
+    /// the call service is the authority on cancellation, and its fee is voided.
+    pub fn apply(&self, event: &DeliveryEvent, at: Millis) -> Option<Self> {
+        if self.status == DeliveryStatus::Cancelled {
+            return None;
+        }
+        let mut next = self.clone();
+        next.status = self.status.merge(event.status());
+        if next.rider_id.is_none() {
+            next.rider_id = Some(event.rider().clone());
+        }
+        if let DeliveryEvent::Completed { rider_payout, .. } = event {
+            next.payment_state = PaymentState::Settled;
+            next.settled_amount = Some(*rider_payout);
+        }
+        if next == *self {
+            return None;
+        }
+        next.updated_at = at.max(self.updated_at);
+        next.version = self.version + 1;
+        Some(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baemin_kernel::DeliveryStatus::*;
+
+    fn new_call(restaurant: &str, destination: &str, fee: i64) -> NewCall {
+        NewCall {
+            request_id: RequestId::parse("req-1", "request_id").unwrap(),
+            restaurant_id: RestaurantId::parse(restaurant, "restaurant_id").unwrap(),
+            destination: Destination::parse(destination, "destination").unwrap(),
+            fee: Fee::parse(fee, "fee").unwrap(),
+        }
+    }
+
+    fn call() -> Call {
+        Call::placed(CallId::generate(), &new_call("store-1", "Gangnam 1", 3_000), 10)
+    }
+
+    fn rider(id: &str) -> RiderId {
+        RiderId::parse(id, "rider_id").unwrap()
+    }
+
+    fn reason(text: &str) -> CancelReason {
+        CancelReason::parse(text, "reason").unwrap()
+    }
+
+    fn accepted(r: &str) -> DeliveryEvent {
+        DeliveryEvent::Accepted { rider: rider(r) }
+    }
+
+    fn picked(r: &str) -> DeliveryEvent {
+        DeliveryEvent::Picked { rider: rider(r) }
+    }
+
+    fn completed(r: &str) -> DeliveryEvent {
+        DeliveryEvent::Completed {
+            rider: rider(r),
+            rider_payout: 2_700,
+        }
+    }
+
+    fn apply_all(call: &Call, events: &[&DeliveryEvent]) -> Call {
+        events.iter().enumerate().fold(call.clone(), |c, (i, e)| {
+            c.apply(e, 100 + i as i64).unwrap_or(c)
+        })
+    }
+
+    /// The parts of a call that events decide.
+    fn outcome(c: &Call) -> (DeliveryStatus, Option<RiderId>, PaymentState, Option<i64>) {
+        (c.status, c.rider_id.clone(), c.payment_state, c.settled_amount)
+    }
+
+    #[test]
+    fn the_same_body_has_the_same_fingerprint_and_any_difference_changes_it() {
+        let base = new_call("store-1", "Gangnam 1", 3_000);
+        assert_eq!(base.fingerprint(), new_call("store-1", " Gangnam 1 ", 3_000).fingerprint());
+        for other in [
+            new_call("store-2", "Gangnam 1", 3_000),
+            new_call("store-1", "Gangnam 2", 3_000),
+            new_call("store-1", "Gangnam 1", 3_001),
+        ] {
+            assert_ne!(base.fingerprint(), other.fingerprint());
+        }
+    }
+
+    #[test]
+    fn fingerprints_cannot_be_forged_by_moving_separators() {
+        assert_ne!(
+            new_call("a", "b|1", 2).fingerprint(),
+            new_call("a", "b", 12).fingerprint()
+        );
+        assert_ne!(
+            new_call("a", "x|b", 1).fingerprint(),
+            new_call("a", "x", 1).fingerprint()
+        );
+    }
+
+    #[test]
+    fn an_intent_is_reused_only_by_the_same_body_and_never_while_being_voided() {
+        let new = new_call("store-1", "Gangnam 1", 3_000);
+        let fp = new.fingerprint();
+        assert_eq!(Registration::decide(None, &fp), IntentStep::Fresh);
+        let mut intent = Registration::fresh(&new, 1);
+        assert_eq!(
+            Registration::decide(Some(&intent), &fp),
+            IntentStep::Reuse(intent.call_id.clone())
+        );
+        let other = new_call("store-1", "Gangnam 1", 4_000).fingerprint();
+        assert_eq!(Registration::decide(Some(&intent), &other), IntentStep::Conflict);
+        intent.void_requested_at = Some(2);
+        assert_eq!(Registration::decide(Some(&intent), &fp), IntentStep::BeingVoided);
+    }
+
+    #[test]
+    fn a_retry_is_recognised_by_its_body() {
+        let c = call();
+        assert!(c.placed_by(&new_call("store-1", "Gangnam 1", 3_000).fingerprint()));
+        assert!(!c.placed_by(&new_call("store-1", "Gangnam 1", 3_500).fingerprint()));
+    }
+
+    #[test]
+    fn cancel_before_pick_up_marks_the_call_and_changes_nothing_visible_yet() {
+        for status in [Called, Accepted] {
+            let c = Call { status, ..call() };
+            let CancelStep::Void(marked) = c.request_cancel(&reason("closed"), 50).unwrap() else {
+                panic!("expected a void step from {status}");
+            };
+            assert_eq!(marked.status, status);
+            assert_eq!(marked.cancel_requested_at, Some(50));
+            assert_eq!(marked.payment_state, PaymentState::Registered);
+            assert_eq!(marked.version, c.version + 1);
+        }
+    }
+
+    #[test]
+    fn cancel_after_pick_up_is_refused_naming_the_status() {
+        for status in [Picked, Completed] {
+            let err = Call { status, ..call() }
+                .request_cancel(&reason(""), 50)
+                .unwrap_err();
+            assert_eq!(err.to_string(), format!("cannot cancel a delivery that is {status}"));
+        }
+    }
+
+    #[test]
+    fn cancelling_a_cancelled_call_answers_it_as_it_is() {
+        let cancelled = call().confirm_cancel(Some(&reason("closed")), 20).unwrap();
+        assert_eq!(
+            cancelled.request_cancel(&reason("other"), 30).unwrap(),
+            CancelStep::AlreadyCancelled(cancelled.clone())
+        );
+        assert_eq!(cancelled.confirm_cancel(None, 40), None);
+        assert_eq!(cancelled.abandon_cancel(), None);
+    }
+
+    #[test]
+    fn a_confirmed_cancel_voids_the_fee_and_clears_the_marker_whatever_the_status_reached() {
+        for status in [Called, Accepted, Picked, Completed] {
+            let marked = Call {
+                status,
+                cancel_requested_at: Some(5),
+                cancel_reason: Some(reason("closed")),
+                ..call()
+            };
+            let done = marked.confirm_cancel(None, 60).unwrap();
+            assert_eq!(done.status, Cancelled);
+            assert_eq!(done.payment_state, PaymentState::Voided);
+            assert_eq!(done.cancel_requested_at, None);
+            assert_eq!(done.cancel_reason, Some(reason("closed")));
+            assert_eq!(done.updated_at, 60);
+        }
+    }
+
+    #[test]
+    fn an_abandoned_cancel_restores_the_call_as_it_was() {
+        let c = call();
+        let CancelStep::Void(marked) = c.request_cancel(&reason("closed"), 50).unwrap() else {
+            panic!("expected a void step");
+        };
+        let restored = marked.abandon_cancel().unwrap();
+        assert_eq!(Call { version: c.version, ..restored }, c);
+        assert_eq!(c.abandon_cancel(), None, "nothing to abandon");
+    }
+
+    #[test]
+    fn delivery_events_converge_in_every_order() {
+        let c = call();
+        let (a, p, d) = (accepted("r-1"), picked("r-1"), completed("r-1"));
+        let orders: [[&DeliveryEvent; 3]; 6] = [
+            [&a, &p, &d],
+            [&a, &d, &p],
+            [&p, &a, &d],
+            [&p, &d, &a],
+            [&d, &a, &p],
+            [&d, &p, &a],
+        ];
+        for order in orders {
+            let end = apply_all(&c, &order);
+            assert_eq!(
+                outcome(&end),
+                (Completed, Some(rider("r-1")), PaymentState::Settled, Some(2_700)),
+                "{order:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pick_up_before_accept_then_accept_leaves_picked_with_the_rider() {
+        let end = apply_all(&call(), &[&picked("r-1"), &accepted("r-1")]);
+        assert_eq!(end.status, Picked);
+        assert_eq!(end.rider_id, Some(rider("r-1")));
+        assert_eq!(end.payment_state, PaymentState::Registered);
+    }
+
+    #[test]
+    fn the_same_event_twice_changes_nothing_the_second_time() {
+        for event in [accepted("r-1"), picked("r-1"), completed("r-1")] {
+            let once = call().apply(&event, 100).unwrap();
+            assert_eq!(once.apply(&event, 200), None, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn events_after_a_cancel_change_nothing() {
+        let cancelled = call().confirm_cancel(None, 20).unwrap();
+        for event in [accepted("r-1"), picked("r-1"), completed("r-1")] {
+            assert_eq!(cancelled.apply(&event, 100), None);
+        }
+    }
+
+    #[test]
+    fn a_late_event_never_moves_updated_at_back() {
+        let c = call().apply(&picked("r-1"), 500).unwrap();
+        let later = c.apply(&completed("r-1"), 300).unwrap();
+        assert_eq!(later.updated_at, 500);
+    }
+
+    #[test]
+    fn payment_state_names_round_trip() {
+        for s in PaymentState::ALL {
+            assert_eq!(PaymentState::from_name(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The call service's schema: calls, PlaceCall intents, and the mesh's outbox and inbox.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+/// Every migration of the call database, in order.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(baemin_mesh_events::migration::CreateOutbox),
+            Box::new(baemin_mesh_events::migration::CreateInbox),
+            Box::new(CreateCalls),
+            Box::new(CreateRegistrations),
+        ]
+    }
+}
+
+struct CreateCalls;
+
+impl MigrationName for CreateCalls {
+    fn name(&self) -> &str {
+        "m20261125_000201_call_create_calls"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateCalls {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("calls")
+                    .if_not_exists()
+                    .col(string_len("call_id", 36).primary_key())
+                    .col(string_len_uniq("request_id", 64))
+                    .col(text("request_fingerprint"))
+                    .col(string_len("restaurant_id", 64))
+                    .col(string_len("destination", 200))
+                    .col(big_integer("fee"))
+                    .col(string_len("status", 16))
+                    .col(string_len_null("rider_id", 64))
+                    .col(string_len("payment_state", 16))
+                    .col(big_integer_null("settled_amount"))
+                    .col(string_len_null("cancel_reason", 200))
+                    .col(big_integer_null("cancel_requested_at"))
+                    .col(big_integer("created_at"))
+                    .col(big_integer("updated_at"))
+                    .col(big_integer("version"))
+                    .to_owned(),
+            )
+            .await?;
+        for column in ["restaurant_id", "status", "rider_id", "cancel_requested_at"] {
+            manager
+                .create_index(
+                    Index::create()
+                        .if_not_exists()
+                        .name(format!("calls_{column}"))
+                        .table("calls")
+                        .col(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("calls").to_owned())
+            .await
+    }
+}
+
+struct CreateRegistrations;
+
+impl MigrationName for CreateRegistrations {
+    fn name(&self) -> &str {
+        "m20261125_000202_call_create_registrations"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateRegistrations {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("registrations")
+                    .if_not_exists()
+                    .col(string_len("request_id", 64).primary_key())
+                    .col(string_len("call_id", 36))
+                    .col(text("request_fingerprint"))
+                    .col(big_integer("created_at"))
+                    .col(big_integer_null("void_requested_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("registrations_created_at")
+                    .table("registrations")
+                    .col("created_at")
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("registrations").to_owned())
+            .await
+    }
+}

@@ -1,0 +1,7 @@
+//! Adapters the call domain drives: its database, its events and the payment service.
+
+pub mod db;
+pub mod events;
+pub mod intents;
+pub mod migration;
+pub mod payment;

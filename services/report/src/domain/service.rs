@@ -1,0 +1,210 @@
+//! The report application: projects each event in one transaction with the inbox, answers queries,
+//! and tells watchers about every committed change.
+
+use std::{collections::VecDeque, sync::Arc};
+
+use baemin_kernel::{CallId, DeliveryStatus, PageSize, PageToken, RestaurantId, RiderId};
+use futures::Stream;
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+
+use super::{DeliveryView, Fact, ReportError, Stats, apply};
+use crate::outbound::db;
+
+/// Most rows a watcher's snapshot holds (newest first).
+pub const SNAPSHOT_LIMIT: u64 = 1_000;
+
+/// Changes a slow watcher may fall behind before it is re-sent a snapshot instead.
+const WATCH_BUFFER: usize = 1_024;
+
+/// A page request of ListDeliveryViews, parsed.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// How many rows at most.
+    pub page_size: PageSize,
+    /// Where the previous page stopped; `None` for the first page.
+    pub page_token: Option<PageToken>,
+    /// Only rows in this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only this restaurant's calls.
+    pub restaurant_id: Option<RestaurantId>,
+    /// Only this rider's deliveries.
+    pub rider_id: Option<RiderId>,
+}
+
+/// One page of rows, newest call first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The rows.
+    pub views: Vec<DeliveryView>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_page_token: Option<PageToken>,
+}
+
+/// The report service's use cases.
+pub struct ReportApp {
+    db: DatabaseConnection,
+    changes: broadcast::Sender<DeliveryView>,
+    closing: CancellationToken,
+}
+
+impl ReportApp {
+    /// The application over its database.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            changes: broadcast::channel(WATCH_BUFFER).0,
+            closing: CancellationToken::new(),
+        }
+    }
+
+    /// Applies one event that arrived on `subject` with id `event_id`; a redelivered event applies
+    /// nothing. Returns whether the row changed (and was announced to watchers).
+    pub async fn project(
+        &self,
+        subject: &str,
+        event_id: &str,
+        fact: &Fact,
+    ) -> Result<bool, ReportError> {
+        let txn = self.db.begin().await?;
+        if !db::first_delivery(&txn, subject, event_id).await? {
+            txn.commit().await?;
+            return Ok(false);
+        }
+        // Locked: another replica projecting an event of the same call waits for our commit, so
+        // neither overwrites the other's fields.
+        let current = db::lock_or_create(&txn, &fact.call_id).await?;
+        let next = apply(Some(current.clone()), fact);
+        let changed = next != current;
+        if changed {
+            db::store(&txn, &next).await?;
+        }
+        txn.commit().await?;
+        if changed && next.is_visible() {
+            // No receiver is not an error: nobody is watching.
+            let _ = self.changes.send(next);
+        }
+        Ok(changed)
+    }
+
+    /// The row of `call_id`.
+    pub async fn get(&self, call_id: &CallId) -> Result<DeliveryView, ReportError> {
+        db::find_visible(&self.db, call_id)
+            .await?
+            .ok_or_else(|| ReportError::NotFound(call_id.to_string()))
+    }
+
+    /// One page of rows, newest call first.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, ReportError> {
+        let size = query.page_size.get();
+        let mut views = db::list(&self.db, query, size + 1).await?;
+        let next_page_token = if views.len() as u64 > size {
+            views.truncate(size as usize);
+            views.last().map(|v| PageToken::after(v.call_id.as_str()))
+        } else {
+            None
+        };
+        Ok(Page {
+            views,
+            next_page_token,
+        })
+    }
+
+    /// The company's figures over every visible row.
+    pub async fn stats(&self) -> Result<Stats, ReportError> {
+        Ok(Stats::from_totals(&db::totals(&self.db).await?))
+    }
+
+    /// The current rows (of `call_id` only, when set): at most [`SNAPSHOT_LIMIT`], newest first.
+    pub async fn snapshot(&self, call_id: Option<&CallId>) -> Result<Vec<DeliveryView>, ReportError> {
+        match call_id {
+            Some(call_id) => Ok(db::find_visible(&self.db, call_id)
+                .await?
+                .into_iter()
+                .collect()),
+            None => Ok(db::newest(&self.db, SNAPSHOT_LIMIT).await?),
+        }
+    }
+
+    /// Every row as it changes (of `call_id` only, when set), after the current rows when
+    /// `include_snapshot`. A watcher that falls behind is re-sent the current rows rather than
+    /// silently missing changes. Ends with [`ReportError::ShuttingDown`] when the service stops.
+    pub fn watch(
+        self: &Arc<Self>,
+        call_id: Option<CallId>,
+        include_snapshot: bool,
+    ) -> impl Stream<Item = Result<DeliveryView, ReportError>> + Send + 'static {
+        // Subscribe before reading the snapshot: a change committed in between is sent twice
+        // rather than never.
+        let watcher = Watcher {
+            app: Arc::clone(self),
+            changes: self.changes.subscribe(),
+            call_id,
+            pending: VecDeque::new(),
+            needs_snapshot: include_snapshot,
+            done: false,
+        };
+        futures::stream::unfold(watcher, Watcher::next)
+    }
+
+    /// Ends every watch stream: long-lived streams must not hold the server's graceful drain open.
+    pub fn close_watches(&self) {
+        self.closing.cancel();
+    }
+}
+
+/// The state of one watch stream.
+struct Watcher {
+    app: Arc<ReportApp>,
+    changes: broadcast::Receiver<DeliveryView>,
+    call_id: Option<CallId>,
+    pending: VecDeque<DeliveryView>,
+    needs_snapshot: bool,
+    done: bool,
+}
+
+impl Watcher {
+    async fn next(mut self) -> Option<(Result<DeliveryView, ReportError>, Self)> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if std::mem::take(&mut self.needs_snapshot) {
+                match self.app.snapshot(self.call_id.as_ref()).await {
+                    Ok(rows) => self.pending = rows.into(),
+                    Err(err) => return self.finish(err),
+                }
+            }
+            if let Some(view) = self.pending.pop_front() {
+                return Some((Ok(view), self));
+            }
+            let closing = self.app.closing.clone();
+            let received = tokio::select! {
+                () = closing.cancelled() => return self.finish(ReportError::ShuttingDown),
+                received = self.changes.recv() => received,
+            };
+            match received {
+                Ok(view) if self.wants(&view) => return Some((Ok(view), self)),
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a watcher fell behind; re-sending the current rows");
+                    self.needs_snapshot = true;
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    fn wants(&self, view: &DeliveryView) -> bool {
+        self.call_id.as_ref().is_none_or(|id| *id == view.call_id)
+    }
+
+    fn finish(mut self, err: ReportError) -> Option<(Result<DeliveryView, ReportError>, Self)> {
+        self.done = true;
+        Some((Err(err), self))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,4 @@
+//! Adapters the report domain drives: its database.
+
+pub mod db;
+pub mod migration;

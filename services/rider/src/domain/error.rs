@@ -1,0 +1,44 @@
+//! Everything that can go wrong in the rider service, by kind; mapped to gRPC status in `inbound::status`.
+
+use baemin_kernel::{CallId, InvalidInput};
+
+/// Why a rider command was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RiderError {
+    /// A field of the request is malformed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// No delivery for this call (the call is unknown, or its CallPlaced has not arrived yet).
+    #[error("no delivery for call {0}")]
+    NotFound(CallId),
+    /// The delivery belongs to another rider (BOLA).
+    #[error("call {0} is another rider's delivery")]
+    NotYours(CallId),
+    /// Another rider accepted the call first.
+    #[error("call {0} was already taken")]
+    Taken(CallId),
+    /// The call service cancelled the call.
+    #[error("call {0} was cancelled")]
+    Cancelled(CallId),
+    /// Any other transition the lifecycle does not allow from the delivery's status.
+    #[error("{0}")]
+    IllegalState(String),
+    /// Payment refused to settle because the fee was voided: the call was cancelled meanwhile.
+    #[error("call {0} was cancelled; nothing to settle")]
+    NothingToSettle(CallId),
+    /// Payment has no fee registered for the call (it may still be pending registration).
+    #[error("payment has no fee registered for call {0}")]
+    FeeNotRegistered(CallId),
+    /// Payment could not be reached, timed out or is overloaded; nothing changed.
+    #[error("payment is unavailable: {0}")]
+    PaymentUnavailable(String),
+    /// Payment answered in a way it never should (a bug or a mesh misconfiguration).
+    #[error("payment answered unexpectedly: {0}")]
+    PaymentFailed(String),
+    /// The delivery kept changing under concurrent commands; the client may retry.
+    #[error("call {0} is changing concurrently; retry")]
+    Contention(CallId),
+    /// The database failed.
+    #[error("rider database")]
+    Db(#[from] sea_orm::DbErr),
+}

@@ -1,0 +1,19 @@
+//! The rider domain: deliveries, the rules of taking, picking up and completing them, and the port to
+//! payment.
+
+mod error;
+mod model;
+mod ports;
+mod service;
+
+pub use error::RiderError;
+pub use model::{
+    BoardChange, CancelOutcome, Change, Completion, Delivery, DeliveryFilter, Listed, Page,
+    PlacedCall, PlacedOutcome, Receipt, on_call_cancelled, on_call_placed, status_from_label,
+    status_label,
+};
+pub use ports::{PaymentCallError, Payments};
+pub use service::RiderApp;
+
+#[cfg(test)]
+mod service_tests;

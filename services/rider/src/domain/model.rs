@@ -1,0 +1,390 @@
+//! A delivery as the rider service knows it, and the decisions each command and event make on it (pure:
+//! no I/O). The application stores what these decide; the tests below pin every transition.
+
+use baemin_kernel::{
+    CallId, DeliveryStatus, Destination, Fee, Millis, PageSize, PageToken, RestaurantId, RiderId,
+    Settlement,
+};
+
+use super::RiderError;
+
+/// The name of a status in this service's API and table: a CALLED delivery is OPEN on the board.
+pub fn status_label(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Called => "OPEN",
+        other => other.as_str(),
+    }
+}
+
+/// Parses a name written by [`status_label`].
+pub fn status_from_label(label: &str) -> Option<DeliveryStatus> {
+    DeliveryStatus::ALL
+        .into_iter()
+        .find(|s| status_label(*s) == label)
+}
+
+/// What a CallPlaced event tells the rider service about a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedCall {
+    /// Who placed it.
+    pub restaurant_id: RestaurantId,
+    /// Where the food goes.
+    pub destination: Destination,
+    /// What the delivery pays.
+    pub fee: Fee,
+    /// When the call was placed (the event's `occurred_at`).
+    pub called_at: Millis,
+}
+
+/// One delivery: a call on the board, then a rider's job.
+///
+/// The call's facts are optional only for a tombstone: a CANCELLED row written when the cancellation
+/// arrived before the call itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The call id, shared by every context.
+    pub call_id: CallId,
+    /// Who placed the call.
+    pub restaurant_id: Option<RestaurantId>,
+    /// Where the food goes.
+    pub destination: Option<Destination>,
+    /// What the delivery pays.
+    pub fee: Option<Fee>,
+    /// Where the delivery is (CALLED is shown as OPEN).
+    pub status: DeliveryStatus,
+    /// The rider who took the call.
+    pub rider_id: Option<RiderId>,
+    /// How payment split the fee, once settled.
+    pub settlement: Option<Settlement>,
+    /// When the call was placed.
+    pub called_at: Option<Millis>,
+    /// When the rider took it.
+    pub accepted_at: Option<Millis>,
+    /// When the rider picked the food up.
+    pub picked_at: Option<Millis>,
+    /// When it was delivered and settled.
+    pub completed_at: Option<Millis>,
+    /// When the call service cancelled it.
+    pub cancelled_at: Option<Millis>,
+    /// Last write to the row.
+    pub updated_at: Millis,
+}
+
+/// What a command decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The delivery moves to this state (store it conditionally on the old status, emit its event).
+    Apply(Delivery),
+    /// The command was done before (an idempotent retry): answer with the delivery as it is.
+    AlreadyDone(Delivery),
+}
+
+/// Whether CompleteDelivery has to settle with payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// PICKED by this rider: settle, then complete.
+    Settle,
+    /// Completed before: answer with it, settle nothing.
+    AlreadyDone(Delivery),
+}
+
+/// What a CallPlaced event does to the stored delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlacedOutcome {
+    /// No row yet: insert this OPEN delivery and put it on the board.
+    Open(Delivery),
+    /// A row exists without the call's facts (a tombstone): fill them in, keep its status.
+    Fill(Delivery),
+    /// Nothing to do (a repeat).
+    Unchanged,
+}
+
+/// What a CallCancelled event (or a voided fee) does to the stored delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// No row yet: insert this CANCELLED tombstone so a late CallPlaced does not reopen the call.
+    Tombstone(Delivery),
+    /// The delivery becomes CANCELLED (store conditionally on its old status).
+    Cancel(Delivery),
+    /// Already cancelled.
+    Unchanged,
+    /// Already completed; a completed delivery is never cancelled.
+    CompletedFirst,
+}
+
+/// A change of the open-call board, broadcast to WatchOpenCalls after it is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoardChange {
+    /// A call opened.
+    Opened(Delivery),
+    /// A call left the board: taken or cancelled.
+    Closed(Delivery),
+}
+
+/// Which event a consumer is applying: recorded in the inbox with the change it causes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The envelope's event id.
+    pub event_id: String,
+    /// The subject it arrived on.
+    pub subject: String,
+}
+
+/// Filters of ListDeliveries; `None` means any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// Only deliveries in this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only this rider's deliveries.
+    pub rider_id: Option<RiderId>,
+    /// Only this restaurant's deliveries.
+    pub restaurant_id: Option<RestaurantId>,
+}
+
+/// One page request: its size and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// How many items at most.
+    pub size: PageSize,
+    /// Resume after this key; `None` for the first page.
+    pub after: Option<PageToken>,
+}
+
+/// One page of deliveries and where the next one starts (`None` on the last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The page.
+    pub items: Vec<Delivery>,
+    /// Token of the next page.
+    pub next: Option<PageToken>,
+}
+
+/// Applies CallPlaced to what is stored for `call_id` (converges in any order, any number of times).
+pub fn on_call_placed(
+    current: Option<&Delivery>,
+    call_id: &CallId,
+    placed: &PlacedCall,
+    now: Millis,
+) -> PlacedOutcome {
+    match current {
+        None => PlacedOutcome::Open(Delivery::open(call_id.clone(), placed, now)),
+        Some(delivery) => delivery
+            .fill(placed, now)
+            .map_or(PlacedOutcome::Unchanged, PlacedOutcome::Fill),
+    }
+}
+
+/// Applies CallCancelled, which happened at `at`, to what is stored for `call_id`.
+///
+/// The call service is the authority on cancellation: whatever the local status, short of COMPLETED,
+/// the delivery becomes CANCELLED.
+pub fn on_call_cancelled(
+    current: Option<&Delivery>,
+    call_id: &CallId,
+    at: Millis,
+    now: Millis,
+) -> CancelOutcome {
+    match current {
+        None => CancelOutcome::Tombstone(Delivery::tombstone(call_id.clone(), at, now)),
+        Some(delivery) => delivery.cancel(at, now),
+    }
+}
+
+impl Delivery {
+    /// A call newly on the board.
+    pub fn open(call_id: CallId, placed: &PlacedCall, now: Millis) -> Self {
+        Self {
+            call_id,
+            restaurant_id: Some(placed.restaurant_id.clone()),
+            destination: Some(placed.destination.clone()),
+            fee: Some(placed.fee),
+            status: DeliveryStatus::Called,
+            rider_id: None,
+            settlement: None,
+            called_at: Some(placed.called_at),
+            accepted_at: None,
+            picked_at: None,
+            completed_at: None,
+            cancelled_at: None,
+            updated_at: now,
+        }
+    }
+
+    /// A cancelled call whose CallPlaced has not arrived yet.
+    pub fn tombstone(call_id: CallId, cancelled_at: Millis, now: Millis) -> Self {
+        Self {
+            call_id,
+            restaurant_id: None,
+            destination: None,
+            fee: None,
+            status: DeliveryStatus::Cancelled,
+            rider_id: None,
+            settlement: None,
+            called_at: None,
+            accepted_at: None,
+            picked_at: None,
+            completed_at: None,
+            cancelled_at: Some(cancelled_at),
+            updated_at: now,
+        }
+    }
+
+    /// Whether the call is on the open-call board.
+    pub fn is_open(&self) -> bool {
+        self.status == DeliveryStatus::Called
+    }
+
+    /// The call's facts filled in where missing; `None` if nothing was missing.
+    pub fn fill(&self, placed: &PlacedCall, now: Millis) -> Option<Self> {
+        let complete = self.restaurant_id.is_some()
+            && self.destination.is_some()
+            && self.fee.is_some()
+            && self.called_at.is_some();
+        (!complete).then(|| Self {
+            restaurant_id: self
+                .restaurant_id
+                .clone()
+                .or_else(|| Some(placed.restaurant_id.clone())),
+            destination: self
+                .destination
+                .clone()
+                .or_else(|| Some(placed.destination.clone())),
+            fee: self.fee.or(Some(placed.fee)),
+            called_at: self.called_at.or(Some(placed.called_at)),
+            updated_at: now,
+            ..self.clone()
+        })
+    }
+
+    /// The call was cancelled at `at` (by the call service, or as payment says by voiding the fee).
+    pub fn cancel(&self, at: Millis, now: Millis) -> CancelOutcome {
+        match self.status {
+            DeliveryStatus::Completed => CancelOutcome::CompletedFirst,
+            DeliveryStatus::Cancelled => CancelOutcome::Unchanged,
+            status => CancelOutcome::Cancel(Self {
+                status: status.merge(DeliveryStatus::Cancelled),
+                cancelled_at: Some(at),
+                updated_at: now,
+                ..self.clone()
+            }),
+        }
+    }
+
+    /// AcceptCall by `rider`: of riders racing for an open call, the first stored wins.
+    pub fn accept(&self, rider: &RiderId, now: Millis) -> Result<Change, RiderError> {
+        if let Ok(next) = self.status.accept() {
+            return Ok(Change::Apply(Self {
+                status: next,
+                rider_id: Some(rider.clone()),
+                accepted_at: Some(now),
+                updated_at: now,
+                ..self.clone()
+            }));
+        }
+        match self.status {
+            DeliveryStatus::Accepted if self.belongs_to(rider) => {
+                Ok(Change::AlreadyDone(self.clone()))
+            }
+            DeliveryStatus::Cancelled => Err(RiderError::Cancelled(self.call_id.clone())),
+            status if self.belongs_to(rider) => Err(RiderError::IllegalState(format!(
+                "call {} is already {}; it cannot be accepted again",
+                self.call_id,
+                status_label(status)
+            ))),
+            _ => Err(RiderError::Taken(self.call_id.clone())),
+        }
+    }
+
+    /// PickUp by `rider`: only the rider who accepted, only once accepted.
+    pub fn pick_up(&self, rider: &RiderId, now: Millis) -> Result<Change, RiderError> {
+        self.ensure_owned_by(rider)?;
+        if let Ok(next) = self.status.pick_up() {
+            return Ok(Change::Apply(Self {
+                status: next,
+                picked_at: Some(now),
+                updated_at: now,
+                ..self.clone()
+            }));
+        }
+        match self.status {
+            DeliveryStatus::Picked => Ok(Change::AlreadyDone(self.clone())),
+            _ => Err(self.refusal("picked up")),
+        }
+    }
+
+    /// CompleteDelivery by `rider`, before settling: must it settle, or was it done before?
+    pub fn begin_completion(&self, rider: &RiderId) -> Result<Completion, RiderError> {
+        self.ensure_owned_by(rider)?;
+        match self.status {
+            DeliveryStatus::Picked => Ok(Completion::Settle),
+            DeliveryStatus::Completed => Ok(Completion::AlreadyDone(self.clone())),
+            _ => Err(self.refusal("completed")),
+        }
+    }
+
+    /// CompleteDelivery by `rider` once payment settled the fee as `settlement`.
+    pub fn complete(
+        &self,
+        rider: &RiderId,
+        settlement: Settlement,
+        now: Millis,
+    ) -> Result<Change, RiderError> {
+        if let Completion::AlreadyDone(done) = self.begin_completion(rider)? {
+            return Ok(Change::AlreadyDone(done));
+        }
+        let next = self
+            .status
+            .complete()
+            .map_err(|e| RiderError::IllegalState(e.to_string()))?;
+        Ok(Change::Apply(Self {
+            status: next,
+            settlement: Some(settlement),
+            completed_at: Some(now),
+            updated_at: now,
+            ..self.clone()
+        }))
+    }
+
+    /// Payment refused to settle because the fee was voided: the call was cancelled meanwhile.
+    pub fn cancel_unsettleable(&self, now: Millis) -> Change {
+        match self.cancel(now, now) {
+            CancelOutcome::Cancel(next) | CancelOutcome::Tombstone(next) => Change::Apply(next),
+            CancelOutcome::Unchanged | CancelOutcome::CompletedFirst => {
+                Change::AlreadyDone(self.clone())
+            }
+        }
+    }
+
+    fn belongs_to(&self, rider: &RiderId) -> bool {
+        self.rider_id.as_ref() == Some(rider)
+    }
+
+    /// A rider acts only on its own deliveries (BOLA); an open call or a tombstone has no owner yet.
+    fn ensure_owned_by(&self, rider: &RiderId) -> Result<(), RiderError> {
+        match &self.rider_id {
+            Some(owner) if owner != rider => Err(RiderError::NotYours(self.call_id.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Why this delivery cannot be `what` (picked up, completed) in its status.
+    fn refusal(&self, what: &str) -> RiderError {
+        let id = &self.call_id;
+        match self.status {
+            DeliveryStatus::Cancelled => RiderError::Cancelled(id.clone()),
+            DeliveryStatus::Called => RiderError::IllegalState(format!(
+                "call {id} is open: accept it before it can be {what}"
+            )),
+            DeliveryStatus::Accepted => RiderError::IllegalState(format!(
+                "call {id} has not been picked up yet, so it cannot be {what}"
+            )),
+            status => RiderError::IllegalState(format!(
+                "call {id} is already {}, so it cannot be {what}",
+                status_label(status)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

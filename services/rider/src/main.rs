@@ -1,0 +1,6 @@
+//! `baemin-rider`: the rider service as its own process.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    baemin_mesh_runtime::serve_until_signal::<baemin_rider::Application>().await
+}

@@ -1,0 +1,53 @@
+//! The events the rider service emits, and the inbox record of the events it applies.
+
+use baemin_mesh_events::{Envelope, Event, new_envelope};
+use baemin_proto::events::v1::{CallAccepted, DeliveryCompleted, DeliveryPicked};
+use sea_orm::{ConnectionTrait, DbErr};
+
+use crate::domain::{Delivery, Receipt};
+
+/// The producer name on every envelope this service writes.
+const PRODUCER: &str = "rider";
+
+fn rider_of(d: &Delivery) -> String {
+    d.rider_id.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// CallAccepted: `d`'s rider won the call.
+pub fn call_accepted(d: &Delivery) -> Envelope {
+    let event = Event::CallAccepted(CallAccepted {
+        rider_id: rider_of(d),
+    });
+    new_envelope(PRODUCER, d.call_id.as_str(), event)
+}
+
+/// DeliveryPicked: `d`'s rider has the food.
+pub fn delivery_picked(d: &Delivery) -> Envelope {
+    let event = Event::DeliveryPicked(DeliveryPicked {
+        rider_id: rider_of(d),
+    });
+    new_envelope(PRODUCER, d.call_id.as_str(), event)
+}
+
+/// DeliveryCompleted: delivered, and settled as payment split the fee.
+pub fn delivery_completed(d: &Delivery) -> Envelope {
+    let fee = d.fee.map(baemin_kernel::Fee::krw).unwrap_or_default();
+    let event = Event::DeliveryCompleted(DeliveryCompleted {
+        rider_id: rider_of(d),
+        fee: d.settlement.map_or(fee, |s| s.fee),
+        commission: d.settlement.map(|s| s.commission).unwrap_or_default(),
+        rider_payout: d.settlement.map(|s| s.rider_payout).unwrap_or_default(),
+    });
+    new_envelope(PRODUCER, d.call_id.as_str(), event)
+}
+
+/// Records the event of `receipt` in the inbox inside `txn`: `true` the first time, `false` for a
+/// redelivery (apply nothing, just commit).
+pub async fn first_delivery<C: ConnectionTrait>(txn: &C, receipt: &Receipt) -> Result<bool, DbErr> {
+    // The inbox keys on the event id alone; the rest of the envelope is not needed to record it.
+    let key = Envelope {
+        event_id: receipt.event_id.clone(),
+        ..Envelope::default()
+    };
+    baemin_mesh_events::inbox::first_delivery(txn, &receipt.subject, &key).await
+}

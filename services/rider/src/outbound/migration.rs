@@ -1,0 +1,72 @@
+//! The rider service's schema.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+/// Every migration of the rider database, in order.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(baemin_mesh_events::migration::CreateOutbox),
+            Box::new(baemin_mesh_events::migration::CreateInbox),
+            Box::new(CreateDeliveries),
+        ]
+    }
+}
+
+struct CreateDeliveries;
+
+impl MigrationName for CreateDeliveries {
+    fn name(&self) -> &str {
+        "m20261125_000201_rider_create_deliveries"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateDeliveries {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("deliveries")
+                    .if_not_exists()
+                    .col(string_len("call_id", 36).primary_key())
+                    .col(string_len_null("restaurant_id", 64))
+                    .col(string_len_null("destination", 200))
+                    // Null only for a tombstone: a cancellation that arrived before its call.
+                    .col(big_integer_null("fee"))
+                    .col(string_len("status", 16))
+                    .col(string_len_null("rider_id", 64))
+                    .col(big_integer_null("commission"))
+                    .col(big_integer_null("payout"))
+                    .col(big_integer_null("called_at"))
+                    .col(big_integer_null("accepted_at"))
+                    .col(big_integer_null("picked_at"))
+                    .col(big_integer_null("completed_at"))
+                    .col(big_integer_null("cancelled_at"))
+                    .col(big_integer("updated_at"))
+                    .to_owned(),
+            )
+            .await?;
+        for column in ["status", "rider_id"] {
+            manager
+                .create_index(
+                    Index::create()
+                        .if_not_exists()
+                        .name(format!("deliveries_{column}"))
+                        .table("deliveries")
+                        .col(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("deliveries").to_owned())
+            .await
+    }
+}

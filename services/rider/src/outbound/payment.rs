@@ -1,0 +1,136 @@
+//! The payment service behind the domain's [`Payments`] port: a tonic client on the mesh channel
+//! (deadline now; the breaker and retry layers slot into `baemin_mesh_client`).
+
+use std::time::Duration;
+
+use baemin_kernel::{CallId, RiderId, Settlement};
+use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, connect_lazy};
+use baemin_proto::payment::v1::{
+    PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient,
+};
+use futures::future::BoxFuture;
+use tonic::{Code, Status};
+
+use crate::domain::{PaymentCallError, Payments};
+
+/// Payment over gRPC.
+#[derive(Clone)]
+pub struct GrpcPayments {
+    client: PaymentServiceClient<MeshChannel>,
+}
+
+impl GrpcPayments {
+    /// A client of the payment service at `url`; connects on first use, so start-up never waits for it.
+    pub fn connect(url: &str, deadline: Duration) -> Result<Self, ClientError> {
+        let channel = connect_lazy(&ClientSettings {
+            dependency: "payment",
+            url: url.to_owned(),
+            deadline,
+            // Connecting is part of the call, so it can never usefully take longer than the deadline.
+            connect_timeout: deadline,
+        })?;
+        Ok(Self {
+            client: PaymentServiceClient::new(channel),
+        })
+    }
+}
+
+impl Payments for GrpcPayments {
+    fn settle<'a>(
+        &'a self,
+        call_id: &'a CallId,
+        rider: &'a RiderId,
+    ) -> BoxFuture<'a, Result<Settlement, PaymentCallError>> {
+        Box::pin(async move {
+            let request = SettleRequest {
+                call_id: call_id.to_string(),
+                rider_id: rider.to_string(),
+            };
+            let response = self
+                .client
+                .clone()
+                .settle(request)
+                .await
+                .map_err(classify)?;
+            let payment = response.into_inner().payment.ok_or_else(|| {
+                PaymentCallError::Unexpected("Settle answered without a payment".into())
+            })?;
+            if payment.status != PaymentStatus::Settled as i32 {
+                return Err(PaymentCallError::Unexpected(format!(
+                    "Settle answered with payment status {}",
+                    payment.status
+                )));
+            }
+            Ok(Settlement {
+                fee: payment.fee,
+                commission: payment.commission,
+                rider_payout: payment.rider_payout,
+            })
+        })
+    }
+}
+
+/// Sorts payment's answer: what may succeed later, what payment refused, and what should never happen.
+fn classify(status: Status) -> PaymentCallError {
+    let message = if status.message().is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        status.message().to_owned()
+    };
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::Internal
+        | Code::ResourceExhausted
+        | Code::Aborted => PaymentCallError::Unavailable(message),
+        Code::FailedPrecondition => PaymentCallError::Refused(message),
+        Code::NotFound => PaymentCallError::NotFound(message),
+        code => PaymentCallError::Unexpected(format!("{code:?}: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_unavailable_and_a_voided_fee_is_a_refusal() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::Unknown,
+            Code::Internal,
+            Code::ResourceExhausted,
+        ] {
+            assert!(matches!(
+                classify(Status::new(code, "x")),
+                PaymentCallError::Unavailable(_)
+            ));
+        }
+        assert_eq!(
+            classify(Status::failed_precondition("voided")),
+            PaymentCallError::Refused("voided".into())
+        );
+        assert!(matches!(
+            classify(Status::not_found("no payment")),
+            PaymentCallError::NotFound(_)
+        ));
+        assert!(matches!(
+            classify(Status::invalid_argument("bad")),
+            PaymentCallError::Unexpected(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_payment_is_unavailable() {
+        // Port 9 (discard) on loopback refuses connections on any sane test machine.
+        let payments = GrpcPayments::connect("http://127.0.0.1:9", Duration::from_secs(2)).unwrap();
+        let call_id = CallId::generate();
+        let rider = RiderId::parse("r-1", "rider_id").unwrap();
+        let err = payments.settle(&call_id, &rider).await.unwrap_err();
+        assert!(matches!(err, PaymentCallError::Unavailable(_)), "{err:?}");
+    }
+}
