@@ -26,6 +26,9 @@ pub enum StartupError {
     /// The gRPC server failed.
     #[error("gRPC server")]
     Serve(#[from] ServeError),
+    /// A client of another service could not be built.
+    #[error("client")]
+    Client(#[from] baemin_mesh_client::ClientError),
 }
 
 /// What a running service holds: its database, bus, outbox and server, and its background tasks.

@@ -81,6 +81,7 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
     for service in ServiceName::ALL {
         let addr = SocketAddr::from(([127, 0, 0, 1], service.port()));
         if std::net::TcpListener::bind(addr).is_err() {
+            let services = services.into_iter().map(|(_, s)| s).collect();
             stop_all(services, nats, &stop_services, &stop_nats).await;
             bail!("port {} for {} is in use (is another `baemin up` running?)", service.port(), service.as_str());
         }

@@ -8,11 +8,13 @@ mod repair;
 mod service;
 #[cfg(test)]
 mod service_tests;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use error::CallError;
 pub use model::{
     Call, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentState, Registration,
 };
 pub use ports::{PaymentCallError, Payments};
-pub use repair::{RepairReport, run_repair};
-pub use service::{CallApp, CallFilter, CallPage, Delivery};
+pub use repair::run_repair;
+pub use service::{CallApp, CallFilter, Delivery};

@@ -1,7 +1,7 @@
 //! A call and the decisions each command or event makes on it (pure: no I/O).
 
 use baemin_kernel::{
-    CallId, CancelReason, Destination, DeliveryStatus, Fee, IllegalTransition, Millis, RequestId,
+    CallId, CancelReason, DeliveryStatus, Destination, Fee, IllegalTransition, Millis, RequestId,
     RestaurantId, RiderId,
 };
 
@@ -344,7 +344,11 @@ mod tests {
     }
 
     fn call() -> Call {
-        Call::placed(CallId::generate(), &new_call("store-1", "Gangnam 1", 3_000), 10)
+        Call::placed(
+            CallId::generate(),
+            &new_call("store-1", "Gangnam 1", 3_000),
+            10,
+        )
     }
 
     fn rider(id: &str) -> RiderId {
@@ -378,13 +382,21 @@ mod tests {
 
     /// The parts of a call that events decide.
     fn outcome(c: &Call) -> (DeliveryStatus, Option<RiderId>, PaymentState, Option<i64>) {
-        (c.status, c.rider_id.clone(), c.payment_state, c.settled_amount)
+        (
+            c.status,
+            c.rider_id.clone(),
+            c.payment_state,
+            c.settled_amount,
+        )
     }
 
     #[test]
     fn the_same_body_has_the_same_fingerprint_and_any_difference_changes_it() {
         let base = new_call("store-1", "Gangnam 1", 3_000);
-        assert_eq!(base.fingerprint(), new_call("store-1", " Gangnam 1 ", 3_000).fingerprint());
+        assert_eq!(
+            base.fingerprint(),
+            new_call("store-1", " Gangnam 1 ", 3_000).fingerprint()
+        );
         for other in [
             new_call("store-2", "Gangnam 1", 3_000),
             new_call("store-1", "Gangnam 2", 3_000),
@@ -417,9 +429,15 @@ mod tests {
             IntentStep::Reuse(intent.call_id.clone())
         );
         let other = new_call("store-1", "Gangnam 1", 4_000).fingerprint();
-        assert_eq!(Registration::decide(Some(&intent), &other), IntentStep::Conflict);
+        assert_eq!(
+            Registration::decide(Some(&intent), &other),
+            IntentStep::Conflict
+        );
         intent.void_requested_at = Some(2);
-        assert_eq!(Registration::decide(Some(&intent), &fp), IntentStep::BeingVoided);
+        assert_eq!(
+            Registration::decide(Some(&intent), &fp),
+            IntentStep::BeingVoided
+        );
     }
 
     #[test]
@@ -449,7 +467,10 @@ mod tests {
             let err = Call { status, ..call() }
                 .request_cancel(&reason(""), 50)
                 .unwrap_err();
-            assert_eq!(err.to_string(), format!("cannot cancel a delivery that is {status}"));
+            assert_eq!(
+                err.to_string(),
+                format!("cannot cancel a delivery that is {status}")
+            );
         }
     }
 
@@ -489,7 +510,13 @@ mod tests {
             panic!("expected a void step");
         };
         let restored = marked.abandon_cancel().unwrap();
-        assert_eq!(Call { version: c.version, ..restored }, c);
+        assert_eq!(
+            Call {
+                version: c.version,
+                ..restored
+            },
+            c
+        );
         assert_eq!(c.abandon_cancel(), None, "nothing to abandon");
     }
 
@@ -509,7 +536,12 @@ mod tests {
             let end = apply_all(&c, &order);
             assert_eq!(
                 outcome(&end),
-                (Completed, Some(rider("r-1")), PaymentState::Settled, Some(2_700)),
+                (
+                    Completed,
+                    Some(rider("r-1")),
+                    PaymentState::Settled,
+                    Some(2_700)
+                ),
                 "{order:?}"
             );
         }

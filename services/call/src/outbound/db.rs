@@ -5,8 +5,9 @@ use baemin_kernel::{
     RiderId,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TryInsertResult,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TryInsertResult,
     sea_query::{Expr, OnConflict},
 };
 
@@ -107,13 +108,19 @@ pub async fn update<C: ConnectionTrait>(
             Column::RiderId,
             Expr::value(call.rider_id.as_ref().map(ToString::to_string)),
         )
-        .col_expr(Column::PaymentState, Expr::value(call.payment_state.as_str()))
+        .col_expr(
+            Column::PaymentState,
+            Expr::value(call.payment_state.as_str()),
+        )
         .col_expr(Column::SettledAmount, Expr::value(call.settled_amount))
         .col_expr(
             Column::CancelReason,
             Expr::value(call.cancel_reason.as_ref().map(|r| r.as_str().to_owned())),
         )
-        .col_expr(Column::CancelRequestedAt, Expr::value(call.cancel_requested_at))
+        .col_expr(
+            Column::CancelRequestedAt,
+            Expr::value(call.cancel_requested_at),
+        )
         .col_expr(Column::UpdatedAt, Expr::value(call.updated_at))
         .col_expr(Column::Version, Expr::value(call.version))
         .filter(Column::CallId.eq(call.call_id.as_str()))
@@ -225,4 +232,48 @@ fn to_domain(row: entity::Model) -> Result<Call, DbErr> {
         updated_at: row.updated_at,
         version: row.version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use baemin_kernel::CallId;
+
+    use super::*;
+    use crate::{
+        domain::{Call, testing::new_call},
+        outbound::migration::Migrator,
+    };
+
+    #[tokio::test]
+    async fn a_second_call_with_the_same_request_id_is_not_inserted() {
+        let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
+            .await
+            .unwrap();
+        let first = Call::placed(CallId::generate(), &new_call("req-1", 3_000), 1);
+        let rival = Call::placed(CallId::generate(), &new_call("req-1", 3_000), 2);
+        assert!(insert(&db, &first).await.unwrap());
+        assert!(!insert(&db, &rival).await.unwrap());
+        assert!(!insert(&db, &first).await.unwrap(), "same call id");
+        assert_eq!(
+            find_by_request(&db, &first.request_id).await.unwrap(),
+            Some(first)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_from_a_stale_version_is_refused() {
+        let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
+            .await
+            .unwrap();
+        let call = Call::placed(CallId::generate(), &new_call("req-1", 3_000), 1);
+        insert(&db, &call).await.unwrap();
+        let next = Call {
+            version: 2,
+            status: DeliveryStatus::Accepted,
+            ..call.clone()
+        };
+        assert!(update(&db, &next, 1).await.unwrap());
+        assert!(!update(&db, &next, 1).await.unwrap(), "version 1 is gone");
+        assert_eq!(find(&db, &call.call_id).await.unwrap(), Some(next));
+    }
 }

@@ -1,0 +1,408 @@
+//! The call application: each use case reads the call, lets the model decide, and stores the change
+//! with its event in one transaction (outbox). Payment is called with no transaction open.
+//!
+//! # Cancel against completion: payment is the arbiter
+//!
+//! The call service is the authority on cancellation, and payment decides the race between a cancel
+//! and a completion, because both end in a conditional change of the same payment:
+//!
+//! 1. CancelCall refuses a call the call service already knows PICKED or COMPLETED, and marks the call
+//!    `cancel_requested_at` before anything else.
+//! 2. It voids the fee with payment. If payment refuses (the rider settled first), the completion won:
+//!    the mark is cleared and the answer is FAILED_PRECONDITION ("the delivery was already completed
+//!    and settled"); the call follows the rider's events to COMPLETED.
+//! 3. If payment voided the fee (or has none), the cancel won: the call becomes CANCELLED whatever it
+//!    reached meanwhile, and `CallCancelled` goes out. A rider's later Settle is refused by payment,
+//!    so that delivery can never complete and be paid; a later CallAccepted / DeliveryPicked /
+//!    DeliveryCompleted changes nothing here (CANCELLED is terminal), and the rider service drops the
+//!    delivery on `CallCancelled`.
+//! 4. If payment cannot be reached, the outcome of the void is unknown (it may have been applied and
+//!    its answer lost). The mark stays, the client gets UNAVAILABLE, and the repair worker finishes
+//!    the cancellation (step 2 or 3) once payment answers. Clearing the mark instead could leave a
+//!    voided fee under a live call, whose delivery would then complete and never be paid.
+//!
+//! PlaceCall keeps the other invariant, "no fee without a call", with a write-ahead intent: the call
+//! id is chosen and stored before the fee is registered, and an intent that no call replaced within
+//! `CALL_REPAIR_AFTER` has its fee voided by the repair worker (`repair.rs`).
+
+use std::{sync::Arc, time::Duration};
+
+use baemin_kernel::{
+    CallId, CancelReason, DeliveryStatus, Millis, PageSize, PageToken, RestaurantId, RiderId,
+    now_millis,
+};
+use baemin_mesh_events::{Envelope, Outbox};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use tokio::sync::broadcast;
+
+use super::{
+    Call, CallError, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentCallError,
+    Payments, Registration,
+};
+use crate::outbound::{db, events, intents};
+
+/// How often a command re-reads after losing a race before giving up (a lost race re-decides on the
+/// winner's state, so one retry is normally enough).
+const RACE_RETRIES: usize = 3;
+
+/// Changes kept for slow watchers before they lag (and re-read the call).
+const WATCH_BUFFER: usize = 1024;
+
+/// Which calls ListCalls returns; `None` matches any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// Only calls in this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only calls of this restaurant.
+    pub restaurant_id: Option<RestaurantId>,
+    /// Only calls taken by this rider.
+    pub rider_id: Option<RiderId>,
+}
+
+/// One page of ListCalls, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallPage {
+    /// The calls.
+    pub calls: Vec<Call>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_page: Option<PageToken>,
+}
+
+/// An event of the rider service about one call, as delivered by the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The envelope's event id (inbox key).
+    pub event_id: String,
+    /// The subject it came on.
+    pub subject: String,
+    /// The call it is about.
+    pub call_id: CallId,
+    /// What happened.
+    pub event: DeliveryEvent,
+    /// When it happened, ms.
+    pub occurred_at: Millis,
+}
+
+/// What PlaceCall found for its request id before calling payment.
+enum Reserved {
+    /// The call was stored before: a retry.
+    Placed(Box<Call>),
+    /// Register the fee under this call id.
+    Intent(CallId),
+}
+
+/// A change decided on the current call.
+struct Change {
+    next: Call,
+    event: Option<Envelope>,
+    /// Whether watchers see it (a cancellation mark alone is internal).
+    visible: bool,
+}
+
+impl Change {
+    fn internal(next: Call) -> Self {
+        Self {
+            next,
+            event: None,
+            visible: false,
+        }
+    }
+
+    fn visible(next: Call) -> Self {
+        Self {
+            next,
+            event: None,
+            visible: true,
+        }
+    }
+
+    fn announced(next: Call, event: Envelope) -> Self {
+        Self {
+            next,
+            event: Some(event),
+            visible: true,
+        }
+    }
+}
+
+/// The call service's use cases.
+pub struct CallApp {
+    pub(super) db: DatabaseConnection,
+    outbox: Outbox,
+    pub(super) payments: Arc<dyn Payments>,
+    changes: broadcast::Sender<Call>,
+    pub(super) repair_after: Duration,
+}
+
+impl CallApp {
+    /// The application over its database, outbox and payment port. `repair_after` is how old an
+    /// unfinished PlaceCall or CancelCall must be before the repair worker finishes it.
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        payments: Arc<dyn Payments>,
+        repair_after: Duration,
+    ) -> Self {
+        Self {
+            db,
+            outbox,
+            payments,
+            changes: broadcast::channel(WATCH_BUFFER).0,
+            repair_after,
+        }
+    }
+
+    /// Places a call and registers its fee. A retry with the same request id returns the same call;
+    /// the same request id with another body is refused.
+    pub async fn place(&self, new: NewCall) -> Result<Call, CallError> {
+        let fingerprint = new.fingerprint();
+        let call_id = match self.reserve(&new, &fingerprint).await? {
+            Reserved::Placed(call) => return Ok(*call),
+            Reserved::Intent(call_id) => call_id,
+        };
+        match self.payments.register_cost(call_id.clone(), new.fee).await {
+            Ok(()) => {}
+            // The fee may be registered all the same (a lost answer): the intent stays, and either a
+            // retry stores the call under it or the repair worker voids the fee.
+            Err(PaymentCallError::Unavailable(detail)) => {
+                return Err(CallError::PaymentUnavailable(detail));
+            }
+            Err(refused) => {
+                // Hand the intent to the repair worker now, so a retry starts over with a fresh call id
+                // instead of being refused again under this one.
+                intents::claim(&self.db, &new.request_id, &call_id, None, now_millis()).await?;
+                let detail = match refused {
+                    PaymentCallError::Refused(detail) => detail,
+                    other => other.to_string(),
+                };
+                return Err(CallError::PaymentRefused(detail));
+            }
+        }
+        self.store(&new, &fingerprint, call_id).await
+    }
+
+    /// The call `call_id`.
+    pub async fn get(&self, call_id: &CallId) -> Result<Call, CallError> {
+        db::find(&self.db, call_id)
+            .await?
+            .ok_or_else(|| CallError::NotFound(call_id.to_string()))
+    }
+
+    /// One page of the calls matching `filter`, newest first, after `token`.
+    pub async fn list(
+        &self,
+        filter: &CallFilter,
+        size: PageSize,
+        token: Option<&PageToken>,
+    ) -> Result<CallPage, CallError> {
+        let limit = size.get();
+        let mut calls =
+            db::list(&self.db, filter, token.map(PageToken::last_key), limit + 1).await?;
+        let next_page = if calls.len() as u64 > limit {
+            calls.truncate(limit as usize);
+            calls.last().map(|c| PageToken::after(c.call_id.as_str()))
+        } else {
+            None
+        };
+        Ok(CallPage { calls, next_page })
+    }
+
+    /// Cancels the call before pick-up and voids its fee; see the module documentation for the rule
+    /// against a concurrent completion. Cancelling a cancelled call returns it.
+    pub async fn cancel(&self, call_id: CallId, reason: CancelReason) -> Result<Call, CallError> {
+        let now = now_millis();
+        let marked = self
+            .transition(&call_id, None, |call| {
+                match call.request_cancel(&reason, now)? {
+                    CancelStep::AlreadyCancelled(_) => Ok(None),
+                    CancelStep::Void(next) => Ok(Some(Change::internal(next))),
+                }
+            })
+            .await?;
+        if marked.status == DeliveryStatus::Cancelled {
+            return Ok(marked);
+        }
+        self.void_and_cancel(&call_id, Some(&reason)).await
+    }
+
+    /// Applies an event of the rider service, once per event id, converging whatever the order.
+    pub async fn follow(&self, delivery: Delivery) -> Result<(), CallError> {
+        let inbox = (delivery.subject.as_str(), delivery.event_id.as_str());
+        self.transition(&delivery.call_id, Some(inbox), |call| {
+            Ok(call
+                .apply(&delivery.event, delivery.occurred_at)
+                .map(Change::visible))
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Every visible change of any call from now on, in commit order (per call, `version` grows).
+    pub fn subscribe(&self) -> broadcast::Receiver<Call> {
+        self.changes.subscribe()
+    }
+
+    /// Voids the fee of a call marked for cancellation, then cancels it (or drops the mark when the
+    /// fee is settled). Shared by CancelCall and the repair worker.
+    pub(super) async fn void_and_cancel(
+        &self,
+        call_id: &CallId,
+        reason: Option<&CancelReason>,
+    ) -> Result<Call, CallError> {
+        match self.payments.void_cost(call_id.clone()).await {
+            // Nothing registered is as good as voided.
+            Ok(()) | Err(PaymentCallError::NotFound) => {}
+            Err(PaymentCallError::Refused(_)) => {
+                self.transition(call_id, None, |call| {
+                    Ok(call.abandon_cancel().map(Change::internal))
+                })
+                .await?;
+                return Err(CallError::AlreadySettled);
+            }
+            // The mark stays: the repair worker finishes the cancellation once payment answers.
+            Err(PaymentCallError::Unavailable(detail)) => {
+                return Err(CallError::PaymentUnavailable(detail));
+            }
+        }
+        let now = now_millis();
+        self.transition(call_id, None, |call| {
+            Ok(call.confirm_cancel(reason, now).map(|next| {
+                let event = events::cancelled(&next);
+                Change::announced(next, event)
+            }))
+        })
+        .await
+    }
+
+    /// PlaceCall before payment: return a stored call, or choose (or reuse) the call id of an intent.
+    async fn reserve(
+        &self,
+        new: &NewCall,
+        fingerprint: &Fingerprint,
+    ) -> Result<Reserved, CallError> {
+        for _ in 0..RACE_RETRIES {
+            let now = now_millis();
+            let txn = self.db.begin().await?;
+            if let Some(call) = db::find_by_request(&txn, &new.request_id).await? {
+                txn.commit().await?;
+                return if call.placed_by(fingerprint) {
+                    Ok(Reserved::Placed(Box::new(call)))
+                } else {
+                    Err(CallError::RequestIdReused(new.request_id.to_string()))
+                };
+            }
+            let existing = intents::find(&txn, &new.request_id).await?;
+            let reserved = match Registration::decide(existing.as_ref(), fingerprint) {
+                IntentStep::Conflict => {
+                    return Err(CallError::RequestIdReused(new.request_id.to_string()));
+                }
+                IntentStep::BeingVoided => return Err(being_rolled_back()),
+                IntentStep::Reuse(call_id) => intents::touch(&txn, &new.request_id, &call_id, now)
+                    .await?
+                    .then_some(call_id),
+                IntentStep::Fresh => {
+                    let intent = Registration::fresh(new, now);
+                    intents::insert(&txn, &intent)
+                        .await?
+                        .then_some(intent.call_id)
+                }
+            };
+            if let Some(call_id) = reserved {
+                txn.commit().await?;
+                return Ok(Reserved::Intent(call_id));
+            }
+            // A concurrent attempt of the same request changed the intent; decide again.
+        }
+        Err(CallError::Contended(format!(
+            "request_id {} is being placed concurrently; retry",
+            new.request_id
+        )))
+    }
+
+    /// PlaceCall after payment registered the fee: the call replaces its intent, with `CallPlaced`.
+    async fn store(
+        &self,
+        new: &NewCall,
+        fingerprint: &Fingerprint,
+        call_id: CallId,
+    ) -> Result<Call, CallError> {
+        let call = Call::placed(call_id, new, now_millis());
+        let txn = self.db.begin().await?;
+        if intents::take(&txn, &call.request_id, &call.call_id).await?
+            && db::insert(&txn, &call).await?
+        {
+            self.outbox.enqueue(&txn, &events::placed(&call)).await?;
+            self.outbox.commit(txn).await?;
+            self.publish(&call);
+            return Ok(call);
+        }
+        // Another attempt of the same request stored its call first, or the repair worker took the
+        // intent over. Rolling back keeps our intent if it is still there; the repair worker voids its
+        // fee, since no call stands under its call id.
+        txn.rollback().await?;
+        match db::find_by_request(&self.db, &new.request_id).await? {
+            Some(stored) if stored.placed_by(fingerprint) => Ok(stored),
+            Some(_) => Err(CallError::RequestIdReused(new.request_id.to_string())),
+            None => Err(being_rolled_back()),
+        }
+    }
+
+    /// Reads the call, lets `decide` choose a change, and stores it with its event if the call did
+    /// not change meanwhile (else decides again). With `inbox`, the change is applied once per event.
+    async fn transition<F>(
+        &self,
+        call_id: &CallId,
+        inbox: Option<(&str, &str)>,
+        decide: F,
+    ) -> Result<Call, CallError>
+    where
+        F: Fn(&Call) -> Result<Option<Change>, CallError>,
+    {
+        for _ in 0..RACE_RETRIES {
+            let txn = self.db.begin().await?;
+            if let Some((subject, event_id)) = inbox
+                && !events::first_delivery(&txn, subject, event_id).await?
+            {
+                let current = db::find(&txn, call_id).await?;
+                txn.commit().await?;
+                return current.ok_or_else(|| CallError::NotFound(call_id.to_string()));
+            }
+            let current = db::find(&txn, call_id)
+                .await?
+                .ok_or_else(|| CallError::NotFound(call_id.to_string()))?;
+            let Some(change) = decide(&current)? else {
+                txn.commit().await?;
+                return Ok(current);
+            };
+            if db::update(&txn, &change.next, current.version).await? {
+                match &change.event {
+                    Some(event) => {
+                        self.outbox.enqueue(&txn, event).await?;
+                        self.outbox.commit(txn).await?;
+                    }
+                    None => txn.commit().await?,
+                }
+                if change.visible {
+                    self.publish(&change.next);
+                }
+                return Ok(change.next);
+            }
+            // Another change committed first; decide again on it.
+        }
+        Err(CallError::Contended(format!(
+            "call {call_id} is changing concurrently; retry"
+        )))
+    }
+
+    fn publish(&self, call: &Call) {
+        // No watcher is not an error.
+        let _unwatched = self.changes.send(call.clone());
+    }
+}
+
+fn being_rolled_back() -> CallError {
+    CallError::Contended(
+        "an earlier attempt with this request_id failed and is being rolled back; retry in a few seconds"
+            .into(),
+    )
+}

@@ -1,0 +1,450 @@
+//! The call application against SQLite in memory and a fake payment service.
+
+use baemin_kernel::{CallId, CancelReason, DeliveryStatus, PageSize, RestaurantId, RiderId};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+
+use super::{testing::*, *};
+use crate::outbound::intents;
+
+fn reason(text: &str) -> CancelReason {
+    CancelReason::parse(text, "reason").unwrap()
+}
+
+fn rider(id: &str) -> RiderId {
+    RiderId::parse(id, "rider_id").unwrap()
+}
+
+fn delivery(call_id: &CallId, event: DeliveryEvent, event_id: &str) -> Delivery {
+    Delivery {
+        event_id: event_id.to_owned(),
+        subject: "baemin.events.test".to_owned(),
+        call_id: call_id.clone(),
+        event,
+        occurred_at: 1_000,
+    }
+}
+
+async fn calls_stored(db: &DatabaseConnection) -> u64 {
+    crate::outbound::db::entity::Entity::find()
+        .count(db)
+        .await
+        .unwrap()
+}
+
+async fn events_on(db: &DatabaseConnection, subject: &str) -> u64 {
+    use baemin_mesh_events::outbox::entity;
+    entity::Entity::find()
+        .filter(entity::Column::Subject.eq(subject))
+        .count(db)
+        .await
+        .unwrap()
+}
+
+async fn intents_left(db: &DatabaseConnection) -> u64 {
+    intents::entity::Entity::find().count(db).await.unwrap()
+}
+
+#[tokio::test]
+async fn placing_twice_with_the_same_request_id_stores_one_call_and_registers_once() {
+    let payments = FakePayments::new();
+    let (app, db) = app(payments.clone()).await;
+    let first = app.place(new_call("req-1", 3_000)).await.unwrap();
+    let again = app.place(new_call("req-1", 3_000)).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first.status, DeliveryStatus::Called);
+    assert_eq!(first.payment_state, PaymentState::Registered);
+    assert_eq!(payments.register_calls(), 1);
+    assert_eq!(calls_stored(&db).await, 1);
+    assert_eq!(events_on(&db, "baemin.events.call.placed").await, 1);
+    assert_eq!(
+        intents_left(&db).await,
+        0,
+        "the intent is replaced by the call"
+    );
+}
+
+#[tokio::test]
+async fn the_same_request_id_with_another_body_is_already_exists() {
+    let payments = FakePayments::new();
+    let (app, db) = app(payments.clone()).await;
+    app.place(new_call("req-1", 3_000)).await.unwrap();
+    let err = app.place(new_call("req-1", 4_000)).await.unwrap_err();
+    assert!(matches!(err, CallError::RequestIdReused(_)), "{err:?}");
+    assert_eq!(payments.register_calls(), 1);
+    assert_eq!(calls_stored(&db).await, 1);
+}
+
+#[tokio::test]
+async fn payment_unavailable_answers_unavailable_and_stores_no_call() {
+    let payments = FakePayments::new();
+    payments.set_mode(Mode::Down);
+    let (app, db) = app(payments.clone()).await;
+    let err = app.place(new_call("req-1", 3_000)).await.unwrap_err();
+    assert!(matches!(err, CallError::PaymentUnavailable(_)), "{err:?}");
+    assert_eq!(calls_stored(&db).await, 0);
+    assert_eq!(events_on(&db, "baemin.events.call.placed").await, 0);
+}
+
+#[tokio::test]
+async fn a_retry_after_payment_returns_reuses_the_call_id_of_the_first_attempt() {
+    let payments = FakePayments::new();
+    payments.set_mode(Mode::LosesAnswers);
+    let (app, db) = app(payments.clone()).await;
+    app.place(new_call("req-1", 3_000)).await.unwrap_err();
+    payments.set_mode(Mode::Normal);
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    assert_eq!(payments.fee(&call.call_id), Some(Fake::Registered));
+    assert_eq!(payments.registered(), 1, "one fee, under the call's id");
+    assert_eq!(intents_left(&db).await, 0);
+}
+
+#[tokio::test]
+async fn repair_once_voids_an_orphan_intent() {
+    let payments = FakePayments::new();
+    payments.set_mode(Mode::LosesAnswers);
+    let (app, db) = eager_repair_app(payments.clone()).await;
+    app.place(new_call("req-1", 3_000)).await.unwrap_err();
+    assert_eq!(
+        payments.registered(),
+        1,
+        "payment registered the fee; its answer was lost"
+    );
+    payments.set_mode(Mode::Normal);
+    after_repair_age().await;
+
+    let report = app.repair_once().await.unwrap();
+
+    assert_eq!(report.intents_voided, 1);
+    assert_eq!(payments.registered(), 0, "no fee stays without a call");
+    assert_eq!(intents_left(&db).await, 0);
+    assert_eq!(calls_stored(&db).await, 0);
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    assert_eq!(
+        payments.fee(&call.call_id),
+        Some(Fake::Registered),
+        "a retry starts over"
+    );
+}
+
+#[tokio::test]
+async fn repair_waits_while_payment_is_down_and_leaves_young_intents_alone() {
+    let payments = FakePayments::new();
+    payments.set_mode(Mode::LosesAnswers);
+    let (young, _) = app(payments.clone()).await;
+    young.place(new_call("req-1", 3_000)).await.unwrap_err();
+    payments.set_mode(Mode::Normal);
+    assert!(young.repair_once().await.unwrap().is_empty());
+
+    let (app, db) = eager_repair_app(payments.clone()).await;
+    payments.set_mode(Mode::LosesAnswers);
+    app.place(new_call("req-2", 3_000)).await.unwrap_err();
+    payments.set_mode(Mode::Down);
+    after_repair_age().await;
+    assert_eq!(app.repair_once().await.unwrap().deferred, 1);
+    assert_eq!(intents_left(&db).await, 1);
+    payments.set_mode(Mode::Normal);
+    assert_eq!(app.repair_once().await.unwrap().intents_voided, 1);
+    assert_eq!(intents_left(&db).await, 0);
+}
+
+#[tokio::test]
+async fn a_stored_call_is_never_voided_by_the_repair_worker() {
+    let payments = FakePayments::new();
+    let (app, _db) = eager_repair_app(payments.clone()).await;
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    after_repair_age().await;
+    assert!(app.repair_once().await.unwrap().is_empty());
+    assert_eq!(payments.fee(&call.call_id), Some(Fake::Registered));
+}
+
+#[tokio::test]
+async fn cancel_voids_the_fee_once_and_a_second_cancel_returns_the_same_call() {
+    let payments = FakePayments::new();
+    let (app, db) = app(payments.clone()).await;
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    let cancelled = app
+        .cancel(call.call_id.clone(), reason("closed"))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, DeliveryStatus::Cancelled);
+    assert_eq!(cancelled.payment_state, PaymentState::Voided);
+    assert_eq!(cancelled.cancel_requested_at, None);
+    assert_eq!(payments.fee(&call.call_id), Some(Fake::Voided));
+    let again = app
+        .cancel(call.call_id.clone(), reason("other"))
+        .await
+        .unwrap();
+    assert_eq!(again, cancelled);
+    assert_eq!(events_on(&db, "baemin.events.call.cancelled").await, 1);
+}
+
+#[tokio::test]
+async fn cancel_when_payment_refuses_is_failed_precondition_and_the_call_is_unchanged() {
+    let payments = FakePayments::new();
+    let (app, db) = app(payments.clone()).await;
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    payments.settle(&call.call_id);
+
+    let err = app
+        .cancel(call.call_id.clone(), reason("closed"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, CallError::AlreadySettled), "{err:?}");
+    let after = app.get(&call.call_id).await.unwrap();
+    assert_eq!(
+        Call {
+            version: call.version,
+            ..after
+        },
+        call
+    );
+    assert_eq!(events_on(&db, "baemin.events.call.cancelled").await, 0);
+}
+
+#[tokio::test]
+async fn cancel_after_pick_up_is_refused_without_asking_payment() {
+    let payments = FakePayments::new();
+    let (app, _db) = app(payments.clone()).await;
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    let picked = DeliveryEvent::Picked {
+        rider: rider("r-1"),
+    };
+    app.follow(delivery(&call.call_id, picked, "e-1"))
+        .await
+        .unwrap();
+    let err = app
+        .cancel(call.call_id.clone(), reason(""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "cannot cancel a delivery that is PICKED");
+    assert_eq!(payments.fee(&call.call_id), Some(Fake::Registered));
+}
+
+#[tokio::test]
+async fn an_unknown_call_is_not_found() {
+    let (app, _db) = app(FakePayments::new()).await;
+    let unknown = CallId::generate();
+    assert!(matches!(
+        app.get(&unknown).await,
+        Err(CallError::NotFound(_))
+    ));
+    assert!(matches!(
+        app.cancel(unknown.clone(), reason("")).await,
+        Err(CallError::NotFound(_))
+    ));
+    let accepted = DeliveryEvent::Accepted {
+        rider: rider("r-1"),
+    };
+    assert!(matches!(
+        app.follow(delivery(&unknown, accepted, "e-1")).await,
+        Err(CallError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_cancel_whose_void_answer_was_lost_is_finished_by_the_repair_worker() {
+    let payments = FakePayments::new();
+    let (app, db) = eager_repair_app(payments.clone()).await;
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    payments.set_mode(Mode::LosesAnswers);
+    let err = app
+        .cancel(call.call_id.clone(), reason("closed"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::PaymentUnavailable(_)), "{err:?}");
+    assert_eq!(payments.fee(&call.call_id), Some(Fake::Voided));
+    assert_eq!(
+        app.get(&call.call_id).await.unwrap().status,
+        DeliveryStatus::Called
+    );
+
+    payments.set_mode(Mode::Normal);
+    after_repair_age().await;
+    let report = app.repair_once().await.unwrap();
+
+    assert_eq!(report.cancellations_finished, 1);
+    let repaired = app.get(&call.call_id).await.unwrap();
+    assert_eq!(repaired.status, DeliveryStatus::Cancelled);
+    assert_eq!(repaired.cancel_reason, Some(reason("closed")));
+    assert_eq!(events_on(&db, "baemin.events.call.cancelled").await, 1);
+}
+
+#[tokio::test]
+async fn a_marked_cancel_loses_to_a_settlement_and_the_mark_is_dropped() {
+    let payments = FakePayments::new();
+    let (app, _db) = eager_repair_app(payments.clone()).await;
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    payments.set_mode(Mode::Down);
+    app.cancel(call.call_id.clone(), reason("closed"))
+        .await
+        .unwrap_err();
+    payments.set_mode(Mode::Normal);
+    payments.settle(&call.call_id);
+    after_repair_age().await;
+
+    let report = app.repair_once().await.unwrap();
+
+    assert_eq!(report.cancellations_dropped, 1);
+    let after = app.get(&call.call_id).await.unwrap();
+    assert_eq!(after.status, DeliveryStatus::Called);
+    assert_eq!(after.cancel_requested_at, None);
+    assert!(app.repair_once().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn delivery_events_converge_and_a_redelivered_event_applies_once() {
+    let (app, _db) = app(FakePayments::new()).await;
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    let id = &call.call_id;
+    let completed = DeliveryEvent::Completed {
+        rider: rider("r-1"),
+        rider_payout: 2_700,
+    };
+    app.follow(delivery(id, completed.clone(), "e-3"))
+        .await
+        .unwrap();
+    app.follow(delivery(
+        id,
+        DeliveryEvent::Picked {
+            rider: rider("r-1"),
+        },
+        "e-2",
+    ))
+    .await
+    .unwrap();
+    let before_redelivery = app.get(id).await.unwrap();
+    app.follow(delivery(id, completed, "e-3")).await.unwrap();
+    app.follow(delivery(
+        id,
+        DeliveryEvent::Accepted {
+            rider: rider("r-1"),
+        },
+        "e-1",
+    ))
+    .await
+    .unwrap();
+
+    let end = app.get(id).await.unwrap();
+    assert_eq!(
+        end, before_redelivery,
+        "late and repeated events change nothing"
+    );
+    assert_eq!(end.status, DeliveryStatus::Completed);
+    assert_eq!(end.rider_id, Some(rider("r-1")));
+    assert_eq!(end.payment_state, PaymentState::Settled);
+    assert_eq!(end.settled_amount, Some(2_700));
+}
+
+#[tokio::test]
+async fn an_accept_after_a_cancel_changes_nothing() {
+    let (app, _db) = app(FakePayments::new()).await;
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    let cancelled = app.cancel(call.call_id.clone(), reason("")).await.unwrap();
+    let accepted = DeliveryEvent::Accepted {
+        rider: rider("r-1"),
+    };
+    app.follow(delivery(&call.call_id, accepted, "e-1"))
+        .await
+        .unwrap();
+    assert_eq!(app.get(&call.call_id).await.unwrap(), cancelled);
+}
+
+#[tokio::test]
+async fn watchers_are_told_each_visible_change_after_commit() {
+    let (app, _db) = app(FakePayments::new()).await;
+    let mut changes = app.subscribe();
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    assert_eq!(changes.recv().await.unwrap(), call);
+    let cancelled = app.cancel(call.call_id.clone(), reason("")).await.unwrap();
+    assert_eq!(
+        changes.recv().await.unwrap(),
+        cancelled,
+        "the cancellation mark alone is not announced"
+    );
+}
+
+#[tokio::test]
+async fn lists_page_newest_first_and_filter() {
+    let (app, _db) = app(FakePayments::new()).await;
+    let mut placed = Vec::new();
+    for i in 0..5 {
+        placed.push(
+            app.place(new_call(&format!("req-{i}"), 1_000 + i))
+                .await
+                .unwrap(),
+        );
+    }
+    let accepted = DeliveryEvent::Accepted {
+        rider: rider("r-9"),
+    };
+    app.follow(delivery(&placed[1].call_id, accepted, "e-1"))
+        .await
+        .unwrap();
+
+    let size = PageSize::parse(2, "page_size").unwrap();
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let page = app
+            .list(&CallFilter::default(), size, token.as_ref())
+            .await
+            .unwrap();
+        seen.extend(page.calls.iter().map(|c| c.call_id.clone()));
+        match page.next_page {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    let newest_first: Vec<_> = placed.iter().rev().map(|c| c.call_id.clone()).collect();
+    assert_eq!(seen, newest_first);
+
+    let by_rider = CallFilter {
+        rider_id: Some(rider("r-9")),
+        ..CallFilter::default()
+    };
+    let page = app.list(&by_rider, size, None).await.unwrap();
+    assert_eq!(page.calls.len(), 1);
+    assert_eq!(page.calls[0].call_id, placed[1].call_id);
+    assert_eq!(page.next_page, None);
+    let by_status = CallFilter {
+        status: Some(DeliveryStatus::Called),
+        restaurant_id: Some(RestaurantId::parse("store-1", "restaurant_id").unwrap()),
+        ..CallFilter::default()
+    };
+    let all = PageSize::parse(0, "page_size").unwrap();
+    assert_eq!(
+        app.list(&by_status, all, None).await.unwrap().calls.len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_refused_registration_is_rolled_back_and_a_retry_starts_over() {
+    let payments = FakePayments::new();
+    let (app, db) = app(payments.clone()).await;
+    // The first attempt's fee is registered (answer lost), then voided by someone: its call id is dead.
+    payments.set_mode(Mode::LosesAnswers);
+    app.place(new_call("req-1", 3_000)).await.unwrap_err();
+    payments.set_mode(Mode::Normal);
+    let dead = intents::find(&db, &new_call("req-1", 3_000).request_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .call_id;
+    payments.void_cost(dead.clone()).await.unwrap();
+
+    let err = app.place(new_call("req-1", 3_000)).await.unwrap_err();
+    assert!(matches!(err, CallError::PaymentRefused(_)), "{err:?}");
+    let err = app.place(new_call("req-1", 3_000)).await.unwrap_err();
+    assert!(
+        matches!(err, CallError::Contended(_)),
+        "being rolled back: {err:?}"
+    );
+
+    // The refused intent is handed over at once, whatever its age.
+    assert_eq!(app.repair_once().await.unwrap().intents_voided, 1);
+    let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+    assert_ne!(call.call_id, dead);
+    assert_eq!(payments.fee(&call.call_id), Some(Fake::Registered));
+}

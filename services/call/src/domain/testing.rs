@@ -1,0 +1,166 @@
+//! Test doubles shared by the application and adapter tests: a fake payment service and an app on
+//! SQLite in memory.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use baemin_kernel::{CallId, Destination, Fee, RequestId, RestaurantId};
+use baemin_mesh_events::Outbox;
+use futures::future::BoxFuture;
+use sea_orm::DatabaseConnection;
+
+use super::{CallApp, NewCall, PaymentCallError, Payments};
+use crate::outbound::migration::Migrator;
+
+/// What the fake payment holds for one call id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fake {
+    Registered,
+    Settled,
+    Voided,
+}
+
+/// How the fake answers the next calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Like payment.
+    Normal,
+    /// Does nothing and answers UNAVAILABLE.
+    Down,
+    /// Applies the call but the answer is lost (UNAVAILABLE).
+    LosesAnswers,
+}
+
+#[derive(Debug)]
+pub(crate) struct FakePayments {
+    fees: Mutex<HashMap<String, Fake>>,
+    mode: Mutex<Mode>,
+    register_calls: Mutex<usize>,
+}
+
+impl FakePayments {
+    /// A payment that answers normally and holds no fee.
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            fees: Mutex::new(HashMap::new()),
+            mode: Mutex::new(Mode::Normal),
+            register_calls: Mutex::new(0),
+        })
+    }
+
+    /// How the next calls are answered.
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// What payment holds for `call_id`.
+    pub(crate) fn fee(&self, call_id: &CallId) -> Option<Fake> {
+        self.fees.lock().unwrap().get(call_id.as_str()).copied()
+    }
+
+    /// Settles the fee of `call_id`, as a rider's CompleteDelivery would.
+    pub(crate) fn settle(&self, call_id: &CallId) {
+        self.fees
+            .lock()
+            .unwrap()
+            .insert(call_id.to_string(), Fake::Settled);
+    }
+
+    /// How many RegisterCost calls were made.
+    pub(crate) fn register_calls(&self) -> usize {
+        *self.register_calls.lock().unwrap()
+    }
+
+    /// How many fees are registered (neither settled nor voided).
+    pub(crate) fn registered(&self) -> usize {
+        let fees = self.fees.lock().unwrap();
+        fees.values().filter(|f| **f == Fake::Registered).count()
+    }
+
+    /// Runs `apply` on the fees unless payment is down; loses the answer if told to.
+    fn answer(
+        &self,
+        apply: impl FnOnce(&mut HashMap<String, Fake>) -> Result<(), PaymentCallError>,
+    ) -> Result<(), PaymentCallError> {
+        let mode = *self.mode.lock().unwrap();
+        if mode == Mode::Down {
+            return Err(PaymentCallError::Unavailable("connection refused".into()));
+        }
+        let result = apply(&mut self.fees.lock().unwrap());
+        match mode {
+            Mode::LosesAnswers => Err(PaymentCallError::Unavailable("deadline exceeded".into())),
+            _ => result,
+        }
+    }
+}
+
+impl Payments for FakePayments {
+    fn register_cost(
+        &self,
+        call_id: CallId,
+        _fee: Fee,
+    ) -> BoxFuture<'_, Result<(), PaymentCallError>> {
+        *self.register_calls.lock().unwrap() += 1;
+        let result = self.answer(|fees| match fees.get(call_id.as_str()) {
+            None => {
+                fees.insert(call_id.to_string(), Fake::Registered);
+                Ok(())
+            }
+            Some(Fake::Voided) => Err(PaymentCallError::Refused("voided".into())),
+            Some(_) => Ok(()),
+        });
+        Box::pin(async move { result })
+    }
+
+    fn void_cost(&self, call_id: CallId) -> BoxFuture<'_, Result<(), PaymentCallError>> {
+        let result = self.answer(|fees| match fees.get(call_id.as_str()) {
+            None => Err(PaymentCallError::NotFound),
+            Some(Fake::Settled) => Err(PaymentCallError::Refused("settled".into())),
+            Some(_) => {
+                fees.insert(call_id.to_string(), Fake::Voided);
+                Ok(())
+            }
+        });
+        Box::pin(async move { result })
+    }
+}
+
+/// An app on a fresh in-memory database whose repair worker acts after `repair_after`.
+pub(crate) async fn app_with(
+    payments: Arc<FakePayments>,
+    repair_after: Duration,
+) -> (CallApp, DatabaseConnection) {
+    let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
+        .await
+        .unwrap();
+    let app = CallApp::new(db.clone(), Outbox::new(), payments, repair_after);
+    (app, db)
+}
+
+/// An app with the default repair age (30 s): the repair worker leaves everything alone.
+pub(crate) async fn app(payments: Arc<FakePayments>) -> (CallApp, DatabaseConnection) {
+    app_with(payments, Duration::from_secs(30)).await
+}
+
+/// An app whose repair worker acts on anything older than a millisecond.
+pub(crate) async fn eager_repair_app(payments: Arc<FakePayments>) -> (CallApp, DatabaseConnection) {
+    app_with(payments, Duration::from_millis(1)).await
+}
+
+/// Waits until what was just written is old enough for an eager repair app.
+pub(crate) async fn after_repair_age() {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+/// A PlaceCall of restaurant `store-1` to `Gangnam-gu 1`.
+pub(crate) fn new_call(request_id: &str, fee: i64) -> NewCall {
+    NewCall {
+        request_id: RequestId::parse(request_id, "request_id").unwrap(),
+        restaurant_id: RestaurantId::parse("store-1", "restaurant_id").unwrap(),
+        destination: Destination::parse("Gangnam-gu 1", "destination").unwrap(),
+        fee: Fee::parse(fee, "fee").unwrap(),
+    }
+}

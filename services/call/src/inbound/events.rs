@@ -1,0 +1,135 @@
+//! The consumer of the rider's events: the call follows its delivery (accepted, picked, completed).
+
+use std::sync::Arc;
+
+use baemin_kernel::{CallId, RiderId, now_millis};
+use baemin_mesh_events::{Envelope, Event, EventHandler, HandleError};
+use baemin_proto::time::to_millis;
+
+use crate::domain::{CallApp, CallError, Delivery, DeliveryEvent};
+
+/// The subjects the call service follows.
+pub const SUBJECTS: [&str; 3] = [
+    "baemin.events.call.accepted",
+    "baemin.events.delivery.picked",
+    "baemin.events.delivery.completed",
+];
+
+/// Applies `CallAccepted`, `DeliveryPicked` and `DeliveryCompleted` to the call.
+pub struct DeliveryFollower {
+    app: Arc<CallApp>,
+}
+
+impl DeliveryFollower {
+    /// Follows deliveries into `app`.
+    pub fn new(app: Arc<CallApp>) -> Self {
+        Self { app }
+    }
+}
+
+impl EventHandler for DeliveryFollower {
+    async fn handle(&self, subject: &str, envelope: Envelope) -> Result<(), HandleError> {
+        let delivery = delivery(subject, envelope).map_err(HandleError::Rejected)?;
+        match self.app.follow(delivery).await {
+            Ok(()) => Ok(()),
+            // The call service stores a call before anyone can learn its id, so an unknown call never
+            // appears later: waiting for it would loop.
+            Err(err @ CallError::NotFound(_)) => Err(HandleError::Rejected(err.to_string())),
+            Err(err @ (CallError::Db(_) | CallError::Contended(_))) => {
+                Err(HandleError::Transient(Box::new(err)))
+            }
+            Err(err) => Err(HandleError::Rejected(err.to_string())),
+        }
+    }
+}
+
+/// The envelope as a domain delivery event, or why it can never apply.
+fn delivery(subject: &str, envelope: Envelope) -> Result<Delivery, String> {
+    let call_id =
+        CallId::parse(&envelope.call_id, "call_id").map_err(|v| format!("envelope {v}"))?;
+    let rider = |raw: &str| RiderId::parse(raw, "rider_id").map_err(|v| format!("event {v}"));
+    let event = match envelope.event {
+        Some(Event::CallAccepted(e)) => DeliveryEvent::Accepted {
+            rider: rider(&e.rider_id)?,
+        },
+        Some(Event::DeliveryPicked(e)) => DeliveryEvent::Picked {
+            rider: rider(&e.rider_id)?,
+        },
+        Some(Event::DeliveryCompleted(e)) => DeliveryEvent::Completed {
+            rider: rider(&e.rider_id)?,
+            rider_payout: e.rider_payout,
+        },
+        other => {
+            return Err(format!(
+                "the call service does not follow {:?} events",
+                other.map(|e| baemin_proto::events::subject_of(&e))
+            ));
+        }
+    };
+    Ok(Delivery {
+        event_id: envelope.event_id,
+        subject: subject.to_owned(),
+        call_id,
+        event,
+        occurred_at: envelope
+            .occurred_at
+            .as_ref()
+            .map(to_millis)
+            .unwrap_or_else(now_millis),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use baemin_mesh_events::new_envelope;
+    use baemin_proto::events::v1::{CallPlaced, DeliveryCompleted};
+
+    use super::*;
+
+    #[test]
+    fn a_completion_becomes_a_delivery_event_with_its_payout() {
+        let call_id = CallId::generate();
+        let envelope = new_envelope(
+            "rider",
+            call_id.as_str(),
+            Event::DeliveryCompleted(DeliveryCompleted {
+                rider_id: "r-1".into(),
+                fee: 3_000,
+                commission: 300,
+                rider_payout: 2_700,
+            }),
+        );
+        let d = delivery(SUBJECTS[2], envelope.clone()).unwrap();
+        assert_eq!(d.call_id, call_id);
+        assert_eq!(d.event_id, envelope.event_id);
+        assert_eq!(
+            d.event,
+            DeliveryEvent::Completed {
+                rider: RiderId::parse("r-1", "rider_id").unwrap(),
+                rider_payout: 2_700
+            }
+        );
+    }
+
+    #[test]
+    fn events_that_can_never_apply_are_rejected() {
+        let call_id = CallId::generate();
+        let foreign = new_envelope(
+            "call",
+            call_id.as_str(),
+            Event::CallPlaced(CallPlaced::default()),
+        );
+        assert!(delivery(SUBJECTS[0], foreign).is_err());
+        let mut bad_id = new_envelope(
+            "rider",
+            call_id.as_str(),
+            Event::DeliveryCompleted(DeliveryCompleted::default()),
+        );
+        assert!(
+            delivery(SUBJECTS[2], bad_id.clone()).is_err(),
+            "empty rider id"
+        );
+        bad_id.call_id = "nope".into();
+        assert!(delivery(SUBJECTS[2], bad_id).is_err());
+    }
+}

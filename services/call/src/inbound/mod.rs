@@ -1,0 +1,7 @@
+//! Adapters that drive the call domain: the gRPC API and the consumer of the rider's events.
+
+pub mod events;
+pub mod grpc;
+mod proto;
+mod status;
+mod watch;

@@ -1,0 +1,154 @@
+//! WatchCall: the call as it is, then each visible change of it, until a terminal status was sent.
+
+use std::sync::Arc;
+
+use baemin_kernel::CallId;
+use baemin_proto::call::v1 as pb;
+use futures::Stream;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tonic::Status;
+
+use super::proto::to_pb;
+use crate::domain::{Call, CallApp};
+
+/// The stream of `current`, then of the changes of the same call among `changes`.
+pub fn changes(
+    app: Arc<CallApp>,
+    current: Call,
+    changes: broadcast::Receiver<Call>,
+) -> impl Stream<Item = Result<pb::WatchCallResponse, Status>> + Send + 'static {
+    let watch = Watch {
+        app,
+        call_id: current.call_id.clone(),
+        first: Some(current),
+        changes,
+        last_version: i64::MIN,
+        done: false,
+    };
+    futures::stream::unfold(watch, |mut watch| async move {
+        let next = watch.next().await?;
+        let message = next.map(|call| pb::WatchCallResponse {
+            call: Some(to_pb(&call)),
+        });
+        Some((message, watch))
+    })
+}
+
+struct Watch {
+    app: Arc<CallApp>,
+    call_id: CallId,
+    first: Option<Call>,
+    changes: broadcast::Receiver<Call>,
+    /// Versions only grow: anything not newer than what was sent is a repeat or arrived late.
+    last_version: i64,
+    done: bool,
+}
+
+impl Watch {
+    async fn next(&mut self) -> Option<Result<Call, Status>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let call = match self.first.take() {
+                Some(first) => first,
+                None => match self.changes.recv().await {
+                    Ok(call) if call.call_id == self.call_id => call,
+                    Ok(_) => continue,
+                    // Changes were dropped for this slow watcher: the call as it is now covers them.
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::debug!(call_id = %self.call_id, missed, "watcher lagged; re-reading the call");
+                        match self.app.get(&self.call_id).await {
+                            Ok(call) => call,
+                            Err(err) => {
+                                self.done = true;
+                                return Some(Err(err.into()));
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            if call.version <= self.last_version {
+                continue;
+            }
+            self.last_version = call.version;
+            self.done = call.status.is_terminal();
+            return Some(Ok(call));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use baemin_kernel::{CancelReason, RiderId};
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::domain::{
+        Delivery, DeliveryEvent,
+        testing::{FakePayments, app, new_call},
+    };
+
+    async fn statuses(
+        stream: impl Stream<Item = Result<pb::WatchCallResponse, Status>>,
+    ) -> Vec<pb::CallStatus> {
+        stream
+            .map(|message| {
+                let call = message.unwrap().call.unwrap();
+                pb::CallStatus::try_from(call.status).unwrap()
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_watch_sends_the_call_then_its_own_changes_and_ends_after_a_terminal_status() {
+        let (app, _db) = app(FakePayments::new()).await;
+        let app = Arc::new(app);
+        let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+        let other = app.place(new_call("req-2", 3_000)).await.unwrap();
+        let subscription = app.subscribe();
+        let stream = changes(app.clone(), call.clone(), subscription);
+
+        let accepted = Delivery {
+            event_id: "e-1".into(),
+            subject: "baemin.events.call.accepted".into(),
+            call_id: call.call_id.clone(),
+            event: DeliveryEvent::Accepted {
+                rider: RiderId::parse("r-1", "rider_id").unwrap(),
+            },
+            occurred_at: 1,
+        };
+        app.follow(accepted.clone()).await.unwrap();
+        app.follow(accepted).await.unwrap();
+        app.cancel(other.call_id, CancelReason::default())
+            .await
+            .unwrap();
+        app.cancel(call.call_id, CancelReason::default())
+            .await
+            .unwrap();
+
+        assert_eq!(
+            statuses(stream).await,
+            [
+                pb::CallStatus::Called,
+                pb::CallStatus::Accepted,
+                pb::CallStatus::Cancelled
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_watch_of_a_finished_call_sends_it_once_and_ends() {
+        let (app, _db) = app(FakePayments::new()).await;
+        let app = Arc::new(app);
+        let call = app.place(new_call("req-1", 3_000)).await.unwrap();
+        let cancelled = app
+            .cancel(call.call_id, CancelReason::default())
+            .await
+            .unwrap();
+        let stream = changes(app.clone(), cancelled, app.subscribe());
+        assert_eq!(statuses(stream).await, [pb::CallStatus::Cancelled]);
+    }
+}

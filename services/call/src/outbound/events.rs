@@ -1,0 +1,51 @@
+//! The events the call service emits, and the inbox record of the events it follows.
+
+use baemin_mesh_events::{Envelope, Event, new_envelope};
+use baemin_proto::events::v1::{CallCancelled, CallPlaced};
+use sea_orm::{ConnectionTrait, DbErr};
+
+use crate::domain::Call;
+
+/// The producer name on every envelope of this service.
+const PRODUCER: &str = "call";
+
+/// `CallPlaced` for a newly stored call.
+pub fn placed(call: &Call) -> Envelope {
+    new_envelope(
+        PRODUCER,
+        call.call_id.as_str(),
+        Event::CallPlaced(CallPlaced {
+            restaurant_id: call.restaurant_id.to_string(),
+            destination: call.destination.to_string(),
+            fee: call.fee.krw(),
+        }),
+    )
+}
+
+/// `CallCancelled` for a call whose cancellation just completed.
+pub fn cancelled(call: &Call) -> Envelope {
+    new_envelope(
+        PRODUCER,
+        call.call_id.as_str(),
+        Event::CallCancelled(CallCancelled {
+            reason: call
+                .cancel_reason
+                .as_ref()
+                .map(|r| r.as_str().to_owned())
+                .unwrap_or_default(),
+        }),
+    )
+}
+
+/// Records event `event_id` from `subject` as applied inside `txn`; `false` if it was applied before.
+pub async fn first_delivery<C: ConnectionTrait>(
+    txn: &C,
+    subject: &str,
+    event_id: &str,
+) -> Result<bool, DbErr> {
+    let seen = Envelope {
+        event_id: event_id.to_owned(),
+        ..Envelope::default()
+    };
+    baemin_mesh_events::inbox::first_delivery(txn, subject, &seen).await
+}

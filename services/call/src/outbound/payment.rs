@@ -1,0 +1,112 @@
+//! The [`Payments`] port over `baemin.payment.v1.PaymentService`, through the mesh client stack.
+
+use std::time::Duration;
+
+use baemin_kernel::{CallId, Fee};
+use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, connect_lazy};
+use baemin_proto::payment::v1::{
+    RegisterCostRequest, VoidCostRequest, payment_service_client::PaymentServiceClient,
+};
+use futures::future::BoxFuture;
+use tonic::{Code, Status};
+
+use crate::domain::{PaymentCallError, Payments};
+
+/// A lazily connecting payment client: building it never touches the network.
+#[derive(Clone)]
+pub struct PaymentClient {
+    client: PaymentServiceClient<MeshChannel>,
+}
+
+impl PaymentClient {
+    /// A client of the payment service at `url`; each call ends within `deadline`.
+    pub fn connect(url: &str, deadline: Duration) -> Result<Self, ClientError> {
+        let channel = connect_lazy(&ClientSettings {
+            dependency: "payment",
+            url: url.to_owned(),
+            deadline,
+            // A connection attempt counts against the call's deadline anyway.
+            connect_timeout: deadline,
+        })?;
+        Ok(Self {
+            client: PaymentServiceClient::new(channel),
+        })
+    }
+}
+
+impl Payments for PaymentClient {
+    fn register_cost(
+        &self,
+        call_id: CallId,
+        fee: Fee,
+    ) -> BoxFuture<'_, Result<(), PaymentCallError>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            client
+                .register_cost(RegisterCostRequest {
+                    call_id: call_id.to_string(),
+                    fee: fee.krw(),
+                })
+                .await
+                .map(|_| ())
+                .map_err(classify)
+        })
+    }
+
+    fn void_cost(&self, call_id: CallId) -> BoxFuture<'_, Result<(), PaymentCallError>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            client
+                .void_cost(VoidCostRequest {
+                    call_id: call_id.to_string(),
+                })
+                .await
+                .map(|_| ())
+                .map_err(classify)
+        })
+    }
+}
+
+/// Payment's answer, by what the call service can do about it.
+fn classify(status: Status) -> PaymentCallError {
+    match status.code() {
+        Code::FailedPrecondition
+        | Code::AlreadyExists
+        | Code::InvalidArgument
+        | Code::OutOfRange => PaymentCallError::Refused(status.message().to_owned()),
+        Code::NotFound => PaymentCallError::NotFound,
+        // Unavailable, DeadlineExceeded, Cancelled, Unknown, Internal, ResourceExhausted, Aborted and
+        // the rest: the outcome is unknown or transient.
+        _ => PaymentCallError::Unavailable(status.message().to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_answers_are_classified_by_what_can_be_done() {
+        assert_eq!(
+            classify(Status::failed_precondition("settled")),
+            PaymentCallError::Refused("settled".into())
+        );
+        assert_eq!(
+            classify(Status::not_found("none")),
+            PaymentCallError::NotFound
+        );
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::Unknown,
+            Code::Internal,
+            Code::ResourceExhausted,
+        ] {
+            assert!(matches!(
+                classify(Status::new(code, "x")),
+                PaymentCallError::Unavailable(_)
+            ));
+        }
+    }
+}

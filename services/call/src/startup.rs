@@ -1,0 +1,67 @@
+//! Wiring: the call application, its gRPC server, its consumers, its repair worker and its outbox
+//! relay on the mesh runtime.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use baemin_mesh_runtime::{Runtime, Service, StartupError};
+use baemin_mesh_server::{
+    Shutdown,
+    config::{ConfigError, Env},
+};
+use baemin_proto::call::v1::call_service_server::{CallServiceServer, SERVICE_NAME};
+use tonic::service::Routes;
+
+use crate::{
+    Config,
+    domain::{CallApp, run_repair},
+    inbound::{
+        events::{DeliveryFollower, SUBJECTS},
+        grpc::CallGrpc,
+    },
+    outbound::{migration::Migrator, payment::PaymentClient},
+};
+
+/// The call service, bound and connected, ready to run.
+pub struct Application {
+    runtime: Runtime,
+    routes: Routes,
+}
+
+impl Service for Application {
+    const NAME: &'static str = "call";
+    type Config = Config;
+
+    fn config(env: &dyn Env) -> Result<Config, ConfigError> {
+        Config::from_env(env)
+    }
+
+    async fn build(config: Config) -> Result<Self, StartupError> {
+        let payments = PaymentClient::connect(&config.payment_url, config.payment_deadline)?;
+        let mut runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
+        let app = Arc::new(CallApp::new(
+            runtime.db().clone(),
+            runtime.outbox().clone(),
+            Arc::new(payments),
+            config.repair_after,
+        ));
+        let follower = Arc::new(DeliveryFollower::new(app.clone()));
+        for subject in SUBJECTS {
+            runtime.consume(subject, follower.clone()).await?;
+        }
+        runtime.spawn(run_repair(
+            app.clone(),
+            config.repair_interval,
+            runtime.background_shutdown(),
+        ));
+        let routes = Routes::new(CallServiceServer::new(CallGrpc::new(app)));
+        Ok(Self { runtime, routes })
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.runtime.local_addr()
+    }
+
+    async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
+        self.runtime.run(self.routes, shutdown).await
+    }
+}
