@@ -23,9 +23,14 @@ impl Config {
     /// Reads the configuration from `env`.
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let s = Settings::new(env);
+        let payment_url = s.url("PAYMENT_URL", "http://127.0.0.1:8083", &["http", "https"])?;
+        // The client is built at start-up from this URL; refuse here what it would refuse there.
+        if let Err(err) = tonic::transport::Endpoint::from_shared(payment_url.clone()) {
+            return Err(ConfigError::new("PAYMENT_URL", &payment_url, err));
+        }
         Ok(Self {
             service: ServiceConfig::from_settings("rider", Self::DEFAULT_PORT, &s)?,
-            payment_url: s.url("PAYMENT_URL", "http://127.0.0.1:8083", &["http", "https"])?,
+            payment_url,
             payment_deadline: s.duration("PAYMENT_DEADLINE", Duration::from_secs(2))?,
         })
     }
@@ -47,7 +52,11 @@ mod tests {
 
     #[test]
     fn a_bad_payment_setting_stops_start_up_naming_it() {
-        for (key, value) in [("PAYMENT_URL", "127.0.0.1:8083"), ("PAYMENT_DEADLINE", "soon")] {
+        for (key, value) in [
+            ("PAYMENT_URL", "127.0.0.1:8083"),
+            ("PAYMENT_URL", "http://bad host:8083"),
+            ("PAYMENT_DEADLINE", "soon"),
+        ] {
             let env = [(key, value)];
             assert_eq!(Config::from_env(&env).unwrap_err().key, key);
         }

@@ -5,6 +5,8 @@ mod domain;
 mod inbound;
 mod outbound;
 pub mod startup;
+#[cfg(test)]
+mod test_support;
 
 pub use config::Config;
 pub use startup::Application;

@@ -11,7 +11,8 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// Every service of the mesh, running in this process.
 pub struct TestMesh {
     pub nats: NatsServer,
-    pub dbs: TestDatabases,
+    /// Held so the databases live as long as the mesh (dropped with it).
+    _databases: TestDatabases,
     pub payment: Option<RunningService>,
     pub call: Option<RunningService>,
     pub rider: Option<RunningService>,
@@ -41,7 +42,7 @@ impl TestMesh {
         let clients = Clients::new(&urls).expect("clients");
         Self {
             nats,
-            dbs,
+            _databases: dbs,
             payment: Some(payment),
             call: Some(call),
             rider: Some(rider),

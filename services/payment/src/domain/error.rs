@@ -24,6 +24,9 @@ pub enum PaymentError {
     /// The payment's status does not allow the command.
     #[error("{0}")]
     IllegalState(String),
+    /// Concurrent commands kept changing the payment; the client may retry.
+    #[error("{0}")]
+    Contention(String),
     /// The database failed.
     #[error("payment database")]
     Db(#[from] sea_orm::DbErr),

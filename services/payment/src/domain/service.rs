@@ -53,7 +53,7 @@ impl PaymentApp {
                 }
             }
         }
-        Err(PaymentError::IllegalState(format!(
+        Err(PaymentError::Contention(format!(
             "call {call_id} is being registered concurrently; retry"
         )))
     }
@@ -102,7 +102,7 @@ impl PaymentApp {
                 }
             }
         }
-        Err(PaymentError::IllegalState(format!(
+        Err(PaymentError::Contention(format!(
             "payment of call {call_id} is changing concurrently; retry"
         )))
     }

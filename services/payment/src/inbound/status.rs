@@ -13,6 +13,7 @@ impl From<PaymentError> for Status {
             PaymentError::NotFound(_) => Status::not_found(err.to_string()),
             PaymentError::FeeConflict { .. } => Status::already_exists(err.to_string()),
             PaymentError::IllegalState(_) => Status::failed_precondition(err.to_string()),
+            PaymentError::Contention(_) => Status::aborted(err.to_string()),
             PaymentError::Db(ref db) => baemin_mesh_server::status::internal("payment storage", db),
         }
     }

@@ -11,6 +11,9 @@ pub enum ReportError {
     /// The report has not seen this call (yet).
     #[error("no delivery view for call {0}")]
     NotFound(String),
+    /// The caller may not see these rows (another restaurant's calls, another rider's deliveries).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The service is stopping; a watcher should reconnect (to another replica).
     #[error("report is unavailable: the service is shutting down; reconnect")]
     ShuttingDown,

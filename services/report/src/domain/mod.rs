@@ -5,8 +5,10 @@ mod error;
 mod model;
 mod service;
 mod stats;
+mod viewer;
 
 pub use error::ReportError;
 pub use model::{Change, DeliveryView, Fact, PaymentState, Split, apply};
-pub use service::{ListQuery, Page, ReportApp, SNAPSHOT_LIMIT};
+pub use service::{ListQuery, ReportApp};
 pub use stats::{Stats, Totals};
+pub use viewer::{Filter, Viewer};

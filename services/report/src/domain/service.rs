@@ -3,13 +3,13 @@
 
 use std::{collections::VecDeque, sync::Arc};
 
-use baemin_kernel::{CallId, DeliveryStatus, PageSize, PageToken, RestaurantId, RiderId};
+use baemin_kernel::{CallId, PageSize, PageToken};
 use futures::Stream;
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
-use super::{DeliveryView, Fact, ReportError, Stats, apply};
+use super::{DeliveryView, Fact, Filter, ReportError, Stats, Viewer, apply};
 use crate::outbound::db;
 
 /// Most rows a watcher's snapshot holds (newest first).
@@ -25,12 +25,8 @@ pub struct ListQuery {
     pub page_size: PageSize,
     /// Where the previous page stopped; `None` for the first page.
     pub page_token: Option<PageToken>,
-    /// Only rows in this status.
-    pub status: Option<DeliveryStatus>,
-    /// Only this restaurant's calls.
-    pub restaurant_id: Option<RestaurantId>,
-    /// Only this rider's deliveries.
-    pub rider_id: Option<RiderId>,
+    /// Which rows.
+    pub filter: Filter,
 }
 
 /// One page of rows, newest call first.
@@ -52,9 +48,13 @@ pub struct ReportApp {
 impl ReportApp {
     /// The application over its database.
     pub fn new(db: DatabaseConnection) -> Self {
+        Self::with_watch_buffer(db, WATCH_BUFFER)
+    }
+
+    fn with_watch_buffer(db: DatabaseConnection, buffer: usize) -> Self {
         Self {
             db,
-            changes: broadcast::channel(WATCH_BUFFER).0,
+            changes: broadcast::channel(buffer).0,
             closing: CancellationToken::new(),
         }
     }
@@ -88,17 +88,30 @@ impl ReportApp {
         Ok(changed)
     }
 
-    /// The row of `call_id`.
-    pub async fn get(&self, call_id: &CallId) -> Result<DeliveryView, ReportError> {
-        db::find_visible(&self.db, call_id)
+    /// The row of `call_id`, if `viewer` may see it.
+    pub async fn get(
+        &self,
+        viewer: &Viewer,
+        call_id: &CallId,
+    ) -> Result<DeliveryView, ReportError> {
+        let view = db::find_visible(&self.db, call_id)
             .await?
-            .ok_or_else(|| ReportError::NotFound(call_id.to_string()))
+            .ok_or_else(|| ReportError::NotFound(call_id.to_string()))?;
+        if viewer.may_see(&view) {
+            Ok(view)
+        } else {
+            Err(ReportError::PermissionDenied(format!(
+                "call {call_id} is not yours to read"
+            )))
+        }
     }
 
-    /// One page of rows, newest call first.
-    pub async fn list(&self, query: &ListQuery) -> Result<Page, ReportError> {
+    /// One page of the rows `viewer` may see, newest call first.
+    pub async fn list(&self, viewer: &Viewer, query: &ListQuery) -> Result<Page, ReportError> {
+        let filter = viewer.scope(query.filter.clone())?;
+        let after = query.page_token.as_ref().map(PageToken::last_key);
         let size = query.page_size.get();
-        let mut views = db::list(&self.db, query, size + 1).await?;
+        let mut views = db::list(&self.db, &filter, after, size + 1).await?;
         let next_page_token = if views.len() as u64 > size {
             views.truncate(size as usize);
             views.last().map(|v| PageToken::after(v.call_id.as_str()))
@@ -111,27 +124,38 @@ impl ReportApp {
         })
     }
 
-    /// The company's figures over every visible row.
-    pub async fn stats(&self) -> Result<Stats, ReportError> {
+    /// The company's figures over every visible row (for the company only).
+    pub async fn stats(&self, viewer: &Viewer) -> Result<Stats, ReportError> {
+        viewer.ensure_company()?;
         Ok(Stats::from_totals(&db::totals(&self.db).await?))
     }
 
-    /// The current rows (of `call_id` only, when set): at most [`SNAPSHOT_LIMIT`], newest first.
-    pub async fn snapshot(&self, call_id: Option<&CallId>) -> Result<Vec<DeliveryView>, ReportError> {
+    /// The current rows `viewer` may see (of `call_id` only, when set): at most
+    /// [`SNAPSHOT_LIMIT`], newest first.
+    async fn snapshot(
+        &self,
+        viewer: &Viewer,
+        call_id: Option<&CallId>,
+    ) -> Result<Vec<DeliveryView>, ReportError> {
         match call_id {
             Some(call_id) => Ok(db::find_visible(&self.db, call_id)
                 .await?
+                .filter(|view| viewer.may_see(view))
                 .into_iter()
                 .collect()),
-            None => Ok(db::newest(&self.db, SNAPSHOT_LIMIT).await?),
+            None => {
+                let filter = viewer.scope(Filter::default())?;
+                Ok(db::list(&self.db, &filter, None, SNAPSHOT_LIMIT).await?)
+            }
         }
     }
 
-    /// Every row as it changes (of `call_id` only, when set), after the current rows when
-    /// `include_snapshot`. A watcher that falls behind is re-sent the current rows rather than
-    /// silently missing changes. Ends with [`ReportError::ShuttingDown`] when the service stops.
+    /// Every row `viewer` may see as it changes (of `call_id` only, when set), after the current
+    /// rows when `include_snapshot`. A watcher that falls behind is re-sent the current rows rather
+    /// than silently missing changes. Ends with [`ReportError::ShuttingDown`] when the service stops.
     pub fn watch(
         self: &Arc<Self>,
+        viewer: Viewer,
         call_id: Option<CallId>,
         include_snapshot: bool,
     ) -> impl Stream<Item = Result<DeliveryView, ReportError>> + Send + 'static {
@@ -140,6 +164,7 @@ impl ReportApp {
         let watcher = Watcher {
             app: Arc::clone(self),
             changes: self.changes.subscribe(),
+            viewer,
             call_id,
             pending: VecDeque::new(),
             needs_snapshot: include_snapshot,
@@ -158,6 +183,7 @@ impl ReportApp {
 struct Watcher {
     app: Arc<ReportApp>,
     changes: broadcast::Receiver<DeliveryView>,
+    viewer: Viewer,
     call_id: Option<CallId>,
     pending: VecDeque<DeliveryView>,
     needs_snapshot: bool,
@@ -171,7 +197,7 @@ impl Watcher {
                 return None;
             }
             if std::mem::take(&mut self.needs_snapshot) {
-                match self.app.snapshot(self.call_id.as_ref()).await {
+                match self.app.snapshot(&self.viewer, self.call_id.as_ref()).await {
                     Ok(rows) => self.pending = rows.into(),
                     Err(err) => return self.finish(err),
                 }
@@ -197,7 +223,7 @@ impl Watcher {
     }
 
     fn wants(&self, view: &DeliveryView) -> bool {
-        self.call_id.as_ref().is_none_or(|id| *id == view.call_id)
+        self.call_id.as_ref().is_none_or(|id| *id == view.call_id) && self.viewer.may_see(view)
     }
 
     fn finish(mut self, err: ReportError) -> Option<(Result<DeliveryView, ReportError>, Self)> {

@@ -23,9 +23,8 @@ impl Projector {
 impl EventHandler for Projector {
     async fn handle(&self, subject: &str, envelope: Envelope) -> Result<(), HandleError> {
         // An event that cannot be read now never will be: reject it (dead-letter) instead of looping.
-        let fact = fact_of(&envelope).map_err(|v| {
-            HandleError::Rejected(format!("event {}: {v}", envelope.event_id))
-        })?;
+        let fact = fact_of(&envelope)
+            .map_err(|v| HandleError::Rejected(format!("event {}: {v}", envelope.event_id)))?;
         match self.app.project(subject, &envelope.event_id, &fact).await {
             Ok(_) => Ok(()),
             Err(ReportError::Db(err)) => Err(HandleError::Transient(Box::new(err))),

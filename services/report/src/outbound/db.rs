@@ -7,7 +7,7 @@ use sea_orm::{
     QueryResult, QuerySelect, Statement,
 };
 
-use crate::domain::{DeliveryView, ListQuery, PaymentState, Totals};
+use crate::domain::{DeliveryView, Filter, PaymentState, Totals};
 
 /// The `delivery_views` table: one row per call.
 pub mod entity {
@@ -118,39 +118,27 @@ pub async fn find_visible<C: ConnectionTrait>(
         .transpose()
 }
 
-/// Up to `limit` shown rows matching `query`, newest call first, after its page token.
+/// Up to `limit` shown rows matching `filter`, newest call first, older than call `after` if set.
 pub async fn list<C: ConnectionTrait>(
     db: &C,
-    query: &ListQuery,
+    filter: &Filter,
+    after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<DeliveryView>, DbErr> {
     let mut select = entity::Entity::find().filter(Column::Status.is_not_null());
-    if let Some(token) = &query.page_token {
-        select = select.filter(Column::CallId.lt(token.last_key()));
+    if let Some(after) = after {
+        select = select.filter(Column::CallId.lt(after));
     }
-    if let Some(status) = query.status {
+    if let Some(status) = filter.status {
         select = select.filter(Column::Status.eq(status.as_str()));
     }
-    if let Some(restaurant) = &query.restaurant_id {
+    if let Some(restaurant) = &filter.restaurant_id {
         select = select.filter(Column::RestaurantId.eq(restaurant.as_str()));
     }
-    if let Some(rider) = &query.rider_id {
+    if let Some(rider) = &filter.rider_id {
         select = select.filter(Column::RiderId.eq(rider.as_str()));
     }
     select
-        .order_by_desc(Column::CallId)
-        .limit(limit)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(to_domain)
-        .collect()
-}
-
-/// The newest `limit` shown rows.
-pub async fn newest<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec<DeliveryView>, DbErr> {
-    entity::Entity::find()
-        .filter(Column::Status.is_not_null())
         .order_by_desc(Column::CallId)
         .limit(limit)
         .all(db)
@@ -228,8 +216,12 @@ fn to_row(v: &DeliveryView) -> entity::ActiveModel {
 }
 
 fn to_domain(row: entity::Model) -> Result<DeliveryView, DbErr> {
-    let corrupt =
-        |what: &str| DbErr::Custom(format!("delivery_views row {}: invalid {what}", row.call_id));
+    let corrupt = |what: &str| {
+        DbErr::Custom(format!(
+            "delivery_views row {}: invalid {what}",
+            row.call_id
+        ))
+    };
     Ok(DeliveryView {
         call_id: CallId::parse(&row.call_id, "call_id").map_err(|_| corrupt("call_id"))?,
         restaurant_id: row

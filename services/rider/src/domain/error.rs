@@ -1,6 +1,6 @@
 //! Everything that can go wrong in the rider service, by kind; mapped to gRPC status in `inbound::status`.
 
-use baemin_kernel::{CallId, InvalidInput};
+use baemin_kernel::{CallId, InvalidInput, RiderId};
 
 /// Why a rider command was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +14,14 @@ pub enum RiderError {
     /// The delivery belongs to another rider (BOLA).
     #[error("call {0} is another rider's delivery")]
     NotYours(CallId),
+    /// The caller's identity (set by the gateway) is another rider than the one the request names.
+    #[error("the caller may act only as rider {caller}, not as {requested}")]
+    ActingAsAnother {
+        /// The verified subject of the caller.
+        caller: String,
+        /// The rider named in the request.
+        requested: RiderId,
+    },
     /// Another rider accepted the call first.
     #[error("call {0} was already taken")]
     Taken(CallId),

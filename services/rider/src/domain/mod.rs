@@ -8,7 +8,7 @@ mod service;
 
 pub use error::RiderError;
 pub use model::{
-    BoardChange, CancelOutcome, Change, Completion, Delivery, DeliveryFilter, Listed, Page,
+    BoardChange, CancelOutcome, Change, Delivery, DeliveryFilter, Listed, Page,
     PlacedCall, PlacedOutcome, Receipt, on_call_cancelled, on_call_placed, status_from_label,
     status_label,
 };

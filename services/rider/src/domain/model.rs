@@ -79,15 +79,6 @@ pub enum Change {
     AlreadyDone(Delivery),
 }
 
-/// Whether CompleteDelivery has to settle with payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Completion {
-    /// PICKED by this rider: settle, then complete.
-    Settle,
-    /// Completed before: answer with it, settle nothing.
-    AlreadyDone(Delivery),
-}
-
 /// What a CallPlaced event does to the stored delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlacedOutcome {
@@ -313,11 +304,13 @@ impl Delivery {
     }
 
     /// CompleteDelivery by `rider`, before settling: must it settle, or was it done before?
-    pub fn begin_completion(&self, rider: &RiderId) -> Result<Completion, RiderError> {
+    ///
+    /// Only a PICKED delivery of this rider settles; completing twice is FAILED_PRECONDITION (DESIGN.md's
+    /// error table), so a second CompleteDelivery never reaches payment.
+    pub fn begin_completion(&self, rider: &RiderId) -> Result<(), RiderError> {
         self.ensure_owned_by(rider)?;
         match self.status {
-            DeliveryStatus::Picked => Ok(Completion::Settle),
-            DeliveryStatus::Completed => Ok(Completion::AlreadyDone(self.clone())),
+            DeliveryStatus::Picked => Ok(()),
             _ => Err(self.refusal("completed")),
         }
     }
@@ -329,9 +322,7 @@ impl Delivery {
         settlement: Settlement,
         now: Millis,
     ) -> Result<Change, RiderError> {
-        if let Completion::AlreadyDone(done) = self.begin_completion(rider)? {
-            return Ok(Change::AlreadyDone(done));
-        }
+        self.begin_completion(rider)?;
         let next = self
             .status
             .complete()

@@ -10,7 +10,7 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::broadcast;
 
 use super::{
-    BoardChange, CancelOutcome, Change, Completion, Delivery, DeliveryFilter, Listed, Page,
+    BoardChange, CancelOutcome, Change, Delivery, DeliveryFilter, Listed, Page,
     PaymentCallError, Payments, PlacedCall, PlacedOutcome, Receipt, RiderError, on_call_cancelled,
     on_call_placed,
 };
@@ -109,9 +109,7 @@ impl RiderApp {
     /// lost answer) is repaired by the client retrying CompleteDelivery.
     pub async fn complete(&self, call_id: CallId, rider: RiderId) -> Result<Delivery, RiderError> {
         let current = self.get(&call_id).await?;
-        if let Completion::AlreadyDone(done) = current.begin_completion(&rider)? {
-            return Ok(done);
-        }
+        current.begin_completion(&rider)?;
         match self.payments.settle(&call_id, &rider).await {
             Ok(settlement) => self.record_completion(call_id, rider, settlement).await,
             Err(PaymentCallError::Refused(reason)) => {
@@ -226,8 +224,13 @@ impl RiderApp {
                 |d| d.complete(&rider, settlement, now),
                 |d| Some(events::delivery_completed(d)),
             )
-            .await?;
-        Ok(into_delivery(change))
+            .await;
+        if let Err(RiderError::Cancelled(_)) = change {
+            // Payment settled, yet the call was cancelled meanwhile: the cancel should have voided the
+            // fee first (payment arbitrates), so this breaks an invariant an operator must look at.
+            tracing::error!(call_id = %call_id, rider = %rider, "fee settled for a delivery cancelled meanwhile");
+        }
+        Ok(into_delivery(change?))
     }
 
     /// Payment refused because the fee was voided: the call was cancelled, so is the delivery. No

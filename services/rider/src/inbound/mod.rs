@@ -2,4 +2,5 @@
 
 pub mod events;
 pub mod grpc;
+mod identity;
 mod status;

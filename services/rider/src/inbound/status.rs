@@ -11,7 +11,9 @@ impl From<RiderError> for Status {
                 invalid.0.into_iter().map(|v| (v.field, v.description)),
             ),
             RiderError::NotFound(_) => Status::not_found(err.to_string()),
-            RiderError::NotYours(_) => Status::permission_denied(err.to_string()),
+            RiderError::NotYours(_) | RiderError::ActingAsAnother { .. } => {
+                Status::permission_denied(err.to_string())
+            }
             RiderError::Taken(_)
             | RiderError::Cancelled(_)
             | RiderError::IllegalState(_)
@@ -41,7 +43,10 @@ mod tests {
         let id = CallId::generate;
         let cases = [
             (
-                RiderError::Invalid(InvalidInput(vec![FieldViolation::new("call_id", "is required")])),
+                RiderError::Invalid(InvalidInput(vec![FieldViolation::new(
+                    "call_id",
+                    "is required",
+                )])),
                 Code::InvalidArgument,
             ),
             (RiderError::NotFound(id()), Code::NotFound),
@@ -49,7 +54,10 @@ mod tests {
             (RiderError::Taken(id()), Code::FailedPrecondition),
             (RiderError::Cancelled(id()), Code::FailedPrecondition),
             (RiderError::NothingToSettle(id()), Code::FailedPrecondition),
-            (RiderError::PaymentUnavailable("down".into()), Code::Unavailable),
+            (
+                RiderError::PaymentUnavailable("down".into()),
+                Code::Unavailable,
+            ),
             (RiderError::Contention(id()), Code::Aborted),
             (RiderError::PaymentFailed("odd".into()), Code::Internal),
         ];
@@ -61,6 +69,9 @@ mod tests {
     #[test]
     fn unavailable_names_payment() {
         let status = Status::from(RiderError::PaymentUnavailable("connection refused".into()));
-        assert_eq!(status.message(), "payment is unavailable: connection refused");
+        assert_eq!(
+            status.message(),
+            "payment is unavailable: connection refused"
+        );
     }
 }

@@ -63,10 +63,7 @@ pub mod entity {
 use entity::Column;
 
 /// The delivery of `call_id`, if any.
-pub async fn find<C: ConnectionTrait>(
-    db: &C,
-    call_id: &CallId,
-) -> Result<Option<Delivery>, DbErr> {
+pub async fn find<C: ConnectionTrait>(db: &C, call_id: &CallId) -> Result<Option<Delivery>, DbErr> {
     entity::Entity::find_by_id(call_id.as_str())
         .one(db)
         .await?

@@ -10,7 +10,10 @@ use crate::domain::{Delivery, Receipt};
 const PRODUCER: &str = "rider";
 
 fn rider_of(d: &Delivery) -> String {
-    d.rider_id.as_ref().map(ToString::to_string).unwrap_or_default()
+    d.rider_id
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
 /// CallAccepted: `d`'s rider won the call.

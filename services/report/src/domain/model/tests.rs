@@ -281,7 +281,10 @@ fn a_call_known_only_from_payment_is_hidden_until_a_delivery_event_arrives() {
     );
     assert!(!registered.is_visible());
     assert_eq!(registered.payment_state, Some(PaymentState::Registered));
-    let orphan = apply(Some(registered), &fact(&call_id, 500, Change::PaymentVoided));
+    let orphan = apply(
+        Some(registered),
+        &fact(&call_id, 500, Change::PaymentVoided),
+    );
     assert!(
         !orphan.is_visible(),
         "an orphan fee voided by the call service never shows as a call"
@@ -322,7 +325,10 @@ fn a_completion_with_deferred_settlement_waits_for_payment_to_settle() {
         ),
     );
     assert_eq!(settled.payment_state, Some(PaymentState::Settled));
-    assert_eq!((settled.settled_amount, settled.commission), (Some(2_700), Some(300)));
+    assert_eq!(
+        (settled.settled_amount, settled.commission),
+        (Some(2_700), Some(300))
+    );
 }
 
 #[test]

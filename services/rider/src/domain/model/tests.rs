@@ -1,6 +1,4 @@
-use baemin_kernel::{
-    CallId, DeliveryStatus, Destination, Fee, RestaurantId, RiderId, Settlement,
-};
+use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, RestaurantId, RiderId, Settlement};
 
 use super::*;
 use crate::domain::RiderError;
@@ -153,18 +151,14 @@ fn pick_up_is_legal_only_from_accepted_and_idempotent_once_picked() {
 }
 
 #[test]
-fn completion_settles_only_from_picked_and_returns_a_completed_delivery_as_it_is() {
+fn completion_settles_only_from_picked_and_completing_twice_is_refused() {
     for d in every_status("r-1") {
         let begin = d.begin_completion(&rider("r-1"));
         let result = d.complete(&rider("r-1"), settlement(), 8);
         match d.status {
             DeliveryStatus::Picked => {
-                assert_eq!(begin.unwrap(), Completion::Settle);
+                begin.unwrap();
                 assert_eq!(applied(result).status, DeliveryStatus::Completed);
-            }
-            DeliveryStatus::Completed => {
-                assert_eq!(begin.unwrap(), Completion::AlreadyDone(d.clone()));
-                assert_eq!(result.unwrap(), Change::AlreadyDone(d));
             }
             status => {
                 assert!(is_precondition(&begin.unwrap_err()), "from {status}");
@@ -219,7 +213,10 @@ fn cancellation_wins_over_every_status_but_completed() {
             (_, CancelOutcome::Cancel(next)) => {
                 assert_eq!(next.status, DeliveryStatus::Cancelled);
                 assert_eq!(next.cancelled_at, Some(9));
-                assert_eq!(next.rider_id, d.rider_id, "the rider still sees its cancelled job");
+                assert_eq!(
+                    next.rider_id, d.rider_id,
+                    "the rider still sees its cancelled job"
+                );
             }
             (status, outcome) => panic!("cancel from {status}: {outcome:?}"),
         }
@@ -268,7 +265,11 @@ fn cancel_before_placed_leaves_cancelled_with_the_call_facts_filled() {
     assert_eq!(tombstone.fee, None);
     apply(&mut store, &call_id, Event::Placed);
     let d = store.unwrap();
-    assert_eq!(d.status, DeliveryStatus::Cancelled, "a late CallPlaced never reopens");
+    assert_eq!(
+        d.status,
+        DeliveryStatus::Cancelled,
+        "a late CallPlaced never reopens"
+    );
     assert_eq!(d.fee, Some(Fee::parse(3_000, "fee").unwrap()));
     assert_eq!((d.called_at, d.cancelled_at), (Some(1), Some(20)));
 }
@@ -317,7 +318,10 @@ fn events_converge_whatever_the_order_and_duplication() {
         assert_eq!(r, &results[0]);
     }
     assert_eq!(results[0].status, DeliveryStatus::Cancelled);
-    assert_eq!(results[0].restaurant_id.as_ref().map(|r| r.as_str()), Some("store-1"));
+    assert_eq!(
+        results[0].restaurant_id.as_ref().map(|r| r.as_str()),
+        Some("store-1")
+    );
 }
 
 #[test]

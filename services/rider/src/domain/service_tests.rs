@@ -1,0 +1,362 @@
+//! The application against SQLite in memory, with a fake payment port.
+
+use baemin_kernel::{CallId, DeliveryStatus, Fee, PageSize, RestaurantId};
+use baemin_mesh_events::{Event, outbox::entity as outbox};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use tonic::Code;
+
+use super::*;
+use crate::test_support::{Answer, code, placed_call, receipt, rider, spawn_app};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_riders_race_for_one_call_and_exactly_one_wins() {
+    let t = spawn_app().await;
+    let call_id = t.place().await;
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let app = t.app.clone();
+            let call_id = call_id.clone();
+            tokio::spawn(async move { (i, app.accept(call_id, rider(&format!("r-{i}"))).await) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (i, Ok(_)) => winners.push(format!("r-{i}")),
+            (_, Err(err)) => {
+                assert_eq!(code(err), Code::FailedPrecondition);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one rider wins");
+    assert_eq!(refused, 9);
+    let stored = t.app.get(&call_id).await.unwrap();
+    assert_eq!(stored.status, DeliveryStatus::Accepted);
+    assert_eq!(
+        stored.rider_id.map(|r| r.to_string()),
+        Some(winners[0].clone())
+    );
+    let accepted = outbox::Entity::find()
+        .filter(outbox::Column::Subject.eq("baemin.events.call.accepted"))
+        .count(&t.db)
+        .await
+        .unwrap();
+    assert_eq!(accepted, 1, "exactly one CallAccepted in the outbox");
+}
+
+#[tokio::test]
+async fn the_winner_retrying_accept_gets_its_delivery_and_no_second_event() {
+    let t = spawn_app().await;
+    let call_id = t.place().await;
+    let first = t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
+    let again = t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(t.events(&call_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn accepting_an_unknown_call_is_not_found() {
+    let t = spawn_app().await;
+    let err = t
+        .app
+        .accept(CallId::generate(), rider("r-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), Code::NotFound);
+}
+
+#[tokio::test]
+async fn another_rider_cannot_pick_up_or_complete_the_delivery() {
+    let t = spawn_app().await;
+    let call_id = t.place().await;
+    t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
+    let err = t
+        .app
+        .pick_up(call_id.clone(), rider("r-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), Code::PermissionDenied);
+    t.app.pick_up(call_id.clone(), rider("r-1")).await.unwrap();
+    let err = t
+        .app
+        .complete(call_id.clone(), rider("r-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), Code::PermissionDenied);
+    assert_eq!(t.payments.settles(), 0, "nobody settles for someone else");
+}
+
+#[tokio::test]
+async fn completing_settles_once_emits_the_split_and_completing_twice_is_refused() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    let done = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    assert_eq!(done.status, DeliveryStatus::Completed);
+    assert_eq!(done.settlement.map(|s| s.rider_payout), Some(2_700));
+    let again = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert_eq!(code(again), Code::FailedPrecondition);
+    assert_eq!(t.payments.settles(), 1, "the second call settles nothing");
+    let events = t.events(&call_id).await;
+    assert_eq!(events.len(), 3, "accepted, picked, completed: {events:?}");
+    match events.last() {
+        Some(Event::DeliveryCompleted(e)) => {
+            assert_eq!(
+                (e.rider_id.as_str(), e.fee, e.commission, e.rider_payout),
+                ("r-1", 3_000, 300, 2_700)
+            );
+        }
+        other => panic!("expected DeliveryCompleted, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn completing_while_payment_is_down_changes_nothing() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    let err = t
+        .app
+        .complete(call_id.clone(), rider("r-1"))
+        .await
+        .unwrap_err();
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().starts_with("payment is unavailable"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(t.status(&call_id).await, DeliveryStatus::Picked);
+    assert_eq!(t.events(&call_id).await.len(), 2, "no DeliveryCompleted");
+    t.payments.answer(Answer::Settle);
+    let done = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    assert_eq!(
+        done.status,
+        DeliveryStatus::Completed,
+        "a retry once payment is back completes"
+    );
+}
+
+#[tokio::test]
+async fn completing_when_payment_refuses_cancels_the_delivery() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Refuse);
+    let err = t
+        .app
+        .complete(call_id.clone(), rider("r-1"))
+        .await
+        .unwrap_err();
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status
+            .message()
+            .contains("was cancelled; nothing to settle")
+    );
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!(d.status, DeliveryStatus::Cancelled);
+    assert!(d.cancelled_at.is_some());
+    assert_eq!(
+        t.events(&call_id).await.len(),
+        2,
+        "no event: the call service announced the cancel"
+    );
+}
+
+#[tokio::test]
+async fn pick_up_before_accept_and_complete_before_pick_up_are_refused() {
+    let t = spawn_app().await;
+    let call_id = t.place().await;
+    let err = t
+        .app
+        .pick_up(call_id.clone(), rider("r-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), Code::FailedPrecondition);
+    t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
+    let err = t
+        .app
+        .complete(call_id.clone(), rider("r-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), Code::FailedPrecondition);
+    assert_eq!(t.payments.settles(), 0);
+}
+
+#[tokio::test]
+async fn a_cancel_before_the_call_leaves_a_tombstone_that_a_late_call_does_not_reopen() {
+    let t = spawn_app().await;
+    let call_id = CallId::generate();
+    t.app
+        .on_call_cancelled(
+            &receipt("baemin.events.call.cancelled"),
+            call_id.clone(),
+            500,
+        )
+        .await
+        .unwrap();
+    t.app
+        .on_call_placed(
+            &receipt("baemin.events.call.placed"),
+            call_id.clone(),
+            placed_call(),
+        )
+        .await
+        .unwrap();
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!(d.status, DeliveryStatus::Cancelled);
+    assert_eq!(
+        d.fee.map(Fee::krw),
+        Some(3_000),
+        "the call's facts are filled in"
+    );
+    assert!(t.app.open_calls_now().await.unwrap().is_empty());
+    let err = t.app.accept(call_id, rider("r-1")).await.unwrap_err();
+    assert_eq!(code(err), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn a_cancel_takes_an_accepted_delivery_away_from_its_rider() {
+    let t = spawn_app().await;
+    let call_id = t.place().await;
+    t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
+    t.app
+        .on_call_cancelled(
+            &receipt("baemin.events.call.cancelled"),
+            call_id.clone(),
+            700,
+        )
+        .await
+        .unwrap();
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!(
+        (d.status, d.cancelled_at),
+        (DeliveryStatus::Cancelled, Some(700))
+    );
+    let err = t.app.pick_up(call_id, rider("r-1")).await.unwrap_err();
+    assert!(err.to_string().contains("was cancelled"), "{err}");
+}
+
+#[tokio::test]
+async fn a_redelivered_event_applies_nothing_twice() {
+    let t = spawn_app().await;
+    let call_id = CallId::generate();
+    let placed = receipt("baemin.events.call.placed");
+    t.app
+        .on_call_placed(&placed, call_id.clone(), placed_call())
+        .await
+        .unwrap();
+    t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
+    let mut board = t.app.watch_board();
+    t.app
+        .on_call_placed(&placed, call_id.clone(), placed_call())
+        .await
+        .unwrap();
+    assert_eq!(t.status(&call_id).await, DeliveryStatus::Accepted);
+    assert!(board.try_recv().is_err(), "nothing reopened on the board");
+}
+
+#[tokio::test]
+async fn the_board_hears_calls_open_and_close() {
+    let t = spawn_app().await;
+    let mut board = t.app.watch_board();
+    let call_id = t.place().await;
+    match board.recv().await.unwrap() {
+        BoardChange::Opened(d) => assert_eq!(d.call_id, call_id),
+        other => panic!("{other:?}"),
+    }
+    t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
+    match board.recv().await.unwrap() {
+        BoardChange::Closed(d) => assert_eq!(d.status, DeliveryStatus::Accepted),
+        other => panic!("{other:?}"),
+    }
+    let cancelled = t.place().await;
+    let _opened = board.recv().await.unwrap();
+    t.app
+        .on_call_cancelled(
+            &receipt("baemin.events.call.cancelled"),
+            cancelled.clone(),
+            9,
+        )
+        .await
+        .unwrap();
+    match board.recv().await.unwrap() {
+        BoardChange::Closed(d) => assert_eq!(d.call_id, cancelled),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn lists_page_by_call_id_open_calls_oldest_first_deliveries_newest_first() {
+    let t = spawn_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(t.place().await);
+    }
+    t.app.accept(ids[1].clone(), rider("r-1")).await.unwrap();
+    let page = |size: i32, after| Page {
+        size: PageSize::parse(size, "page_size").unwrap(),
+        after,
+    };
+
+    let first = t.app.list_open(page(2, None)).await.unwrap();
+    let ids_of = |l: &Listed| {
+        l.items
+            .iter()
+            .map(|d| d.call_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids_of(&first), [ids[0].clone(), ids[2].clone()]);
+    let second = t.app.list_open(page(2, first.next)).await.unwrap();
+    assert_eq!(ids_of(&second), [ids[3].clone(), ids[4].clone()]);
+    assert_eq!(second.next, None, "the last page has no token");
+
+    let all = t
+        .app
+        .list(DeliveryFilter::default(), page(3, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids_of(&all),
+        [ids[4].clone(), ids[3].clone(), ids[2].clone()]
+    );
+    let rest = t
+        .app
+        .list(DeliveryFilter::default(), page(3, all.next))
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&rest), [ids[1].clone(), ids[0].clone()]);
+
+    let mine = DeliveryFilter {
+        rider_id: Some(rider("r-1")),
+        ..DeliveryFilter::default()
+    };
+    assert_eq!(
+        ids_of(&t.app.list(mine, page(0, None)).await.unwrap()),
+        [ids[1].clone()]
+    );
+    let accepted = DeliveryFilter {
+        status: Some(DeliveryStatus::Accepted),
+        restaurant_id: Some(RestaurantId::parse("store-1", "restaurant_id").unwrap()),
+        ..DeliveryFilter::default()
+    };
+    assert_eq!(
+        ids_of(&t.app.list(accepted, page(0, None)).await.unwrap()),
+        [ids[1].clone()]
+    );
+    let elsewhere = DeliveryFilter {
+        restaurant_id: Some(RestaurantId::parse("store-2", "restaurant_id").unwrap()),
+        ..DeliveryFilter::default()
+    };
+    assert!(
+        t.app
+            .list(elsewhere, page(0, None))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}

@@ -1,0 +1,153 @@
+//! Test helpers shared by the application and adapter tests: the application on SQLite in memory with a
+//! fake payment port.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, RestaurantId, RiderId, Settlement};
+use baemin_mesh_events::{Envelope, Event, Outbox, outbox::entity as outbox};
+use futures::future::BoxFuture;
+use prost::Message;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use tonic::Code;
+
+use crate::{
+    domain::{PaymentCallError, Payments, PlacedCall, Receipt, RiderApp, RiderError},
+    outbound::migration::Migrator,
+};
+
+/// How the fake payment answers Settle.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Settle,
+    Unavailable,
+    Refuse,
+}
+
+pub struct FakePayments {
+    answer: Mutex<Answer>,
+    settles: AtomicUsize,
+}
+
+impl FakePayments {
+    pub fn new(answer: Answer) -> Arc<Self> {
+        Arc::new(Self {
+            answer: Mutex::new(answer),
+            settles: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn answer(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    pub fn settles(&self) -> usize {
+        self.settles.load(Ordering::SeqCst)
+    }
+}
+
+impl Payments for FakePayments {
+    fn settle<'a>(
+        &'a self,
+        _call_id: &'a CallId,
+        _rider: &'a RiderId,
+    ) -> BoxFuture<'a, Result<Settlement, PaymentCallError>> {
+        self.settles.fetch_add(1, Ordering::SeqCst);
+        let answer = self.answer.lock().unwrap().clone();
+        Box::pin(async move {
+            match answer {
+                Answer::Settle => Ok(Settlement {
+                    fee: 3_000,
+                    commission: 300,
+                    rider_payout: 2_700,
+                }),
+                Answer::Unavailable => {
+                    Err(PaymentCallError::Unavailable("connection refused".into()))
+                }
+                Answer::Refuse => Err(PaymentCallError::Refused(
+                    "the fee was voided (the call was cancelled); nothing to settle".into(),
+                )),
+            }
+        })
+    }
+}
+
+pub struct TestApp {
+    pub app: Arc<RiderApp>,
+    pub db: DatabaseConnection,
+    pub payments: Arc<FakePayments>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
+        .await
+        .unwrap();
+    let payments = FakePayments::new(Answer::Settle);
+    let app = Arc::new(RiderApp::new(db.clone(), Outbox::new(), payments.clone()));
+    TestApp { app, db, payments }
+}
+
+pub fn rider(id: &str) -> RiderId {
+    RiderId::parse(id, "rider_id").unwrap()
+}
+
+pub fn receipt(subject: &str) -> Receipt {
+    Receipt {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        subject: subject.to_owned(),
+    }
+}
+
+pub fn placed_call() -> PlacedCall {
+    PlacedCall {
+        restaurant_id: RestaurantId::parse("store-1", "restaurant_id").unwrap(),
+        destination: Destination::parse("Gangnam-gu 1", "destination").unwrap(),
+        fee: Fee::parse(3_000, "fee").unwrap(),
+        called_at: 1_000,
+    }
+}
+
+pub fn code(err: RiderError) -> Code {
+    tonic::Status::from(err).code()
+}
+
+impl TestApp {
+    pub async fn place(&self) -> CallId {
+        let call_id = CallId::generate();
+        self.app
+            .on_call_placed(
+                &receipt("baemin.events.call.placed"),
+                call_id.clone(),
+                placed_call(),
+            )
+            .await
+            .unwrap();
+        call_id
+    }
+
+    pub async fn picked_by(&self, id: &str) -> CallId {
+        let call_id = self.place().await;
+        self.app.accept(call_id.clone(), rider(id)).await.unwrap();
+        self.app.pick_up(call_id.clone(), rider(id)).await.unwrap();
+        call_id
+    }
+
+    pub async fn status(&self, call_id: &CallId) -> DeliveryStatus {
+        self.app.get(call_id).await.unwrap().status
+    }
+
+    /// The events in the outbox for `call_id`, in order.
+    pub async fn events(&self, call_id: &CallId) -> Vec<Event> {
+        outbox::Entity::find()
+            .all(&self.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| Envelope::decode(row.payload.as_slice()).unwrap())
+            .filter(|e| e.call_id == call_id.as_str())
+            .filter_map(|e| e.event)
+            .collect()
+    }
+}

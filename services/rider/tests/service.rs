@@ -1,0 +1,471 @@
+//! The rider service as a process runs it: a real `nats-server`, a fresh SQLite or PostgreSQL database, a
+//! fake payment service over gRPC. Calls come in through JetStream; events go out through the outbox.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_nats::jetstream;
+use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, TestDatabases};
+use baemin_proto::{
+    events::v1::{CallCancelled, CallPlaced, Envelope, envelope::Event},
+    payment::v1::{
+        self as pay,
+        payment_service_server::{PaymentService, PaymentServiceServer},
+    },
+    rider::v1::{self as pb, rider_service_client::RiderServiceClient},
+};
+use futures::StreamExt;
+use prost::Message;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Code, Request, Response, Status, transport::Channel};
+
+/// How long anything asynchronous may take before a test gives up.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Payment that settles everything at 10 % commission, except the calls whose fee it voided.
+#[derive(Clone, Default)]
+struct FakePayment {
+    voided: Arc<Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl PaymentService for FakePayment {
+    async fn register_cost(
+        &self,
+        _: Request<pay::RegisterCostRequest>,
+    ) -> Result<Response<pay::RegisterCostResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    async fn settle(
+        &self,
+        request: Request<pay::SettleRequest>,
+    ) -> Result<Response<pay::SettleResponse>, Status> {
+        let req = request.into_inner();
+        if self.voided.lock().unwrap().contains(&req.call_id) {
+            return Err(Status::failed_precondition("the fee was voided"));
+        }
+        Ok(Response::new(pay::SettleResponse {
+            payment: Some(pay::Payment {
+                call_id: req.call_id,
+                fee: 3_000,
+                status: pay::PaymentStatus::Settled as i32,
+                rider_id: req.rider_id,
+                commission: 300,
+                rider_payout: 2_700,
+                ..Default::default()
+            }),
+        }))
+    }
+
+    async fn void_cost(
+        &self,
+        _: Request<pay::VoidCostRequest>,
+    ) -> Result<Response<pay::VoidCostResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    async fn get_payment(
+        &self,
+        _: Request<pay::GetPaymentRequest>,
+    ) -> Result<Response<pay::GetPaymentResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+}
+
+async fn serve_payment(payment: FakePayment) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(PaymentServiceServer::new(payment))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+/// The rider service with everything it talks to.
+struct Harness {
+    rider: RiderServiceClient<Channel>,
+    jetstream: jetstream::Context,
+    nats: async_nats::Client,
+    payment: FakePayment,
+    service: RunningService,
+    _dbs: TestDatabases,
+    _nats_server: NatsServer,
+}
+
+impl Harness {
+    async fn start(kind: DbKind) -> Self {
+        let nats_server = NatsServer::start().await;
+        let payment = FakePayment::default();
+        let payment_addr = serve_payment(payment.clone()).await;
+        let mut dbs = TestDatabases::new(kind);
+        let env = [
+            ("DATABASE_URL", dbs.url_for("rider").await),
+            ("NATS_URL", nats_server.url()),
+            ("PAYMENT_URL", format!("http://{payment_addr}")),
+        ];
+        let service = RunningService::start::<baemin_rider::Application>(&env).await;
+        let channel = Channel::from_shared(service.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let nats = async_nats::connect(nats_server.url()).await.unwrap();
+        Self {
+            rider: RiderServiceClient::new(channel),
+            jetstream: jetstream::new(nats.clone()),
+            nats,
+            payment,
+            service,
+            _dbs: dbs,
+            _nats_server: nats_server,
+        }
+    }
+
+    /// Publishes `event` about `call_id` as the call service's outbox relay does.
+    async fn publish(&self, call_id: &str, event: Event) {
+        let subject = baemin_proto::events::subject_of(&event);
+        let envelope = Envelope {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            occurred_at: Some(baemin_proto::time::from_millis(1_700_000_000_000)),
+            call_id: call_id.to_owned(),
+            producer: "call".into(),
+            event: Some(event),
+        };
+        self.jetstream
+            .publish(subject, envelope.encode_to_vec().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Publishes a CallPlaced for a new call and waits until the rider service has it.
+    async fn place(&self, restaurant: &str, fee: i64) -> String {
+        let call_id = uuid::Uuid::now_v7().to_string();
+        self.publish(&call_id, placed(restaurant, fee)).await;
+        self.delivery_when(&call_id, |_| true).await;
+        call_id
+    }
+
+    /// The delivery of `call_id` once it satisfies `ready`.
+    async fn delivery_when(
+        &self,
+        call_id: &str,
+        ready: impl Fn(&pb::Delivery) -> bool,
+    ) -> pb::Delivery {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let found = self
+                .rider
+                .clone()
+                .get_delivery(pb::GetDeliveryRequest {
+                    call_id: call_id.to_owned(),
+                })
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().delivery);
+            if let Some(d) = found.filter(|d| ready(d)) {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for call {call_id}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.service.stop().await;
+    }
+}
+
+fn placed(restaurant: &str, fee: i64) -> Event {
+    Event::CallPlaced(CallPlaced {
+        restaurant_id: restaurant.into(),
+        destination: "서울 강남구 테헤란로 1".into(),
+        fee,
+    })
+}
+
+fn accept(call_id: &str, rider_id: &str) -> pb::AcceptCallRequest {
+    pb::AcceptCallRequest {
+        call_id: call_id.into(),
+        rider_id: rider_id.into(),
+    }
+}
+
+fn pick_up(call_id: &str, rider_id: &str) -> pb::PickUpRequest {
+    pb::PickUpRequest {
+        call_id: call_id.into(),
+        rider_id: rider_id.into(),
+    }
+}
+
+fn complete(call_id: &str, rider_id: &str) -> pb::CompleteDeliveryRequest {
+    pb::CompleteDeliveryRequest {
+        call_id: call_id.into(),
+        rider_id: rider_id.into(),
+    }
+}
+
+async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKind) {
+    let h = Harness::start(kind).await;
+    let mut rider = h.rider.clone();
+    let mut board = rider
+        .watch_open_calls(pb::WatchOpenCallsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut completed = h
+        .nats
+        .subscribe("baemin.events.delivery.completed")
+        .await
+        .unwrap();
+
+    let call_id = h.place("store-1", 3_000).await;
+    let opened = tokio::time::timeout(PATIENCE, board.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        opened.change(),
+        pb::watch_open_calls_response::Change::Opened
+    );
+    assert_eq!(opened.call.unwrap().call_id, call_id);
+    let open = rider
+        .list_open_calls(pb::ListOpenCallsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(open.calls.len(), 1);
+    assert_eq!(open.calls[0].destination, "서울 강남구 테헤란로 1");
+
+    rider
+        .accept_call(accept(&call_id, "rider-7"))
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(PATIENCE, board.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        closed.change(),
+        pb::watch_open_calls_response::Change::Closed
+    );
+    let lost = rider
+        .accept_call(accept(&call_id, "rider-8"))
+        .await
+        .unwrap_err();
+    assert_eq!(lost.code(), Code::FailedPrecondition);
+    // A rider the gateway authenticated as rider-8 cannot act as rider-7 ...
+    let mut impostor = Request::new(pick_up(&call_id, "rider-7"));
+    impostor
+        .metadata_mut()
+        .insert("x-baemin-role", "rider".parse().unwrap());
+    impostor
+        .metadata_mut()
+        .insert("x-baemin-subject", "rider-8".parse().unwrap());
+    assert_eq!(
+        rider.pick_up(impostor).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    // ... nor act on rider-7's delivery as itself.
+    let bola = rider
+        .pick_up(pick_up(&call_id, "rider-8"))
+        .await
+        .unwrap_err();
+    assert_eq!(bola.code(), Code::PermissionDenied);
+    rider.pick_up(pick_up(&call_id, "rider-7")).await.unwrap();
+    let done = rider
+        .complete_delivery(complete(&call_id, "rider-7"))
+        .await
+        .unwrap()
+        .into_inner()
+        .delivery
+        .unwrap();
+    assert_eq!(
+        (done.status(), done.payout),
+        (pb::DeliveryStatus::Completed, 2_700)
+    );
+
+    let message = tokio::time::timeout(PATIENCE, completed.next())
+        .await
+        .expect("DeliveryCompleted published by the outbox relay")
+        .unwrap();
+    let published = Envelope::decode(message.payload.as_ref()).unwrap();
+    assert_eq!(
+        (published.call_id.as_str(), published.producer.as_str()),
+        (call_id.as_str(), "rider")
+    );
+    match published.event {
+        Some(Event::DeliveryCompleted(e)) => assert_eq!(
+            (e.rider_id.as_str(), e.fee, e.commission, e.rider_payout),
+            ("rider-7", 3_000, 300, 2_700)
+        ),
+        other => panic!("expected DeliveryCompleted, got {other:?}"),
+    }
+
+    let mine = rider
+        .list_deliveries(pb::ListDeliveriesRequest {
+            rider_id: "rider-7".into(),
+            status: pb::DeliveryStatus::Completed as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mine.deliveries.len(), 1);
+
+    // Shutdown ends the watch stream, and the service stops cleanly while a watcher is connected.
+    let stopping = tokio::spawn(h.stop());
+    let ended = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(_)) = board.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch stream ends at shutdown");
+    tokio::time::timeout(Duration::from_secs(30), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn cancellations_win_in_any_order(kind: DbKind) {
+    let h = Harness::start(kind).await;
+    let mut rider = h.rider.clone();
+    let cancelled = || {
+        Event::CallCancelled(CallCancelled {
+            reason: "closed".into(),
+        })
+    };
+
+    // The cancellation arrives before its call: the tombstone keeps the call off the board.
+    let ghost = uuid::Uuid::now_v7().to_string();
+    h.publish(&ghost, cancelled()).await;
+    // The two subjects have independent consumers: wait for the tombstone to pin the order down.
+    let tombstone = h.delivery_when(&ghost, |_| true).await;
+    assert_eq!(
+        (tombstone.status(), tombstone.fee),
+        (pb::DeliveryStatus::Cancelled, 0)
+    );
+    h.publish(&ghost, placed("store-1", 1_000)).await;
+    let d = h.delivery_when(&ghost, |d| d.fee == 1_000).await;
+    assert_eq!(d.status(), pb::DeliveryStatus::Cancelled);
+    let open = rider
+        .list_open_calls(pb::ListOpenCallsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(open.calls.is_empty());
+
+    // Both at once, in either order: the two consumers race to create the row, and still converge.
+    let mut racing = Vec::new();
+    for i in 0..6 {
+        let call_id = uuid::Uuid::now_v7().to_string();
+        if i % 2 == 0 {
+            h.publish(&call_id, cancelled()).await;
+            h.publish(&call_id, placed("store-1", 1_000)).await;
+        } else {
+            h.publish(&call_id, placed("store-1", 1_000)).await;
+            h.publish(&call_id, cancelled()).await;
+        }
+        racing.push(call_id);
+    }
+    for call_id in &racing {
+        h.delivery_when(call_id, |d| {
+            d.fee == 1_000 && d.status() == pb::DeliveryStatus::Cancelled
+        })
+        .await;
+    }
+
+    // Cancelled after a rider accepted: the call service is the authority.
+    let taken = h.place("store-1", 3_000).await;
+    rider.accept_call(accept(&taken, "rider-1")).await.unwrap();
+    h.publish(&taken, cancelled()).await;
+    h.delivery_when(&taken, |d| d.status() == pb::DeliveryStatus::Cancelled)
+        .await;
+    let refused = rider.pick_up(pick_up(&taken, "rider-1")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    // Payment voided the fee before the rider completed: completing cancels the delivery.
+    let voided = h.place("store-2", 3_000).await;
+    h.payment.voided.lock().unwrap().push(voided.clone());
+    rider.accept_call(accept(&voided, "rider-9")).await.unwrap();
+    rider.pick_up(pick_up(&voided, "rider-9")).await.unwrap();
+    let refused = rider
+        .complete_delivery(complete(&voided, "rider-9"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("nothing to settle"),
+        "{}",
+        refused.message()
+    );
+    h.delivery_when(&voided, |d| d.status() == pb::DeliveryStatus::Cancelled)
+        .await;
+    h.stop().await;
+}
+
+async fn of_ten_riders_racing_over_grpc_exactly_one_wins(kind: DbKind) {
+    let h = Harness::start(kind).await;
+    let call_id = h.place("store-3", 5_000).await;
+    let attempts = (0..10).map(|i| {
+        let mut rider = h.rider.clone();
+        let call_id = call_id.clone();
+        tokio::spawn(async move {
+            let rider_id = format!("racer-{i}");
+            let outcome = rider.accept_call(accept(&call_id, &rider_id)).await;
+            (rider_id, outcome)
+        })
+    });
+    let mut winners = Vec::new();
+    for attempt in futures::future::join_all(attempts).await {
+        match attempt.unwrap() {
+            (rider_id, Ok(_)) => winners.push(rider_id),
+            (_, Err(status)) => assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let d = h.delivery_when(&call_id, |_| true).await;
+    assert_eq!(d.rider_id, winners[0]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_delivery_goes_from_the_board_to_completed_and_is_announced() {
+    a_delivery_goes_from_the_board_to_completed_and_is_announced(DbKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_delivery_goes_from_the_board_to_completed_and_is_announced() {
+    a_delivery_goes_from_the_board_to_completed_and_is_announced(DbKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cancellations_win_in_any_order() {
+    cancellations_win_in_any_order(DbKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cancellations_win_in_any_order() {
+    cancellations_win_in_any_order(DbKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_of_ten_riders_racing_over_grpc_exactly_one_wins() {
+    of_ten_riders_racing_over_grpc_exactly_one_wins(DbKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_of_ten_riders_racing_over_grpc_exactly_one_wins() {
+    of_ten_riders_racing_over_grpc_exactly_one_wins(DbKind::Postgres).await;
+}
