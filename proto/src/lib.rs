@@ -43,8 +43,7 @@ pub mod events {
 }
 
 /// The encoded `FileDescriptorSet` of every contract, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/baemin_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/baemin_descriptor.bin"));
 
 /// Converts between `prost_types::Timestamp` and milliseconds since the epoch.
 pub mod time;

@@ -35,11 +35,7 @@ impl From<sea_orm::DbErr> for HandleError {
 /// time (use [`crate::inbox::first_delivery`] in the same transaction as the change).
 pub trait EventHandler: Send + Sync + 'static {
     /// Applies one event that arrived on `subject`.
-    fn handle(
-        &self,
-        subject: &str,
-        envelope: Envelope,
-    ) -> impl Future<Output = Result<(), HandleError>> + Send;
+    fn handle(&self, subject: &str, envelope: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
 /// One durable consumer: a name that survives restarts, and the subject it reads.
@@ -56,10 +52,7 @@ pub struct ConsumerSpec {
 impl ConsumerSpec {
     /// A consumer of `subject` for `service`, named `<service>__<subject with . and > replaced>`.
     pub fn new(service: &str, subject: &str) -> Self {
-        let suffix = subject
-            .replace('.', "_")
-            .replace('>', "all")
-            .replace('*', "any");
+        let suffix = subject.replace('.', "_").replace('>', "all").replace('*', "any");
         Self {
             durable: format!("{service}__{suffix}"),
             subject: subject.to_owned(),
@@ -147,23 +140,15 @@ async fn run<H: EventHandler>(
     }
 }
 
-async fn process<H: EventHandler>(
-    spec: &ConsumerSpec,
-    handler: &H,
-    message: async_nats::jetstream::Message,
-) {
+async fn process<H: EventHandler>(spec: &ConsumerSpec, handler: &H, message: async_nats::jetstream::Message) {
     let subject = message.subject.to_string();
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
     let outcome = match Envelope::decode(message.payload.as_ref()) {
         Ok(envelope) if envelope.event.is_some() && !envelope.event_id.is_empty() => {
             handler.handle(&subject, envelope).await
         }
-        Ok(_) => Err(HandleError::Rejected(
-            "envelope without event or event id".into(),
-        )),
-        Err(err) => Err(HandleError::Rejected(format!(
-            "undecodable envelope: {err}"
-        ))),
+        Ok(_) => Err(HandleError::Rejected("envelope without event or event id".into())),
+        Err(err) => Err(HandleError::Rejected(format!("undecodable envelope: {err}"))),
     };
     let ack = match outcome {
         Ok(()) => AckKind::Ack,

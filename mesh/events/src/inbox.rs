@@ -31,11 +31,7 @@ pub mod entity {
 
 /// Records `envelope` as applied inside `txn`. `true` the first time; `false` if it was applied
 /// before, in which case the caller applies nothing and just commits (and acks).
-pub async fn first_delivery<C: ConnectionTrait>(
-    txn: &C,
-    subject: &str,
-    envelope: &Envelope,
-) -> Result<bool, DbErr> {
+pub async fn first_delivery<C: ConnectionTrait>(txn: &C, subject: &str, envelope: &Envelope) -> Result<bool, DbErr> {
     let row = entity::ActiveModel {
         event_id: Set(envelope.event_id.clone()),
         subject: Set(subject.to_owned()),

@@ -4,8 +4,8 @@
 mod bus;
 mod consumer;
 mod envelope;
-mod local;
 pub mod inbox;
+mod local;
 pub mod migration;
 pub mod outbox;
 

@@ -8,8 +8,8 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use prost::Message;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
     sea_query::Expr,
 };
 use tokio::sync::Notify;
@@ -63,11 +63,7 @@ impl Outbox {
     }
 
     /// Adds `envelope` to the outbox inside `txn`; it is published only if `txn` commits.
-    pub async fn enqueue<C: ConnectionTrait>(
-        &self,
-        txn: &C,
-        envelope: &Envelope,
-    ) -> Result<(), DbErr> {
+    pub async fn enqueue<C: ConnectionTrait>(&self, txn: &C, envelope: &Envelope) -> Result<(), DbErr> {
         let event = envelope
             .event
             .as_ref()
@@ -81,9 +77,7 @@ impl Outbox {
             created_at: Set(now_millis()),
             published_at: Set(None),
         };
-        entity::Entity::insert(row)
-            .exec_without_returning(txn)
-            .await?;
+        entity::Entity::insert(row).exec_without_returning(txn).await?;
         Ok(())
     }
 
@@ -147,11 +141,7 @@ impl OutboxRelay {
             let message = PublishMessage::build()
                 .payload(row.payload.clone().into())
                 .message_id(&row.event_id);
-            match self
-                .jetstream
-                .send_publish(row.subject.clone(), message)
-                .await
-            {
+            match self.jetstream.send_publish(row.subject.clone(), message).await {
                 Ok(ack) => pending.push((row.id, ack)),
                 Err(err) => {
                     failure = Some(RelayError::Publish(Box::new(err)));
@@ -229,13 +219,8 @@ impl OutboxRelay {
                 }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(5), flush)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "outbox not fully flushed at shutdown; the rest goes out at the next start"
-            );
+        if tokio::time::timeout(Duration::from_secs(5), flush).await.is_err() {
+            tracing::warn!("outbox not fully flushed at shutdown; the rest goes out at the next start");
         }
     }
 }

@@ -26,11 +26,7 @@ pub struct ServiceConfig {
 
 impl ServiceConfig {
     /// Reads the common settings of service `name` whose default gRPC port is `default_port`.
-    pub fn from_settings(
-        name: &'static str,
-        default_port: u16,
-        s: &Settings<'_>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_settings(name: &'static str, default_port: u16, s: &Settings<'_>) -> Result<Self, ConfigError> {
         let listen_addr = s.parse("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], default_port)))?;
         let database_url = s.url(
             "DATABASE_URL",
@@ -39,11 +35,7 @@ impl ServiceConfig {
         )?;
         let database_pool_size = s.parse("DATABASE_POOL_SIZE", 10u32)?;
         if database_pool_size == 0 {
-            return Err(ConfigError::new(
-                "DATABASE_POOL_SIZE",
-                "0",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("DATABASE_POOL_SIZE", "0", "must be at least 1"));
         }
         let nats_url = s.url("NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"])?;
         let replicas = s.parse("NATS_STREAM_REPLICAS", 1usize)?;

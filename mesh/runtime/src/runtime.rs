@@ -50,8 +50,7 @@ impl Runtime {
         grpc_services: &[&'static str],
     ) -> Result<Self, StartupError> {
         let server = MeshServer::bind(config.listen_addr, grpc_services).await?;
-        let db = baemin_mesh_store::connect::<M>(&config.database_url, config.database_pool_size)
-            .await?;
+        let db = baemin_mesh_store::connect::<M>(&config.database_url, config.database_pool_size).await?;
         let bus = EventBus::connect(&config.nats_url, config.name).await?;
         bus.ensure_stream(&config.stream).await?;
         tracing::info!(service = config.name, addr = %server.local_addr(), "started");
@@ -92,11 +91,7 @@ impl Runtime {
     }
 
     /// Starts a durable consumer of `subject` feeding `handler`.
-    pub async fn consume<H: EventHandler>(
-        &mut self,
-        subject: &str,
-        handler: Arc<H>,
-    ) -> Result<(), StartupError> {
+    pub async fn consume<H: EventHandler>(&mut self, subject: &str, handler: Arc<H>) -> Result<(), StartupError> {
         let spec = ConsumerSpec::new(self.config.name, subject);
         let task = spawn_consumer(&self.bus, spec, handler, self.background.clone()).await?;
         self.tasks.push(task);
@@ -106,9 +101,7 @@ impl Runtime {
     /// Serves `routes` with health SERVING until `shutdown`; then drains in order: health NOT_SERVING
     /// and in-flight RPCs finish, consumers and workers stop, the outbox flushes.
     pub async fn run(mut self, routes: Routes, shutdown: Shutdown) -> Result<(), StartupError> {
-        let relay = self
-            .outbox
-            .relay(self.db.clone(), self.bus.jetstream().clone());
+        let relay = self.outbox.relay(self.db.clone(), self.bus.jetstream().clone());
         let relay = tokio::spawn(relay.run(self.background.clone()));
         self.server.serving().set(ServingStatus::Serving).await;
         let served = self.server.serve(routes, shutdown).await;

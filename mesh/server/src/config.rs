@@ -26,9 +26,7 @@ impl Env for HashMap<String, String> {
 
 impl<const N: usize> Env for [(&str, &str); N] {
     fn var(&self, key: &str) -> Option<String> {
-        self.iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| (*v).to_owned())
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned())
     }
 }
 
@@ -68,10 +66,7 @@ impl<'a> Settings<'a> {
 
     /// The value of `key`, trimmed, or `None` when unset or blank.
     pub fn raw(&self, key: &str) -> Option<String> {
-        self.env
-            .var(key)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+        self.env.var(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
     /// The value of `key` or `default`.
@@ -103,13 +98,10 @@ impl<'a> Settings<'a> {
                 None => (v.as_str(), 1),
             },
         };
-        let n: u64 = digits.trim().parse().map_err(|_| {
-            ConfigError::new(
-                key,
-                &v,
-                "expected milliseconds like 250ms or seconds like 2s",
-            )
-        })?;
+        let n: u64 = digits
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(key, &v, "expected milliseconds like 250ms or seconds like 2s"))?;
         if n == 0 {
             return Err(ConfigError::new(key, &v, "must be greater than zero"));
         }
@@ -155,21 +147,12 @@ mod tests {
             .parse::<u32>("PAYMENT_COMMISSION_BPS", 1000)
             .unwrap_err();
         assert_eq!(err.key, "PAYMENT_COMMISSION_BPS");
-        assert!(
-            err.to_string().contains("PAYMENT_COMMISSION_BPS=\"ten\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("PAYMENT_COMMISSION_BPS=\"ten\""), "{err}");
     }
 
     #[test]
     fn durations_accept_ms_and_s_and_refuse_zero_and_garbage() {
-        let env = [
-            ("A", "250ms"),
-            ("B", "2s"),
-            ("C", "40"),
-            ("D", "0s"),
-            ("E", "soon"),
-        ];
+        let env = [("A", "250ms"), ("B", "2s"), ("C", "40"), ("D", "0s"), ("E", "soon")];
         let s = Settings::new(&env);
         let d = Duration::from_secs(9);
         assert_eq!(s.duration("A", d), Ok(Duration::from_millis(250)));
@@ -184,17 +167,8 @@ mod tests {
     fn urls_must_have_an_allowed_scheme_and_a_host() {
         let env = [("NATS_URL", "localhost:4222"), ("PAYMENT_URL", "http://")];
         let s = Settings::new(&env);
-        assert!(
-            s.url("NATS_URL", "nats://127.0.0.1:4222", &["nats"])
-                .is_err()
-        );
-        assert!(
-            s.url("PAYMENT_URL", "http://x", &["http", "https"])
-                .is_err()
-        );
-        assert_eq!(
-            s.url("OTHER", "nats://a:1", &["nats"]),
-            Ok("nats://a:1".to_owned())
-        );
+        assert!(s.url("NATS_URL", "nats://127.0.0.1:4222", &["nats"]).is_err());
+        assert!(s.url("PAYMENT_URL", "http://x", &["http", "https"]).is_err());
+        assert_eq!(s.url("OTHER", "nats://a:1", &["nats"]), Ok("nats://a:1".to_owned()));
     }
 }

@@ -49,15 +49,10 @@ mod tests {
 
     #[test]
     fn invalid_argument_carries_every_field_violation() {
-        let status =
-            invalid_argument([("fee", "must be positive"), ("destination", "is required")]);
+        let status = invalid_argument([("fee", "must be positive"), ("destination", "is required")]);
         assert_eq!(status.code(), Code::InvalidArgument);
         let bad = status.get_details_bad_request().expect("BadRequest detail");
-        let fields: Vec<_> = bad
-            .field_violations
-            .iter()
-            .map(|v| v.field.as_str())
-            .collect();
+        let fields: Vec<_> = bad.field_violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["fee", "destination"]);
         assert!(status.message().contains("fee must be positive"));
     }

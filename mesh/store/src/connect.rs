@@ -66,10 +66,7 @@ pub fn sqlite_url(path: &Path) -> String {
 /// SQLite runs in WAL mode with one pooled connection: SQLite has one writer at a time anyway, and a
 /// single connection rules out `SQLITE_BUSY` on read-to-write upgrades inside transactions (which a
 /// busy timeout does not cover). Code must therefore never use the pool while holding a transaction.
-pub async fn connect<M: MigratorTrait>(
-    url: &str,
-    pool_size: u32,
-) -> Result<DatabaseConnection, StoreError> {
+pub async fn connect<M: MigratorTrait>(url: &str, pool_size: u32) -> Result<DatabaseConnection, StoreError> {
     let backend = Backend::of(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -84,41 +81,32 @@ pub async fn connect<M: MigratorTrait>(
                     source,
                 })?;
             }
-            options
-                .max_connections(1)
-                .min_connections(1)
-                .map_sqlx_sqlite_opts(|o| {
-                    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                        .busy_timeout(Duration::from_secs(5))
-                        .foreign_keys(true)
-                });
+            options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
         }
         Backend::Postgres => {
             options.max_connections(pool_size.max(1));
         }
     }
-    let db = Database::connect(options)
-        .await
-        .map_err(|source| StoreError::Connect {
-            url: redact(url),
-            source,
-        })?;
+    let db = Database::connect(options).await.map_err(|source| StoreError::Connect {
+        url: redact(url),
+        source,
+    })?;
     M::up(&db, None).await.map_err(StoreError::Migrate)?;
     Ok(db)
 }
 
 fn sqlite_dir(url: &str) -> Option<&Path> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next()?;
     if path.is_empty() || path == ":memory:" {
         return None;
     }
-    Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
+    Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
 }
 
 /// The URL without its password, for messages.
@@ -141,10 +129,7 @@ mod tests {
 
     #[test]
     fn backend_is_chosen_by_scheme() {
-        assert_eq!(
-            Backend::of("sqlite://data/call.db?mode=rwc"),
-            Some(Backend::Sqlite)
-        );
+        assert_eq!(Backend::of("sqlite://data/call.db?mode=rwc"), Some(Backend::Sqlite));
         assert_eq!(Backend::of("postgres://u@h/db"), Some(Backend::Postgres));
         assert_eq!(Backend::of("mysql://u@h/db"), None);
     }
@@ -160,10 +145,7 @@ mod tests {
 
     #[test]
     fn sqlite_directory_is_derived_from_the_url() {
-        assert_eq!(
-            sqlite_dir("sqlite://data/x.db?mode=rwc"),
-            Some(Path::new("data"))
-        );
+        assert_eq!(sqlite_dir("sqlite://data/x.db?mode=rwc"), Some(Path::new("data")));
         assert_eq!(sqlite_dir("sqlite::memory:"), None);
         assert_eq!(sqlite_dir("sqlite://x.db"), None);
     }

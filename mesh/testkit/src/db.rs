@@ -80,11 +80,17 @@ impl Drop for TestDatabases {
         let names = std::mem::take(&mut self.created);
         // Drop runs inside the test's runtime: clean up on a thread with a runtime of its own.
         let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             rt.block_on(async {
-                let Ok(db) = Database::connect(postgres_admin_url()).await else { return };
+                let Ok(db) = Database::connect(postgres_admin_url()).await else {
+                    return;
+                };
                 for name in names {
-                    let _ = db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = db
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
                 }
                 db.close().await.ok();
             });

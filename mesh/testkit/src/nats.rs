@@ -59,7 +59,11 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {} within 10 s", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {} within 10 s",
+                self.port
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -65,7 +65,11 @@ async fn drive(command: Command, urls: &Urls) -> anyhow::Result<()> {
         Command::Call(cmd) => call_command(&mut c, cmd).await,
         Command::Rider(cmd) => rider_command(&mut c, cmd).await,
         Command::Payment(PaymentCommand::Get { call_id }) => {
-            let p = c.payment.get_payment(payment::GetPaymentRequest { call_id }).await?.into_inner();
+            let p = c
+                .payment
+                .get_payment(payment::GetPaymentRequest { call_id })
+                .await?
+                .into_inner();
             println!("{}", print::payment_line(&p.payment.unwrap_or_default()));
             Ok(())
         }
@@ -118,11 +122,19 @@ async fn call_command(c: &mut Clients, cmd: CallCommand) -> anyhow::Result<()> {
             next_page(&r.next_page_token);
         }
         CallCommand::Cancel { call_id, reason } => {
-            let r = c.call.cancel_call(call::CancelCallRequest { call_id, reason }).await?.into_inner();
+            let r = c
+                .call
+                .cancel_call(call::CancelCallRequest { call_id, reason })
+                .await?
+                .into_inner();
             println!("{}", print::call_line(&r.call.unwrap_or_default()));
         }
         CallCommand::Watch { call_id } => {
-            let mut stream = c.call.watch_call(call::WatchCallRequest { call_id }).await?.into_inner();
+            let mut stream = c
+                .call
+                .watch_call(call::WatchCallRequest { call_id })
+                .await?
+                .into_inner();
             while let Some(item) = stream.next().await {
                 println!("{}", print::call_line(&item?.call.unwrap_or_default()));
             }
@@ -147,7 +159,11 @@ async fn rider_command(c: &mut Clients, cmd: RiderCommand) -> anyhow::Result<()>
             next_page(&r.next_page_token);
         }
         RiderCommand::Watch => {
-            let mut stream = c.rider.watch_open_calls(rider::WatchOpenCallsRequest {}).await?.into_inner();
+            let mut stream = c
+                .rider
+                .watch_open_calls(rider::WatchOpenCallsRequest {})
+                .await?
+                .into_inner();
             while let Some(item) = stream.next().await {
                 let item = item?;
                 let change = format!("{:?}", item.change()).to_uppercase();
@@ -156,28 +172,41 @@ async fn rider_command(c: &mut Clients, cmd: RiderCommand) -> anyhow::Result<()>
         }
         RiderCommand::Accept { call_id, rider } => show(
             c.rider
-                .accept_call(rider::AcceptCallRequest { call_id, rider_id: rider })
+                .accept_call(rider::AcceptCallRequest {
+                    call_id,
+                    rider_id: rider,
+                })
                 .await?
                 .into_inner()
                 .delivery,
         ),
         RiderCommand::Pickup { call_id, rider } => show(
             c.rider
-                .pick_up(rider::PickUpRequest { call_id, rider_id: rider })
+                .pick_up(rider::PickUpRequest {
+                    call_id,
+                    rider_id: rider,
+                })
                 .await?
                 .into_inner()
                 .delivery,
         ),
         RiderCommand::Complete { call_id, rider } => show(
             c.rider
-                .complete_delivery(rider::CompleteDeliveryRequest { call_id, rider_id: rider })
+                .complete_delivery(rider::CompleteDeliveryRequest {
+                    call_id,
+                    rider_id: rider,
+                })
                 .await?
                 .into_inner()
                 .delivery,
         ),
-        RiderCommand::Get { call_id } => {
-            show(c.rider.get_delivery(rider::GetDeliveryRequest { call_id }).await?.into_inner().delivery)
-        }
+        RiderCommand::Get { call_id } => show(
+            c.rider
+                .get_delivery(rider::GetDeliveryRequest { call_id })
+                .await?
+                .into_inner()
+                .delivery,
+        ),
         RiderCommand::List(args) => {
             let status = status_filter(&args, rider::DeliveryStatus::from_str_name, "DELIVERY_STATUS_")?;
             let r = c
@@ -191,7 +220,9 @@ async fn rider_command(c: &mut Clients, cmd: RiderCommand) -> anyhow::Result<()>
                 })
                 .await?
                 .into_inner();
-            r.deliveries.iter().for_each(|d| println!("{}", print::delivery_line(d)));
+            r.deliveries
+                .iter()
+                .for_each(|d| println!("{}", print::delivery_line(d)));
             next_page(&r.next_page_token);
         }
     }
@@ -247,7 +278,9 @@ async fn report_command(c: &mut Clients, cmd: ReportCommand) -> anyhow::Result<(
 
 /// The status filter of `args` as the protobuf enum value named `<prefix><STATUS>`; unset means any (0).
 fn status_filter<E: Default>(args: &ListArgs, from_name: fn(&str) -> Option<E>, prefix: &str) -> anyhow::Result<E> {
-    let Some(status) = &args.status else { return Ok(E::default()) };
+    let Some(status) = &args.status else {
+        return Ok(E::default());
+    };
     let mut name = status.to_uppercase();
     if name == "OPEN" && prefix == "CALL_STATUS_" {
         name = "CALLED".into();

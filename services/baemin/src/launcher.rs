@@ -72,7 +72,14 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
             let (url, child) = start_nats(&data_dir).await?;
             let pid = child.id().unwrap_or_default();
             let sup = supervise("nats", child, stop_nats.clone(), exits.clone());
-            (url, Some(Supervised { name: "nats".into(), pid, task: sup }))
+            (
+                url,
+                Some(Supervised {
+                    name: "nats".into(),
+                    pid,
+                    task: sup,
+                }),
+            )
         }
     };
 
@@ -83,7 +90,11 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
         if std::net::TcpListener::bind(addr).is_err() {
             let services = services.into_iter().map(|(_, s)| s).collect();
             stop_all(services, nats, &stop_services, &stop_nats).await;
-            bail!("port {} for {} is in use (is another `baemin up` running?)", service.port(), service.as_str());
+            bail!(
+                "port {} for {} is in use (is another `baemin up` running?)",
+                service.port(),
+                service.as_str()
+            );
         }
         let db = data_dir.join(format!("{}.db", service.as_str()));
         let child = Command::new(&exe)
@@ -91,7 +102,10 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
             .env("GRPC_ADDR", addr.to_string())
             .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()))
             .env("NATS_URL", &nats_url)
-            .env("PAYMENT_URL", format!("http://127.0.0.1:{}", ServiceName::Payment.port()))
+            .env(
+                "PAYMENT_URL",
+                format!("http://127.0.0.1:{}", ServiceName::Payment.port()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -101,7 +115,14 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("starting {} {}", exe.display(), service.as_str()))?;
         let pid = child.id().unwrap_or_default();
         let task = supervise(service.as_str(), child, stop_services.clone(), exits.clone());
-        services.push((service, Supervised { name: service.as_str().into(), pid, task }));
+        services.push((
+            service,
+            Supervised {
+                name: service.as_str().into(),
+                pid,
+                task,
+            },
+        ));
         if let Err(err) = wait_serving(addr, &mut exited).await {
             let services = services.into_iter().map(|(_, s)| s).collect();
             stop_all(services, nats, &stop_services, &stop_nats).await;
@@ -122,7 +143,13 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     match &nats {
-        Some(n) => println!("  {:<8} {:<24} {:>7}  {} (own nats-server)", "nats", nats_url, n.pid, data_dir.join("nats").display()),
+        Some(n) => println!(
+            "  {:<8} {:<24} {:>7}  {} (own nats-server)",
+            "nats",
+            nats_url,
+            n.pid,
+            data_dir.join("nats").display()
+        ),
         None => println!("  {:<8} {:<24} {:>7}  (external)", "nats", nats_url, "-"),
     }
     println!();
@@ -176,7 +203,12 @@ async fn stop_all(
 
 /// Prefixes the child's output with its name, reports its exit, and on `stop` sends SIGTERM (then
 /// SIGKILL after 30 s).
-fn supervise(name: &str, mut child: Child, stop: CancellationToken, exits: mpsc::UnboundedSender<Exited>) -> tokio::task::JoinHandle<()> {
+fn supervise(
+    name: &str,
+    mut child: Child,
+    stop: CancellationToken,
+    exits: mpsc::UnboundedSender<Exited>,
+) -> tokio::task::JoinHandle<()> {
     let name = name.to_owned();
     if let Some(out) = child.stdout.take() {
         tokio::spawn(prefix_lines(name.clone(), out));
@@ -250,9 +282,12 @@ async fn wait_serving(addr: SocketAddr, exited: &mut mpsc::UnboundedReceiver<Exi
 async fn nats_from_env() -> Option<String> {
     let url = std::env::var("NATS_URL").ok().filter(|u| !u.trim().is_empty())?;
     let hostport = url.split("://").nth(1).unwrap_or(&url).trim_end_matches('/').to_owned();
-    let reachable = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(hostport.as_str()))
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let reachable = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(hostport.as_str()),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
     if !reachable {
         eprintln!("NATS_URL={url} is unreachable; starting a nats-server of our own");
     }
@@ -288,10 +323,17 @@ async fn start_nats(data_dir: &Path) -> anyhow::Result<(String, Child)> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if tokio::time::Instant::now() > deadline {
-            bail!("nats-server did not listen on port {port} within 10 s; see {}", log.display());
+            bail!(
+                "nats-server did not listen on port {port} within 10 s; see {}",
+                log.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!("started nats-server {} on 127.0.0.1:{port} (JetStream storage {})", bin.display(), store.display());
+    println!(
+        "started nats-server {} on 127.0.0.1:{port} (JetStream storage {})",
+        bin.display(),
+        store.display()
+    );
     Ok((format!("nats://127.0.0.1:{port}"), child))
 }

@@ -13,12 +13,15 @@ fn opt(s: &str) -> &str {
 }
 
 fn at(ts: &Option<prost_types::Timestamp>) -> String {
-    ts.as_ref().map_or_else(|| "-".into(), |t| {
-        let ms = to_millis(t);
-        let secs = ms.div_euclid(1000);
-        let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-        format!("{h:02}:{m:02}:{s:02}.{:03}Z", ms.rem_euclid(1000))
-    })
+    ts.as_ref().map_or_else(
+        || "-".into(),
+        |t| {
+            let ms = to_millis(t);
+            let secs = ms.div_euclid(1000);
+            let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+            format!("{h:02}:{m:02}:{s:02}.{:03}Z", ms.rem_euclid(1000))
+        },
+    )
 }
 
 /// A call as the call service shows it.
@@ -87,7 +90,13 @@ pub fn stats_lines(s: &report::GetStatsResponse) -> Vec<String> {
             "calls: CALLED {}  ACCEPTED {}  PICKED {}  COMPLETED {}  CANCELLED {}",
             s.called, s.accepted, s.picked, s.completed, s.cancelled
         ),
-        format!("total fees: {} KRW   revenue: {} KRW   rider payouts: {} KRW   settled: {}", s.total_fees, s.revenue, s.total_payouts, s.settled_count),
-        format!("mean time to pick-up: {} ms   to complete: {} ms", s.mean_millis_to_pick_up, s.mean_millis_to_complete),
+        format!(
+            "total fees: {} KRW   revenue: {} KRW   rider payouts: {} KRW   settled: {}",
+            s.total_fees, s.revenue, s.total_payouts, s.settled_count
+        ),
+        format!(
+            "mean time to pick-up: {} ms   to complete: {} ms",
+            s.mean_millis_to_pick_up, s.mean_millis_to_complete
+        ),
     ]
 }

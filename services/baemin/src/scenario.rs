@@ -5,9 +5,7 @@
 use std::{fmt::Write as _, future::Future, time::Duration};
 
 use anyhow::{Context, bail};
-use baemin_proto::{
-    call::v1 as call, payment::v1 as payment, report::v1 as report, rider::v1 as rider,
-};
+use baemin_proto::{call::v1 as call, payment::v1 as payment, report::v1 as report, rider::v1 as rider};
 use tonic::Code;
 
 use crate::clients::Clients;
@@ -106,7 +104,10 @@ pub async fn play(clients: &Clients, script: &Script, out: &mut dyn FnMut(&str))
     .await?;
     out(&format!("   report    {}", crate::print::view_line(&view)));
 
-    out(&format!("5. {} accepts the call (RiderService.AcceptCall)", script.rider));
+    out(&format!(
+        "5. {} accepts the call (RiderService.AcceptCall)",
+        script.rider
+    ));
     let accepted = c
         .rider
         .accept_call(rider::AcceptCallRequest {
@@ -133,7 +134,10 @@ pub async fn play(clients: &Clients, script: &Script, out: &mut dyn FnMut(&str))
         .delivery
         .context("PickUp returned no delivery")?;
     out(&format!("   rider     {}", crate::print::delivery_line(&picked)));
-    let called = wait_call(&c, &call_id, script.patience, |x| x.status() == call::CallStatus::Picked).await?;
+    let called = wait_call(&c, &call_id, script.patience, |x| {
+        x.status() == call::CallStatus::Picked
+    })
+    .await?;
     out(&format!("   call      {}", crate::print::call_line(&called)));
 
     out("7. the rider completes; the fee is settled synchronously (RiderService.CompleteDelivery)");
@@ -221,7 +225,10 @@ pub async fn wait_view(
         let mut client = clients.report.clone();
         let call_id = call_id.to_owned();
         async move {
-            match client.get_delivery_view(report::GetDeliveryViewRequest { call_id }).await {
+            match client
+                .get_delivery_view(report::GetDeliveryViewRequest { call_id })
+                .await
+            {
                 Ok(r) => Ok(r.into_inner().view.filter(|v| accept(v))),
                 Err(s) if s.code() == Code::NotFound => Ok(None),
                 Err(s) if s.code() == Code::Unavailable => Ok(None),

@@ -81,8 +81,7 @@ mod tests {
 
     #[test]
     fn repairs_must_wait_longer_than_a_payment_call_can_take() {
-        let err = Config::from_env(&[("PAYMENT_DEADLINE", "5s"), ("CALL_REPAIR_AFTER", "5s")])
-            .unwrap_err();
+        let err = Config::from_env(&[("PAYMENT_DEADLINE", "5s"), ("CALL_REPAIR_AFTER", "5s")]).unwrap_err();
         assert_eq!(err.key, "CALL_REPAIR_AFTER");
     }
 }

@@ -116,10 +116,7 @@ mod tests {
 
     #[test]
     fn call_id_rejects_empty_garbage_and_other_uuid_versions() {
-        assert_eq!(
-            CallId::parse("", "call_id").unwrap_err().description,
-            "is required"
-        );
+        assert_eq!(CallId::parse("", "call_id").unwrap_err().description, "is required");
         assert!(CallId::parse("not-a-uuid", "call_id").is_err());
         assert!(
             CallId::parse("67e55044-10b1-426f-9247-bb680e5fe0c8", "call_id").is_err(),

@@ -82,10 +82,7 @@ impl DeliveryStatus {
     pub fn cancel(self) -> Result<Self, IllegalTransition> {
         match self {
             Self::Called | Self::Accepted => Ok(Self::Cancelled),
-            from => Err(IllegalTransition {
-                from,
-                action: "cancel",
-            }),
+            from => Err(IllegalTransition { from, action: "cancel" }),
         }
     }
 

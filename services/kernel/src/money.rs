@@ -102,13 +102,7 @@ mod tests {
         let s = rate.settle(Fee::parse(3_999, "fee").unwrap());
         assert_eq!(s.commission, 399, "399.9 rounds down");
         assert_eq!(s.rider_payout, 3_600);
-        for (fee, bps) in [
-            (1, 1),
-            (9, 9_999),
-            (1_000_000, 10_000),
-            (12_345, 333),
-            (7, 0),
-        ] {
+        for (fee, bps) in [(1, 1), (9, 9_999), (1_000_000, 10_000), (12_345, 333), (7, 0)] {
             let s = CommissionRate::from_bps(bps)
                 .unwrap()
                 .settle(Fee::parse(fee, "fee").unwrap());

@@ -92,10 +92,7 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_garbage_is_refused() {
         let token = PageToken::after("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
-        assert_eq!(
-            PageToken::parse(&token.encode(), "page_token").unwrap(),
-            Some(token)
-        );
+        assert_eq!(PageToken::parse(&token.encode(), "page_token").unwrap(), Some(token));
         assert_eq!(PageToken::parse("", "page_token").unwrap(), None);
         for bad in ["abc", "v1.zz", "v1.abc", "v1.ff"] {
             assert!(PageToken::parse(bad, "page_token").is_err(), "{bad}");

@@ -12,16 +12,10 @@ const MAX_REASON: usize = 200;
 fn clean(raw: &str, field: &str, max: usize) -> Result<String, FieldViolation> {
     let trimmed = raw.trim();
     if trimmed.chars().count() > max {
-        return Err(FieldViolation::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(FieldViolation::new(field, format!("must be at most {max} characters")));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(FieldViolation::new(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(FieldViolation::new(field, "must not contain control characters"));
     }
     Ok(trimmed.to_owned())
 }
@@ -75,15 +69,11 @@ mod tests {
     #[test]
     fn destination_is_trimmed_and_required() {
         assert_eq!(
-            Destination::parse("  Gangnam-gu 1  ", "destination")
-                .unwrap()
-                .as_str(),
+            Destination::parse("  Gangnam-gu 1  ", "destination").unwrap().as_str(),
             "Gangnam-gu 1"
         );
         assert_eq!(
-            Destination::parse("   ", "destination")
-                .unwrap_err()
-                .description,
+            Destination::parse("   ", "destination").unwrap_err().description,
             "is required"
         );
     }

@@ -21,13 +21,8 @@ impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let s = Settings::new(env);
         let bps = s.parse("PAYMENT_COMMISSION_BPS", CommissionRate::DEFAULT.bps())?;
-        let commission = CommissionRate::from_bps(bps).ok_or_else(|| {
-            ConfigError::new(
-                "PAYMENT_COMMISSION_BPS",
-                &bps.to_string(),
-                "must be 0..=10000",
-            )
-        })?;
+        let commission = CommissionRate::from_bps(bps)
+            .ok_or_else(|| ConfigError::new("PAYMENT_COMMISSION_BPS", &bps.to_string(), "must be 0..=10000"))?;
         Ok(Self {
             service: ServiceConfig::from_settings("payment", Self::DEFAULT_PORT, &s)?,
             commission,

@@ -10,9 +10,7 @@ use baemin_mesh_server::{
 use baemin_proto::payment::v1::payment_service_server::{PaymentServiceServer, SERVICE_NAME};
 use tonic::service::Routes;
 
-use crate::{
-    Config, domain::PaymentApp, inbound::grpc::PaymentGrpc, outbound::migration::Migrator,
-};
+use crate::{Config, domain::PaymentApp, inbound::grpc::PaymentGrpc, outbound::migration::Migrator};
 
 /// The payment service, bound and connected, ready to run.
 pub struct Application {

@@ -32,10 +32,7 @@ mod tests {
         let env: [(&str, &str); 0] = [];
         let config = Config::from_env(&env).unwrap();
         assert_eq!(config.service.listen_addr.port(), 8084);
-        assert_eq!(
-            config.service.database_url,
-            "sqlite://data/report.db?mode=rwc"
-        );
+        assert_eq!(config.service.database_url, "sqlite://data/report.db?mode=rwc");
     }
 
     #[test]

@@ -42,11 +42,7 @@ impl Service for Application {
             .consume(EVERY_EVENT, Arc::new(Projector::new(app.clone())))
             .await?;
         let routes = Routes::new(ReportServiceServer::new(ReportGrpc::new(app.clone())));
-        Ok(Self {
-            runtime,
-            routes,
-            app,
-        })
+        Ok(Self { runtime, routes, app })
     }
 
     fn local_addr(&self) -> SocketAddr {

@@ -10,8 +10,7 @@ use baemin_mesh_events::{Event, new_envelope};
 use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, TestDatabases};
 use baemin_proto::{
     events::v1::{
-        CallAccepted, CallCancelled, CallPlaced, DeliveryCompleted, DeliveryPicked,
-        PaymentRegistered, PaymentSettled,
+        CallAccepted, CallCancelled, CallPlaced, DeliveryCompleted, DeliveryPicked, PaymentRegistered, PaymentSettled,
     },
     report::v1::{self as pb, report_service_client::ReportServiceClient},
 };
@@ -52,10 +51,7 @@ async fn wait_view(
         if let Some(view) = view.filter(|v| done(v)) {
             return view;
         }
-        assert!(
-            Instant::now() < deadline,
-            "row of {call_id} never got there"
-        );
+        assert!(Instant::now() < deadline, "row of {call_id} never got there");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -68,9 +64,7 @@ async fn projects_serves_and_stops(kind: DbKind) {
         ("DATABASE_URL", dbs.url_for("report").await),
     ])
     .await;
-    let mut client = ReportServiceClient::connect(report.url())
-        .await
-        .expect("connect");
+    let mut client = ReportServiceClient::connect(report.url()).await.expect("connect");
     let mut watch = client
         .watch_delivery_views(pb::WatchDeliveryViewsRequest {
             call_id: String::new(),
@@ -101,12 +95,8 @@ async fn projects_serves_and_stops(kind: DbKind) {
                 commission: 300,
                 rider_payout: 2_700,
             }),
-            Event::DeliveryPicked(DeliveryPicked {
-                rider_id: "r-1".into(),
-            }),
-            Event::CallAccepted(CallAccepted {
-                rider_id: "r-1".into(),
-            }),
+            Event::DeliveryPicked(DeliveryPicked { rider_id: "r-1".into() }),
+            Event::CallAccepted(CallAccepted { rider_id: "r-1".into() }),
             Event::PaymentRegistered(PaymentRegistered {
                 payment_id: "p-1".into(),
                 fee: 3_000,
@@ -147,26 +137,17 @@ async fn projects_serves_and_stops(kind: DbKind) {
     })
     .await;
     assert_eq!(view.payment_state(), pb::PaymentState::Settled);
-    assert_eq!(
-        (view.fee, view.settled_amount, view.commission),
-        (3_000, 2_700, 300)
-    );
+    assert_eq!((view.fee, view.settled_amount, view.commission), (3_000, 2_700, 300));
     assert_eq!(view.rider_id, "r-1");
     assert!(view.called_at.is_some() && view.picked_at.is_some() && view.completed_at.is_some());
-    wait_view(&mut client, &cancelled, |v| {
-        v.status() == pb::DeliveryStatus::Cancelled
-    })
-    .await;
+    wait_view(&mut client, &cancelled, |v| v.status() == pb::DeliveryStatus::Cancelled).await;
 
     let stats = client
         .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner();
-    assert_eq!(
-        (stats.completed, stats.cancelled, stats.settled_count),
-        (1, 1, 1)
-    );
+    assert_eq!((stats.completed, stats.cancelled, stats.settled_count), (1, 1, 1));
     assert_eq!(
         (stats.total_fees, stats.revenue, stats.total_payouts),
         (3_000, 300, 2_700)
@@ -195,16 +176,11 @@ async fn projects_serves_and_stops(kind: DbKind) {
         if v.call_id == done && v.status() == pb::DeliveryStatus::Completed {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the watcher never saw the completion"
-        );
+        assert!(Instant::now() < deadline, "the watcher never saw the completion");
     }
 
     let bad = client
-        .get_delivery_view(pb::GetDeliveryViewRequest {
-            call_id: "x".into(),
-        })
+        .get_delivery_view(pb::GetDeliveryViewRequest { call_id: "x".into() })
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
@@ -217,9 +193,7 @@ async fn projects_serves_and_stops(kind: DbKind) {
     assert_eq!(unknown.code(), Code::NotFound);
 
     // The gateway's identity: another restaurant may not read the call, a rider not the stats.
-    let mut as_other = tonic::Request::new(pb::GetDeliveryViewRequest {
-        call_id: done.clone(),
-    });
+    let mut as_other = tonic::Request::new(pb::GetDeliveryViewRequest { call_id: done.clone() });
     as_other
         .metadata_mut()
         .insert("x-baemin-role", "restaurant".parse().unwrap());
@@ -265,7 +239,6 @@ async fn the_report_projects_serves_and_stops_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL at TEST_POSTGRES_URL"]
 async fn the_report_projects_serves_and_stops_on_postgres() {
     projects_serves_and_stops(DbKind::Postgres).await;
 }

@@ -50,10 +50,7 @@ impl Service for Application {
             runtime.consume(subject, handler.clone()).await?;
         }
         let streams_stop = CancellationToken::new();
-        let routes = Routes::new(RiderServiceServer::new(RiderGrpc::new(
-            app,
-            streams_stop.clone(),
-        )));
+        let routes = Routes::new(RiderServiceServer::new(RiderGrpc::new(app, streams_stop.clone())));
         Ok(Self {
             runtime,
             routes,

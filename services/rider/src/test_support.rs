@@ -63,9 +63,7 @@ impl Payments for FakePayments {
                     commission: 300,
                     rider_payout: 2_700,
                 }),
-                Answer::Unavailable => {
-                    Err(PaymentCallError::Unavailable("connection refused".into()))
-                }
+                Answer::Unavailable => Err(PaymentCallError::Unavailable("connection refused".into())),
                 Answer::Refuse => Err(PaymentCallError::Refused(
                     "the fee was voided (the call was cancelled); nothing to settle".into(),
                 )),
@@ -117,11 +115,7 @@ impl TestApp {
     pub async fn place(&self) -> CallId {
         let call_id = CallId::generate();
         self.app
-            .on_call_placed(
-                &receipt("baemin.events.call.placed"),
-                call_id.clone(),
-                placed_call(),
-            )
+            .on_call_placed(&receipt("baemin.events.call.placed"), call_id.clone(), placed_call())
             .await
             .unwrap();
         call_id

@@ -1,6 +1,8 @@
 //! The rider service as a process runs it: a real `nats-server`, a fresh SQLite or PostgreSQL database, a
 //! fake payment service over gRPC. Calls come in through JetStream; events go out through the outbox.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -40,10 +42,7 @@ impl PaymentService for FakePayment {
         Err(Status::unimplemented("not used"))
     }
 
-    async fn settle(
-        &self,
-        request: Request<pay::SettleRequest>,
-    ) -> Result<Response<pay::SettleResponse>, Status> {
+    async fn settle(&self, request: Request<pay::SettleRequest>) -> Result<Response<pay::SettleResponse>, Status> {
         let req = request.into_inner();
         if self.voided.lock().unwrap().contains(&req.call_id) {
             return Err(Status::failed_precondition("the fee was voided"));
@@ -61,10 +60,7 @@ impl PaymentService for FakePayment {
         }))
     }
 
-    async fn void_cost(
-        &self,
-        _: Request<pay::VoidCostRequest>,
-    ) -> Result<Response<pay::VoidCostResponse>, Status> {
+    async fn void_cost(&self, _: Request<pay::VoidCostRequest>) -> Result<Response<pay::VoidCostResponse>, Status> {
         Err(Status::unimplemented("not used"))
     }
 
@@ -110,11 +106,7 @@ impl Harness {
             ("PAYMENT_URL", format!("http://{payment_addr}")),
         ];
         let service = RunningService::start::<baemin_rider::Application>(&env).await;
-        let channel = Channel::from_shared(service.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = Channel::from_shared(service.url()).unwrap().connect().await.unwrap();
         let nats = async_nats::connect(nats_server.url()).await.unwrap();
         Self {
             rider: RiderServiceClient::new(channel),
@@ -154,11 +146,7 @@ impl Harness {
     }
 
     /// The delivery of `call_id` once it satisfies `ready`.
-    async fn delivery_when(
-        &self,
-        call_id: &str,
-        ready: impl Fn(&pb::Delivery) -> bool,
-    ) -> pb::Delivery {
+    async fn delivery_when(&self, call_id: &str, ready: impl Fn(&pb::Delivery) -> bool) -> pb::Delivery {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let found = self
@@ -223,11 +211,7 @@ async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKi
         .await
         .unwrap()
         .into_inner();
-    let mut completed = h
-        .nats
-        .subscribe("baemin.events.delivery.completed")
-        .await
-        .unwrap();
+    let mut completed = h.nats.subscribe("baemin.events.delivery.completed").await.unwrap();
 
     let call_id = h.place("store-1", 3_000).await;
     let opened = tokio::time::timeout(PATIENCE, board.next())
@@ -235,10 +219,7 @@ async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKi
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(
-        opened.change(),
-        pb::watch_open_calls_response::Change::Opened
-    );
+    assert_eq!(opened.change(), pb::watch_open_calls_response::Change::Opened);
     assert_eq!(opened.call.unwrap().call_id, call_id);
     let open = rider
         .list_open_calls(pb::ListOpenCallsRequest::default())
@@ -248,23 +229,14 @@ async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKi
     assert_eq!(open.calls.len(), 1);
     assert_eq!(open.calls[0].destination, "서울 강남구 테헤란로 1");
 
-    rider
-        .accept_call(accept(&call_id, "rider-7"))
-        .await
-        .unwrap();
+    rider.accept_call(accept(&call_id, "rider-7")).await.unwrap();
     let closed = tokio::time::timeout(PATIENCE, board.next())
         .await
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(
-        closed.change(),
-        pb::watch_open_calls_response::Change::Closed
-    );
-    let lost = rider
-        .accept_call(accept(&call_id, "rider-8"))
-        .await
-        .unwrap_err();
+    assert_eq!(closed.change(), pb::watch_open_calls_response::Change::Closed);
+    let lost = rider.accept_call(accept(&call_id, "rider-8")).await.unwrap_err();
     assert_eq!(lost.code(), Code::FailedPrecondition);
     // A rider the gateway authenticated as rider-8 cannot act as rider-7 ...
     let mut impostor = Request::new(pick_up(&call_id, "rider-7"));
@@ -279,10 +251,7 @@ async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKi
         Code::PermissionDenied
     );
     // ... nor act on rider-7's delivery as itself.
-    let bola = rider
-        .pick_up(pick_up(&call_id, "rider-8"))
-        .await
-        .unwrap_err();
+    let bola = rider.pick_up(pick_up(&call_id, "rider-8")).await.unwrap_err();
     assert_eq!(bola.code(), Code::PermissionDenied);
     rider.pick_up(pick_up(&call_id, "rider-7")).await.unwrap();
     let done = rider
@@ -292,10 +261,7 @@ async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKi
         .into_inner()
         .delivery
         .unwrap();
-    assert_eq!(
-        (done.status(), done.payout),
-        (pb::DeliveryStatus::Completed, 2_700)
-    );
+    assert_eq!((done.status(), done.payout), (pb::DeliveryStatus::Completed, 2_700));
 
     let message = tokio::time::timeout(PATIENCE, completed.next())
         .await
@@ -327,10 +293,7 @@ async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKi
 
     // Shutdown ends the watch stream, and the service stops cleanly while a watcher is connected.
     let stopping = tokio::spawn(h.stop());
-    let ended = tokio::time::timeout(PATIENCE, async {
-        while let Some(Ok(_)) = board.next().await {}
-    })
-    .await;
+    let ended = tokio::time::timeout(PATIENCE, async { while let Some(Ok(_)) = board.next().await {} }).await;
     assert!(ended.is_ok(), "the watch stream ends at shutdown");
     tokio::time::timeout(Duration::from_secs(30), stopping)
         .await
@@ -352,10 +315,7 @@ async fn cancellations_win_in_any_order(kind: DbKind) {
     h.publish(&ghost, cancelled()).await;
     // The two subjects have independent consumers: wait for the tombstone to pin the order down.
     let tombstone = h.delivery_when(&ghost, |_| true).await;
-    assert_eq!(
-        (tombstone.status(), tombstone.fee),
-        (pb::DeliveryStatus::Cancelled, 0)
-    );
+    assert_eq!((tombstone.status(), tombstone.fee), (pb::DeliveryStatus::Cancelled, 0));
     h.publish(&ghost, placed("store-1", 1_000)).await;
     let d = h.delivery_when(&ghost, |d| d.fee == 1_000).await;
     assert_eq!(d.status(), pb::DeliveryStatus::Cancelled);
@@ -400,16 +360,9 @@ async fn cancellations_win_in_any_order(kind: DbKind) {
     h.payment.voided.lock().unwrap().push(voided.clone());
     rider.accept_call(accept(&voided, "rider-9")).await.unwrap();
     rider.pick_up(pick_up(&voided, "rider-9")).await.unwrap();
-    let refused = rider
-        .complete_delivery(complete(&voided, "rider-9"))
-        .await
-        .unwrap_err();
+    let refused = rider.complete_delivery(complete(&voided, "rider-9")).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(
-        refused.message().contains("nothing to settle"),
-        "{}",
-        refused.message()
-    );
+    assert!(refused.message().contains("nothing to settle"), "{}", refused.message());
     h.delivery_when(&voided, |d| d.status() == pb::DeliveryStatus::Cancelled)
         .await;
     h.stop().await;

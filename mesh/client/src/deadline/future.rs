@@ -46,10 +46,8 @@ where
             return Poll::Ready(result.map_err(Into::into));
         }
         ready!(this.sleep.poll(cx));
-        let status = tonic::Status::deadline_exceeded(format!(
-            "{} did not answer within {:?}",
-            this.dependency, this.deadline
-        ));
+        let status =
+            tonic::Status::deadline_exceeded(format!("{} did not answer within {:?}", this.dependency, this.deadline));
         Poll::Ready(Err(Box::new(status)))
     }
 }

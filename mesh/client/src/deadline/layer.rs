@@ -16,10 +16,7 @@ pub struct DeadlineLayer {
 impl DeadlineLayer {
     /// Calls to `dependency` fail with DEADLINE_EXCEEDED after `deadline`.
     pub fn new(dependency: &'static str, deadline: Duration) -> Self {
-        Self {
-            dependency,
-            deadline,
-        }
+        Self { dependency, deadline }
     }
 }
 

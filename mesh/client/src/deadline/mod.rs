@@ -31,8 +31,7 @@ impl<S> Deadline<S> {
     pub fn new(inner: S, dependency: &'static str, deadline: Duration) -> Self {
         // grpc-timeout: at most 8 digits and a unit; milliseconds cover every sane deadline.
         let millis = deadline.as_millis().clamp(1, 99_999_999);
-        let grpc_timeout =
-            HeaderValue::from_str(&format!("{millis}m")).unwrap_or(HeaderValue::from_static("1S"));
+        let grpc_timeout = HeaderValue::from_str(&format!("{millis}m")).unwrap_or(HeaderValue::from_static("1S"));
         Self {
             inner,
             dependency,
@@ -58,9 +57,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // Keep a tighter deadline the caller already set.
         if !request.headers().contains_key("grpc-timeout") {
-            request
-                .headers_mut()
-                .insert("grpc-timeout", self.grpc_timeout.clone());
+            request.headers_mut().insert("grpc-timeout", self.grpc_timeout.clone());
         }
         ResponseFuture::new(self.inner.call(request), self.dependency, self.deadline)
     }

@@ -36,18 +36,36 @@ async fn malformed_and_out_of_range_fields_are_invalid_argument_with_field_viola
     let too_much = c.place_call(place(1_000_001, "Seoul".into())).await.unwrap_err();
     assert_eq!(violated_fields(&too_much), ["fee"]);
     let everything_wrong = c
-        .place_call(call::PlaceCallRequest { request_id: String::new(), restaurant_id: "a b".into(), destination: " ".into(), fee: -1 })
+        .place_call(call::PlaceCallRequest {
+            request_id: String::new(),
+            restaurant_id: "a b".into(),
+            destination: " ".into(),
+            fee: -1,
+        })
         .await
         .unwrap_err();
     let mut fields = violated_fields(&everything_wrong);
     fields.sort();
-    assert_eq!(fields, ["destination", "fee", "request_id", "restaurant_id"], "every violation at once");
+    assert_eq!(
+        fields,
+        ["destination", "fee", "request_id", "restaurant_id"],
+        "every violation at once"
+    );
     let oversized = c.place_call(place(1_000, "x".repeat(201))).await.unwrap_err();
     assert_eq!(violated_fields(&oversized), ["destination"]);
-    let bad_id = c.get_call(call::GetCallRequest { call_id: "not-a-call".into() }).await.unwrap_err();
+    let bad_id = c
+        .get_call(call::GetCallRequest {
+            call_id: "not-a-call".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(violated_fields(&bad_id), ["call_id"]);
     let bad_page = c
-        .list_calls(call::ListCallsRequest { page_size: -1, page_token: "garbage".into(), ..Default::default() })
+        .list_calls(call::ListCallsRequest {
+            page_size: -1,
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     let mut fields = violated_fields(&bad_page);
@@ -55,15 +73,27 @@ async fn malformed_and_out_of_range_fields_are_invalid_argument_with_field_viola
     assert_eq!(fields, ["page_size", "page_token"]);
     let mut r = mesh.clients.rider.clone();
     let no_rider = r
-        .accept_call(rider::AcceptCallRequest { call_id: unknown_call_id(), rider_id: String::new() })
+        .accept_call(rider::AcceptCallRequest {
+            call_id: unknown_call_id(),
+            rider_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&no_rider), ["rider_id"]);
     let mut p = mesh.clients.payment.clone();
-    let bad_fee = p.register_cost(payment::RegisterCostRequest { call_id: unknown_call_id(), fee: 0 }).await.unwrap_err();
+    let bad_fee = p
+        .register_cost(payment::RegisterCostRequest {
+            call_id: unknown_call_id(),
+            fee: 0,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(violated_fields(&bad_fee), ["fee"]);
     let mut rep = mesh.clients.report.clone();
-    let bad_view = rep.get_delivery_view(report::GetDeliveryViewRequest { call_id: "x".into() }).await.unwrap_err();
+    let bad_view = rep
+        .get_delivery_view(report::GetDeliveryViewRequest { call_id: "x".into() })
+        .await
+        .unwrap_err();
     assert_eq!(violated_fields(&bad_view), ["call_id"]);
     mesh.stop().await;
 }
@@ -73,26 +103,65 @@ async fn unknown_calls_deliveries_payments_and_rows_are_not_found() {
     let mesh = TestMesh::start(DbKind::Sqlite).await;
     let id = unknown_call_id();
     let mut c = mesh.clients.call.clone();
-    assert_eq!(c.get_call(call::GetCallRequest { call_id: id.clone() }).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(
-        c.cancel_call(call::CancelCallRequest { call_id: id.clone(), reason: String::new() }).await.unwrap_err().code(),
+        c.get_call(call::GetCallRequest { call_id: id.clone() })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        c.cancel_call(call::CancelCallRequest {
+            call_id: id.clone(),
+            reason: String::new()
+        })
+        .await
+        .unwrap_err()
+        .code(),
         Code::NotFound
     );
     let mut r = mesh.clients.rider.clone();
-    assert_eq!(r.get_delivery(rider::GetDeliveryRequest { call_id: id.clone() }).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(
-        r.accept_call(rider::AcceptCallRequest { call_id: id.clone(), rider_id: "r-1".into() }).await.unwrap_err().code(),
+        r.get_delivery(rider::GetDeliveryRequest { call_id: id.clone() })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        r.accept_call(rider::AcceptCallRequest {
+            call_id: id.clone(),
+            rider_id: "r-1".into()
+        })
+        .await
+        .unwrap_err()
+        .code(),
         Code::NotFound
     );
     let mut p = mesh.clients.payment.clone();
-    assert_eq!(p.get_payment(payment::GetPaymentRequest { call_id: id.clone() }).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(
-        p.settle(payment::SettleRequest { call_id: id.clone(), rider_id: "r-1".into() }).await.unwrap_err().code(),
+        p.get_payment(payment::GetPaymentRequest { call_id: id.clone() })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        p.settle(payment::SettleRequest {
+            call_id: id.clone(),
+            rider_id: "r-1".into()
+        })
+        .await
+        .unwrap_err()
+        .code(),
         Code::NotFound
     );
     let mut rep = mesh.clients.report.clone();
     assert_eq!(
-        rep.get_delivery_view(report::GetDeliveryViewRequest { call_id: id }).await.unwrap_err().code(),
+        rep.get_delivery_view(report::GetDeliveryViewRequest { call_id: id })
+            .await
+            .unwrap_err()
+            .code(),
         Code::NotFound
     );
     mesh.stop().await;
@@ -114,30 +183,92 @@ async fn illegal_transitions_are_failed_precondition_and_change_nothing() {
     let who = |rider_id: &str| (call_id.clone(), rider_id.to_owned());
     let (id, rid) = who("r-1");
     // Pick up before accept.
-    let early = r.pick_up(rider::PickUpRequest { call_id: id.clone(), rider_id: rid.clone() }).await.unwrap_err();
+    let early = r
+        .pick_up(rider::PickUpRequest {
+            call_id: id.clone(),
+            rider_id: rid.clone(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(early.code(), Code::FailedPrecondition);
     // Complete before pick-up.
-    let early = r.complete_delivery(rider::CompleteDeliveryRequest { call_id: id.clone(), rider_id: rid.clone() }).await.unwrap_err();
+    let early = r
+        .complete_delivery(rider::CompleteDeliveryRequest {
+            call_id: id.clone(),
+            rider_id: rid.clone(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(early.code(), Code::FailedPrecondition);
-    r.accept_call(rider::AcceptCallRequest { call_id: id.clone(), rider_id: rid.clone() }).await.unwrap();
+    r.accept_call(rider::AcceptCallRequest {
+        call_id: id.clone(),
+        rider_id: rid.clone(),
+    })
+    .await
+    .unwrap();
     // Another rider acting on r-1's delivery.
-    let bola = r.pick_up(rider::PickUpRequest { call_id: id.clone(), rider_id: "r-2".into() }).await.unwrap_err();
+    let bola = r
+        .pick_up(rider::PickUpRequest {
+            call_id: id.clone(),
+            rider_id: "r-2".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(bola.code(), Code::PermissionDenied);
-    r.pick_up(rider::PickUpRequest { call_id: id.clone(), rider_id: rid.clone() }).await.unwrap();
+    r.pick_up(rider::PickUpRequest {
+        call_id: id.clone(),
+        rider_id: rid.clone(),
+    })
+    .await
+    .unwrap();
     // Cancel after pick-up, once the call service knows of it.
-    baemin::scenario::wait_call(&mesh.clients, &id, PATIENCE, |c| c.status() == call::CallStatus::Picked).await.unwrap();
+    baemin::scenario::wait_call(&mesh.clients, &id, PATIENCE, |c| c.status() == call::CallStatus::Picked)
+        .await
+        .unwrap();
     let mut c = mesh.clients.call.clone();
-    let late = c.cancel_call(call::CancelCallRequest { call_id: id.clone(), reason: String::new() }).await.unwrap_err();
+    let late = c
+        .cancel_call(call::CancelCallRequest {
+            call_id: id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(late.code(), Code::FailedPrecondition);
-    r.complete_delivery(rider::CompleteDeliveryRequest { call_id: id.clone(), rider_id: rid.clone() }).await.unwrap();
+    r.complete_delivery(rider::CompleteDeliveryRequest {
+        call_id: id.clone(),
+        rider_id: rid.clone(),
+    })
+    .await
+    .unwrap();
     // Complete twice.
-    let twice = r.complete_delivery(rider::CompleteDeliveryRequest { call_id: id.clone(), rider_id: rid }).await.unwrap_err();
+    let twice = r
+        .complete_delivery(rider::CompleteDeliveryRequest {
+            call_id: id.clone(),
+            rider_id: rid,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(twice.code(), Code::FailedPrecondition);
     let mut p = mesh.clients.payment.clone();
-    let paid = p.get_payment(payment::GetPaymentRequest { call_id: id.clone() }).await.unwrap().into_inner().payment.unwrap();
-    assert_eq!((paid.status(), paid.rider_payout), (payment::PaymentStatus::Settled, 2_250));
+    let paid = p
+        .get_payment(payment::GetPaymentRequest { call_id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(
+        (paid.status(), paid.rider_payout),
+        (payment::PaymentStatus::Settled, 2_250)
+    );
     // A settled fee cannot be voided.
-    assert_eq!(p.void_cost(payment::VoidCostRequest { call_id: id }).await.unwrap_err().code(), Code::FailedPrecondition);
+    assert_eq!(
+        p.void_cost(payment::VoidCostRequest { call_id: id })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
     mesh.stop().await;
 }
 
@@ -146,15 +277,31 @@ async fn reusing_a_request_id_with_another_body_is_already_exists() {
     let mesh = TestMesh::start(DbKind::Sqlite).await;
     let mut c = mesh.clients.call.clone();
     let key = request_id();
-    let first = call::PlaceCallRequest { request_id: key.clone(), restaurant_id: "store-8".into(), destination: "Daegu".into(), fee: 1_000 };
+    let first = call::PlaceCallRequest {
+        request_id: key.clone(),
+        restaurant_id: "store-8".into(),
+        destination: "Daegu".into(),
+        fee: 1_000,
+    };
     c.place_call(first.clone()).await.unwrap();
-    let other = c.place_call(call::PlaceCallRequest { fee: 2_000, ..first }).await.unwrap_err();
+    let other = c
+        .place_call(call::PlaceCallRequest { fee: 2_000, ..first })
+        .await
+        .unwrap_err();
     assert_eq!(other.code(), Code::AlreadyExists);
     let mut p = mesh.clients.payment.clone();
-    let listed = c.list_calls(call::ListCallsRequest::default()).await.unwrap().into_inner().calls;
+    let listed = c
+        .list_calls(call::ListCallsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .calls;
     assert_eq!(listed.len(), 1);
     let conflict = p
-        .register_cost(payment::RegisterCostRequest { call_id: listed[0].call_id.clone(), fee: 9_999 })
+        .register_cost(payment::RegisterCostRequest {
+            call_id: listed[0].call_id.clone(),
+            fee: 9_999,
+        })
         .await
         .unwrap_err();
     assert_eq!(conflict.code(), Code::AlreadyExists);

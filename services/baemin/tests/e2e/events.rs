@@ -23,8 +23,19 @@ async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_f
     // The rider side's events, as if another rider service produced them: newest first, each twice.
     // No Nats-Msg-Id, so the broker does not dedupe: only the consumers' inboxes can.
     let events = [
-        Event::DeliveryCompleted(DeliveryCompleted { rider_id: "r-5".into(), fee: 5_000, commission: 500, rider_payout: 4_500 }),
-        Event::PaymentSettled(PaymentSettled { payment_id: "p".into(), rider_id: "r-5".into(), fee: 5_000, commission: 500, rider_payout: 4_500 }),
+        Event::DeliveryCompleted(DeliveryCompleted {
+            rider_id: "r-5".into(),
+            fee: 5_000,
+            commission: 500,
+            rider_payout: 4_500,
+        }),
+        Event::PaymentSettled(PaymentSettled {
+            payment_id: "p".into(),
+            rider_id: "r-5".into(),
+            fee: 5_000,
+            commission: 500,
+            rider_payout: 4_500,
+        }),
         Event::DeliveryPicked(DeliveryPicked { rider_id: "r-5".into() }),
         Event::CallAccepted(CallAccepted { rider_id: "r-5".into() }),
     ];
@@ -34,23 +45,40 @@ async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_f
         let envelope = new_envelope("test", &id, event.clone());
         let subject = baemin_proto::events::subject_of(&event);
         for _ in 0..2 {
-            js.publish(subject, envelope.encode_to_vec().into()).await.unwrap().await.unwrap();
+            js.publish(subject, envelope.encode_to_vec().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
         }
     }
-    let call = baemin::scenario::wait_call(&mesh.clients, &id, PATIENCE, |c| c.status() == call::CallStatus::Completed).await.unwrap();
-    assert_eq!((call.rider_id.as_str(), call.settled_amount, call.fee), ("r-5", 4_500, 5_000));
+    let call = baemin::scenario::wait_call(&mesh.clients, &id, PATIENCE, |c| {
+        c.status() == call::CallStatus::Completed
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (call.rider_id.as_str(), call.settled_amount, call.fee),
+        ("r-5", 4_500, 5_000)
+    );
     let view = baemin::scenario::wait_view(&mesh.clients, &id, PATIENCE, |v| {
         v.status() == report::DeliveryStatus::Completed && v.fee == 5_000
     })
     .await
     .unwrap();
-    assert_eq!((view.rider_id.as_str(), view.settled_amount, view.commission), ("r-5", 4_500, 500));
+    assert_eq!(
+        (view.rider_id.as_str(), view.settled_amount, view.commission),
+        ("r-5", 4_500, 500)
+    );
     assert_eq!(view.payment_state(), report::PaymentState::Settled);
     assert!(view.called_at.is_some() && view.accepted_at.is_some() && view.picked_at.is_some());
     // Counted once, although every event arrived twice.
     let mut r = mesh.clients.report.clone();
     let stats = r.get_stats(report::GetStatsRequest {}).await.unwrap().into_inner();
-    assert_eq!((stats.completed, stats.settled_count, stats.revenue, stats.total_payouts), (1, 1, 500, 4_500));
+    assert_eq!(
+        (stats.completed, stats.settled_count, stats.revenue, stats.total_payouts),
+        (1, 1, 500, 4_500)
+    );
     mesh.stop().await;
 }
 
@@ -59,15 +87,34 @@ async fn a_late_accept_never_moves_a_cancelled_call_back() {
     let mesh = TestMesh::start(DbKind::Sqlite).await;
     let id = place(&mesh, "store-10", 1_200).await.call_id;
     let mut c = mesh.clients.call.clone();
-    c.cancel_call(call::CancelCallRequest { call_id: id.clone(), reason: "closed".into() }).await.unwrap();
+    c.cancel_call(call::CancelCallRequest {
+        call_id: id.clone(),
+        reason: "closed".into(),
+    })
+    .await
+    .unwrap();
     let client = async_nats::connect(mesh.nats.url()).await.unwrap();
     let js = jetstream::new(client);
-    let late = Event::CallAccepted(CallAccepted { rider_id: "r-late".into() });
+    let late = Event::CallAccepted(CallAccepted {
+        rider_id: "r-late".into(),
+    });
     let envelope = new_envelope("test", &id, late.clone());
-    js.publish(baemin_proto::events::subject_of(&late), envelope.encode_to_vec().into()).await.unwrap().await.unwrap();
-    let view = baemin::scenario::wait_view(&mesh.clients, &id, PATIENCE, |v| v.rider_id == "r-late").await.unwrap();
+    js.publish(baemin_proto::events::subject_of(&late), envelope.encode_to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let view = baemin::scenario::wait_view(&mesh.clients, &id, PATIENCE, |v| v.rider_id == "r-late")
+        .await
+        .unwrap();
     assert_eq!(view.status(), report::DeliveryStatus::Cancelled);
-    let call = c.get_call(call::GetCallRequest { call_id: id }).await.unwrap().into_inner().call.unwrap();
+    let call = c
+        .get_call(call::GetCallRequest { call_id: id })
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap();
     assert_eq!(call.status(), call::CallStatus::Cancelled);
     mesh.stop().await;
 }
@@ -86,11 +133,23 @@ async fn every_service_reports_serving_and_answers_reflection_v1_and_v1alpha() {
         let channel = baemin::clients::channel(&url).unwrap();
         let mut health = HealthClient::new(channel.clone());
         for service in ["", name] {
-            let status = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
             assert_eq!(status.status(), ServingStatus::Serving, "{name} health of {service:?}");
         }
-        assert!(reflection::lists_v1(channel.clone()).await.contains(&name.to_owned()), "{name} in v1 reflection");
-        assert!(reflection::lists_v1alpha(channel).await.contains(&name.to_owned()), "{name} in v1alpha reflection");
+        assert!(
+            reflection::lists_v1(channel.clone()).await.contains(&name.to_owned()),
+            "{name} in v1 reflection"
+        );
+        assert!(
+            reflection::lists_v1alpha(channel).await.contains(&name.to_owned()),
+            "{name} in v1alpha reflection"
+        );
     }
     mesh.stop().await;
 }
@@ -101,12 +160,19 @@ mod reflection {
 
     pub async fn lists_v1(channel: Channel) -> Vec<String> {
         use tonic_reflection::pb::v1::{
-            ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-            server_reflection_response::MessageResponse,
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
         };
         let mut client = ServerReflectionClient::new(channel);
-        let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-        let mut responses = client.server_reflection_info(tokio_stream::once(request)).await.unwrap().into_inner();
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = client
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .unwrap()
+            .into_inner();
         match responses.next().await.unwrap().unwrap().message_response {
             Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
             other => panic!("unexpected reflection answer {other:?}"),
@@ -115,12 +181,19 @@ mod reflection {
 
     pub async fn lists_v1alpha(channel: Channel) -> Vec<String> {
         use tonic_reflection::pb::v1alpha::{
-            ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-            server_reflection_response::MessageResponse,
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
         };
         let mut client = ServerReflectionClient::new(channel);
-        let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-        let mut responses = client.server_reflection_info(tokio_stream::once(request)).await.unwrap().into_inner();
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = client
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .unwrap()
+            .into_inner();
         match responses.next().await.unwrap().unwrap().message_response {
             Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
             other => panic!("unexpected reflection answer {other:?}"),

@@ -26,11 +26,17 @@ async fn seed_scenario_completes_and_settles(kind: DbKind) {
     assert_eq!(outcome.delivery.status(), rider::DeliveryStatus::Completed);
     assert_eq!(outcome.delivery.payout, 2_700);
     assert_eq!(outcome.view.status(), report::DeliveryStatus::Completed);
-    assert_eq!((outcome.view.settled_amount, outcome.view.commission, outcome.view.fee), (2_700, 300, 3_000));
+    assert_eq!(
+        (outcome.view.settled_amount, outcome.view.commission, outcome.view.fee),
+        (2_700, 300, 3_000)
+    );
     assert_eq!(outcome.view.rider_id, "rider-7");
     let mut report = mesh.clients.report.clone();
     let stats = report.get_stats(report::GetStatsRequest {}).await.unwrap().into_inner();
-    assert_eq!((stats.completed, stats.settled_count, stats.revenue, stats.total_fees), (1, 1, 300, 3_000));
+    assert_eq!(
+        (stats.completed, stats.settled_count, stats.revenue, stats.total_fees),
+        (1, 1, 300, 3_000)
+    );
     mesh.stop().await;
 }
 
@@ -64,7 +70,12 @@ async fn rider_sees(mesh: &TestMesh, call_id: &str) -> rider::Delivery {
     eventually(PATIENCE, "the rider service to see the call", || {
         let mut r = clients.rider.clone();
         let call_id = call_id.to_owned();
-        async move { Ok(r.get_delivery(rider::GetDeliveryRequest { call_id }).await.ok().and_then(|d| d.into_inner().delivery)) }
+        async move {
+            Ok(r.get_delivery(rider::GetDeliveryRequest { call_id })
+                .await
+                .ok()
+                .and_then(|d| d.into_inner().delivery))
+        }
     })
     .await
     .expect("rider sees the call")
@@ -85,12 +96,18 @@ async fn call_service_keeps_taking_calls_while_rider_is_down_and_rider_catches_u
     }
     let mut r = mesh.clients.rider.clone();
     let open = r
-        .list_open_calls(rider::ListOpenCallsRequest { page_size: 100, page_token: String::new() })
+        .list_open_calls(rider::ListOpenCallsRequest {
+            page_size: 100,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
     let open_ids: Vec<_> = open.calls.iter().map(|d| d.call_id.clone()).collect();
-    assert_eq!(open_ids, placed, "every call placed meanwhile is on the board, oldest first");
+    assert_eq!(
+        open_ids, placed,
+        "every call placed meanwhile is on the board, oldest first"
+    );
     mesh.stop().await;
 }
 
@@ -104,7 +121,10 @@ async fn of_ten_riders_racing_for_one_call_exactly_one_wins() {
         let call_id = call_id.clone();
         tokio::spawn(async move {
             let rider_id = format!("racer-{i}");
-            (rider_id.clone(), r.accept_call(rider::AcceptCallRequest { call_id, rider_id }).await)
+            (
+                rider_id.clone(),
+                r.accept_call(rider::AcceptCallRequest { call_id, rider_id }).await,
+            )
         })
     });
     let results = futures::future::join_all(attempts).await;
@@ -121,9 +141,17 @@ async fn of_ten_riders_racing_for_one_call_exactly_one_wins() {
     }
     assert_eq!(winners.len(), 1, "exactly one winner: {winners:?}");
     let winner = &winners[0];
-    let c = wait_call(&mesh.clients, &call_id, PATIENCE, |c| c.status() == call::CallStatus::Accepted).await.unwrap();
+    let c = wait_call(&mesh.clients, &call_id, PATIENCE, |c| {
+        c.status() == call::CallStatus::Accepted
+    })
+    .await
+    .unwrap();
     assert_eq!(&c.rider_id, winner);
-    let v = wait_view(&mesh.clients, &call_id, PATIENCE, |v| v.status() == report::DeliveryStatus::Accepted).await.unwrap();
+    let v = wait_view(&mesh.clients, &call_id, PATIENCE, |v| {
+        v.status() == report::DeliveryStatus::Accepted
+    })
+    .await
+    .unwrap();
     assert_eq!(&v.rider_id, winner);
     mesh.stop().await;
 }
@@ -142,18 +170,35 @@ async fn placing_twice_with_one_request_id_gives_one_call_and_settling_twice_pay
     let second = c.place_call(request.clone()).await.unwrap().into_inner().call.unwrap();
     assert_eq!(first.call_id, second.call_id);
     let listed = c
-        .list_calls(call::ListCallsRequest { restaurant_id: "store-4".into(), ..Default::default() })
+        .list_calls(call::ListCallsRequest {
+            restaurant_id: "store-4".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(listed.calls.len(), 1, "one call");
 
     let mut p = mesh.clients.payment.clone();
-    let registered = p.get_payment(payment::GetPaymentRequest { call_id: first.call_id.clone() }).await.unwrap().into_inner().payment.unwrap();
-    assert_eq!((registered.status(), registered.fee), (payment::PaymentStatus::Registered, 4_000));
+    let registered = p
+        .get_payment(payment::GetPaymentRequest {
+            call_id: first.call_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(
+        (registered.status(), registered.fee),
+        (payment::PaymentStatus::Registered, 4_000)
+    );
     // Registering the same fee again is the same payment, not a second one.
     let again = p
-        .register_cost(payment::RegisterCostRequest { call_id: first.call_id.clone(), fee: 4_000 })
+        .register_cost(payment::RegisterCostRequest {
+            call_id: first.call_id.clone(),
+            fee: 4_000,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -161,12 +206,19 @@ async fn placing_twice_with_one_request_id_gives_one_call_and_settling_twice_pay
         .unwrap();
     assert_eq!(again.payment_id, registered.payment_id);
 
-    let settle = payment::SettleRequest { call_id: first.call_id.clone(), rider_id: "r-1".into() };
+    let settle = payment::SettleRequest {
+        call_id: first.call_id.clone(),
+        rider_id: "r-1".into(),
+    };
     let s1 = p.settle(settle.clone()).await.unwrap().into_inner().payment.unwrap();
     let s2 = p.settle(settle).await.unwrap().into_inner().payment.unwrap();
     assert_eq!(s1, s2, "the second settle changes nothing");
     assert_eq!((s1.commission, s1.rider_payout), (400, 3_600));
-    let v = wait_view(&mesh.clients, &first.call_id, PATIENCE, |v| v.payment_state() == report::PaymentState::Settled).await.unwrap();
+    let v = wait_view(&mesh.clients, &first.call_id, PATIENCE, |v| {
+        v.payment_state() == report::PaymentState::Settled
+    })
+    .await
+    .unwrap();
     assert_eq!(v.settled_amount, 3_600);
     let mut r = mesh.clients.report.clone();
     let stats = r.get_stats(report::GetStatsRequest {}).await.unwrap().into_inner();
@@ -180,11 +232,19 @@ async fn cancelling_an_accepted_call_voids_the_fee_and_the_rider_cannot_complete
     let call_id = place(&mesh, "store-5", 2_000).await.call_id;
     rider_sees(&mesh, &call_id).await;
     let mut r = mesh.clients.rider.clone();
-    r.accept_call(rider::AcceptCallRequest { call_id: call_id.clone(), rider_id: "r-9".into() }).await.unwrap();
+    r.accept_call(rider::AcceptCallRequest {
+        call_id: call_id.clone(),
+        rider_id: "r-9".into(),
+    })
+    .await
+    .unwrap();
 
     let mut c = mesh.clients.call.clone();
     let cancelled = c
-        .cancel_call(call::CancelCallRequest { call_id: call_id.clone(), reason: "customer left".into() })
+        .cancel_call(call::CancelCallRequest {
+            call_id: call_id.clone(),
+            reason: "customer left".into(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -192,7 +252,15 @@ async fn cancelling_an_accepted_call_voids_the_fee_and_the_rider_cannot_complete
         .unwrap();
     assert_eq!(cancelled.status(), call::CallStatus::Cancelled);
     let mut p = mesh.clients.payment.clone();
-    let voided = p.get_payment(payment::GetPaymentRequest { call_id: call_id.clone() }).await.unwrap().into_inner().payment.unwrap();
+    let voided = p
+        .get_payment(payment::GetPaymentRequest {
+            call_id: call_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
     assert_eq!(voided.status(), payment::PaymentStatus::Voided);
 
     // The rider service learns of the cancel asynchronously; pick-up and completion are refused.
@@ -201,13 +269,23 @@ async fn cancelling_an_accepted_call_voids_the_fee_and_the_rider_cannot_complete
         let mut r = clients.rider.clone();
         let call_id = call_id.clone();
         async move {
-            let d = r.get_delivery(rider::GetDeliveryRequest { call_id }).await?.into_inner().delivery;
+            let d = r
+                .get_delivery(rider::GetDeliveryRequest { call_id })
+                .await?
+                .into_inner()
+                .delivery;
             Ok(d.filter(|d| d.status() == rider::DeliveryStatus::Cancelled))
         }
     })
     .await
     .unwrap();
-    let pick = r.pick_up(rider::PickUpRequest { call_id: call_id.clone(), rider_id: "r-9".into() }).await.unwrap_err();
+    let pick = r
+        .pick_up(rider::PickUpRequest {
+            call_id: call_id.clone(),
+            rider_id: "r-9".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(pick.code(), Code::FailedPrecondition);
     let v = wait_view(&mesh.clients, &call_id, PATIENCE, |v| {
         v.status() == report::DeliveryStatus::Cancelled && v.payment_state() == report::PaymentState::Voided
@@ -216,7 +294,16 @@ async fn cancelling_an_accepted_call_voids_the_fee_and_the_rider_cannot_complete
     .unwrap();
     assert_eq!(v.fee, 2_000);
     // Cancelling again changes nothing; the fee stays voided once.
-    let again = c.cancel_call(call::CancelCallRequest { call_id: call_id.clone(), reason: String::new() }).await.unwrap().into_inner().call.unwrap();
+    let again = c
+        .cancel_call(call::CancelCallRequest {
+            call_id: call_id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap();
     assert_eq!(again.status(), call::CallStatus::Cancelled);
     mesh.stop().await;
 }
@@ -239,7 +326,11 @@ async fn place_call_is_unavailable_naming_payment_when_payment_is_down_and_nothi
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert!(status.message().contains("payment"), "{}", status.message());
-    let listed = c.list_calls(call::ListCallsRequest::default()).await.unwrap().into_inner();
+    let listed = c
+        .list_calls(call::ListCallsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(listed.calls.is_empty(), "nothing stored");
     mesh.stop().await;
 }
@@ -249,32 +340,64 @@ async fn lists_page_newest_first_and_filter_by_restaurant_and_status() {
     let mesh = TestMesh::start(DbKind::Sqlite).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(place(&mesh, if i % 2 == 0 { "even" } else { "odd" }, 100 + i).await.call_id);
+        ids.push(
+            place(&mesh, if i % 2 == 0 { "even" } else { "odd" }, 100 + i)
+                .await
+                .call_id,
+        );
     }
     let mut c = mesh.clients.call.clone();
-    let page1 = c.list_calls(call::ListCallsRequest { page_size: 2, ..Default::default() }).await.unwrap().into_inner();
-    assert_eq!(page1.calls.iter().map(|x| x.call_id.clone()).collect::<Vec<_>>(), vec![ids[4].clone(), ids[3].clone()]);
-    let page2 = c
-        .list_calls(call::ListCallsRequest { page_size: 2, page_token: page1.next_page_token.clone(), ..Default::default() })
+    let page1 = c
+        .list_calls(call::ListCallsRequest {
+            page_size: 2,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(page2.calls.iter().map(|x| x.call_id.clone()).collect::<Vec<_>>(), vec![ids[2].clone(), ids[1].clone()]);
+    assert_eq!(
+        page1.calls.iter().map(|x| x.call_id.clone()).collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
+    let page2 = c
+        .list_calls(call::ListCallsRequest {
+            page_size: 2,
+            page_token: page1.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        page2.calls.iter().map(|x| x.call_id.clone()).collect::<Vec<_>>(),
+        vec![ids[2].clone(), ids[1].clone()]
+    );
     let page3 = c
-        .list_calls(call::ListCallsRequest { page_size: 2, page_token: page2.next_page_token.clone(), ..Default::default() })
+        .list_calls(call::ListCallsRequest {
+            page_size: 2,
+            page_token: page2.next_page_token.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(page3.calls.len(), 1);
     assert!(page3.next_page_token.is_empty(), "last page has no token");
     let even = c
-        .list_calls(call::ListCallsRequest { restaurant_id: "even".into(), status: call::CallStatus::Called as i32, ..Default::default() })
+        .list_calls(call::ListCallsRequest {
+            restaurant_id: "even".into(),
+            status: call::CallStatus::Called as i32,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(even.calls.len(), 3);
     let completed = c
-        .list_calls(call::ListCallsRequest { status: call::CallStatus::Completed as i32, ..Default::default() })
+        .list_calls(call::ListCallsRequest {
+            status: call::CallStatus::Completed as i32,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -286,7 +409,10 @@ async fn lists_page_newest_first_and_filter_by_restaurant_and_status() {
         let mut r = r.clone();
         async move {
             let rows = r
-                .list_delivery_views(report::ListDeliveryViewsRequest { restaurant_id: "odd".into(), ..Default::default() })
+                .list_delivery_views(report::ListDeliveryViewsRequest {
+                    restaurant_id: "odd".into(),
+                    ..Default::default()
+                })
                 .await?
                 .into_inner()
                 .views;

@@ -1,6 +1,8 @@
 //! End-to-end tests: the four services in-process on port 0, a real `nats-server` of the test's own,
 //! fresh SQLite files or PostgreSQL databases, and real gRPC between them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
 mod bad_input;
 mod events;
 mod flows;

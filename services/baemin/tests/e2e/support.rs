@@ -27,12 +27,20 @@ impl TestMesh {
     pub async fn start(kind: DbKind) -> Self {
         let nats = NatsServer::start().await;
         let mut dbs = TestDatabases::new(kind);
-        let payment = RunningService::start::<baemin_payment::Application>(&env(&nats, dbs.url_for("payment").await, None)).await;
+        let payment =
+            RunningService::start::<baemin_payment::Application>(&env(&nats, dbs.url_for("payment").await, None)).await;
         let payment_url = Some(payment.url());
-        let call = RunningService::start::<baemin_call::Application>(&env(&nats, dbs.url_for("call").await, payment_url.clone())).await;
+        let call = RunningService::start::<baemin_call::Application>(&env(
+            &nats,
+            dbs.url_for("call").await,
+            payment_url.clone(),
+        ))
+        .await;
         let rider_db = dbs.url_for("rider").await;
-        let rider = RunningService::start::<baemin_rider::Application>(&env(&nats, rider_db.clone(), payment_url)).await;
-        let report = RunningService::start::<baemin_report::Application>(&env(&nats, dbs.url_for("report").await, None)).await;
+        let rider =
+            RunningService::start::<baemin_rider::Application>(&env(&nats, rider_db.clone(), payment_url)).await;
+        let report =
+            RunningService::start::<baemin_report::Application>(&env(&nats, dbs.url_for("report").await, None)).await;
         let urls = Urls {
             call: call.url(),
             rider: rider.url(),
@@ -63,7 +71,9 @@ impl TestMesh {
     /// Starts the rider service again on its database; it gets a new port, and the clients follow it.
     pub async fn start_rider(&mut self) {
         let payment_url = self.payment.as_ref().map(RunningService::url);
-        let rider = RunningService::start::<baemin_rider::Application>(&env(&self.nats, self.rider_db.clone(), payment_url)).await;
+        let rider =
+            RunningService::start::<baemin_rider::Application>(&env(&self.nats, self.rider_db.clone(), payment_url))
+                .await;
         self.urls.rider = rider.url();
         self.clients = Clients::new(&self.urls).expect("clients");
         self.rider = Some(rider);
@@ -71,7 +81,15 @@ impl TestMesh {
 
     /// Stops every service gracefully (checks that shutdown works), then NATS and the databases go.
     pub async fn stop(mut self) {
-        for service in [self.report.take(), self.rider.take(), self.call.take(), self.payment.take()].into_iter().flatten() {
+        for service in [
+            self.report.take(),
+            self.rider.take(),
+            self.call.take(),
+            self.payment.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             service.stop().await;
         }
     }

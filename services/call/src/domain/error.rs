@@ -12,9 +12,7 @@ pub enum CallError {
     #[error("no call {0}")]
     NotFound(String),
     /// The idempotency key was used before with another body.
-    #[error(
-        "request_id {0:?} was already used for a call with a different restaurant, destination or fee"
-    )]
+    #[error("request_id {0:?} was already used for a call with a different restaurant, destination or fee")]
     RequestIdReused(String),
     /// The lifecycle does not allow the command.
     #[error(transparent)]

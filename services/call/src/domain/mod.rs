@@ -12,9 +12,7 @@ mod service_tests;
 pub(crate) mod testing;
 
 pub use error::CallError;
-pub use model::{
-    Call, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentState, Registration,
-};
+pub use model::{Call, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentState, Registration};
 pub use ports::{PaymentCallError, Payments};
 pub use repair::run_repair;
 pub use service::{CallApp, CallFilter, Delivery};

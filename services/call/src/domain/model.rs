@@ -1,8 +1,7 @@
 //! A call and the decisions each command or event makes on it (pure: no I/O).
 
 use baemin_kernel::{
-    CallId, CancelReason, DeliveryStatus, Destination, Fee, IllegalTransition, Millis, RequestId,
-    RestaurantId, RiderId,
+    CallId, CancelReason, DeliveryStatus, Destination, Fee, IllegalTransition, Millis, RequestId, RestaurantId, RiderId,
 };
 
 /// Where the call's fee is in payment, as the call service knows it.
@@ -172,9 +171,7 @@ impl DeliveryEvent {
     /// The rider it names.
     pub fn rider(&self) -> &RiderId {
         match self {
-            Self::Accepted { rider } | Self::Picked { rider } | Self::Completed { rider, .. } => {
-                rider
-            }
+            Self::Accepted { rider } | Self::Picked { rider } | Self::Completed { rider, .. } => rider,
         }
     }
 }
@@ -252,11 +249,7 @@ impl Call {
     }
 
     /// CancelCall, first step: refuse after pick-up, answer a repeat, or mark the cancellation.
-    pub fn request_cancel(
-        &self,
-        reason: &CancelReason,
-        now: Millis,
-    ) -> Result<CancelStep, IllegalTransition> {
+    pub fn request_cancel(&self, reason: &CancelReason, now: Millis) -> Result<CancelStep, IllegalTransition> {
         if self.status == DeliveryStatus::Cancelled {
             return Ok(CancelStep::AlreadyCancelled(self.clone()));
         }
@@ -344,11 +337,7 @@ mod tests {
     }
 
     fn call() -> Call {
-        Call::placed(
-            CallId::generate(),
-            &new_call("store-1", "Gangnam 1", 3_000),
-            10,
-        )
+        Call::placed(CallId::generate(), &new_call("store-1", "Gangnam 1", 3_000), 10)
     }
 
     fn rider(id: &str) -> RiderId {
@@ -375,19 +364,15 @@ mod tests {
     }
 
     fn apply_all(call: &Call, events: &[&DeliveryEvent]) -> Call {
-        events.iter().enumerate().fold(call.clone(), |c, (i, e)| {
-            c.apply(e, 100 + i as i64).unwrap_or(c)
-        })
+        events
+            .iter()
+            .enumerate()
+            .fold(call.clone(), |c, (i, e)| c.apply(e, 100 + i as i64).unwrap_or(c))
     }
 
     /// The parts of a call that events decide.
     fn outcome(c: &Call) -> (DeliveryStatus, Option<RiderId>, PaymentState, Option<i64>) {
-        (
-            c.status,
-            c.rider_id.clone(),
-            c.payment_state,
-            c.settled_amount,
-        )
+        (c.status, c.rider_id.clone(), c.payment_state, c.settled_amount)
     }
 
     #[test]
@@ -429,15 +414,9 @@ mod tests {
             IntentStep::Reuse(intent.call_id.clone())
         );
         let other = new_call("store-1", "Gangnam 1", 4_000).fingerprint();
-        assert_eq!(
-            Registration::decide(Some(&intent), &other),
-            IntentStep::Conflict
-        );
+        assert_eq!(Registration::decide(Some(&intent), &other), IntentStep::Conflict);
         intent.void_requested_at = Some(2);
-        assert_eq!(
-            Registration::decide(Some(&intent), &fp),
-            IntentStep::BeingVoided
-        );
+        assert_eq!(Registration::decide(Some(&intent), &fp), IntentStep::BeingVoided);
     }
 
     #[test]
@@ -464,13 +443,8 @@ mod tests {
     #[test]
     fn cancel_after_pick_up_is_refused_naming_the_status() {
         for status in [Picked, Completed] {
-            let err = Call { status, ..call() }
-                .request_cancel(&reason(""), 50)
-                .unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                format!("cannot cancel a delivery that is {status}")
-            );
+            let err = Call { status, ..call() }.request_cancel(&reason(""), 50).unwrap_err();
+            assert_eq!(err.to_string(), format!("cannot cancel a delivery that is {status}"));
         }
     }
 
@@ -536,12 +510,7 @@ mod tests {
             let end = apply_all(&c, &order);
             assert_eq!(
                 outcome(&end),
-                (
-                    Completed,
-                    Some(rider("r-1")),
-                    PaymentState::Settled,
-                    Some(2_700)
-                ),
+                (Completed, Some(rider("r-1")), PaymentState::Settled, Some(2_700)),
                 "{order:?}"
             );
         }

@@ -20,11 +20,7 @@ pub enum PaymentCallError {
 /// The fee operations of the payment service the call service relies on. Both are idempotent.
 pub trait Payments: Send + Sync + 'static {
     /// Registers `fee` for `call_id` (`PaymentService.RegisterCost`).
-    fn register_cost(
-        &self,
-        call_id: CallId,
-        fee: Fee,
-    ) -> BoxFuture<'_, Result<(), PaymentCallError>>;
+    fn register_cost(&self, call_id: CallId, fee: Fee) -> BoxFuture<'_, Result<(), PaymentCallError>>;
 
     /// Voids the fee of `call_id` (`PaymentService.VoidCost`); voiding a voided fee succeeds.
     fn void_cost(&self, call_id: CallId) -> BoxFuture<'_, Result<(), PaymentCallError>>;

@@ -94,11 +94,7 @@ impl CallApp {
         Ok(())
     }
 
-    async fn repair_cancellation(
-        &self,
-        call: &Call,
-        report: &mut RepairReport,
-    ) -> Result<(), CallError> {
+    async fn repair_cancellation(&self, call: &Call, report: &mut RepairReport) -> Result<(), CallError> {
         match self.void_and_cancel(&call.call_id, None).await {
             Ok(_) => report.cancellations_finished += 1,
             Err(CallError::AlreadySettled) => report.cancellations_dropped += 1,

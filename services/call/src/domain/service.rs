@@ -28,16 +28,15 @@
 use std::{sync::Arc, time::Duration};
 
 use baemin_kernel::{
-    CallId, CancelReason, DeliveryStatus, Millis, PageSize, PageToken, RestaurantId, RiderId,
-    now_millis,
+    CallId, CancelReason, DeliveryStatus, Millis, PageSize, PageToken, RestaurantId, RiderId, now_millis,
 };
 use baemin_mesh_events::{Envelope, Outbox};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::broadcast;
 
 use super::{
-    Call, CallError, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentCallError,
-    Payments, Registration,
+    Call, CallError, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentCallError, Payments,
+    Registration,
 };
 use crate::outbound::{db, events, intents};
 
@@ -137,12 +136,7 @@ pub struct CallApp {
 impl CallApp {
     /// The application over its database, outbox and payment port. `repair_after` is how old an
     /// unfinished PlaceCall or CancelCall must be before the repair worker finishes it.
-    pub fn new(
-        db: DatabaseConnection,
-        outbox: Outbox,
-        payments: Arc<dyn Payments>,
-        repair_after: Duration,
-    ) -> Self {
+    pub fn new(db: DatabaseConnection, outbox: Outbox, payments: Arc<dyn Payments>, repair_after: Duration) -> Self {
         Self {
             db,
             outbox,
@@ -196,8 +190,7 @@ impl CallApp {
         token: Option<&PageToken>,
     ) -> Result<CallPage, CallError> {
         let limit = size.get();
-        let mut calls =
-            db::list(&self.db, filter, token.map(PageToken::last_key), limit + 1).await?;
+        let mut calls = db::list(&self.db, filter, token.map(PageToken::last_key), limit + 1).await?;
         let next_page = if calls.len() as u64 > limit {
             calls.truncate(limit as usize);
             calls.last().map(|c| PageToken::after(c.call_id.as_str()))
@@ -212,11 +205,9 @@ impl CallApp {
     pub async fn cancel(&self, call_id: CallId, reason: CancelReason) -> Result<Call, CallError> {
         let now = now_millis();
         let marked = self
-            .transition(&call_id, None, |call| {
-                match call.request_cancel(&reason, now)? {
-                    CancelStep::AlreadyCancelled(_) => Ok(None),
-                    CancelStep::Void(next) => Ok(Some(Change::internal(next))),
-                }
+            .transition(&call_id, None, |call| match call.request_cancel(&reason, now)? {
+                CancelStep::AlreadyCancelled(_) => Ok(None),
+                CancelStep::Void(next) => Ok(Some(Change::internal(next))),
             })
             .await?;
         if marked.status == DeliveryStatus::Cancelled {
@@ -229,9 +220,7 @@ impl CallApp {
     pub async fn follow(&self, delivery: Delivery) -> Result<(), CallError> {
         let inbox = (delivery.subject.as_str(), delivery.event_id.as_str());
         self.transition(&delivery.call_id, Some(inbox), |call| {
-            Ok(call
-                .apply(&delivery.event, delivery.occurred_at)
-                .map(Change::visible))
+            Ok(call.apply(&delivery.event, delivery.occurred_at).map(Change::visible))
         })
         .await
         .map(drop)
@@ -253,10 +242,8 @@ impl CallApp {
             // Nothing registered is as good as voided.
             Ok(()) | Err(PaymentCallError::NotFound) => {}
             Err(PaymentCallError::Refused(_)) => {
-                self.transition(call_id, None, |call| {
-                    Ok(call.abandon_cancel().map(Change::internal))
-                })
-                .await?;
+                self.transition(call_id, None, |call| Ok(call.abandon_cancel().map(Change::internal)))
+                    .await?;
                 return Err(CallError::AlreadySettled);
             }
             // The mark stays: the repair worker finishes the cancellation once payment answers.
@@ -275,11 +262,7 @@ impl CallApp {
     }
 
     /// PlaceCall before payment: return a stored call, or choose (or reuse) the call id of an intent.
-    async fn reserve(
-        &self,
-        new: &NewCall,
-        fingerprint: &Fingerprint,
-    ) -> Result<Reserved, CallError> {
+    async fn reserve(&self, new: &NewCall, fingerprint: &Fingerprint) -> Result<Reserved, CallError> {
         for _ in 0..RACE_RETRIES {
             let now = now_millis();
             let txn = self.db.begin().await?;
@@ -302,9 +285,7 @@ impl CallApp {
                     .then_some(call_id),
                 IntentStep::Fresh => {
                     let intent = Registration::fresh(new, now);
-                    intents::insert(&txn, &intent)
-                        .await?
-                        .then_some(intent.call_id)
+                    intents::insert(&txn, &intent).await?.then_some(intent.call_id)
                 }
             };
             if let Some(call_id) = reserved {
@@ -320,17 +301,10 @@ impl CallApp {
     }
 
     /// PlaceCall after payment registered the fee: the call replaces its intent, with `CallPlaced`.
-    async fn store(
-        &self,
-        new: &NewCall,
-        fingerprint: &Fingerprint,
-        call_id: CallId,
-    ) -> Result<Call, CallError> {
+    async fn store(&self, new: &NewCall, fingerprint: &Fingerprint, call_id: CallId) -> Result<Call, CallError> {
         let call = Call::placed(call_id, new, now_millis());
         let txn = self.db.begin().await?;
-        if intents::take(&txn, &call.request_id, &call.call_id).await?
-            && db::insert(&txn, &call).await?
-        {
+        if intents::take(&txn, &call.request_id, &call.call_id).await? && db::insert(&txn, &call).await? {
             self.outbox.enqueue(&txn, &events::placed(&call)).await?;
             self.outbox.commit(txn).await?;
             self.publish(&call);
@@ -349,12 +323,7 @@ impl CallApp {
 
     /// Reads the call, lets `decide` choose a change, and stores it with its event if the call did
     /// not change meanwhile (else decides again). With `inbox`, the change is applied once per event.
-    async fn transition<F>(
-        &self,
-        call_id: &CallId,
-        inbox: Option<(&str, &str)>,
-        decide: F,
-    ) -> Result<Call, CallError>
+    async fn transition<F>(&self, call_id: &CallId, inbox: Option<(&str, &str)>, decide: F) -> Result<Call, CallError>
     where
         F: Fn(&Call) -> Result<Option<Change>, CallError>,
     {
@@ -402,7 +371,6 @@ impl CallApp {
 
 fn being_rolled_back() -> CallError {
     CallError::Contended(
-        "an earlier attempt with this request_id failed and is being rolled back; retry in a few seconds"
-            .into(),
+        "an earlier attempt with this request_id failed and is being rolled back; retry in a few seconds".into(),
     )
 }

@@ -25,10 +25,7 @@ fn delivery(call_id: &CallId, event: DeliveryEvent, event_id: &str) -> Delivery 
 }
 
 async fn calls_stored(db: &DatabaseConnection) -> u64 {
-    crate::outbound::db::entity::Entity::find()
-        .count(db)
-        .await
-        .unwrap()
+    crate::outbound::db::entity::Entity::find().count(db).await.unwrap()
 }
 
 async fn events_on(db: &DatabaseConnection, subject: &str) -> u64 {
@@ -56,11 +53,7 @@ async fn placing_twice_with_the_same_request_id_stores_one_call_and_registers_on
     assert_eq!(payments.register_calls(), 1);
     assert_eq!(calls_stored(&db).await, 1);
     assert_eq!(events_on(&db, "baemin.events.call.placed").await, 1);
-    assert_eq!(
-        intents_left(&db).await,
-        0,
-        "the intent is replaced by the call"
-    );
+    assert_eq!(intents_left(&db).await, 0, "the intent is replaced by the call");
 }
 
 #[tokio::test]
@@ -162,18 +155,12 @@ async fn cancel_voids_the_fee_once_and_a_second_cancel_returns_the_same_call() {
     let payments = FakePayments::new();
     let (app, db) = app(payments.clone()).await;
     let call = app.place(new_call("req-1", 3_000)).await.unwrap();
-    let cancelled = app
-        .cancel(call.call_id.clone(), reason("closed"))
-        .await
-        .unwrap();
+    let cancelled = app.cancel(call.call_id.clone(), reason("closed")).await.unwrap();
     assert_eq!(cancelled.status, DeliveryStatus::Cancelled);
     assert_eq!(cancelled.payment_state, PaymentState::Voided);
     assert_eq!(cancelled.cancel_requested_at, None);
     assert_eq!(payments.fee(&call.call_id), Some(Fake::Voided));
-    let again = app
-        .cancel(call.call_id.clone(), reason("other"))
-        .await
-        .unwrap();
+    let again = app.cancel(call.call_id.clone(), reason("other")).await.unwrap();
     assert_eq!(again, cancelled);
     assert_eq!(events_on(&db, "baemin.events.call.cancelled").await, 1);
 }
@@ -185,10 +172,7 @@ async fn cancel_when_payment_refuses_is_failed_precondition_and_the_call_is_unch
     let call = app.place(new_call("req-1", 3_000)).await.unwrap();
     payments.settle(&call.call_id);
 
-    let err = app
-        .cancel(call.call_id.clone(), reason("closed"))
-        .await
-        .unwrap_err();
+    let err = app.cancel(call.call_id.clone(), reason("closed")).await.unwrap_err();
 
     assert!(matches!(err, CallError::AlreadySettled), "{err:?}");
     let after = app.get(&call.call_id).await.unwrap();
@@ -207,16 +191,9 @@ async fn cancel_after_pick_up_is_refused_without_asking_payment() {
     let payments = FakePayments::new();
     let (app, _db) = app(payments.clone()).await;
     let call = app.place(new_call("req-1", 3_000)).await.unwrap();
-    let picked = DeliveryEvent::Picked {
-        rider: rider("r-1"),
-    };
-    app.follow(delivery(&call.call_id, picked, "e-1"))
-        .await
-        .unwrap();
-    let err = app
-        .cancel(call.call_id.clone(), reason(""))
-        .await
-        .unwrap_err();
+    let picked = DeliveryEvent::Picked { rider: rider("r-1") };
+    app.follow(delivery(&call.call_id, picked, "e-1")).await.unwrap();
+    let err = app.cancel(call.call_id.clone(), reason("")).await.unwrap_err();
     assert_eq!(err.to_string(), "cannot cancel a delivery that is PICKED");
     assert_eq!(payments.fee(&call.call_id), Some(Fake::Registered));
 }
@@ -225,17 +202,12 @@ async fn cancel_after_pick_up_is_refused_without_asking_payment() {
 async fn an_unknown_call_is_not_found() {
     let (app, _db) = app(FakePayments::new()).await;
     let unknown = CallId::generate();
-    assert!(matches!(
-        app.get(&unknown).await,
-        Err(CallError::NotFound(_))
-    ));
+    assert!(matches!(app.get(&unknown).await, Err(CallError::NotFound(_))));
     assert!(matches!(
         app.cancel(unknown.clone(), reason("")).await,
         Err(CallError::NotFound(_))
     ));
-    let accepted = DeliveryEvent::Accepted {
-        rider: rider("r-1"),
-    };
+    let accepted = DeliveryEvent::Accepted { rider: rider("r-1") };
     assert!(matches!(
         app.follow(delivery(&unknown, accepted, "e-1")).await,
         Err(CallError::NotFound(_))
@@ -248,16 +220,10 @@ async fn a_cancel_whose_void_answer_was_lost_is_finished_by_the_repair_worker() 
     let (app, db) = eager_repair_app(payments.clone()).await;
     let call = app.place(new_call("req-1", 3_000)).await.unwrap();
     payments.set_mode(Mode::LosesAnswers);
-    let err = app
-        .cancel(call.call_id.clone(), reason("closed"))
-        .await
-        .unwrap_err();
+    let err = app.cancel(call.call_id.clone(), reason("closed")).await.unwrap_err();
     assert!(matches!(err, CallError::PaymentUnavailable(_)), "{err:?}");
     assert_eq!(payments.fee(&call.call_id), Some(Fake::Voided));
-    assert_eq!(
-        app.get(&call.call_id).await.unwrap().status,
-        DeliveryStatus::Called
-    );
+    assert_eq!(app.get(&call.call_id).await.unwrap().status, DeliveryStatus::Called);
 
     payments.set_mode(Mode::Normal);
     after_repair_age().await;
@@ -276,9 +242,7 @@ async fn a_marked_cancel_loses_to_a_settlement_and_the_mark_is_dropped() {
     let (app, _db) = eager_repair_app(payments.clone()).await;
     let call = app.place(new_call("req-1", 3_000)).await.unwrap();
     payments.set_mode(Mode::Down);
-    app.cancel(call.call_id.clone(), reason("closed"))
-        .await
-        .unwrap_err();
+    app.cancel(call.call_id.clone(), reason("closed")).await.unwrap_err();
     payments.set_mode(Mode::Normal);
     payments.settle(&call.call_id);
     after_repair_age().await;
@@ -301,35 +265,18 @@ async fn delivery_events_converge_and_a_redelivered_event_applies_once() {
         rider: rider("r-1"),
         rider_payout: 2_700,
     };
-    app.follow(delivery(id, completed.clone(), "e-3"))
+    app.follow(delivery(id, completed.clone(), "e-3")).await.unwrap();
+    app.follow(delivery(id, DeliveryEvent::Picked { rider: rider("r-1") }, "e-2"))
         .await
         .unwrap();
-    app.follow(delivery(
-        id,
-        DeliveryEvent::Picked {
-            rider: rider("r-1"),
-        },
-        "e-2",
-    ))
-    .await
-    .unwrap();
     let before_redelivery = app.get(id).await.unwrap();
     app.follow(delivery(id, completed, "e-3")).await.unwrap();
-    app.follow(delivery(
-        id,
-        DeliveryEvent::Accepted {
-            rider: rider("r-1"),
-        },
-        "e-1",
-    ))
-    .await
-    .unwrap();
+    app.follow(delivery(id, DeliveryEvent::Accepted { rider: rider("r-1") }, "e-1"))
+        .await
+        .unwrap();
 
     let end = app.get(id).await.unwrap();
-    assert_eq!(
-        end, before_redelivery,
-        "late and repeated events change nothing"
-    );
+    assert_eq!(end, before_redelivery, "late and repeated events change nothing");
     assert_eq!(end.status, DeliveryStatus::Completed);
     assert_eq!(end.rider_id, Some(rider("r-1")));
     assert_eq!(end.payment_state, PaymentState::Settled);
@@ -341,12 +288,8 @@ async fn an_accept_after_a_cancel_changes_nothing() {
     let (app, _db) = app(FakePayments::new()).await;
     let call = app.place(new_call("req-1", 3_000)).await.unwrap();
     let cancelled = app.cancel(call.call_id.clone(), reason("")).await.unwrap();
-    let accepted = DeliveryEvent::Accepted {
-        rider: rider("r-1"),
-    };
-    app.follow(delivery(&call.call_id, accepted, "e-1"))
-        .await
-        .unwrap();
+    let accepted = DeliveryEvent::Accepted { rider: rider("r-1") };
+    app.follow(delivery(&call.call_id, accepted, "e-1")).await.unwrap();
     assert_eq!(app.get(&call.call_id).await.unwrap(), cancelled);
 }
 
@@ -369,27 +312,16 @@ async fn lists_page_newest_first_and_filter() {
     let (app, _db) = app(FakePayments::new()).await;
     let mut placed = Vec::new();
     for i in 0..5 {
-        placed.push(
-            app.place(new_call(&format!("req-{i}"), 1_000 + i))
-                .await
-                .unwrap(),
-        );
+        placed.push(app.place(new_call(&format!("req-{i}"), 1_000 + i)).await.unwrap());
     }
-    let accepted = DeliveryEvent::Accepted {
-        rider: rider("r-9"),
-    };
-    app.follow(delivery(&placed[1].call_id, accepted, "e-1"))
-        .await
-        .unwrap();
+    let accepted = DeliveryEvent::Accepted { rider: rider("r-9") };
+    app.follow(delivery(&placed[1].call_id, accepted, "e-1")).await.unwrap();
 
     let size = PageSize::parse(2, "page_size").unwrap();
     let mut seen = Vec::new();
     let mut token = None;
     loop {
-        let page = app
-            .list(&CallFilter::default(), size, token.as_ref())
-            .await
-            .unwrap();
+        let page = app.list(&CallFilter::default(), size, token.as_ref()).await.unwrap();
         seen.extend(page.calls.iter().map(|c| c.call_id.clone()));
         match page.next_page {
             Some(next) => token = Some(next),
@@ -413,10 +345,7 @@ async fn lists_page_newest_first_and_filter() {
         ..CallFilter::default()
     };
     let all = PageSize::parse(0, "page_size").unwrap();
-    assert_eq!(
-        app.list(&by_status, all, None).await.unwrap().calls.len(),
-        4
-    );
+    assert_eq!(app.list(&by_status, all, None).await.unwrap().calls.len(), 4);
 }
 
 #[tokio::test]
@@ -437,10 +366,7 @@ async fn a_refused_registration_is_rolled_back_and_a_retry_starts_over() {
     let err = app.place(new_call("req-1", 3_000)).await.unwrap_err();
     assert!(matches!(err, CallError::PaymentRefused(_)), "{err:?}");
     let err = app.place(new_call("req-1", 3_000)).await.unwrap_err();
-    assert!(
-        matches!(err, CallError::Contended(_)),
-        "being rolled back: {err:?}"
-    );
+    assert!(matches!(err, CallError::Contended(_)), "being rolled back: {err:?}");
 
     // The refused intent is handed over at once, whatever its age.
     assert_eq!(app.repair_once().await.unwrap().intents_voided, 1);

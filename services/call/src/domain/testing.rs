@@ -63,10 +63,7 @@ impl FakePayments {
 
     /// Settles the fee of `call_id`, as a rider's CompleteDelivery would.
     pub(crate) fn settle(&self, call_id: &CallId) {
-        self.fees
-            .lock()
-            .unwrap()
-            .insert(call_id.to_string(), Fake::Settled);
+        self.fees.lock().unwrap().insert(call_id.to_string(), Fake::Settled);
     }
 
     /// How many RegisterCost calls were made.
@@ -98,11 +95,7 @@ impl FakePayments {
 }
 
 impl Payments for FakePayments {
-    fn register_cost(
-        &self,
-        call_id: CallId,
-        _fee: Fee,
-    ) -> BoxFuture<'_, Result<(), PaymentCallError>> {
+    fn register_cost(&self, call_id: CallId, _fee: Fee) -> BoxFuture<'_, Result<(), PaymentCallError>> {
         *self.register_calls.lock().unwrap() += 1;
         let result = self.answer(|fees| match fees.get(call_id.as_str()) {
             None => {
@@ -129,10 +122,7 @@ impl Payments for FakePayments {
 }
 
 /// An app on a fresh in-memory database whose repair worker acts after `repair_after`.
-pub(crate) async fn app_with(
-    payments: Arc<FakePayments>,
-    repair_after: Duration,
-) -> (CallApp, DatabaseConnection) {
+pub(crate) async fn app_with(payments: Arc<FakePayments>, repair_after: Duration) -> (CallApp, DatabaseConnection) {
     let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
         .await
         .unwrap();

@@ -35,9 +35,7 @@ impl EventHandler for DeliveryFollower {
             // The call service stores a call before anyone can learn its id, so an unknown call never
             // appears later: waiting for it would loop.
             Err(err @ CallError::NotFound(_)) => Err(HandleError::Rejected(err.to_string())),
-            Err(err @ (CallError::Db(_) | CallError::Contended(_))) => {
-                Err(HandleError::Transient(Box::new(err)))
-            }
+            Err(err @ (CallError::Db(_) | CallError::Contended(_))) => Err(HandleError::Transient(Box::new(err))),
             Err(err) => Err(HandleError::Rejected(err.to_string())),
         }
     }
@@ -45,8 +43,7 @@ impl EventHandler for DeliveryFollower {
 
 /// The envelope as a domain delivery event, or why it can never apply.
 fn delivery(subject: &str, envelope: Envelope) -> Result<Delivery, String> {
-    let call_id =
-        CallId::parse(&envelope.call_id, "call_id").map_err(|v| format!("envelope {v}"))?;
+    let call_id = CallId::parse(&envelope.call_id, "call_id").map_err(|v| format!("envelope {v}"))?;
     let rider = |raw: &str| RiderId::parse(raw, "rider_id").map_err(|v| format!("event {v}"));
     let event = match envelope.event {
         Some(Event::CallAccepted(e)) => DeliveryEvent::Accepted {
@@ -71,11 +68,7 @@ fn delivery(subject: &str, envelope: Envelope) -> Result<Delivery, String> {
         subject: subject.to_owned(),
         call_id,
         event,
-        occurred_at: envelope
-            .occurred_at
-            .as_ref()
-            .map(to_millis)
-            .unwrap_or_else(now_millis),
+        occurred_at: envelope.occurred_at.as_ref().map(to_millis).unwrap_or_else(now_millis),
     })
 }
 
@@ -114,21 +107,14 @@ mod tests {
     #[test]
     fn events_that_can_never_apply_are_rejected() {
         let call_id = CallId::generate();
-        let foreign = new_envelope(
-            "call",
-            call_id.as_str(),
-            Event::CallPlaced(CallPlaced::default()),
-        );
+        let foreign = new_envelope("call", call_id.as_str(), Event::CallPlaced(CallPlaced::default()));
         assert!(delivery(SUBJECTS[0], foreign).is_err());
         let mut bad_id = new_envelope(
             "rider",
             call_id.as_str(),
             Event::DeliveryCompleted(DeliveryCompleted::default()),
         );
-        assert!(
-            delivery(SUBJECTS[2], bad_id.clone()).is_err(),
-            "empty rider id"
-        );
+        assert!(delivery(SUBJECTS[2], bad_id.clone()).is_err(), "empty rider id");
         bad_id.call_id = "nope".into();
         assert!(delivery(SUBJECTS[2], bad_id).is_err());
     }

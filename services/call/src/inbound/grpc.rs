@@ -37,10 +37,7 @@ impl CallService for CallGrpc {
         }))
     }
 
-    async fn get_call(
-        &self,
-        request: Request<pb::GetCallRequest>,
-    ) -> Result<Response<pb::GetCallResponse>, Status> {
+    async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
         let call_id = proto::call_id(&request.get_ref().call_id)?;
         let call = self.app.get(&call_id).await?;
         Ok(Response::new(pb::GetCallResponse {
@@ -56,10 +53,7 @@ impl CallService for CallGrpc {
         let page = self.app.list(&filter, size, token.as_ref()).await?;
         Ok(Response::new(pb::ListCallsResponse {
             calls: page.calls.iter().map(proto::to_pb).collect(),
-            next_page_token: page
-                .next_page
-                .map(|token| token.encode())
-                .unwrap_or_default(),
+            next_page_token: page.next_page.map(|token| token.encode()).unwrap_or_default(),
         }))
     }
 
@@ -74,8 +68,7 @@ impl CallService for CallGrpc {
         }))
     }
 
-    type WatchCallStream =
-        Pin<Box<dyn Stream<Item = Result<pb::WatchCallResponse, Status>> + Send>>;
+    type WatchCallStream = Pin<Box<dyn Stream<Item = Result<pb::WatchCallResponse, Status>> + Send>>;
 
     async fn watch_call(
         &self,

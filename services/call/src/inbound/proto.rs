@@ -1,8 +1,8 @@
 //! Requests become domain values here (every field violation at once), and calls become messages.
 
 use baemin_kernel::{
-    CallId, CancelReason, DeliveryStatus, Destination, Fee, FieldViolation, InvalidInput, PageSize,
-    PageToken, RequestId, RestaurantId, RiderId,
+    CallId, CancelReason, DeliveryStatus, Destination, Fee, FieldViolation, InvalidInput, PageSize, PageToken,
+    RequestId, RestaurantId, RiderId,
 };
 use baemin_proto::{call::v1 as pb, time::from_millis};
 
@@ -42,9 +42,7 @@ pub fn cancellation(req: &pb::CancelCallRequest) -> Result<(CallId, CancelReason
 }
 
 /// A ListCalls request as its filter, page size and page token.
-pub fn listing(
-    req: &pb::ListCallsRequest,
-) -> Result<(CallFilter, PageSize, Option<PageToken>), CallError> {
+pub fn listing(req: &pb::ListCallsRequest) -> Result<(CallFilter, PageSize, Option<PageToken>), CallError> {
     let mut errors = InvalidInput::collector();
     let size = errors.take(PageSize::parse(req.page_size, "page_size"));
     let token = errors.take(PageToken::parse(&req.page_token, "page_token"));
@@ -52,9 +50,7 @@ pub fn listing(
     let restaurant_id = errors.take(optional(&req.restaurant_id, |raw| {
         RestaurantId::parse(raw, "restaurant_id")
     }));
-    let rider_id = errors.take(optional(&req.rider_id, |raw| {
-        RiderId::parse(raw, "rider_id")
-    }));
+    let rider_id = errors.take(optional(&req.rider_id, |raw| RiderId::parse(raw, "rider_id")));
     errors.finish()?;
     match (size, token, status, restaurant_id, rider_id) {
         (Some(size), Some(token), Some(status), Some(restaurant_id), Some(rider_id)) => Ok((
@@ -78,11 +74,7 @@ pub fn to_pb(call: &Call) -> pb::Call {
         destination: call.destination.to_string(),
         fee: call.fee.krw(),
         status: status_to_pb(call.status) as i32,
-        rider_id: call
-            .rider_id
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        rider_id: call.rider_id.as_ref().map(ToString::to_string).unwrap_or_default(),
         payment_state: payment_state_to_pb(call.payment_state) as i32,
         settled_amount: call.settled_amount.unwrap_or_default(),
         created_at: Some(from_millis(call.created_at)),
@@ -123,23 +115,13 @@ fn status_filter(raw: i32) -> Result<Option<DeliveryStatus>, FieldViolation> {
 }
 
 /// An optional id filter: empty means any.
-fn optional<T>(
-    raw: &str,
-    parse: impl Fn(&str) -> Result<T, FieldViolation>,
-) -> Result<Option<T>, FieldViolation> {
-    if raw.is_empty() {
-        Ok(None)
-    } else {
-        parse(raw).map(Some)
-    }
+fn optional<T>(raw: &str, parse: impl Fn(&str) -> Result<T, FieldViolation>) -> Result<Option<T>, FieldViolation> {
+    if raw.is_empty() { Ok(None) } else { parse(raw).map(Some) }
 }
 
 fn lost_field() -> CallError {
     // Unreachable: the collector reported every field that did not parse.
-    CallError::Invalid(InvalidInput(vec![FieldViolation::new(
-        "request",
-        "could not be read",
-    )]))
+    CallError::Invalid(InvalidInput(vec![FieldViolation::new("request", "could not be read")]))
 }
 
 #[cfg(test)]
@@ -162,10 +144,7 @@ mod tests {
             fee: 0,
         })
         .unwrap_err();
-        assert_eq!(
-            fields(err),
-            ["request_id", "restaurant_id", "destination", "fee"]
-        );
+        assert_eq!(fields(err), ["request_id", "restaurant_id", "destination", "fee"]);
     }
 
     #[test]
@@ -184,13 +163,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             fields(err),
-            [
-                "page_size",
-                "page_token",
-                "status",
-                "restaurant_id",
-                "rider_id"
-            ]
+            ["page_size", "page_token", "status", "restaurant_id", "rider_id"]
         );
     }
 

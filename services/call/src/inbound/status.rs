@@ -8,9 +8,7 @@ use crate::domain::CallError;
 impl From<CallError> for Status {
     fn from(err: CallError) -> Self {
         match err {
-            CallError::Invalid(invalid) => {
-                invalid_argument(invalid.0.into_iter().map(|v| (v.field, v.description)))
-            }
+            CallError::Invalid(invalid) => invalid_argument(invalid.0.into_iter().map(|v| (v.field, v.description))),
             CallError::NotFound(_) => Status::not_found(err.to_string()),
             CallError::RequestIdReused(_) => Status::already_exists(err.to_string()),
             CallError::Illegal(_) | CallError::AlreadySettled | CallError::PaymentRefused(_) => {
@@ -48,14 +46,8 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (CallError::AlreadySettled, Code::FailedPrecondition),
-            (
-                CallError::PaymentRefused("voided".into()),
-                Code::FailedPrecondition,
-            ),
-            (
-                CallError::PaymentUnavailable("down".into()),
-                Code::Unavailable,
-            ),
+            (CallError::PaymentRefused("voided".into()), Code::FailedPrecondition),
+            (CallError::PaymentUnavailable("down".into()), Code::Unavailable),
             (CallError::Contended("retry".into()), Code::Aborted),
         ];
         for (err, code) in cases {
@@ -66,10 +58,7 @@ mod tests {
     #[test]
     fn unavailable_names_payment_and_illegal_names_the_status() {
         let status = Status::from(CallError::PaymentUnavailable("connection refused".into()));
-        assert_eq!(
-            status.message(),
-            "payment is unavailable: connection refused"
-        );
+        assert_eq!(status.message(), "payment is unavailable: connection refused");
         let status = Status::from(CallError::from(IllegalTransition {
             from: DeliveryStatus::Picked,
             action: "cancel",

@@ -90,9 +90,7 @@ mod tests {
         testing::{FakePayments, app, new_call},
     };
 
-    async fn statuses(
-        stream: impl Stream<Item = Result<pb::WatchCallResponse, Status>>,
-    ) -> Vec<pb::CallStatus> {
+    async fn statuses(stream: impl Stream<Item = Result<pb::WatchCallResponse, Status>>) -> Vec<pb::CallStatus> {
         stream
             .map(|message| {
                 let call = message.unwrap().call.unwrap();
@@ -122,12 +120,8 @@ mod tests {
         };
         app.follow(accepted.clone()).await.unwrap();
         app.follow(accepted).await.unwrap();
-        app.cancel(other.call_id, CancelReason::default())
-            .await
-            .unwrap();
-        app.cancel(call.call_id, CancelReason::default())
-            .await
-            .unwrap();
+        app.cancel(other.call_id, CancelReason::default()).await.unwrap();
+        app.cancel(call.call_id, CancelReason::default()).await.unwrap();
 
         assert_eq!(
             statuses(stream).await,
@@ -144,10 +138,7 @@ mod tests {
         let (app, _db) = app(FakePayments::new()).await;
         let app = Arc::new(app);
         let call = app.place(new_call("req-1", 3_000)).await.unwrap();
-        let cancelled = app
-            .cancel(call.call_id, CancelReason::default())
-            .await
-            .unwrap();
+        let cancelled = app.cancel(call.call_id, CancelReason::default()).await.unwrap();
         let stream = changes(app.clone(), cancelled, app.subscribe());
         assert_eq!(statuses(stream).await, [pb::CallStatus::Cancelled]);
     }

@@ -1,13 +1,9 @@
 //! The `calls` table and the row ⇄ domain conversion.
 
-use baemin_kernel::{
-    CallId, CancelReason, DeliveryStatus, Destination, Fee, Millis, RequestId, RestaurantId,
-    RiderId,
-};
+use baemin_kernel::{CallId, CancelReason, DeliveryStatus, Destination, Fee, Millis, RequestId, RestaurantId, RiderId};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TryInsertResult,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
     sea_query::{Expr, OnConflict},
 };
 
@@ -74,10 +70,7 @@ pub async fn find<C: ConnectionTrait>(db: &C, call_id: &CallId) -> Result<Option
 }
 
 /// The call placed with idempotency key `request_id`, if any.
-pub async fn find_by_request<C: ConnectionTrait>(
-    db: &C,
-    request_id: &RequestId,
-) -> Result<Option<Call>, DbErr> {
+pub async fn find_by_request<C: ConnectionTrait>(db: &C, request_id: &RequestId) -> Result<Option<Call>, DbErr> {
     entity::Entity::find()
         .filter(Column::RequestId.eq(request_id.as_str()))
         .one(db)
@@ -97,30 +90,20 @@ pub async fn insert<C: ConnectionTrait>(db: &C, call: &Call) -> Result<bool, DbE
 }
 
 /// Stores `call` if the row is still at `expected_version`; `false` if another change got there first.
-pub async fn update<C: ConnectionTrait>(
-    db: &C,
-    call: &Call,
-    expected_version: i64,
-) -> Result<bool, DbErr> {
+pub async fn update<C: ConnectionTrait>(db: &C, call: &Call, expected_version: i64) -> Result<bool, DbErr> {
     let result = entity::Entity::update_many()
         .col_expr(Column::Status, Expr::value(call.status.as_str()))
         .col_expr(
             Column::RiderId,
             Expr::value(call.rider_id.as_ref().map(ToString::to_string)),
         )
-        .col_expr(
-            Column::PaymentState,
-            Expr::value(call.payment_state.as_str()),
-        )
+        .col_expr(Column::PaymentState, Expr::value(call.payment_state.as_str()))
         .col_expr(Column::SettledAmount, Expr::value(call.settled_amount))
         .col_expr(
             Column::CancelReason,
             Expr::value(call.cancel_reason.as_ref().map(|r| r.as_str().to_owned())),
         )
-        .col_expr(
-            Column::CancelRequestedAt,
-            Expr::value(call.cancel_requested_at),
-        )
+        .col_expr(Column::CancelRequestedAt, Expr::value(call.cancel_requested_at))
         .col_expr(Column::UpdatedAt, Expr::value(call.updated_at))
         .col_expr(Column::Version, Expr::value(call.version))
         .filter(Column::CallId.eq(call.call_id.as_str()))
@@ -162,11 +145,7 @@ pub async fn list<C: ConnectionTrait>(
 
 /// Calls whose cancellation was marked at or before `cutoff` and never finished (a crash or a lost
 /// answer from payment), oldest first.
-pub async fn stale_cancellations<C: ConnectionTrait>(
-    db: &C,
-    cutoff: Millis,
-    limit: u64,
-) -> Result<Vec<Call>, DbErr> {
+pub async fn stale_cancellations<C: ConnectionTrait>(db: &C, cutoff: Millis, limit: u64) -> Result<Vec<Call>, DbErr> {
     entity::Entity::find()
         .filter(Column::CancelRequestedAt.lte(cutoff))
         .filter(Column::Status.ne(DeliveryStatus::Cancelled.as_str()))
@@ -203,13 +182,11 @@ fn to_domain(row: entity::Model) -> Result<Call, DbErr> {
     let corrupt = |what: &str| DbErr::Custom(format!("calls row {}: invalid {what}", row.call_id));
     Ok(Call {
         call_id: CallId::parse(&row.call_id, "call_id").map_err(|_| corrupt("call_id"))?,
-        request_id: RequestId::parse(&row.request_id, "request_id")
-            .map_err(|_| corrupt("request_id"))?,
+        request_id: RequestId::parse(&row.request_id, "request_id").map_err(|_| corrupt("request_id"))?,
         fingerprint: Fingerprint::stored(row.request_fingerprint.clone()),
         restaurant_id: RestaurantId::parse(&row.restaurant_id, "restaurant_id")
             .map_err(|_| corrupt("restaurant_id"))?,
-        destination: Destination::parse(&row.destination, "destination")
-            .map_err(|_| corrupt("destination"))?,
+        destination: Destination::parse(&row.destination, "destination").map_err(|_| corrupt("destination"))?,
         fee: Fee::parse(row.fee, "fee").map_err(|_| corrupt("fee"))?,
         status: DeliveryStatus::from_name(&row.status).ok_or_else(|| corrupt("status"))?,
         rider_id: row
@@ -218,8 +195,7 @@ fn to_domain(row: entity::Model) -> Result<Call, DbErr> {
             .map(|r| RiderId::parse(r, "rider_id"))
             .transpose()
             .map_err(|_| corrupt("rider_id"))?,
-        payment_state: PaymentState::from_name(&row.payment_state)
-            .ok_or_else(|| corrupt("payment_state"))?,
+        payment_state: PaymentState::from_name(&row.payment_state).ok_or_else(|| corrupt("payment_state"))?,
         settled_amount: row.settled_amount,
         cancel_reason: row
             .cancel_reason
@@ -254,10 +230,7 @@ mod tests {
         assert!(insert(&db, &first).await.unwrap());
         assert!(!insert(&db, &rival).await.unwrap());
         assert!(!insert(&db, &first).await.unwrap(), "same call id");
-        assert_eq!(
-            find_by_request(&db, &first.request_id).await.unwrap(),
-            Some(first)
-        );
+        assert_eq!(find_by_request(&db, &first.request_id).await.unwrap(), Some(first));
     }
 
     #[tokio::test]

@@ -38,11 +38,7 @@ pub fn cancelled(call: &Call) -> Envelope {
 }
 
 /// Records event `event_id` from `subject` as applied inside `txn`; `false` if it was applied before.
-pub async fn first_delivery<C: ConnectionTrait>(
-    txn: &C,
-    subject: &str,
-    event_id: &str,
-) -> Result<bool, DbErr> {
+pub async fn first_delivery<C: ConnectionTrait>(txn: &C, subject: &str, event_id: &str) -> Result<bool, DbErr> {
     let seen = Envelope {
         event_id: event_id.to_owned(),
         ..Envelope::default()

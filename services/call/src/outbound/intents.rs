@@ -5,8 +5,8 @@
 
 use baemin_kernel::{CallId, Millis, RequestId};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TryInsertResult, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TryInsertResult, sea_query::Expr,
 };
 
 use crate::domain::{Fingerprint, Registration};
@@ -42,10 +42,7 @@ pub mod entity {
 use entity::Column;
 
 /// The intent of `request_id`, if any.
-pub async fn find<C: ConnectionTrait>(
-    db: &C,
-    request_id: &RequestId,
-) -> Result<Option<Registration>, DbErr> {
+pub async fn find<C: ConnectionTrait>(db: &C, request_id: &RequestId) -> Result<Option<Registration>, DbErr> {
     entity::Entity::find_by_id(request_id.as_str())
         .one(db)
         .await?
@@ -86,11 +83,7 @@ pub async fn touch<C: ConnectionTrait>(
 }
 
 /// Removes the intent as its call is stored; `false` if it is gone or being voided.
-pub async fn take<C: ConnectionTrait>(
-    db: &C,
-    request_id: &RequestId,
-    call_id: &CallId,
-) -> Result<bool, DbErr> {
+pub async fn take<C: ConnectionTrait>(db: &C, request_id: &RequestId, call_id: &CallId) -> Result<bool, DbErr> {
     let result = entity::Entity::delete_many()
         .filter(live(request_id, call_id))
         .exec(db)
@@ -120,11 +113,7 @@ pub async fn claim<C: ConnectionTrait>(
 }
 
 /// Deletes the intent (its fee is voided, or a call stands for it).
-pub async fn delete<C: ConnectionTrait>(
-    db: &C,
-    request_id: &RequestId,
-    call_id: &CallId,
-) -> Result<(), DbErr> {
+pub async fn delete<C: ConnectionTrait>(db: &C, request_id: &RequestId, call_id: &CallId) -> Result<(), DbErr> {
     entity::Entity::delete_many()
         .filter(Column::RequestId.eq(request_id.as_str()))
         .filter(Column::CallId.eq(call_id.as_str()))
@@ -134,11 +123,7 @@ pub async fn delete<C: ConnectionTrait>(
 }
 
 /// Intents the repair worker should look at: taken over for voiding, or made at or before `cutoff`.
-pub async fn due<C: ConnectionTrait>(
-    db: &C,
-    cutoff: Millis,
-    limit: u64,
-) -> Result<Vec<Registration>, DbErr> {
+pub async fn due<C: ConnectionTrait>(db: &C, cutoff: Millis, limit: u64) -> Result<Vec<Registration>, DbErr> {
     entity::Entity::find()
         .filter(
             Condition::any()
@@ -163,15 +148,9 @@ fn live(request_id: &RequestId, call_id: &CallId) -> Condition {
 }
 
 fn to_domain(row: entity::Model) -> Result<Registration, DbErr> {
-    let corrupt = |what: &str| {
-        DbErr::Custom(format!(
-            "registrations row {}: invalid {what}",
-            row.request_id
-        ))
-    };
+    let corrupt = |what: &str| DbErr::Custom(format!("registrations row {}: invalid {what}", row.request_id));
     Ok(Registration {
-        request_id: RequestId::parse(&row.request_id, "request_id")
-            .map_err(|_| corrupt("request_id"))?,
+        request_id: RequestId::parse(&row.request_id, "request_id").map_err(|_| corrupt("request_id"))?,
         call_id: CallId::parse(&row.call_id, "call_id").map_err(|_| corrupt("call_id"))?,
         fingerprint: Fingerprint::stored(row.request_fingerprint.clone()),
         created_at: row.created_at,

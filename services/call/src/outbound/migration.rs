@@ -66,9 +66,7 @@ impl MigrationTrait for CreateCalls {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table("calls").to_owned())
-            .await
+        manager.drop_table(Table::drop().table("calls").to_owned()).await
     }
 }
 

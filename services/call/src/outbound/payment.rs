@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use baemin_kernel::{CallId, Fee};
 use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, connect_lazy};
-use baemin_proto::payment::v1::{
-    RegisterCostRequest, VoidCostRequest, payment_service_client::PaymentServiceClient,
-};
+use baemin_proto::payment::v1::{RegisterCostRequest, VoidCostRequest, payment_service_client::PaymentServiceClient};
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
 
@@ -35,11 +33,7 @@ impl PaymentClient {
 }
 
 impl Payments for PaymentClient {
-    fn register_cost(
-        &self,
-        call_id: CallId,
-        fee: Fee,
-    ) -> BoxFuture<'_, Result<(), PaymentCallError>> {
+    fn register_cost(&self, call_id: CallId, fee: Fee) -> BoxFuture<'_, Result<(), PaymentCallError>> {
         let mut client = self.client.clone();
         Box::pin(async move {
             client
@@ -70,10 +64,9 @@ impl Payments for PaymentClient {
 /// Payment's answer, by what the call service can do about it.
 fn classify(status: Status) -> PaymentCallError {
     match status.code() {
-        Code::FailedPrecondition
-        | Code::AlreadyExists
-        | Code::InvalidArgument
-        | Code::OutOfRange => PaymentCallError::Refused(status.message().to_owned()),
+        Code::FailedPrecondition | Code::AlreadyExists | Code::InvalidArgument | Code::OutOfRange => {
+            PaymentCallError::Refused(status.message().to_owned())
+        }
         Code::NotFound => PaymentCallError::NotFound,
         // Unavailable, DeadlineExceeded, Cancelled, Unknown, Internal, ResourceExhausted, Aborted and
         // the rest: the outcome is unknown or transient.
@@ -91,10 +84,7 @@ mod tests {
             classify(Status::failed_precondition("settled")),
             PaymentCallError::Refused("settled".into())
         );
-        assert_eq!(
-            classify(Status::not_found("none")),
-            PaymentCallError::NotFound
-        );
+        assert_eq!(classify(Status::not_found("none")), PaymentCallError::NotFound);
         for code in [
             Code::Unavailable,
             Code::DeadlineExceeded,

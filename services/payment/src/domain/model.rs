@@ -100,12 +100,7 @@ impl Payment {
     }
 
     /// Settles with `rider`: the commission is `rate` of the fee, rounded down.
-    pub fn settle(
-        &self,
-        rider: &RiderId,
-        rate: CommissionRate,
-        now: Millis,
-    ) -> Result<Change, PaymentError> {
+    pub fn settle(&self, rider: &RiderId, rate: CommissionRate, now: Millis) -> Result<Change, PaymentError> {
         match self.status {
             PaymentStatus::Registered => Ok(Change::Apply(Self {
                 status: PaymentStatus::Settled,
@@ -114,9 +109,7 @@ impl Payment {
                 settled_at: Some(now),
                 ..self.clone()
             })),
-            PaymentStatus::Settled if self.rider_id.as_ref() == Some(rider) => {
-                Ok(Change::AlreadyDone(self.clone()))
-            }
+            PaymentStatus::Settled if self.rider_id.as_ref() == Some(rider) => Ok(Change::AlreadyDone(self.clone())),
             PaymentStatus::Settled => Err(PaymentError::IllegalState(format!(
                 "call {} was already settled with another rider",
                 self.call_id
@@ -171,9 +164,7 @@ mod tests {
         let s = settled.settlement.unwrap();
         assert_eq!((s.commission, s.rider_payout), (399, 3_600));
         assert_eq!(
-            settled
-                .settle(&rider("r-1"), CommissionRate::DEFAULT, 3)
-                .unwrap(),
+            settled.settle(&rider("r-1"), CommissionRate::DEFAULT, 3).unwrap(),
             Change::AlreadyDone(settled.clone())
         );
         assert!(matches!(
@@ -185,10 +176,7 @@ mod tests {
     #[test]
     fn registering_again_is_idempotent_only_with_the_same_fee() {
         let p = registered(5_000);
-        assert_eq!(
-            p.register_again(p.fee).unwrap(),
-            Change::AlreadyDone(p.clone())
-        );
+        assert_eq!(p.register_again(p.fee).unwrap(), Change::AlreadyDone(p.clone()));
         assert!(matches!(
             p.register_again(Fee::parse(6_000, "fee").unwrap()),
             Err(PaymentError::FeeConflict {
@@ -203,11 +191,7 @@ mod tests {
     fn a_voided_fee_can_be_neither_settled_nor_registered_again() {
         let voided = applied(registered(5_000).void(2).unwrap());
         assert_eq!(voided.void(3).unwrap(), Change::AlreadyDone(voided.clone()));
-        assert!(
-            voided
-                .settle(&rider("r-1"), CommissionRate::DEFAULT, 3)
-                .is_err()
-        );
+        assert!(voided.settle(&rider("r-1"), CommissionRate::DEFAULT, 3).is_err());
         assert!(voided.register_again(voided.fee).is_err());
     }
 
@@ -218,9 +202,6 @@ mod tests {
                 .settle(&rider("r-1"), CommissionRate::DEFAULT, 2)
                 .unwrap(),
         );
-        assert!(matches!(
-            settled.void(3),
-            Err(PaymentError::IllegalState(_))
-        ));
+        assert!(matches!(settled.void(3), Err(PaymentError::IllegalState(_))));
     }
 }

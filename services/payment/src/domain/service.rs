@@ -22,11 +22,7 @@ pub struct PaymentApp {
 impl PaymentApp {
     /// The application over its database and outbox.
     pub fn new(db: DatabaseConnection, outbox: Outbox, commission: CommissionRate) -> Self {
-        Self {
-            db,
-            outbox,
-            commission,
-        }
+        Self { db, outbox, commission }
     }
 
     /// Registers `fee` for `call_id`; the same fee again returns the existing payment.
@@ -43,9 +39,7 @@ impl PaymentApp {
                 None => {
                     let payment = Payment::register(call_id.clone(), fee, now_millis());
                     if db::insert(&txn, &payment).await? {
-                        self.outbox
-                            .enqueue(&txn, &events::announce(&payment))
-                            .await?;
+                        self.outbox.enqueue(&txn, &events::announce(&payment)).await?;
                         self.outbox.commit(txn).await?;
                         return Ok(payment);
                     }

@@ -47,10 +47,7 @@ impl PaymentService for PaymentGrpc {
         }))
     }
 
-    async fn settle(
-        &self,
-        request: Request<pb::SettleRequest>,
-    ) -> Result<Response<pb::SettleResponse>, Status> {
+    async fn settle(&self, request: Request<pb::SettleRequest>) -> Result<Response<pb::SettleResponse>, Status> {
         let req = request.into_inner();
         let mut errors = InvalidInput::collector();
         let call_id = errors.take(CallId::parse(&req.call_id, "call_id"));
@@ -65,10 +62,7 @@ impl PaymentService for PaymentGrpc {
         }))
     }
 
-    async fn void_cost(
-        &self,
-        request: Request<pb::VoidCostRequest>,
-    ) -> Result<Response<pb::VoidCostResponse>, Status> {
+    async fn void_cost(&self, request: Request<pb::VoidCostRequest>) -> Result<Response<pb::VoidCostResponse>, Status> {
         let payment = self.app.void(call_id(&request.get_ref().call_id)?).await?;
         Ok(Response::new(pb::VoidCostResponse {
             payment: Some(to_pb(&payment)),
@@ -97,11 +91,7 @@ fn to_pb(p: &Payment) -> pb::Payment {
         call_id: p.call_id.to_string(),
         fee: p.fee.krw(),
         status: status as i32,
-        rider_id: p
-            .rider_id
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        rider_id: p.rider_id.as_ref().map(ToString::to_string).unwrap_or_default(),
         commission: p.settlement.map(|s| s.commission).unwrap_or_default(),
         rider_payout: p.settlement.map(|s| s.rider_payout).unwrap_or_default(),
         registered_at: Some(from_millis(p.registered_at)),

@@ -1,10 +1,7 @@
 //! The `payments` table and the row ⇄ domain conversion.
 
 use baemin_kernel::{CallId, Fee, RiderId, Settlement};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    sea_query::Expr,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 
 use crate::domain::{Payment, PaymentStatus};
 
@@ -110,8 +107,7 @@ fn to_row(p: &Payment) -> entity::ActiveModel {
 }
 
 fn to_domain(row: entity::Model) -> Result<Payment, DbErr> {
-    let corrupt =
-        |what: &str| DbErr::Custom(format!("payments row {}: invalid {what}", row.call_id));
+    let corrupt = |what: &str| DbErr::Custom(format!("payments row {}: invalid {what}", row.call_id));
     let settlement = match (row.commission, row.rider_payout) {
         (Some(commission), Some(rider_payout)) => Some(Settlement {
             fee: row.fee,

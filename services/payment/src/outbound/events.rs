@@ -20,11 +20,7 @@ pub fn announce(payment: &Payment) -> Envelope {
             });
             Event::PaymentSettled(PaymentSettled {
                 payment_id: payment.payment_id.clone(),
-                rider_id: payment
-                    .rider_id
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
+                rider_id: payment.rider_id.as_ref().map(ToString::to_string).unwrap_or_default(),
                 fee: s.fee,
                 commission: s.commission,
                 rider_payout: s.rider_payout,

@@ -46,8 +46,6 @@ impl MigrationTrait for CreatePayments {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table("payments").to_owned())
-            .await
+        manager.drop_table(Table::drop().table("payments").to_owned()).await
     }
 }

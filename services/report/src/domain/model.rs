@@ -245,11 +245,7 @@ pub fn apply(row: Option<DeliveryView>, fact: &Fact) -> DeliveryView {
             view.picked_at = earliest(view.picked_at, at);
             view.reach(DeliveryStatus::Picked);
         }
-        Change::DeliveryCompleted {
-            rider_id,
-            fee,
-            split,
-        } => {
+        Change::DeliveryCompleted { rider_id, fee, split } => {
             view.fill_rider(rider_id);
             view.fill_fee(*fee);
             view.completed_at = earliest(view.completed_at, at);
@@ -267,11 +263,7 @@ pub fn apply(row: Option<DeliveryView>, fact: &Fact) -> DeliveryView {
             view.fill_fee(*fee);
             view.reach_payment(PaymentState::Registered);
         }
-        Change::PaymentSettled {
-            rider_id,
-            fee,
-            split,
-        } => {
+        Change::PaymentSettled { rider_id, fee, split } => {
             view.fill_rider(rider_id);
             view.fill_fee(*fee);
             view.set_split(*split);

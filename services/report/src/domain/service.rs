@@ -61,12 +61,7 @@ impl ReportApp {
 
     /// Applies one event that arrived on `subject` with id `event_id`; a redelivered event applies
     /// nothing. Returns whether the row changed (and was announced to watchers).
-    pub async fn project(
-        &self,
-        subject: &str,
-        event_id: &str,
-        fact: &Fact,
-    ) -> Result<bool, ReportError> {
+    pub async fn project(&self, subject: &str, event_id: &str, fact: &Fact) -> Result<bool, ReportError> {
         let txn = self.db.begin().await?;
         if !db::first_delivery(&txn, subject, event_id).await? {
             txn.commit().await?;
@@ -89,11 +84,7 @@ impl ReportApp {
     }
 
     /// The row of `call_id`, if `viewer` may see it.
-    pub async fn get(
-        &self,
-        viewer: &Viewer,
-        call_id: &CallId,
-    ) -> Result<DeliveryView, ReportError> {
+    pub async fn get(&self, viewer: &Viewer, call_id: &CallId) -> Result<DeliveryView, ReportError> {
         let view = db::find_visible(&self.db, call_id)
             .await?
             .ok_or_else(|| ReportError::NotFound(call_id.to_string()))?;
@@ -118,10 +109,7 @@ impl ReportApp {
         } else {
             None
         };
-        Ok(Page {
-            views,
-            next_page_token,
-        })
+        Ok(Page { views, next_page_token })
     }
 
     /// The company's figures over every visible row (for the company only).
@@ -132,11 +120,7 @@ impl ReportApp {
 
     /// The current rows `viewer` may see (of `call_id` only, when set): at most
     /// [`SNAPSHOT_LIMIT`], newest first.
-    async fn snapshot(
-        &self,
-        viewer: &Viewer,
-        call_id: Option<&CallId>,
-    ) -> Result<Vec<DeliveryView>, ReportError> {
+    async fn snapshot(&self, viewer: &Viewer, call_id: Option<&CallId>) -> Result<Vec<DeliveryView>, ReportError> {
         match call_id {
             Some(call_id) => Ok(db::find_visible(&self.db, call_id)
                 .await?

@@ -90,14 +90,8 @@ mod tests {
             restaurant_id: Some(restaurant("store-2")),
             ..Filter::default()
         };
-        assert!(matches!(
-            me.scope(other),
-            Err(ReportError::PermissionDenied(_))
-        ));
-        assert_eq!(
-            Viewer::Company.scope(Filter::default()).unwrap(),
-            Filter::default()
-        );
+        assert!(matches!(me.scope(other), Err(ReportError::PermissionDenied(_))));
+        assert_eq!(Viewer::Company.scope(Filter::default()).unwrap(), Filter::default());
     }
 
     #[test]

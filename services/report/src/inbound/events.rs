@@ -23,8 +23,8 @@ impl Projector {
 impl EventHandler for Projector {
     async fn handle(&self, subject: &str, envelope: Envelope) -> Result<(), HandleError> {
         // An event that cannot be read now never will be: reject it (dead-letter) instead of looping.
-        let fact = fact_of(&envelope)
-            .map_err(|v| HandleError::Rejected(format!("event {}: {v}", envelope.event_id)))?;
+        let fact =
+            fact_of(&envelope).map_err(|v| HandleError::Rejected(format!("event {}: {v}", envelope.event_id)))?;
         match self.app.project(subject, &envelope.event_id, &fact).await {
             Ok(_) => Ok(()),
             Err(ReportError::Db(err)) => Err(HandleError::Transient(Box::new(err))),
@@ -95,12 +95,10 @@ pub fn fact_of(envelope: &Envelope) -> Result<Fact, FieldViolation> {
 /// deferred (payment down) carries zeros, and `PaymentSettled` brings the split later.
 fn completed_split(fee: i64, commission: i64, rider_payout: i64) -> Option<Split> {
     let total = commission.checked_add(rider_payout)?;
-    (commission >= 0 && rider_payout >= 0 && total > 0 && (fee == 0 || total == fee)).then_some(
-        Split {
-            rider_payout,
-            commission,
-        },
-    )
+    (commission >= 0 && rider_payout >= 0 && total > 0 && (fee == 0 || total == fee)).then_some(Split {
+        rider_payout,
+        commission,
+    })
 }
 
 /// Empty means the producer did not say.
@@ -154,10 +152,7 @@ mod tests {
             CallId::generate().as_str(),
             Event::CallAccepted(CallAccepted::default()),
         );
-        assert_eq!(
-            fact_of(&no_rider).unwrap_err().field,
-            "call_accepted.rider_id"
-        );
+        assert_eq!(fact_of(&no_rider).unwrap_err().field, "call_accepted.rider_id");
     }
 
     #[test]

@@ -2,10 +2,7 @@
 
 use std::{pin::Pin, sync::Arc};
 
-use baemin_kernel::{
-    CallId, DeliveryStatus, FieldViolation, InvalidInput, PageSize, PageToken, RestaurantId,
-    RiderId,
-};
+use baemin_kernel::{CallId, DeliveryStatus, FieldViolation, InvalidInput, PageSize, PageToken, RestaurantId, RiderId};
 use baemin_proto::{
     report::v1::{self as pb, report_service_server::ReportService},
     time::opt_from_millis,
@@ -29,8 +26,7 @@ impl ReportGrpc {
 }
 
 /// The stream of WatchDeliveryViews.
-pub type WatchStream =
-    Pin<Box<dyn Stream<Item = Result<pb::WatchDeliveryViewsResponse, Status>> + Send>>;
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchDeliveryViewsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ReportService for ReportGrpc {
@@ -59,10 +55,7 @@ impl ReportService for ReportGrpc {
         }))
     }
 
-    async fn get_stats(
-        &self,
-        request: Request<pb::GetStatsRequest>,
-    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+    async fn get_stats(&self, request: Request<pb::GetStatsRequest>) -> Result<Response<pb::GetStatsResponse>, Status> {
         let viewer = identity::viewer(request.metadata())?;
         let stats = self.app.stats(&viewer).await?;
         Ok(Response::new(stats_to_pb(&stats)))
@@ -81,15 +74,12 @@ impl ReportService for ReportGrpc {
         } else {
             Some(CallId::parse(&req.call_id, "call_id").map_err(invalid)?)
         };
-        let stream = self
-            .app
-            .watch(viewer, call_id, req.include_snapshot)
-            .map(|item| {
-                item.map(|view| pb::WatchDeliveryViewsResponse {
-                    view: Some(to_pb(&view)),
-                })
-                .map_err(Status::from)
-            });
+        let stream = self.app.watch(viewer, call_id, req.include_snapshot).map(|item| {
+            item.map(|view| pb::WatchDeliveryViewsResponse {
+                view: Some(to_pb(&view)),
+            })
+            .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -107,36 +97,25 @@ fn list_query(req: &pb::ListDeliveryViewsRequest) -> Result<ListQuery, ReportErr
     let restaurant_id = errors.take(optional(&req.restaurant_id, |raw| {
         RestaurantId::parse(raw, "restaurant_id")
     }));
-    let rider_id = errors.take(optional(&req.rider_id, |raw| {
-        RiderId::parse(raw, "rider_id")
-    }));
+    let rider_id = errors.take(optional(&req.rider_id, |raw| RiderId::parse(raw, "rider_id")));
     errors.finish()?;
     match (page_size, page_token, status, restaurant_id, rider_id) {
-        (Some(page_size), Some(page_token), Some(status), Some(restaurant_id), Some(rider_id)) => {
-            Ok(ListQuery {
-                page_size,
-                page_token,
-                filter: Filter {
-                    status,
-                    restaurant_id,
-                    rider_id,
-                },
-            })
-        }
+        (Some(page_size), Some(page_token), Some(status), Some(restaurant_id), Some(rider_id)) => Ok(ListQuery {
+            page_size,
+            page_token,
+            filter: Filter {
+                status,
+                restaurant_id,
+                rider_id,
+            },
+        }),
         _ => Err(ReportError::Invalid(InvalidInput(Vec::new()))),
     }
 }
 
 /// An empty filter means any.
-fn optional<T>(
-    raw: &str,
-    parse: impl FnOnce(&str) -> Result<T, FieldViolation>,
-) -> Result<Option<T>, FieldViolation> {
-    if raw.is_empty() {
-        Ok(None)
-    } else {
-        parse(raw).map(Some)
-    }
+fn optional<T>(raw: &str, parse: impl FnOnce(&str) -> Result<T, FieldViolation>) -> Result<Option<T>, FieldViolation> {
+    if raw.is_empty() { Ok(None) } else { parse(raw).map(Some) }
 }
 
 /// UNSPECIFIED means any status.
@@ -148,10 +127,7 @@ fn status_filter(raw: i32) -> Result<Option<DeliveryStatus>, FieldViolation> {
         Ok(pb::DeliveryStatus::Picked) => Ok(Some(DeliveryStatus::Picked)),
         Ok(pb::DeliveryStatus::Completed) => Ok(Some(DeliveryStatus::Completed)),
         Ok(pb::DeliveryStatus::Cancelled) => Ok(Some(DeliveryStatus::Cancelled)),
-        Err(_) => Err(FieldViolation::new(
-            "status",
-            "is not a known delivery status",
-        )),
+        Err(_) => Err(FieldViolation::new("status", "is not a known delivery status")),
     }
 }
 
@@ -178,23 +154,11 @@ fn payment_state_to_pb(state: Option<PaymentState>) -> pb::PaymentState {
 fn to_pb(v: &DeliveryView) -> pb::DeliveryView {
     pb::DeliveryView {
         call_id: v.call_id.to_string(),
-        restaurant_id: v
-            .restaurant_id
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        destination: v
-            .destination
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        restaurant_id: v.restaurant_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        destination: v.destination.as_ref().map(ToString::to_string).unwrap_or_default(),
         fee: v.fee.map(|f| f.krw()).unwrap_or_default(),
         status: status_to_pb(v.status) as i32,
-        rider_id: v
-            .rider_id
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        rider_id: v.rider_id.as_ref().map(ToString::to_string).unwrap_or_default(),
         payment_state: payment_state_to_pb(v.payment_state) as i32,
         settled_amount: v.settled_amount.unwrap_or_default(),
         commission: v.commission.unwrap_or_default(),
@@ -240,10 +204,7 @@ mod tests {
             panic!("expected INVALID_ARGUMENT");
         };
         let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            ["page_size", "page_token", "status", "restaurant_id"]
-        );
+        assert_eq!(fields, ["page_size", "page_token", "status", "restaurant_id"]);
     }
 
     #[test]

@@ -16,9 +16,7 @@ pub const ROLE: &str = "x-baemin-role";
 pub fn viewer(metadata: &MetadataMap) -> Result<Viewer, ReportError> {
     let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
     let subject = text(SUBJECT).unwrap_or_default();
-    let unusable = |role: &str| {
-        ReportError::PermissionDenied(format!("subject {subject:?} is not a valid {role} id"))
-    };
+    let unusable = |role: &str| ReportError::PermissionDenied(format!("subject {subject:?} is not a valid {role} id"));
     match text(ROLE) {
         None | Some("admin") => Ok(Viewer::Company),
         Some("restaurant") => RestaurantId::parse(subject, SUBJECT)
@@ -64,10 +62,7 @@ mod tests {
             metadata(&[(ROLE, "rider")]),
             metadata(&[(ROLE, "guest"), (SUBJECT, "x")]),
         ] {
-            assert!(matches!(
-                viewer(&refused),
-                Err(ReportError::PermissionDenied(_))
-            ));
+            assert!(matches!(viewer(&refused), Err(ReportError::PermissionDenied(_))));
         }
     }
 }

@@ -3,8 +3,8 @@
 use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, RestaurantId, RiderId};
 use baemin_mesh_events::Envelope;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QueryResult, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryResult,
+    QuerySelect, Statement,
 };
 
 use crate::domain::{DeliveryView, Filter, PaymentState, Totals};
@@ -62,11 +62,7 @@ pub mod entity {
 use entity::Column;
 
 /// Records event `event_id` as applied inside `txn`; `false` if it was applied before.
-pub async fn first_delivery<C: ConnectionTrait>(
-    txn: &C,
-    subject: &str,
-    event_id: &str,
-) -> Result<bool, DbErr> {
+pub async fn first_delivery<C: ConnectionTrait>(txn: &C, subject: &str, event_id: &str) -> Result<bool, DbErr> {
     // The inbox keys on the event id only; the rest of the envelope stays in the adapter.
     let envelope = Envelope {
         event_id: event_id.to_owned(),
@@ -77,10 +73,7 @@ pub async fn first_delivery<C: ConnectionTrait>(
 
 /// The row of `call_id`, created empty if missing, locked until `txn` ends (PostgreSQL; SQLite has
 /// one writer anyway).
-pub async fn lock_or_create<C: ConnectionTrait>(
-    txn: &C,
-    call_id: &CallId,
-) -> Result<DeliveryView, DbErr> {
+pub async fn lock_or_create<C: ConnectionTrait>(txn: &C, call_id: &CallId) -> Result<DeliveryView, DbErr> {
     // Insert first so there is a row to lock even for the first event of a call: a concurrent
     // transaction inserting the same call waits here for us, then sees our row.
     entity::Entity::insert(to_row(&DeliveryView::unseen(call_id.clone())))
@@ -106,10 +99,7 @@ pub async fn store<C: ConnectionTrait>(txn: &C, view: &DeliveryView) -> Result<(
 }
 
 /// The row of `call_id`, if it is shown.
-pub async fn find_visible<C: ConnectionTrait>(
-    db: &C,
-    call_id: &CallId,
-) -> Result<Option<DeliveryView>, DbErr> {
+pub async fn find_visible<C: ConnectionTrait>(db: &C, call_id: &CallId) -> Result<Option<DeliveryView>, DbErr> {
     entity::Entity::find_by_id(call_id.as_str())
         .filter(Column::Status.is_not_null())
         .one(db)
@@ -170,10 +160,7 @@ const SETTLED_AND_DURATIONS: &str = "SELECT \
 pub async fn totals<C: ConnectionTrait>(db: &C) -> Result<Totals, DbErr> {
     let backend = db.get_database_backend();
     let mut per_status = Vec::new();
-    for row in db
-        .query_all_raw(Statement::from_string(backend, PER_STATUS))
-        .await?
-    {
+    for row in db.query_all_raw(Statement::from_string(backend, PER_STATUS)).await? {
         let name: String = row.try_get("", "status")?;
         let status = DeliveryStatus::from_name(&name)
             .ok_or_else(|| DbErr::Custom(format!("delivery_views: invalid status {name:?}")))?;
@@ -216,12 +203,7 @@ fn to_row(v: &DeliveryView) -> entity::ActiveModel {
 }
 
 fn to_domain(row: entity::Model) -> Result<DeliveryView, DbErr> {
-    let corrupt = |what: &str| {
-        DbErr::Custom(format!(
-            "delivery_views row {}: invalid {what}",
-            row.call_id
-        ))
-    };
+    let corrupt = |what: &str| DbErr::Custom(format!("delivery_views row {}: invalid {what}", row.call_id));
     Ok(DeliveryView {
         call_id: CallId::parse(&row.call_id, "call_id").map_err(|_| corrupt("call_id"))?,
         restaurant_id: row

@@ -69,8 +69,6 @@ impl MigrationTrait for CreateDeliveryViews {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(TABLE).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(TABLE).to_owned()).await
     }
 }

@@ -2,8 +2,7 @@
 //! no I/O). The application stores what these decide; the tests below pin every transition.
 
 use baemin_kernel::{
-    CallId, DeliveryStatus, Destination, Fee, Millis, PageSize, PageToken, RestaurantId, RiderId,
-    Settlement,
+    CallId, DeliveryStatus, Destination, Fee, Millis, PageSize, PageToken, RestaurantId, RiderId, Settlement,
 };
 
 use super::RiderError;
@@ -18,9 +17,7 @@ pub fn status_label(status: DeliveryStatus) -> &'static str {
 
 /// Parses a name written by [`status_label`].
 pub fn status_from_label(label: &str) -> Option<DeliveryStatus> {
-    DeliveryStatus::ALL
-        .into_iter()
-        .find(|s| status_label(*s) == label)
+    DeliveryStatus::ALL.into_iter().find(|s| status_label(*s) == label)
 }
 
 /// What a CallPlaced event tells the rider service about a call.
@@ -151,12 +148,7 @@ pub struct Listed {
 }
 
 /// Applies CallPlaced to what is stored for `call_id` (converges in any order, any number of times).
-pub fn on_call_placed(
-    current: Option<&Delivery>,
-    call_id: &CallId,
-    placed: &PlacedCall,
-    now: Millis,
-) -> PlacedOutcome {
+pub fn on_call_placed(current: Option<&Delivery>, call_id: &CallId, placed: &PlacedCall, now: Millis) -> PlacedOutcome {
     match current {
         None => PlacedOutcome::Open(Delivery::open(call_id.clone(), placed, now)),
         Some(delivery) => delivery
@@ -169,12 +161,7 @@ pub fn on_call_placed(
 ///
 /// The call service is the authority on cancellation: whatever the local status, short of COMPLETED,
 /// the delivery becomes CANCELLED.
-pub fn on_call_cancelled(
-    current: Option<&Delivery>,
-    call_id: &CallId,
-    at: Millis,
-    now: Millis,
-) -> CancelOutcome {
+pub fn on_call_cancelled(current: Option<&Delivery>, call_id: &CallId, at: Millis, now: Millis) -> CancelOutcome {
     match current {
         None => CancelOutcome::Tombstone(Delivery::tombstone(call_id.clone(), at, now)),
         Some(delivery) => delivery.cancel(at, now),
@@ -236,10 +223,7 @@ impl Delivery {
                 .restaurant_id
                 .clone()
                 .or_else(|| Some(placed.restaurant_id.clone())),
-            destination: self
-                .destination
-                .clone()
-                .or_else(|| Some(placed.destination.clone())),
+            destination: self.destination.clone().or_else(|| Some(placed.destination.clone())),
             fee: self.fee.or(Some(placed.fee)),
             called_at: self.called_at.or(Some(placed.called_at)),
             updated_at: now,
@@ -273,9 +257,7 @@ impl Delivery {
             }));
         }
         match self.status {
-            DeliveryStatus::Accepted if self.belongs_to(rider) => {
-                Ok(Change::AlreadyDone(self.clone()))
-            }
+            DeliveryStatus::Accepted if self.belongs_to(rider) => Ok(Change::AlreadyDone(self.clone())),
             DeliveryStatus::Cancelled => Err(RiderError::Cancelled(self.call_id.clone())),
             status if self.belongs_to(rider) => Err(RiderError::IllegalState(format!(
                 "call {} is already {}; it cannot be accepted again",
@@ -316,12 +298,7 @@ impl Delivery {
     }
 
     /// CompleteDelivery by `rider` once payment settled the fee as `settlement`.
-    pub fn complete(
-        &self,
-        rider: &RiderId,
-        settlement: Settlement,
-        now: Millis,
-    ) -> Result<Change, RiderError> {
+    pub fn complete(&self, rider: &RiderId, settlement: Settlement, now: Millis) -> Result<Change, RiderError> {
         self.begin_completion(rider)?;
         let next = self
             .status
@@ -340,9 +317,7 @@ impl Delivery {
     pub fn cancel_unsettleable(&self, now: Millis) -> Change {
         match self.cancel(now, now) {
             CancelOutcome::Cancel(next) | CancelOutcome::Tombstone(next) => Change::Apply(next),
-            CancelOutcome::Unchanged | CancelOutcome::CompletedFirst => {
-                Change::AlreadyDone(self.clone())
-            }
+            CancelOutcome::Unchanged | CancelOutcome::CompletedFirst => Change::AlreadyDone(self.clone()),
         }
     }
 
@@ -363,12 +338,12 @@ impl Delivery {
         let id = &self.call_id;
         match self.status {
             DeliveryStatus::Cancelled => RiderError::Cancelled(id.clone()),
-            DeliveryStatus::Called => RiderError::IllegalState(format!(
-                "call {id} is open: accept it before it can be {what}"
-            )),
-            DeliveryStatus::Accepted => RiderError::IllegalState(format!(
-                "call {id} has not been picked up yet, so it cannot be {what}"
-            )),
+            DeliveryStatus::Called => {
+                RiderError::IllegalState(format!("call {id} is open: accept it before it can be {what}"))
+            }
+            DeliveryStatus::Accepted => {
+                RiderError::IllegalState(format!("call {id} has not been picked up yet, so it cannot be {what}"))
+            }
             status => RiderError::IllegalState(format!(
                 "call {id} is already {}, so it cannot be {what}",
                 status_label(status)

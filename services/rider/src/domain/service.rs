@@ -10,9 +10,8 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::broadcast;
 
 use super::{
-    BoardChange, CancelOutcome, Change, Delivery, DeliveryFilter, Listed, Page,
-    PaymentCallError, Payments, PlacedCall, PlacedOutcome, Receipt, RiderError, on_call_cancelled,
-    on_call_placed,
+    BoardChange, CancelOutcome, Change, Delivery, DeliveryFilter, Listed, Page, PaymentCallError, Payments, PlacedCall,
+    PlacedOutcome, Receipt, RiderError, on_call_cancelled, on_call_placed,
 };
 use crate::outbound::{db, events};
 
@@ -75,11 +74,7 @@ impl RiderApp {
     pub async fn accept(&self, call_id: CallId, rider: RiderId) -> Result<Delivery, RiderError> {
         let now = now_millis();
         let change = self
-            .transition(
-                &call_id,
-                |d| d.accept(&rider, now),
-                |d| Some(events::call_accepted(d)),
-            )
+            .transition(&call_id, |d| d.accept(&rider, now), |d| Some(events::call_accepted(d)))
             .await?;
         Ok(match change {
             Change::Apply(d) => {
@@ -112,12 +107,8 @@ impl RiderApp {
         current.begin_completion(&rider)?;
         match self.payments.settle(&call_id, &rider).await {
             Ok(settlement) => self.record_completion(call_id, rider, settlement).await,
-            Err(PaymentCallError::Refused(reason)) => {
-                self.cancel_unsettleable(call_id, &reason).await
-            }
-            Err(PaymentCallError::Unavailable(reason)) => {
-                self.settlement_unavailable(call_id, reason)
-            }
+            Err(PaymentCallError::Refused(reason)) => self.cancel_unsettleable(call_id, &reason).await,
+            Err(PaymentCallError::Unavailable(reason)) => self.settlement_unavailable(call_id, reason),
             Err(PaymentCallError::NotFound(_)) => Err(RiderError::FeeNotRegistered(call_id)),
             Err(PaymentCallError::Unexpected(reason)) => Err(RiderError::PaymentFailed(reason)),
         }
@@ -163,12 +154,7 @@ impl RiderApp {
 
     /// Applies CallCancelled (which happened at `at`): the call service is the authority, so the
     /// delivery becomes CANCELLED whatever its status short of COMPLETED.
-    pub async fn on_call_cancelled(
-        &self,
-        receipt: &Receipt,
-        call_id: CallId,
-        at: Millis,
-    ) -> Result<(), RiderError> {
+    pub async fn on_call_cancelled(&self, receipt: &Receipt, call_id: CallId, at: Millis) -> Result<(), RiderError> {
         for _ in 0..RACE_RETRIES {
             let txn = self.db.begin().await?;
             if !events::first_delivery(&txn, receipt).await? {
@@ -235,31 +221,21 @@ impl RiderApp {
 
     /// Payment refused because the fee was voided: the call was cancelled, so is the delivery. No
     /// event: the call service already emitted CallCancelled.
-    async fn cancel_unsettleable(
-        &self,
-        call_id: CallId,
-        reason: &str,
-    ) -> Result<Delivery, RiderError> {
+    async fn cancel_unsettleable(&self, call_id: CallId, reason: &str) -> Result<Delivery, RiderError> {
         tracing::info!(call_id = %call_id, reason, "payment refused to settle; cancelling the delivery");
         let now = now_millis();
         let change = self
             .transition(&call_id, |d| Ok(d.cancel_unsettleable(now)), |_| None)
             .await?;
         match into_delivery(change) {
-            completed if completed.status == baemin_kernel::DeliveryStatus::Completed => {
-                Ok(completed)
-            }
+            completed if completed.status == baemin_kernel::DeliveryStatus::Completed => Ok(completed),
             _ => Err(RiderError::NothingToSettle(call_id)),
         }
     }
 
     /// Payment could not be reached: nothing changes and the rider retries. The deferred-settlement
     /// fallback (complete now, settle durably later) replaces this step.
-    fn settlement_unavailable(
-        &self,
-        _call_id: CallId,
-        reason: String,
-    ) -> Result<Delivery, RiderError> {
+    fn settlement_unavailable(&self, _call_id: CallId, reason: String) -> Result<Delivery, RiderError> {
         Err(RiderError::PaymentUnavailable(reason))
     }
 

@@ -34,10 +34,7 @@ async fn ten_riders_race_for_one_call_and_exactly_one_wins() {
     assert_eq!(refused, 9);
     let stored = t.app.get(&call_id).await.unwrap();
     assert_eq!(stored.status, DeliveryStatus::Accepted);
-    assert_eq!(
-        stored.rider_id.map(|r| r.to_string()),
-        Some(winners[0].clone())
-    );
+    assert_eq!(stored.rider_id.map(|r| r.to_string()), Some(winners[0].clone()));
     let accepted = outbox::Entity::find()
         .filter(outbox::Column::Subject.eq("baemin.events.call.accepted"))
         .count(&t.db)
@@ -59,11 +56,7 @@ async fn the_winner_retrying_accept_gets_its_delivery_and_no_second_event() {
 #[tokio::test]
 async fn accepting_an_unknown_call_is_not_found() {
     let t = spawn_app().await;
-    let err = t
-        .app
-        .accept(CallId::generate(), rider("r-1"))
-        .await
-        .unwrap_err();
+    let err = t.app.accept(CallId::generate(), rider("r-1")).await.unwrap_err();
     assert_eq!(code(err), Code::NotFound);
 }
 
@@ -72,18 +65,10 @@ async fn another_rider_cannot_pick_up_or_complete_the_delivery() {
     let t = spawn_app().await;
     let call_id = t.place().await;
     t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
-    let err = t
-        .app
-        .pick_up(call_id.clone(), rider("r-2"))
-        .await
-        .unwrap_err();
+    let err = t.app.pick_up(call_id.clone(), rider("r-2")).await.unwrap_err();
     assert_eq!(code(err), Code::PermissionDenied);
     t.app.pick_up(call_id.clone(), rider("r-1")).await.unwrap();
-    let err = t
-        .app
-        .complete(call_id.clone(), rider("r-2"))
-        .await
-        .unwrap_err();
+    let err = t.app.complete(call_id.clone(), rider("r-2")).await.unwrap_err();
     assert_eq!(code(err), Code::PermissionDenied);
     assert_eq!(t.payments.settles(), 0, "nobody settles for someone else");
 }
@@ -116,11 +101,7 @@ async fn completing_while_payment_is_down_changes_nothing() {
     let t = spawn_app().await;
     let call_id = t.picked_by("r-1").await;
     t.payments.answer(Answer::Unavailable);
-    let err = t
-        .app
-        .complete(call_id.clone(), rider("r-1"))
-        .await
-        .unwrap_err();
+    let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
     let status = tonic::Status::from(err);
     assert_eq!(status.code(), Code::Unavailable);
     assert!(
@@ -144,18 +125,10 @@ async fn completing_when_payment_refuses_cancels_the_delivery() {
     let t = spawn_app().await;
     let call_id = t.picked_by("r-1").await;
     t.payments.answer(Answer::Refuse);
-    let err = t
-        .app
-        .complete(call_id.clone(), rider("r-1"))
-        .await
-        .unwrap_err();
+    let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
     let status = tonic::Status::from(err);
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(
-        status
-            .message()
-            .contains("was cancelled; nothing to settle")
-    );
+    assert!(status.message().contains("was cancelled; nothing to settle"));
     let d = t.app.get(&call_id).await.unwrap();
     assert_eq!(d.status, DeliveryStatus::Cancelled);
     assert!(d.cancelled_at.is_some());
@@ -170,18 +143,10 @@ async fn completing_when_payment_refuses_cancels_the_delivery() {
 async fn pick_up_before_accept_and_complete_before_pick_up_are_refused() {
     let t = spawn_app().await;
     let call_id = t.place().await;
-    let err = t
-        .app
-        .pick_up(call_id.clone(), rider("r-1"))
-        .await
-        .unwrap_err();
+    let err = t.app.pick_up(call_id.clone(), rider("r-1")).await.unwrap_err();
     assert_eq!(code(err), Code::FailedPrecondition);
     t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
-    let err = t
-        .app
-        .complete(call_id.clone(), rider("r-1"))
-        .await
-        .unwrap_err();
+    let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
     assert_eq!(code(err), Code::FailedPrecondition);
     assert_eq!(t.payments.settles(), 0);
 }
@@ -191,28 +156,16 @@ async fn a_cancel_before_the_call_leaves_a_tombstone_that_a_late_call_does_not_r
     let t = spawn_app().await;
     let call_id = CallId::generate();
     t.app
-        .on_call_cancelled(
-            &receipt("baemin.events.call.cancelled"),
-            call_id.clone(),
-            500,
-        )
+        .on_call_cancelled(&receipt("baemin.events.call.cancelled"), call_id.clone(), 500)
         .await
         .unwrap();
     t.app
-        .on_call_placed(
-            &receipt("baemin.events.call.placed"),
-            call_id.clone(),
-            placed_call(),
-        )
+        .on_call_placed(&receipt("baemin.events.call.placed"), call_id.clone(), placed_call())
         .await
         .unwrap();
     let d = t.app.get(&call_id).await.unwrap();
     assert_eq!(d.status, DeliveryStatus::Cancelled);
-    assert_eq!(
-        d.fee.map(Fee::krw),
-        Some(3_000),
-        "the call's facts are filled in"
-    );
+    assert_eq!(d.fee.map(Fee::krw), Some(3_000), "the call's facts are filled in");
     assert!(t.app.open_calls_now().await.unwrap().is_empty());
     let err = t.app.accept(call_id, rider("r-1")).await.unwrap_err();
     assert_eq!(code(err), Code::FailedPrecondition);
@@ -224,18 +177,11 @@ async fn a_cancel_takes_an_accepted_delivery_away_from_its_rider() {
     let call_id = t.place().await;
     t.app.accept(call_id.clone(), rider("r-1")).await.unwrap();
     t.app
-        .on_call_cancelled(
-            &receipt("baemin.events.call.cancelled"),
-            call_id.clone(),
-            700,
-        )
+        .on_call_cancelled(&receipt("baemin.events.call.cancelled"), call_id.clone(), 700)
         .await
         .unwrap();
     let d = t.app.get(&call_id).await.unwrap();
-    assert_eq!(
-        (d.status, d.cancelled_at),
-        (DeliveryStatus::Cancelled, Some(700))
-    );
+    assert_eq!((d.status, d.cancelled_at), (DeliveryStatus::Cancelled, Some(700)));
     let err = t.app.pick_up(call_id, rider("r-1")).await.unwrap_err();
     assert!(err.to_string().contains("was cancelled"), "{err}");
 }
@@ -276,11 +222,7 @@ async fn the_board_hears_calls_open_and_close() {
     let cancelled = t.place().await;
     let _opened = board.recv().await.unwrap();
     t.app
-        .on_call_cancelled(
-            &receipt("baemin.events.call.cancelled"),
-            cancelled.clone(),
-            9,
-        )
+        .on_call_cancelled(&receipt("baemin.events.call.cancelled"), cancelled.clone(), 9)
         .await
         .unwrap();
     match board.recv().await.unwrap() {
@@ -303,31 +245,15 @@ async fn lists_page_by_call_id_open_calls_oldest_first_deliveries_newest_first()
     };
 
     let first = t.app.list_open(page(2, None)).await.unwrap();
-    let ids_of = |l: &Listed| {
-        l.items
-            .iter()
-            .map(|d| d.call_id.clone())
-            .collect::<Vec<_>>()
-    };
+    let ids_of = |l: &Listed| l.items.iter().map(|d| d.call_id.clone()).collect::<Vec<_>>();
     assert_eq!(ids_of(&first), [ids[0].clone(), ids[2].clone()]);
     let second = t.app.list_open(page(2, first.next)).await.unwrap();
     assert_eq!(ids_of(&second), [ids[3].clone(), ids[4].clone()]);
     assert_eq!(second.next, None, "the last page has no token");
 
-    let all = t
-        .app
-        .list(DeliveryFilter::default(), page(3, None))
-        .await
-        .unwrap();
-    assert_eq!(
-        ids_of(&all),
-        [ids[4].clone(), ids[3].clone(), ids[2].clone()]
-    );
-    let rest = t
-        .app
-        .list(DeliveryFilter::default(), page(3, all.next))
-        .await
-        .unwrap();
+    let all = t.app.list(DeliveryFilter::default(), page(3, None)).await.unwrap();
+    assert_eq!(ids_of(&all), [ids[4].clone(), ids[3].clone(), ids[2].clone()]);
+    let rest = t.app.list(DeliveryFilter::default(), page(3, all.next)).await.unwrap();
     assert_eq!(ids_of(&rest), [ids[1].clone(), ids[0].clone()]);
 
     let mine = DeliveryFilter {
@@ -351,12 +277,5 @@ async fn lists_page_by_call_id_open_calls_oldest_first_deliveries_newest_first()
         restaurant_id: Some(RestaurantId::parse("store-2", "restaurant_id").unwrap()),
         ..DeliveryFilter::default()
     };
-    assert!(
-        t.app
-            .list(elsewhere, page(0, None))
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert!(t.app.list(elsewhere, page(0, None)).await.unwrap().items.is_empty());
 }

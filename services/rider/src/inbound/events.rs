@@ -26,30 +26,22 @@ impl CallEvents {
 
 impl EventHandler for CallEvents {
     async fn handle(&self, subject: &str, envelope: Envelope) -> Result<(), HandleError> {
-        let call_id = CallId::parse(&envelope.call_id, "call_id")
-            .map_err(|v| HandleError::Rejected(format!("envelope {v}")))?;
-        let at = envelope
-            .occurred_at
-            .as_ref()
-            .map_or_else(now_millis, to_millis);
+        let call_id =
+            CallId::parse(&envelope.call_id, "call_id").map_err(|v| HandleError::Rejected(format!("envelope {v}")))?;
+        let at = envelope.occurred_at.as_ref().map_or_else(now_millis, to_millis);
         let receipt = Receipt {
             event_id: envelope.event_id,
             subject: subject.to_owned(),
         };
         let applied = match envelope.event {
             Some(Event::CallPlaced(placed)) => {
-                let placed = parse_placed(&placed, at).map_err(|e| {
-                    HandleError::Rejected(format!("CallPlaced for call {call_id}: {e}"))
-                })?;
+                let placed = parse_placed(&placed, at)
+                    .map_err(|e| HandleError::Rejected(format!("CallPlaced for call {call_id}: {e}")))?;
                 self.app.on_call_placed(&receipt, call_id, placed).await
             }
-            Some(Event::CallCancelled(_)) => {
-                self.app.on_call_cancelled(&receipt, call_id, at).await
-            }
+            Some(Event::CallCancelled(_)) => self.app.on_call_cancelled(&receipt, call_id, at).await,
             _ => {
-                return Err(HandleError::Rejected(format!(
-                    "unexpected event on {subject}"
-                )));
+                return Err(HandleError::Rejected(format!("unexpected event on {subject}")));
             }
         };
         applied.map_err(|err| match err {

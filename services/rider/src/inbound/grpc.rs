@@ -2,10 +2,7 @@
 
 use std::{pin::Pin, sync::Arc};
 
-use baemin_kernel::{
-    CallId, DeliveryStatus, FieldViolation, InvalidInput, PageSize, PageToken, RestaurantId,
-    RiderId,
-};
+use baemin_kernel::{CallId, DeliveryStatus, FieldViolation, InvalidInput, PageSize, PageToken, RestaurantId, RiderId};
 use baemin_proto::{
     rider::v1::{self as pb, rider_service_server::RiderService, watch_open_calls_response},
     time::opt_from_millis,
@@ -74,10 +71,7 @@ impl RiderService for RiderGrpc {
                     match change {
                         Ok(change) => vec![Ok(board_message(&change))],
                         Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                            tracing::warn!(
-                                missed,
-                                "open-call watcher fell behind; resending the board"
-                            );
+                            tracing::warn!(missed, "open-call watcher fell behind; resending the board");
                             match app.open_calls_now().await {
                                 Ok(calls) => calls.iter().map(opened).map(Ok).collect(),
                                 Err(err) => vec![Err(Status::from(err))],
@@ -92,9 +86,7 @@ impl RiderService for RiderGrpc {
             .chain(live)
             .take_until(self.streams_stop.clone().cancelled_owned())
             .chain(stream::once(async {
-                Err(Status::unavailable(
-                    "the rider service is shutting down; watch again",
-                ))
+                Err(Status::unavailable("the rider service is shutting down; watch again"))
             }));
         Ok(Response::new(Box::pin(stream)))
     }
@@ -103,26 +95,15 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::AcceptCallRequest>,
     ) -> Result<Response<pb::AcceptCallResponse>, Status> {
-        let (call_id, rider) = command(
-            &request,
-            &request.get_ref().call_id,
-            &request.get_ref().rider_id,
-        )?;
+        let (call_id, rider) = command(&request, &request.get_ref().call_id, &request.get_ref().rider_id)?;
         let delivery = self.app.accept(call_id, rider).await?;
         Ok(Response::new(pb::AcceptCallResponse {
             delivery: Some(to_pb(&delivery)),
         }))
     }
 
-    async fn pick_up(
-        &self,
-        request: Request<pb::PickUpRequest>,
-    ) -> Result<Response<pb::PickUpResponse>, Status> {
-        let (call_id, rider) = command(
-            &request,
-            &request.get_ref().call_id,
-            &request.get_ref().rider_id,
-        )?;
+    async fn pick_up(&self, request: Request<pb::PickUpRequest>) -> Result<Response<pb::PickUpResponse>, Status> {
+        let (call_id, rider) = command(&request, &request.get_ref().call_id, &request.get_ref().rider_id)?;
         let delivery = self.app.pick_up(call_id, rider).await?;
         Ok(Response::new(pb::PickUpResponse {
             delivery: Some(to_pb(&delivery)),
@@ -133,11 +114,7 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::CompleteDeliveryRequest>,
     ) -> Result<Response<pb::CompleteDeliveryResponse>, Status> {
-        let (call_id, rider) = command(
-            &request,
-            &request.get_ref().call_id,
-            &request.get_ref().rider_id,
-        )?;
+        let (call_id, rider) = command(&request, &request.get_ref().call_id, &request.get_ref().rider_id)?;
         let delivery = self.app.complete(call_id, rider).await?;
         Ok(Response::new(pb::CompleteDeliveryResponse {
             delivery: Some(to_pb(&delivery)),
@@ -148,8 +125,8 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::GetDeliveryRequest>,
     ) -> Result<Response<pb::GetDeliveryResponse>, Status> {
-        let call_id = CallId::parse(&request.get_ref().call_id, "call_id")
-            .map_err(|v| RiderError::Invalid(v.into()))?;
+        let call_id =
+            CallId::parse(&request.get_ref().call_id, "call_id").map_err(|v| RiderError::Invalid(v.into()))?;
         let delivery = self.app.get(&call_id).await?;
         Ok(Response::new(pb::GetDeliveryResponse {
             delivery: Some(to_pb(&delivery)),
@@ -190,11 +167,7 @@ impl RiderService for RiderGrpc {
 }
 
 /// The call and the acting rider of AcceptCall / PickUp / CompleteDelivery, every violation at once.
-fn command<T>(
-    request: &Request<T>,
-    call_id: &str,
-    rider_id: &str,
-) -> Result<(CallId, RiderId), Status> {
+fn command<T>(request: &Request<T>, call_id: &str, rider_id: &str) -> Result<(CallId, RiderId), Status> {
     let mut errors = InvalidInput::collector();
     let call_id = errors.take(CallId::parse(call_id, "call_id"));
     let rider = errors.take(RiderId::parse(rider_id, "rider_id"));
@@ -207,15 +180,8 @@ fn command<T>(
 }
 
 /// An empty filter field means any.
-fn optional<T>(
-    raw: &str,
-    parse: impl FnOnce(&str) -> Result<T, FieldViolation>,
-) -> Result<Option<T>, FieldViolation> {
-    if raw.is_empty() {
-        Ok(None)
-    } else {
-        parse(raw).map(Some)
-    }
+fn optional<T>(raw: &str, parse: impl FnOnce(&str) -> Result<T, FieldViolation>) -> Result<Option<T>, FieldViolation> {
+    if raw.is_empty() { Ok(None) } else { parse(raw).map(Some) }
 }
 
 /// UNSPECIFIED means any status; an unknown number is a client's mistake.
@@ -266,23 +232,11 @@ fn status_to_pb(status: DeliveryStatus) -> pb::DeliveryStatus {
 fn to_pb(d: &Delivery) -> pb::Delivery {
     pb::Delivery {
         call_id: d.call_id.to_string(),
-        restaurant_id: d
-            .restaurant_id
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        destination: d
-            .destination
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        restaurant_id: d.restaurant_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        destination: d.destination.as_ref().map(ToString::to_string).unwrap_or_default(),
         fee: d.fee.map(baemin_kernel::Fee::krw).unwrap_or_default(),
         status: status_to_pb(d.status) as i32,
-        rider_id: d
-            .rider_id
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        rider_id: d.rider_id.as_ref().map(ToString::to_string).unwrap_or_default(),
         payout: d.settlement.map(|s| s.rider_payout).unwrap_or_default(),
         called_at: opt_from_millis(d.called_at),
         accepted_at: opt_from_millis(d.accepted_at),
@@ -368,10 +322,6 @@ mod tests {
         let status = command(&request, "nope", "").unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains("call_id"), "{}", status.message());
-        assert!(
-            status.message().contains("rider_id"),
-            "{}",
-            status.message()
-        );
+        assert!(status.message().contains("rider_id"), "{}", status.message());
     }
 }

@@ -18,10 +18,7 @@ pub fn ensure_acting_as(metadata: &MetadataMap, rider: &RiderId) -> Result<(), R
     if role != Some("rider") {
         return Ok(());
     }
-    let caller = metadata
-        .get(SUBJECT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let caller = metadata.get(SUBJECT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if caller == rider.as_str() {
         Ok(())
     } else {

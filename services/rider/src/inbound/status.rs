@@ -7,25 +7,19 @@ use crate::domain::RiderError;
 impl From<RiderError> for Status {
     fn from(err: RiderError) -> Self {
         match err {
-            RiderError::Invalid(invalid) => baemin_mesh_server::status::invalid_argument(
-                invalid.0.into_iter().map(|v| (v.field, v.description)),
-            ),
-            RiderError::NotFound(_) => Status::not_found(err.to_string()),
-            RiderError::NotYours(_) | RiderError::ActingAsAnother { .. } => {
-                Status::permission_denied(err.to_string())
+            RiderError::Invalid(invalid) => {
+                baemin_mesh_server::status::invalid_argument(invalid.0.into_iter().map(|v| (v.field, v.description)))
             }
+            RiderError::NotFound(_) => Status::not_found(err.to_string()),
+            RiderError::NotYours(_) | RiderError::ActingAsAnother { .. } => Status::permission_denied(err.to_string()),
             RiderError::Taken(_)
             | RiderError::Cancelled(_)
             | RiderError::IllegalState(_)
             | RiderError::NothingToSettle(_)
             | RiderError::FeeNotRegistered(_) => Status::failed_precondition(err.to_string()),
-            RiderError::PaymentUnavailable(ref detail) => {
-                baemin_mesh_server::status::unavailable("payment", detail)
-            }
+            RiderError::PaymentUnavailable(ref detail) => baemin_mesh_server::status::unavailable("payment", detail),
             RiderError::Contention(_) => Status::aborted(err.to_string()),
-            RiderError::PaymentFailed(_) => {
-                baemin_mesh_server::status::internal("settling with payment", &err)
-            }
+            RiderError::PaymentFailed(_) => baemin_mesh_server::status::internal("settling with payment", &err),
             RiderError::Db(ref db) => baemin_mesh_server::status::internal("rider storage", db),
         }
     }
@@ -43,10 +37,7 @@ mod tests {
         let id = CallId::generate;
         let cases = [
             (
-                RiderError::Invalid(InvalidInput(vec![FieldViolation::new(
-                    "call_id",
-                    "is required",
-                )])),
+                RiderError::Invalid(InvalidInput(vec![FieldViolation::new("call_id", "is required")])),
                 Code::InvalidArgument,
             ),
             (RiderError::NotFound(id()), Code::NotFound),
@@ -54,10 +45,7 @@ mod tests {
             (RiderError::Taken(id()), Code::FailedPrecondition),
             (RiderError::Cancelled(id()), Code::FailedPrecondition),
             (RiderError::NothingToSettle(id()), Code::FailedPrecondition),
-            (
-                RiderError::PaymentUnavailable("down".into()),
-                Code::Unavailable,
-            ),
+            (RiderError::PaymentUnavailable("down".into()), Code::Unavailable),
             (RiderError::Contention(id()), Code::Aborted),
             (RiderError::PaymentFailed("odd".into()), Code::Internal),
         ];
@@ -69,9 +57,6 @@ mod tests {
     #[test]
     fn unavailable_names_payment() {
         let status = Status::from(RiderError::PaymentUnavailable("connection refused".into()));
-        assert_eq!(
-            status.message(),
-            "payment is unavailable: connection refused"
-        );
+        assert_eq!(status.message(), "payment is unavailable: connection refused");
     }
 }

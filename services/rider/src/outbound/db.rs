@@ -4,12 +4,10 @@
 //! facts (restaurant, destination, fee, called_at); commands and cancellations move the status and
 //! the rider's fields, always conditionally on the status they decided from.
 
-use baemin_kernel::{
-    CallId, DeliveryStatus, Destination, Fee, PageSize, RestaurantId, RiderId, Settlement,
-};
+use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, PageSize, RestaurantId, RiderId, Settlement};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
 };
 
 use crate::domain::{Delivery, DeliveryFilter, Listed, Page, status_from_label, status_label};
@@ -117,10 +115,7 @@ pub async fn update_from<C: ConnectionTrait>(
             Column::Commission,
             Expr::value(delivery.settlement.map(|s| s.commission)),
         )
-        .col_expr(
-            Column::Payout,
-            Expr::value(delivery.settlement.map(|s| s.rider_payout)),
-        )
+        .col_expr(Column::Payout, Expr::value(delivery.settlement.map(|s| s.rider_payout)))
         .col_expr(Column::AcceptedAt, Expr::value(delivery.accepted_at))
         .col_expr(Column::PickedAt, Expr::value(delivery.picked_at))
         .col_expr(Column::CompletedAt, Expr::value(delivery.completed_at))
@@ -134,11 +129,7 @@ pub async fn update_from<C: ConnectionTrait>(
 }
 
 /// Deliveries matching `filter`, newest first (keyset on call id, which sorts by age).
-pub async fn list<C: ConnectionTrait>(
-    db: &C,
-    filter: &DeliveryFilter,
-    page: &Page,
-) -> Result<Listed, DbErr> {
+pub async fn list<C: ConnectionTrait>(db: &C, filter: &DeliveryFilter, page: &Page) -> Result<Listed, DbErr> {
     let mut condition = Condition::all();
     if let Some(status) = filter.status {
         condition = condition.add(Column::Status.eq(status_label(status)));
@@ -163,8 +154,7 @@ pub async fn list<C: ConnectionTrait>(
 
 /// Open calls, oldest first (keyset on call id).
 pub async fn list_open<C: ConnectionTrait>(db: &C, page: &Page) -> Result<Listed, DbErr> {
-    let mut condition =
-        Condition::all().add(Column::Status.eq(status_label(DeliveryStatus::Called)));
+    let mut condition = Condition::all().add(Column::Status.eq(status_label(DeliveryStatus::Called)));
     if let Some(after) = &page.after {
         condition = condition.add(Column::CallId.gt(after.last_key()));
     }
@@ -193,10 +183,7 @@ pub async fn all_open<C: ConnectionTrait>(db: &C) -> Result<Vec<Delivery>, DbErr
 fn paged(mut rows: Vec<entity::Model>, size: PageSize) -> Result<Listed, DbErr> {
     let more = rows.len() as u64 > size.get();
     rows.truncate(size.get() as usize);
-    let items = rows
-        .into_iter()
-        .map(to_domain)
-        .collect::<Result<Vec<_>, _>>()?;
+    let items = rows.into_iter().map(to_domain).collect::<Result<Vec<_>, _>>()?;
     let next = items
         .last()
         .filter(|_| more)
@@ -224,8 +211,7 @@ fn to_row(d: &Delivery) -> entity::ActiveModel {
 }
 
 fn to_domain(row: entity::Model) -> Result<Delivery, DbErr> {
-    let corrupt =
-        |what: &str| DbErr::Custom(format!("deliveries row {}: invalid {what}", row.call_id));
+    let corrupt = |what: &str| DbErr::Custom(format!("deliveries row {}: invalid {what}", row.call_id));
     let fee = row
         .fee
         .map(|f| Fee::parse(f, "fee"))

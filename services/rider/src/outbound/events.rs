@@ -10,25 +10,18 @@ use crate::domain::{Delivery, Receipt};
 const PRODUCER: &str = "rider";
 
 fn rider_of(d: &Delivery) -> String {
-    d.rider_id
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default()
+    d.rider_id.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
 /// CallAccepted: `d`'s rider won the call.
 pub fn call_accepted(d: &Delivery) -> Envelope {
-    let event = Event::CallAccepted(CallAccepted {
-        rider_id: rider_of(d),
-    });
+    let event = Event::CallAccepted(CallAccepted { rider_id: rider_of(d) });
     new_envelope(PRODUCER, d.call_id.as_str(), event)
 }
 
 /// DeliveryPicked: `d`'s rider has the food.
 pub fn delivery_picked(d: &Delivery) -> Envelope {
-    let event = Event::DeliveryPicked(DeliveryPicked {
-        rider_id: rider_of(d),
-    });
+    let event = Event::DeliveryPicked(DeliveryPicked { rider_id: rider_of(d) });
     new_envelope(PRODUCER, d.call_id.as_str(), event)
 }
 

@@ -65,8 +65,6 @@ impl MigrationTrait for CreateDeliveries {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table("deliveries").to_owned())
-            .await
+        manager.drop_table(Table::drop().table("deliveries").to_owned()).await
     }
 }

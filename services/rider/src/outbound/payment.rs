@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use baemin_kernel::{CallId, RiderId, Settlement};
 use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, connect_lazy};
-use baemin_proto::payment::v1::{
-    PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient,
-};
+use baemin_proto::payment::v1::{PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient};
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
 
@@ -46,15 +44,11 @@ impl Payments for GrpcPayments {
                 call_id: call_id.to_string(),
                 rider_id: rider.to_string(),
             };
-            let response = self
-                .client
-                .clone()
-                .settle(request)
-                .await
-                .map_err(classify)?;
-            let payment = response.into_inner().payment.ok_or_else(|| {
-                PaymentCallError::Unexpected("Settle answered without a payment".into())
-            })?;
+            let response = self.client.clone().settle(request).await.map_err(classify)?;
+            let payment = response
+                .into_inner()
+                .payment
+                .ok_or_else(|| PaymentCallError::Unexpected("Settle answered without a payment".into()))?;
             if payment.status != PaymentStatus::Settled as i32 {
                 return Err(PaymentCallError::Unexpected(format!(
                     "Settle answered with payment status {}",

@@ -39,20 +39,8 @@ const SPLIT: Split = Split {
 fn completed_delivery(call_id: &CallId) -> Vec<Fact> {
     vec![
         placed(call_id, 100),
-        fact(
-            call_id,
-            110,
-            Change::PaymentRegistered {
-                fee: Some(fee(3_000)),
-            },
-        ),
-        fact(
-            call_id,
-            200,
-            Change::CallAccepted {
-                rider_id: rider("r-1"),
-            },
-        ),
+        fact(call_id, 110, Change::PaymentRegistered { fee: Some(fee(3_000)) }),
+        fact(call_id, 200, Change::CallAccepted { rider_id: rider("r-1") }),
         fact(
             call_id,
             300,
@@ -85,20 +73,8 @@ fn completed_delivery(call_id: &CallId) -> Vec<Fact> {
 fn cancelled_delivery(call_id: &CallId) -> Vec<Fact> {
     vec![
         placed(call_id, 100),
-        fact(
-            call_id,
-            110,
-            Change::PaymentRegistered {
-                fee: Some(fee(3_000)),
-            },
-        ),
-        fact(
-            call_id,
-            200,
-            Change::CallAccepted {
-                rider_id: rider("r-1"),
-            },
-        ),
+        fact(call_id, 110, Change::PaymentRegistered { fee: Some(fee(3_000)) }),
+        fact(call_id, 200, Change::CallAccepted { rider_id: rider("r-1") }),
         fact(call_id, 250, Change::CallCancelled),
         fact(call_id, 260, Change::PaymentVoided),
     ]
@@ -254,13 +230,7 @@ fn an_event_before_the_call_creates_the_row_with_only_what_it_knows() {
 fn cancelled_is_terminal_whatever_arrives_after_it() {
     let call_id = CallId::generate();
     let cancelled = apply(None, &fact(&call_id, 250, Change::CallCancelled));
-    let late = fact(
-        &call_id,
-        200,
-        Change::CallAccepted {
-            rider_id: rider("r-1"),
-        },
-    );
+    let late = fact(&call_id, 200, Change::CallAccepted { rider_id: rider("r-1") });
     let row = apply(Some(cancelled), &late);
     assert_eq!(row.status, Some(DeliveryStatus::Cancelled));
     assert_eq!(row.rider_id, Some(rider("r-1")));
@@ -271,20 +241,11 @@ fn a_call_known_only_from_payment_is_hidden_until_a_delivery_event_arrives() {
     let call_id = CallId::generate();
     let registered = apply(
         None,
-        &fact(
-            &call_id,
-            110,
-            Change::PaymentRegistered {
-                fee: Some(fee(3_000)),
-            },
-        ),
+        &fact(&call_id, 110, Change::PaymentRegistered { fee: Some(fee(3_000)) }),
     );
     assert!(!registered.is_visible());
     assert_eq!(registered.payment_state, Some(PaymentState::Registered));
-    let orphan = apply(
-        Some(registered),
-        &fact(&call_id, 500, Change::PaymentVoided),
-    );
+    let orphan = apply(Some(registered), &fact(&call_id, 500, Change::PaymentVoided));
     assert!(
         !orphan.is_visible(),
         "an orphan fee voided by the call service never shows as a call"
@@ -325,10 +286,7 @@ fn a_completion_with_deferred_settlement_waits_for_payment_to_settle() {
         ),
     );
     assert_eq!(settled.payment_state, Some(PaymentState::Settled));
-    assert_eq!(
-        (settled.settled_amount, settled.commission),
-        (Some(2_700), Some(300))
-    );
+    assert_eq!((settled.settled_amount, settled.commission), (Some(2_700), Some(300)));
 }
 
 #[test]

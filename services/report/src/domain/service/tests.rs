@@ -5,8 +5,8 @@ use baemin_mesh_events::{Envelope, Event, EventHandler, new_envelope};
 use baemin_proto::events::{
     subject_of,
     v1::{
-        CallAccepted, CallCancelled, CallPlaced, DeliveryCompleted, DeliveryPicked,
-        PaymentRegistered, PaymentSettled, PaymentVoided,
+        CallAccepted, CallCancelled, CallPlaced, DeliveryCompleted, DeliveryPicked, PaymentRegistered, PaymentSettled,
+        PaymentVoided,
     },
 };
 use futures::StreamExt;
@@ -18,38 +18,15 @@ use crate::{
     outbound::migration::Migrator,
 };
 
-/// A fresh database: SQLite in memory, or a new schema of the PostgreSQL database named by
-/// `BAEMIN_TEST_POSTGRES_URL` when set (so the SQL is checked on both backends).
+/// A fresh in-memory SQLite database (PostgreSQL is covered by `tests/grpc.rs` through the testkit).
 async fn app() -> Arc<ReportApp> {
     Arc::new(ReportApp::new(database().await))
 }
 
 async fn database() -> sea_orm::DatabaseConnection {
-    match std::env::var("BAEMIN_TEST_POSTGRES_URL") {
-        Ok(url) => fresh_postgres_schema(&url).await,
-        Err(_) => baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
-            .await
-            .expect("in-memory database"),
-    }
-}
-
-async fn fresh_postgres_schema(url: &str) -> sea_orm::DatabaseConnection {
-    use sea_orm::ConnectionTrait;
-    let schema = format!(
-        "report_test_{}",
-        CallId::generate().as_str().replace('-', "")
-    );
-    let admin = sea_orm::Database::connect(url).await.expect("PostgreSQL");
-    admin
-        .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+    baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
         .await
-        .expect("a test schema");
-    admin.close().await.ok();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
-    baemin_mesh_store::connect::<Migrator>(&url, 2)
-        .await
-        .expect("PostgreSQL test schema")
+        .expect("in-memory database")
 }
 
 fn envelope(call_id: &CallId, at: i64, event: Event) -> Envelope {
@@ -76,15 +53,11 @@ fn placed(restaurant: &str, fee: i64) -> Event {
 }
 
 fn accepted(rider: &str) -> Event {
-    Event::CallAccepted(CallAccepted {
-        rider_id: rider.into(),
-    })
+    Event::CallAccepted(CallAccepted { rider_id: rider.into() })
 }
 
 fn picked(rider: &str) -> Event {
-    Event::DeliveryPicked(DeliveryPicked {
-        rider_id: rider.into(),
-    })
+    Event::DeliveryPicked(DeliveryPicked { rider_id: rider.into() })
 }
 
 fn completed(rider: &str, fee: i64, commission: i64) -> Event {
@@ -188,10 +161,7 @@ async fn stats_count_a_duplicate_event_once_and_revenue_only_from_settled_rows()
 
 #[tokio::test]
 async fn stats_of_an_empty_report_are_zero() {
-    assert_eq!(
-        app().await.stats(&Viewer::Company).await.unwrap(),
-        Stats::default()
-    );
+    assert_eq!(app().await.stats(&Viewer::Company).await.unwrap(), Stats::default());
 }
 
 #[tokio::test]
@@ -201,16 +171,8 @@ async fn a_redelivered_event_changes_nothing_the_second_time() {
     let envelope = envelope(&call_id, 1_000, placed("store-1", 3_000));
     let fact = crate::inbound::events::fact_of(&envelope).unwrap();
     let subject = "baemin.events.call.placed";
-    assert!(
-        app.project(subject, &envelope.event_id, &fact)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !app.project(subject, &envelope.event_id, &fact)
-            .await
-            .unwrap()
-    );
+    assert!(app.project(subject, &envelope.event_id, &fact).await.unwrap());
+    assert!(!app.project(subject, &envelope.event_id, &fact).await.unwrap());
 }
 
 #[tokio::test]
@@ -239,11 +201,7 @@ async fn lists_page_newest_first_and_filter() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let call_id = CallId::generate();
-        let restaurant = if i % 2 == 0 {
-            "store-even"
-        } else {
-            "store-odd"
-        };
+        let restaurant = if i % 2 == 0 { "store-even" } else { "store-odd" };
         deliver(&app, envelope(&call_id, 1_000, placed(restaurant, 1_000))).await;
         ids.push(call_id);
     }
@@ -273,9 +231,7 @@ async fn lists_page_newest_first_and_filter() {
             &Viewer::Company,
             &ListQuery {
                 filter: Filter {
-                    restaurant_id: Some(
-                        RestaurantId::parse("store-even", "restaurant_id").unwrap(),
-                    ),
+                    restaurant_id: Some(RestaurantId::parse("store-even", "restaurant_id").unwrap()),
                     ..Filter::default()
                 },
                 ..query()
@@ -338,10 +294,7 @@ async fn a_watcher_gets_the_snapshot_then_each_committed_change_of_its_call() {
     );
 
     app.close_watches();
-    assert!(matches!(
-        stream.next().await,
-        Some(Err(ReportError::ShuttingDown))
-    ));
+    assert!(matches!(stream.next().await, Some(Err(ReportError::ShuttingDown))));
     assert!(stream.next().await.is_none());
 }
 
@@ -390,17 +343,9 @@ async fn concurrent_events_of_one_call_lose_no_field() {
     assert_eq!(view.payment_state, Some(PaymentState::Settled));
     assert_eq!(view.restaurant_id.unwrap().as_str(), "store-1");
     assert_eq!(view.rider_id.unwrap().as_str(), "r-1");
+    assert_eq!((view.settled_amount, view.commission), (Some(2_700), Some(300)));
     assert_eq!(
-        (view.settled_amount, view.commission),
-        (Some(2_700), Some(300))
-    );
-    assert_eq!(
-        (
-            view.called_at,
-            view.accepted_at,
-            view.picked_at,
-            view.completed_at
-        ),
+        (view.called_at, view.accepted_at, view.picked_at, view.completed_at),
         (Some(1_000), Some(2_000), Some(3_000), Some(5_000))
     );
 }
@@ -441,10 +386,7 @@ async fn a_restaurant_reads_only_its_own_calls_and_not_the_stats() {
     let listed = app.list(&me, &query()).await.unwrap();
     let ids: Vec<_> = listed.views.iter().map(|v| &v.call_id).collect();
     assert_eq!(ids, [&mine]);
-    assert!(matches!(
-        app.stats(&me).await,
-        Err(ReportError::PermissionDenied(_))
-    ));
+    assert!(matches!(app.stats(&me).await, Err(ReportError::PermissionDenied(_))));
 
     let mut stream = Box::pin(app.watch(me, None, true));
     assert_eq!(stream.next().await.unwrap().unwrap().call_id, mine);

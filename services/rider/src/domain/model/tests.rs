@@ -99,10 +99,7 @@ fn the_happy_path_records_who_and_when() {
 fn accept_takes_an_open_call_and_a_retry_by_the_winner_returns_it() {
     let won = accepted_by("r-1");
     assert_eq!(won.status, DeliveryStatus::Accepted);
-    assert_eq!(
-        won.accept(&rider("r-1"), 5).unwrap(),
-        Change::AlreadyDone(won.clone())
-    );
+    assert_eq!(won.accept(&rider("r-1"), 5).unwrap(), Change::AlreadyDone(won.clone()));
 }
 
 #[test]
@@ -136,10 +133,7 @@ fn pick_up_is_legal_only_from_accepted_and_idempotent_once_picked() {
         match d.status {
             DeliveryStatus::Accepted => {
                 let picked = applied(result);
-                assert_eq!(
-                    (picked.status, picked.picked_at),
-                    (DeliveryStatus::Picked, Some(7))
-                );
+                assert_eq!((picked.status, picked.picked_at), (DeliveryStatus::Picked, Some(7)));
             }
             DeliveryStatus::Picked => assert_eq!(result.unwrap(), Change::AlreadyDone(d)),
             status => {
@@ -182,10 +176,7 @@ fn a_rider_cannot_act_on_another_riders_delivery() {
             d.status
         );
         assert!(
-            matches!(
-                d.begin_completion(&rider("r-2")),
-                Err(RiderError::NotYours(_))
-            ),
+            matches!(d.begin_completion(&rider("r-2")), Err(RiderError::NotYours(_))),
             "complete of {}",
             d.status
         );
@@ -213,10 +204,7 @@ fn cancellation_wins_over_every_status_but_completed() {
             (_, CancelOutcome::Cancel(next)) => {
                 assert_eq!(next.status, DeliveryStatus::Cancelled);
                 assert_eq!(next.cancelled_at, Some(9));
-                assert_eq!(
-                    next.rider_id, d.rider_id,
-                    "the rider still sees its cancelled job"
-                );
+                assert_eq!(next.rider_id, d.rider_id, "the rider still sees its cancelled job");
             }
             (status, outcome) => panic!("cancel from {status}: {outcome:?}"),
         }
@@ -265,11 +253,7 @@ fn cancel_before_placed_leaves_cancelled_with_the_call_facts_filled() {
     assert_eq!(tombstone.fee, None);
     apply(&mut store, &call_id, Event::Placed);
     let d = store.unwrap();
-    assert_eq!(
-        d.status,
-        DeliveryStatus::Cancelled,
-        "a late CallPlaced never reopens"
-    );
+    assert_eq!(d.status, DeliveryStatus::Cancelled, "a late CallPlaced never reopens");
     assert_eq!(d.fee, Some(Fee::parse(3_000, "fee").unwrap()));
     assert_eq!((d.called_at, d.cancelled_at), (Some(1), Some(20)));
 }
@@ -318,10 +302,7 @@ fn events_converge_whatever_the_order_and_duplication() {
         assert_eq!(r, &results[0]);
     }
     assert_eq!(results[0].status, DeliveryStatus::Cancelled);
-    assert_eq!(
-        results[0].restaurant_id.as_ref().map(|r| r.as_str()),
-        Some("store-1")
-    );
+    assert_eq!(results[0].restaurant_id.as_ref().map(|r| r.as_str()), Some("store-1"));
 }
 
 #[test]
