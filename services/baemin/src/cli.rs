@@ -61,7 +61,7 @@ impl ServiceName {
     }
 
     /// The gRPC port of DESIGN.md's runtime contract.
-    pub fn port(self) -> u16 {
+    pub const fn port(self) -> u16 {
         match self {
             Self::Call => 8081,
             Self::Rider => 8082,
@@ -79,6 +79,9 @@ pub enum Command {
         /// Where SQLite files, NATS storage and logs go.
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
+        /// Added to every port (8081..8084 + N), to run a second mesh beside the first.
+        #[arg(long, default_value_t = 0)]
+        port_offset: u16,
     },
     /// Run one service in the foreground (what a container runs); configured by environment.
     Serve {

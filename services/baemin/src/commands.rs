@@ -22,7 +22,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         report: cli.urls.report_url,
     };
     let result = match cli.command {
-        Command::Up { data_dir } => return crate::launcher::up(&data_dir).await,
+        Command::Up { data_dir, port_offset } => return crate::launcher::up(&data_dir, port_offset).await,
         Command::Serve { service } => return crate::launcher::serve(service).await,
         command => drive(command, &urls).await,
     };

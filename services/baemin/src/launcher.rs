@@ -33,8 +33,8 @@ pub async fn serve(service: ServiceName) -> ExitCode {
 }
 
 /// `baemin up`: runs until Ctrl-C or SIGTERM, or until every service has exited.
-pub async fn up(data_dir: &Path) -> ExitCode {
-    match run_mesh(data_dir).await {
+pub async fn up(data_dir: &Path, port_offset: u16) -> ExitCode {
+    match run_mesh(data_dir, port_offset).await {
         Ok(code) => code,
         Err(err) => {
             eprintln!("baemin up: {err:#}");
@@ -56,7 +56,8 @@ struct Exited {
     status: String,
 }
 
-async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
+async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode> {
+    let port = |service: ServiceName| service.port().saturating_add(port_offset);
     std::fs::create_dir_all(data_dir.join("logs")).with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     let stop_services = CancellationToken::new();
@@ -86,13 +87,13 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("locating the baemin binary")?;
     let mut services = Vec::new();
     for service in ServiceName::ALL {
-        let addr = SocketAddr::from(([127, 0, 0, 1], service.port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port(service)));
         if std::net::TcpListener::bind(addr).is_err() {
             let services = services.into_iter().map(|(_, s)| s).collect();
             stop_all(services, nats, &stop_services, &stop_nats).await;
             bail!(
                 "port {} for {} is in use (is another `baemin up` running?)",
-                service.port(),
+                port(service),
                 service.as_str()
             );
         }
@@ -104,7 +105,7 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
             .env("NATS_URL", &nats_url)
             .env(
                 "PAYMENT_URL",
-                format!("http://127.0.0.1:{}", ServiceName::Payment.port()),
+                format!("http://127.0.0.1:{}", port(ServiceName::Payment)),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -137,7 +138,7 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
         println!(
             "  {:<8} {:<24} {:>7}  {}",
             service.as_str(),
-            format!("http://127.0.0.1:{}", service.port()),
+            format!("http://127.0.0.1:{}", port(*service)),
             s.pid,
             data_dir.join(format!("{}.db", service.as_str())).display()
         );
@@ -153,7 +154,11 @@ async fn run_mesh(data_dir: &Path) -> anyhow::Result<ExitCode> {
         None => println!("  {:<8} {:<24} {:>7}  (external)", "nats", nats_url, "-"),
     }
     println!();
-    println!("Try:  baemin scenario      baemin report stats      grpcurl -plaintext 127.0.0.1:8081 list");
+    if port_offset == 0 {
+        println!("Try:  baemin scenario      baemin report stats      grpcurl -plaintext 127.0.0.1:8081 list");
+    } else {
+        println!("Drive it with --call-url/--rider-url/--payment-url/--report-url set to the addresses above.");
+    }
     println!("Ctrl-C stops everything. A service that exits is reported, not restarted; the others keep running.");
 
     let mut running = services.len();

@@ -6,4 +6,5 @@
 mod bad_input;
 mod events;
 mod flows;
+mod launcher;
 mod support;

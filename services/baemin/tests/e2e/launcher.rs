@@ -1,0 +1,158 @@
+//! `baemin up` as a person runs it: every service its own OS process with its own nats-server, driven
+//! by the `baemin` command; stopping one service leaves the others running; SIGTERM stops everything.
+
+use std::{collections::HashMap, process::Stdio, time::Duration};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+    sync::mpsc,
+};
+
+const BAEMIN: &str = env!("CARGO_BIN_EXE_baemin");
+
+/// An offset that puts 8081..=8084 on ports nobody listens on.
+fn free_port_offset() -> u16 {
+    (0..200u16)
+        .map(|i| 20_000 + i * 7 + (std::process::id() % 7) as u16)
+        .find(|offset| (8081..=8084).all(|p| std::net::TcpListener::bind(("127.0.0.1", p + offset)).is_ok()))
+        .expect("a free block of ports")
+}
+
+fn signal(pid: u32, sig: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn cli(urls: &[String], args: &[&str]) -> std::process::Output {
+    Command::new(BAEMIN)
+        .args(urls)
+        .args(args)
+        .output()
+        .await
+        .expect("run baemin")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baemin_up_runs_each_service_as_a_process_survives_one_stopping_and_stops_cleanly() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let offset = free_port_offset();
+    let mut up = Command::new(BAEMIN)
+        .args(["up", "--data-dir"])
+        .arg(data.path())
+        .args(["--port-offset", &offset.to_string()])
+        .env_remove("NATS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start baemin up");
+    let (err_tx, mut err_rx) = mpsc::unbounded_channel();
+    let stderr = up.stderr.take().expect("stderr");
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = err_tx.send(line);
+        }
+    });
+    let mut stdout = BufReader::new(up.stdout.take().expect("stdout")).lines();
+
+    // The table: "  <service> <url> <pid> <database>".
+    let mut pids = HashMap::new();
+    let table = async {
+        let mut in_table = false;
+        while let Ok(Some(line)) = stdout.next_line().await {
+            if line.starts_with("Baemin Riders mesh is up") {
+                in_table = true;
+            } else if in_table && line.trim().is_empty() {
+                break;
+            } else if in_table {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                if let [name, _, pid, ..] = cols[..] {
+                    if let Ok(pid) = pid.parse::<u32>() {
+                        pids.insert(name.to_owned(), pid);
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), table)
+        .await
+        .expect("baemin up printed its table");
+    for name in ["call", "rider", "payment", "report", "nats"] {
+        assert!(pids.contains_key(name), "{name} runs as its own process: {pids:?}");
+    }
+    let own = std::process::id();
+    assert!(pids.values().all(|pid| *pid != own));
+
+    let url = |port: u16| format!("http://127.0.0.1:{}", port + offset);
+    let urls = vec![
+        format!("--call-url={}", url(8081)),
+        format!("--rider-url={}", url(8082)),
+        format!("--payment-url={}", url(8083)),
+        format!("--report-url={}", url(8084)),
+    ];
+    let scenario = cli(&urls, &["scenario"]).await;
+    let printed = String::from_utf8_lossy(&scenario.stdout);
+    assert!(
+        scenario.status.success(),
+        "scenario failed: {printed}\n{}",
+        String::from_utf8_lossy(&scenario.stderr)
+    );
+    assert!(
+        printed.contains("COMPLETED") && printed.lines().last().is_some_and(|l| l.starts_with("done: call")),
+        "{printed}"
+    );
+
+    // Stop the rider process: it is reported, not restarted, and calls are still taken.
+    assert!(signal(pids["rider"], "-TERM"));
+    let reported = async {
+        while let Some(line) = err_rx.recv().await {
+            if line.starts_with("rider exited") {
+                return line;
+            }
+        }
+        String::new()
+    };
+    let line = tokio::time::timeout(Duration::from_secs(30), reported)
+        .await
+        .expect("the rider's exit is reported");
+    assert!(line.contains("not restarted"), "{line}");
+    let placed = cli(
+        &urls,
+        &[
+            "call",
+            "place",
+            "--restaurant",
+            "r-1",
+            "--destination",
+            "Seoul",
+            "--fee",
+            "1000",
+        ],
+    )
+    .await;
+    assert!(placed.status.success(), "{}", String::from_utf8_lossy(&placed.stderr));
+    assert!(String::from_utf8_lossy(&placed.stdout).contains("CALLED"));
+    assert!(
+        !signal(pids["rider"], "-0"),
+        "the rider was not restarted under the same pid"
+    );
+
+    // SIGTERM to the launcher stops every service and NATS, and it exits successfully.
+    assert!(signal(up.id().expect("pid"), "-TERM"));
+    let status = tokio::time::timeout(Duration::from_secs(60), up.wait())
+        .await
+        .expect("baemin up stops")
+        .expect("status");
+    assert!(status.success(), "{status}");
+    for (name, pid) in &pids {
+        assert!(!signal(*pid, "-0"), "{name} (pid {pid}) is gone");
+    }
+    assert!(
+        data.path().join("call.db").exists(),
+        "SQLite files live in the data directory"
+    );
+}
