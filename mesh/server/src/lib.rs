@@ -2,6 +2,7 @@
 //! graceful shutdown, logging, and the mapping of unexpected errors to `tonic::Status`.
 
 pub mod config;
+pub mod identity;
 mod logging;
 mod serve;
 mod shutdown;

@@ -1,39 +1,35 @@
-//! Who is calling: the gateway verifies the caller's token and passes its subject and role as metadata
-//! (DESIGN.md, "Edge gateway"). A call without identity is an internal backend, trusted by the mesh
-//! (Istio mTLS and AuthorizationPolicy decide who reaches the service at all).
+//! Whose rows a caller may read: the company sees everything, a restaurant its own calls, a rider its
+//! own deliveries.
 
 use baemin_kernel::{RestaurantId, RiderId};
+use baemin_mesh_server::identity::{Caller, SUBJECT_HEADER};
 use tonic::metadata::MetadataMap;
 
 use crate::domain::{ReportError, Viewer};
 
-/// The verified subject of the caller.
-pub const SUBJECT: &str = "x-baemin-subject";
-/// The verified role of the caller: `restaurant`, `rider` or `admin`.
-pub const ROLE: &str = "x-baemin-role";
-
 /// The viewer a request speaks for.
 pub fn viewer(metadata: &MetadataMap) -> Result<Viewer, ReportError> {
-    let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
-    let subject = text(SUBJECT).unwrap_or_default();
-    let unusable = |role: &str| ReportError::PermissionDenied(format!("subject {subject:?} is not a valid {role} id"));
-    match text(ROLE) {
-        None | Some("admin") => Ok(Viewer::Company),
-        Some("restaurant") => RestaurantId::parse(subject, SUBJECT)
+    let unusable = |role: &str, subject: &str| {
+        ReportError::PermissionDenied(format!("subject {subject:?} is not a valid {role} id"))
+    };
+    match Caller::from_metadata(metadata).map_err(|e| ReportError::PermissionDenied(e.to_string()))? {
+        Caller::Internal | Caller::Admin(_) => Ok(Viewer::Company),
+        Caller::Restaurant(s) => RestaurantId::parse(&s, SUBJECT_HEADER)
             .map(Viewer::Restaurant)
-            .map_err(|_| unusable("restaurant")),
-        Some("rider") => RiderId::parse(subject, SUBJECT)
+            .map_err(|_| unusable("restaurant", &s)),
+        Caller::Rider(s) => RiderId::parse(&s, SUBJECT_HEADER)
             .map(Viewer::Rider)
-            .map_err(|_| unusable("rider")),
-        Some(other) => Err(ReportError::PermissionDenied(format!(
-            "role {other:?} may not read the report"
-        ))),
+            .map_err(|_| unusable("rider", &s)),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use baemin_mesh_server::identity::ROLE_HEADER as ROLE;
+
     use super::*;
+
+    const SUBJECT: &str = SUBJECT_HEADER;
 
     fn metadata(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
         let mut map = MetadataMap::new();

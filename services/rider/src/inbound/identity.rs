@@ -1,36 +1,32 @@
-//! Who is calling: the gateway verifies the caller's token and passes its subject and role as metadata
-//! (DESIGN.md, "Edge gateway"). A rider may act only as itself; a call without identity is an internal
-//! backend, trusted by the mesh (Istio mTLS and AuthorizationPolicy decide who reaches us at all).
+//! A rider acts only as itself (BOLA): the caller the gateway verified must be the rider named in the
+//! request. Internal backends and admins act for anyone.
 
 use baemin_kernel::RiderId;
+use baemin_mesh_server::identity::Caller;
 use tonic::metadata::MetadataMap;
 
 use crate::domain::RiderError;
 
-/// The verified subject of the caller.
-pub const SUBJECT: &str = "x-baemin-subject";
-/// The verified role of the caller: `restaurant`, `rider` or `admin`.
-pub const ROLE: &str = "x-baemin-role";
-
-/// Refuses a caller with role `rider` that names another rider in its request.
+/// Refuses a caller that is neither the company nor the rider named in the request.
 pub fn ensure_acting_as(metadata: &MetadataMap, rider: &RiderId) -> Result<(), RiderError> {
-    let role = metadata.get(ROLE).and_then(|v| v.to_str().ok());
-    if role != Some("rider") {
-        return Ok(());
-    }
-    let caller = metadata.get(SUBJECT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if caller == rider.as_str() {
-        Ok(())
-    } else {
-        Err(RiderError::ActingAsAnother {
-            caller: caller.to_owned(),
+    let caller = Caller::from_metadata(metadata).map_err(|e| RiderError::ActingAsAnother {
+        caller: e.to_string(),
+        requested: rider.clone(),
+    })?;
+    match caller {
+        Caller::Internal | Caller::Admin(_) => Ok(()),
+        Caller::Rider(subject) if subject == rider.as_str() => Ok(()),
+        Caller::Rider(subject) | Caller::Restaurant(subject) => Err(RiderError::ActingAsAnother {
+            caller: subject,
             requested: rider.clone(),
-        })
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use baemin_mesh_server::identity::{ROLE_HEADER as ROLE, SUBJECT_HEADER as SUBJECT};
+
     use super::*;
 
     fn metadata(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
@@ -47,10 +43,15 @@ mod tests {
         assert!(ensure_acting_as(&metadata(&[]), &r1).is_ok());
         assert!(ensure_acting_as(&metadata(&[(ROLE, "admin"), (SUBJECT, "ops")]), &r1).is_ok());
         assert!(ensure_acting_as(&metadata(&[(ROLE, "rider"), (SUBJECT, "r-1")]), &r1).is_ok());
-        assert!(matches!(
-            ensure_acting_as(&metadata(&[(ROLE, "rider"), (SUBJECT, "r-2")]), &r1),
-            Err(RiderError::ActingAsAnother { .. })
-        ));
-        assert!(ensure_acting_as(&metadata(&[(ROLE, "rider")]), &r1).is_err());
+        for refused in [
+            metadata(&[(ROLE, "rider"), (SUBJECT, "r-2")]),
+            metadata(&[(ROLE, "restaurant"), (SUBJECT, "store-1")]),
+            metadata(&[(ROLE, "rider")]),
+        ] {
+            assert!(matches!(
+                ensure_acting_as(&refused, &r1),
+                Err(RiderError::ActingAsAnother { .. })
+            ));
+        }
     }
 }
