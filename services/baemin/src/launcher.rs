@@ -4,6 +4,7 @@
 //! services (SIGTERM, so they drain), then NATS.
 
 use std::{
+    io::IsTerminal,
     net::SocketAddr,
     path::Path,
     process::{ExitCode, Stdio},
@@ -103,6 +104,14 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
             .env("GRPC_ADDR", addr.to_string())
             .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()))
             .env("NATS_URL", &nats_url)
+            .env(
+                "LOG_COLOR",
+                if std::io::stderr().is_terminal() {
+                    "always"
+                } else {
+                    "never"
+                },
+            )
             .env(
                 "PAYMENT_URL",
                 format!("http://127.0.0.1:{}", port(ServiceName::Payment)),
