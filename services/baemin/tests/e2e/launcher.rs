@@ -70,10 +70,10 @@ async fn baemin_up_runs_each_service_as_a_process_survives_one_stopping_and_stop
                 break;
             } else if in_table {
                 let cols: Vec<&str> = line.split_whitespace().collect();
-                if let [name, _, pid, ..] = cols[..] {
-                    if let Ok(pid) = pid.parse::<u32>() {
-                        pids.insert(name.to_owned(), pid);
-                    }
+                if let [name, _, pid, ..] = cols[..]
+                    && let Ok(pid) = pid.parse::<u32>()
+                {
+                    pids.insert(name.to_owned(), pid);
                 }
             }
         }
