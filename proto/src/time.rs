@@ -11,8 +11,11 @@ pub fn from_millis(millis: i64) -> Timestamp {
 }
 
 /// A protobuf timestamp as milliseconds since the Unix epoch (sub-millisecond precision is dropped).
+/// Saturates instead of overflowing: a timestamp from the wire may hold anything.
 pub fn to_millis(ts: &Timestamp) -> i64 {
-    ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos) / 1_000_000)
 }
 
 /// An optional millisecond instant as an optional protobuf timestamp.
@@ -29,5 +32,14 @@ mod tests {
         for millis in [0, 1, 999, 1_700_000_000_123, -1, -1001] {
             assert_eq!(to_millis(&from_millis(millis)), millis);
         }
+    }
+
+    #[test]
+    fn absurd_timestamps_saturate_instead_of_overflowing() {
+        let ts = Timestamp {
+            seconds: i64::MAX,
+            nanos: 999_999_999,
+        };
+        assert_eq!(to_millis(&ts), i64::MAX);
     }
 }

@@ -1,13 +1,13 @@
 //! Durable pull consumers with explicit acks: each message is decoded, handed to the service's handler
 //! (which applies it with the inbox in one transaction), then acked, retried later, or terminated.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     AckKind,
     consumer::{self, AckPolicy, Consumer, DeliverPolicy},
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use prost::Message;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,10 +17,11 @@ use crate::{BusError, Envelope, EventBus, STREAM_NAME};
 /// What a handler could not do with an event.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
-    /// Try again later (database down, lock conflict): the message is redelivered after a delay.
+    /// Try again later (database down, lock conflict): the message is redelivered after a delay, as
+    /// often as it takes — an event is never given up because a dependency was down for a while.
     #[error("transient failure: {0}")]
     Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The event can never be applied: it is terminated and logged (dead-lettered).
+    /// The event can never be applied: it is terminated and logged.
     #[error("rejected: {0}")]
     Rejected(String),
 }
@@ -45,8 +46,8 @@ pub struct ConsumerSpec {
     pub durable: String,
     /// The subject filter, for example `baemin.events.call.placed` or `baemin.events.>`.
     pub subject: String,
-    /// Deliveries before a failing message is given up (terminated and logged).
-    pub max_deliver: i64,
+    /// Upper bound of the redelivery delay after transient failures (the delay doubles up to it).
+    pub max_backoff: Duration,
 }
 
 impl ConsumerSpec {
@@ -56,7 +57,7 @@ impl ConsumerSpec {
         Self {
             durable: format!("{service}__{suffix}"),
             subject: subject.to_owned(),
-            max_deliver: 20,
+            max_backoff: Duration::from_secs(30),
         }
     }
 }
@@ -86,7 +87,9 @@ pub async fn spawn_consumer<H: EventHandler>(
                 ack_policy: AckPolicy::Explicit,
                 deliver_policy: DeliverPolicy::All,
                 ack_wait: Duration::from_secs(30),
-                max_deliver: spec.max_deliver,
+                // Unlimited: transient failures are retried until they pass; poison messages are
+                // terminated explicitly by `process`, so the server never drops one on its own.
+                max_deliver: -1,
                 ..Default::default()
             },
         )
@@ -129,7 +132,15 @@ async fn run<H: EventHandler>(
                 () = shutdown.cancelled() => return,
             };
             match next {
-                Some(Ok(message)) => process(&spec, handler.as_ref(), message).await,
+                Some(Ok(message)) => {
+                    if let Some(pause) = process(&spec, handler.as_ref(), message).await {
+                        // A dependency is failing: slow down instead of churning through the batch.
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            () = shutdown.cancelled() => return,
+                        }
+                    }
+                }
                 Some(Err(err)) => {
                     tracing::warn!(consumer = %spec.durable, error = %err, "pull stream error; re-pulling");
                     break;
@@ -140,29 +151,74 @@ async fn run<H: EventHandler>(
     }
 }
 
-async fn process<H: EventHandler>(spec: &ConsumerSpec, handler: &H, message: async_nats::jetstream::Message) {
+/// Applies one message and acks it; returns a pause when the handler failed transiently.
+async fn process<H: EventHandler>(
+    spec: &ConsumerSpec,
+    handler: &H,
+    message: async_nats::jetstream::Message,
+) -> Option<Duration> {
     let subject = message.subject.to_string();
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
     let outcome = match Envelope::decode(message.payload.as_ref()) {
         Ok(envelope) if envelope.event.is_some() && !envelope.event_id.is_empty() => {
-            handler.handle(&subject, envelope).await
+            // A panicking handler must not kill the consumer task (nothing would restart it).
+            AssertUnwindSafe(handler.handle(&subject, envelope))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(HandleError::Rejected("the handler panicked".into())))
         }
         Ok(_) => Err(HandleError::Rejected("envelope without event or event id".into())),
         Err(err) => Err(HandleError::Rejected(format!("undecodable envelope: {err}"))),
     };
-    let ack = match outcome {
-        Ok(()) => AckKind::Ack,
-        Err(HandleError::Transient(err)) if delivered < spec.max_deliver => {
-            let delay = Duration::from_millis(250 * 2u64.pow(delivered.clamp(1, 6) as u32 - 1));
+    let (ack, pause) = match outcome {
+        Ok(()) => (AckKind::Ack, None),
+        Err(HandleError::Transient(err)) => {
+            let delay = backoff(delivered, spec.max_backoff);
             tracing::warn!(consumer = %spec.durable, %subject, delivered, error = %err, "event not applied; redelivery in {delay:?}");
-            AckKind::Nak(Some(delay))
+            (AckKind::Nak(Some(delay)), Some(delay.min(Duration::from_secs(5))))
         }
         Err(err) => {
-            tracing::error!(consumer = %spec.durable, %subject, delivered, error = %err, "event dead-lettered (terminated)");
-            AckKind::Term
+            tracing::error!(consumer = %spec.durable, %subject, delivered, error = %err, "event terminated: it can never apply");
+            (AckKind::Term, None)
         }
     };
     if let Err(err) = message.ack_with(ack).await {
         tracing::warn!(consumer = %spec.durable, %subject, error = %err, "ack failed; the event will be redelivered");
+    }
+    pause
+}
+
+/// 250 ms after the first failure, doubling per delivery, at most `max`.
+fn backoff(delivered: i64, max: Duration) -> Duration {
+    let exponent = u32::try_from(delivered.clamp(1, 16) - 1).unwrap_or(0);
+    Duration::from_millis(250)
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redelivery_backs_off_exponentially_up_to_the_cap() {
+        let cap = Duration::from_secs(30);
+        assert_eq!(backoff(1, cap), Duration::from_millis(250));
+        assert_eq!(backoff(2, cap), Duration::from_millis(500));
+        assert_eq!(backoff(4, cap), Duration::from_secs(2));
+        assert_eq!(backoff(9, cap), cap);
+        assert_eq!(backoff(10_000, cap), cap);
+    }
+
+    #[test]
+    fn durable_names_are_derived_from_service_and_subject() {
+        assert_eq!(
+            ConsumerSpec::new("report", "baemin.events.>").durable,
+            "report__baemin_events_all"
+        );
+        assert_eq!(
+            ConsumerSpec::new("rider", "baemin.events.call.placed").durable,
+            "rider__baemin_events_call_placed"
+        );
     }
 }

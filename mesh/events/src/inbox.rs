@@ -46,3 +46,35 @@ pub async fn first_delivery<C: ConnectionTrait>(txn: &C, subject: &str, envelope
         TryInsertResult::Conflicted | TryInsertResult::Empty => false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+    use super::*;
+    use crate::{Event, new_envelope};
+
+    struct Migrator;
+
+    impl MigratorTrait for Migrator {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            vec![Box::new(crate::migration::CreateInbox)]
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_is_first_delivered_once_and_a_redelivery_is_recognised() {
+        let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
+            .await
+            .unwrap();
+        let event = Event::CallCancelled(Default::default());
+        let envelope = new_envelope("test", "call", event);
+        let other = new_envelope("test", "call", Event::CallCancelled(Default::default()));
+        assert!(first_delivery(&db, "s", &envelope).await.unwrap());
+        assert!(
+            !first_delivery(&db, "s", &envelope).await.unwrap(),
+            "a redelivery applies nothing"
+        );
+        assert!(first_delivery(&db, "s", &other).await.unwrap(), "another event is new");
+    }
+}

@@ -20,8 +20,10 @@ pub struct ServiceConfig {
     pub nats_url: String,
     /// `NATS_STREAM_REPLICAS`, `NATS_DUPLICATE_WINDOW`: how the events stream is kept.
     pub stream: StreamSettings,
-    /// `SHUTDOWN_GRACE`: longest wait for in-flight RPCs, consumers and the outbox at shutdown.
+    /// `SHUTDOWN_GRACE`: longest wait for each stage of shutdown (RPCs, consumers and workers, outbox).
     pub shutdown_grace: Duration,
+    /// `STARTUP_TIMEOUT`: how long start-up waits for the database and NATS to become reachable.
+    pub startup_timeout: Duration,
 }
 
 impl ServiceConfig {
@@ -66,6 +68,7 @@ impl ServiceConfig {
                 ..StreamSettings::default()
             },
             shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
+            startup_timeout: s.duration("STARTUP_TIMEOUT", Duration::from_secs(60))?,
         })
     }
 }

@@ -38,21 +38,31 @@ pub struct Runtime {
     bus: EventBus,
     outbox: Outbox,
     server: MeshServer,
+    draining: CancellationToken,
     background: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Runtime {
     /// Binds the gRPC port (health NOT_SERVING), opens and migrates the database with `M`, connects to
-    /// NATS and creates or updates the stream.
+    /// NATS and creates or updates the stream. A database or NATS that is not reachable yet is retried
+    /// with backoff for up to `STARTUP_TIMEOUT` (they often start alongside the service).
     pub async fn start<M: MigratorTrait>(
         config: ServiceConfig,
         grpc_services: &[&'static str],
     ) -> Result<Self, StartupError> {
         let server = MeshServer::bind(config.listen_addr, grpc_services).await?;
-        let db = baemin_mesh_store::connect::<M>(&config.database_url, config.database_pool_size).await?;
-        let bus = EventBus::connect(&config.nats_url, config.name).await?;
-        bus.ensure_stream(&config.stream).await?;
+        let deadline = tokio::time::Instant::now() + config.startup_timeout;
+        let db = retry_until(deadline, "the database", || {
+            baemin_mesh_store::connect::<M>(&config.database_url, config.database_pool_size)
+        })
+        .await?;
+        let bus = retry_until(deadline, "NATS", || async {
+            let bus = EventBus::connect(&config.nats_url, config.name).await?;
+            bus.ensure_stream(&config.stream).await?;
+            Ok::<_, BusError>(bus)
+        })
+        .await?;
         tracing::info!(service = config.name, addr = %server.local_addr(), "started");
         Ok(Self {
             config,
@@ -60,6 +70,7 @@ impl Runtime {
             bus,
             outbox: Outbox::new(),
             server,
+            draining: CancellationToken::new(),
             background: CancellationToken::new(),
             tasks: Vec::new(),
         })
@@ -83,6 +94,12 @@ impl Runtime {
     /// The token background work of the service should stop on (cancelled after the server drained).
     pub fn background_shutdown(&self) -> CancellationToken {
         self.background.clone()
+    }
+
+    /// Cancelled the moment shutdown starts. Long-lived RPCs (server streams) end on it, so the
+    /// server's drain, which waits for every in-flight RPC, can finish.
+    pub fn draining(&self) -> CancellationToken {
+        self.draining.clone()
     }
 
     /// Runs `task` in the background until shutdown; it must return once `background_shutdown` fires.
@@ -127,5 +144,30 @@ impl Runtime {
         self.db.clone().close().await.ok();
         tracing::info!(service = self.config.name, "stopped");
         Ok(served?)
+    }
+}
+
+/// Retries `attempt` with backoff until it succeeds or `deadline` passes, logging what it waits for.
+async fn retry_until<T, E, F, Fut>(
+    deadline: tokio::time::Instant,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, StartupError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<StartupError> + std::error::Error,
+{
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(err) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %err, cause = ?std::error::Error::source(&err), "waiting for {what}; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
 }

@@ -55,10 +55,34 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // Keep a tighter deadline the caller already set.
-        if !request.headers().contains_key("grpc-timeout") {
-            request.headers_mut().insert("grpc-timeout", self.grpc_timeout.clone());
-        }
-        ResponseFuture::new(self.inner.call(request), self.dependency, self.deadline)
+        // A caller's own tighter deadline wins, both for the local timer and for the server.
+        let callers = request.headers().get("grpc-timeout").and_then(parse_grpc_timeout);
+        let deadline = match callers {
+            Some(d) if d < self.deadline => d,
+            _ => {
+                request.headers_mut().insert("grpc-timeout", self.grpc_timeout.clone());
+                self.deadline
+            }
+        };
+        ResponseFuture::new(self.inner.call(request), self.dependency, deadline)
     }
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }

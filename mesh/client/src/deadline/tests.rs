@@ -37,3 +37,30 @@ async fn an_answer_in_time_passes_through_and_the_server_is_told_the_budget() {
     respond.send_response("ok");
     assert_eq!(call.await.unwrap(), "ok");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_callers_tighter_deadline_wins_and_a_looser_one_is_replaced() {
+    let (mut svc, mut handle) = service();
+    let mut tight = http::Request::new(());
+    tight
+        .headers_mut()
+        .insert("grpc-timeout", http::HeaderValue::from_static("100m"));
+    let call = svc.ready().await.unwrap().call(tight);
+    let (request, _respond) = handle.next_request().await.unwrap();
+    assert_eq!(request.headers()["grpc-timeout"], "100m");
+    tokio::time::advance(Duration::from_millis(101)).await;
+    let status = call.await.unwrap_err().downcast::<tonic::Status>().unwrap();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+
+    let mut loose = http::Request::new(());
+    loose
+        .headers_mut()
+        .insert("grpc-timeout", http::HeaderValue::from_static("1H"));
+    let _call = svc.ready().await.unwrap().call(loose);
+    let (request, _respond) = handle.next_request().await.unwrap();
+    assert_eq!(
+        request.headers()["grpc-timeout"],
+        "2000m",
+        "the server is told our budget"
+    );
+}
