@@ -24,7 +24,6 @@ const EVERY_EVENT: &str = "baemin.events.>";
 pub struct Application {
     runtime: Runtime,
     routes: Routes,
-    app: Arc<ReportApp>,
 }
 
 impl Service for Application {
@@ -41,8 +40,16 @@ impl Service for Application {
         runtime
             .consume(EVERY_EVENT, Arc::new(Projector::new(app.clone())))
             .await?;
-        let routes = Routes::new(ReportServiceServer::new(ReportGrpc::new(app.clone())));
-        Ok(Self { runtime, routes, app })
+        // Watch streams never end by themselves; end them as soon as shutdown starts so the server's
+        // drain (which waits for in-flight RPCs) can finish.
+        let draining = runtime.draining();
+        let watched = app.clone();
+        runtime.spawn(async move {
+            draining.cancelled().await;
+            watched.close_watches();
+        });
+        let routes = Routes::new(ReportServiceServer::new(ReportGrpc::new(app)));
+        Ok(Self { runtime, routes })
     }
 
     fn local_addr(&self) -> SocketAddr {
@@ -50,14 +57,6 @@ impl Service for Application {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
-        // Watch streams never end by themselves; end them when shutdown starts so the server's
-        // graceful drain (which waits for in-flight RPCs) can finish.
-        let app = self.app.clone();
-        let closing = shutdown.clone();
-        tokio::spawn(async move {
-            closing.cancelled().await;
-            app.close_watches();
-        });
         self.runtime.run(self.routes, shutdown).await
     }
 }

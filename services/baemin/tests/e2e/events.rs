@@ -21,7 +21,8 @@ async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_f
     let placed = place(&mesh, "store-9", 5_000).await;
     let id = placed.call_id.clone();
     // The rider side's events, as if another rider service produced them: newest first, each twice.
-    // No Nats-Msg-Id, so the broker does not dedupe: only the consumers' inboxes can.
+    // No Nats-Msg-Id, so the broker does not dedupe: the consumers must (inbox first; the merges are
+    // idempotent too, and mesh/events has the unit test that shows the inbox alone recognises a repeat).
     let events = [
         Event::DeliveryCompleted(DeliveryCompleted {
             rider_id: "r-5".into(),
@@ -104,18 +105,42 @@ async fn a_late_accept_never_moves_a_cancelled_call_back() {
         .unwrap()
         .await
         .unwrap();
-    let view = baemin::scenario::wait_view(&mesh.clients, &id, PATIENCE, |v| v.rider_id == "r-late")
-        .await
-        .unwrap();
-    assert_eq!(view.status(), report::DeliveryStatus::Cancelled);
+    // A marker accepted after it on the same subject: once the call service shows the marker ACCEPTED,
+    // its in-order durable consumer has applied the late accept too.
+    let marker = place(&mesh, "store-10", 1_300).await.call_id;
+    let accepted = Event::CallAccepted(CallAccepted {
+        rider_id: "r-marker".into(),
+    });
+    let envelope = new_envelope("test", &marker, accepted.clone());
+    js.publish(
+        baemin_proto::events::subject_of(&accepted),
+        envelope.encode_to_vec().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    baemin::scenario::wait_call(&mesh.clients, &marker, PATIENCE, |c| {
+        c.status() == call::CallStatus::Accepted
+    })
+    .await
+    .unwrap();
     let call = c
-        .get_call(call::GetCallRequest { call_id: id })
+        .get_call(call::GetCallRequest { call_id: id.clone() })
         .await
         .unwrap()
         .into_inner()
         .call
         .unwrap();
-    assert_eq!(call.status(), call::CallStatus::Cancelled);
+    assert_eq!(
+        call.status(),
+        call::CallStatus::Cancelled,
+        "a late accept never moves a cancelled call"
+    );
+    let view = baemin::scenario::wait_view(&mesh.clients, &id, PATIENCE, |v| v.rider_id == "r-late")
+        .await
+        .unwrap();
+    assert_eq!(view.status(), report::DeliveryStatus::Cancelled);
     mesh.stop().await;
 }
 
