@@ -53,7 +53,7 @@ impl Service for Application {
             config.repair_interval,
             runtime.background_shutdown(),
         ));
-        let routes = Routes::new(CallServiceServer::new(CallGrpc::new(app)));
+        let routes = Routes::new(CallServiceServer::new(CallGrpc::new(app, runtime.draining())));
         Ok(Self { runtime, routes })
     }
 

@@ -12,8 +12,11 @@ pub enum CallError {
     #[error("no call {0}")]
     NotFound(String),
     /// The idempotency key was used before with another body.
-    #[error("request_id {0:?} was already used for a call with a different restaurant, destination or fee")]
+    #[error("request_id {0:?} was already used by this restaurant for a call with a different destination or fee")]
     RequestIdReused(String),
+    /// The caller may not do this to this call (another restaurant's call, a rider's command).
+    #[error("{0}")]
+    Forbidden(String),
     /// The lifecycle does not allow the command.
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
@@ -29,6 +32,9 @@ pub enum CallError {
     /// Lost a race that retrying later resolves.
     #[error("{0}")]
     Contended(String),
+    /// The service is shutting down: a long-lived stream ends so the server can drain.
+    #[error("the call service is shutting down; watch again")]
+    ShuttingDown,
     /// The database failed.
     #[error("call database")]
     Db(#[from] sea_orm::DbErr),

@@ -1,6 +1,7 @@
 //! The call domain: a call, its lifecycle as the authority on cancellation, and the use cases that keep
 //! the call and its fee in payment consistent.
 
+mod actor;
 mod error;
 mod model;
 mod ports;
@@ -11,8 +12,11 @@ mod service_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use actor::Actor;
 pub use error::CallError;
-pub use model::{Call, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentState, Registration};
+pub use model::{
+    Call, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentState, Registration, RequestKey,
+};
 pub use ports::{PaymentCallError, Payments};
 pub use repair::run_repair;
 pub use service::{CallApp, CallFilter, Delivery};

@@ -60,6 +60,22 @@ impl Fingerprint {
     }
 }
 
+/// PlaceCall's idempotency key. A request id is unique per restaurant only: two restaurants may pick
+/// the same one, and neither gets the other's call or an ALREADY_EXISTS for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    /// Whose key it is.
+    pub restaurant_id: RestaurantId,
+    /// The client's key, unique within the restaurant.
+    pub request_id: RequestId,
+}
+
+impl std::fmt::Display for RequestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.restaurant_id, self.request_id)
+    }
+}
+
 /// A validated PlaceCall request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCall {
@@ -78,16 +94,24 @@ impl NewCall {
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(&self.restaurant_id, &self.destination, self.fee)
     }
+
+    /// The idempotency key of this request.
+    pub fn key(&self) -> RequestKey {
+        RequestKey {
+            restaurant_id: self.restaurant_id.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
 }
 
-/// A write-ahead intent of PlaceCall: the call id chosen for a request id before payment is asked.
+/// A write-ahead intent of PlaceCall: the call id chosen for an idempotency key before payment is asked.
 ///
 /// It outlives the request only when something failed between registering the fee and storing the
 /// call; the repair worker then voids the fee of its call id, so no fee stays without a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     /// The idempotency key it belongs to.
-    pub request_id: RequestId,
+    pub key: RequestKey,
     /// The call id the fee is registered under.
     pub call_id: CallId,
     /// The body of the request that made it.
@@ -99,7 +123,7 @@ pub struct Registration {
     pub void_requested_at: Option<Millis>,
 }
 
-/// What PlaceCall does with the intent found for its request id.
+/// What PlaceCall does with the intent found for its idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntentStep {
     /// None yet: make one with a fresh call id.
@@ -117,7 +141,7 @@ impl Registration {
     /// A fresh intent for `new`.
     pub fn fresh(new: &NewCall, now: Millis) -> Self {
         Self {
-            request_id: new.request_id.clone(),
+            key: new.key(),
             call_id: CallId::generate(),
             fingerprint: new.fingerprint(),
             created_at: now,
@@ -125,7 +149,7 @@ impl Registration {
         }
     }
 
-    /// What to do with `existing` (the intent stored for the request id, if any).
+    /// What to do with `existing` (the intent stored for the idempotency key, if any).
     pub fn decide(existing: Option<&Self>, fingerprint: &Fingerprint) -> IntentStep {
         match existing {
             None => IntentStep::Fresh,
@@ -183,6 +207,9 @@ pub enum CancelStep {
     AlreadyCancelled(Call),
     /// Store this call (cancellation marked as requested), then void the fee.
     Void(Call),
+    /// A cancellation is marked already (an earlier CancelCall did not learn payment's answer): void
+    /// the fee and cancel, whatever status the call reached since; nothing to store first.
+    Resume(Call),
 }
 
 /// A call as the call service knows it.
@@ -248,10 +275,18 @@ impl Call {
         &self.fingerprint == fingerprint
     }
 
-    /// CancelCall, first step: refuse after pick-up, answer a repeat, or mark the cancellation.
+    /// CancelCall, first step: answer a repeat, finish a cancellation already under way, refuse after
+    /// pick-up, or mark the cancellation.
+    ///
+    /// A marked call is past the cancel decision: an accept or pick-up learned since is void, so it
+    /// does not make the cancellation illegal (the repair worker would finish it anyway); only payment
+    /// refusing the void (the fee is settled) stops it.
     pub fn request_cancel(&self, reason: &CancelReason, now: Millis) -> Result<CancelStep, IllegalTransition> {
         if self.status == DeliveryStatus::Cancelled {
             return Ok(CancelStep::AlreadyCancelled(self.clone()));
+        }
+        if self.cancel_requested_at.is_some() {
+            return Ok(CancelStep::Resume(self.clone()));
         }
         self.status.cancel()?;
         Ok(CancelStep::Void(Self {
@@ -263,9 +298,9 @@ impl Call {
     }
 
     /// CancelCall, last step, once payment voided the fee: the call is CANCELLED whatever it reached
-    /// meanwhile (a voided fee can never be settled, and CANCELLED outranks every status). `None` if it
-    /// already is. `reason` replaces the stored reason when given.
-    pub fn confirm_cancel(&self, reason: Option<&CancelReason>, now: Millis) -> Option<Self> {
+    /// meanwhile (a voided fee can never be settled, and CANCELLED outranks every status), with the
+    /// reason it was marked with. `None` if it already is.
+    pub fn confirm_cancel(&self, now: Millis) -> Option<Self> {
         if self.status == DeliveryStatus::Cancelled {
             return None;
         }
@@ -273,7 +308,6 @@ impl Call {
             status: self.status.merge(DeliveryStatus::Cancelled),
             payment_state: PaymentState::Voided,
             settled_amount: None,
-            cancel_reason: reason.cloned().or_else(|| self.cancel_reason.clone()),
             cancel_requested_at: None,
             updated_at: now.max(self.updated_at),
             version: self.version + 1,
@@ -449,13 +483,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cancel_retry_resumes_a_marked_cancellation_whatever_status_the_call_reached() {
+        let c = call();
+        let CancelStep::Void(marked) = c.request_cancel(&reason("closed"), 50).unwrap() else {
+            panic!("expected a void step");
+        };
+        for event in [accepted("r-1"), picked("r-1"), completed("r-1")] {
+            let moved = marked.apply(&event, 60).unwrap();
+            assert_eq!(moved.cancel_requested_at, Some(50), "the mark survives {event:?}");
+            assert_eq!(
+                moved.request_cancel(&reason("again"), 70).unwrap(),
+                CancelStep::Resume(moved.clone()),
+                "after {event:?}"
+            );
+        }
+    }
+
+    #[test]
     fn cancelling_a_cancelled_call_answers_it_as_it_is() {
-        let cancelled = call().confirm_cancel(Some(&reason("closed")), 20).unwrap();
+        let CancelStep::Void(marked) = call().request_cancel(&reason("closed"), 10).unwrap() else {
+            panic!("expected a void step");
+        };
+        let cancelled = marked.confirm_cancel(20).unwrap();
+        assert_eq!(cancelled.cancel_reason, Some(reason("closed")));
         assert_eq!(
             cancelled.request_cancel(&reason("other"), 30).unwrap(),
             CancelStep::AlreadyCancelled(cancelled.clone())
         );
-        assert_eq!(cancelled.confirm_cancel(None, 40), None);
+        assert_eq!(cancelled.confirm_cancel(40), None);
         assert_eq!(cancelled.abandon_cancel(), None);
     }
 
@@ -468,7 +523,7 @@ mod tests {
                 cancel_reason: Some(reason("closed")),
                 ..call()
             };
-            let done = marked.confirm_cancel(None, 60).unwrap();
+            let done = marked.confirm_cancel(60).unwrap();
             assert_eq!(done.status, Cancelled);
             assert_eq!(done.payment_state, PaymentState::Voided);
             assert_eq!(done.cancel_requested_at, None);
@@ -534,7 +589,7 @@ mod tests {
 
     #[test]
     fn events_after_a_cancel_change_nothing() {
-        let cancelled = call().confirm_cancel(None, 20).unwrap();
+        let cancelled = call().confirm_cancel(20).unwrap();
         for event in [accepted("r-1"), picked("r-1"), completed("r-1")] {
             assert_eq!(cancelled.apply(&event, 100), None);
         }

@@ -59,17 +59,16 @@ impl CallApp {
         cutoff: i64,
         report: &mut RepairReport,
     ) -> Result<(), CallError> {
-        let (request_id, call_id) = (&intent.request_id, &intent.call_id);
+        let (key, call_id) = (&intent.key, &intent.call_id);
         let txn = self.db.begin().await?;
         if db::find(&txn, call_id).await?.is_some() {
             // A call stands under this id, so its fee is wanted (storing a call removes its intent,
             // so this is only a leftover).
-            intents::delete(&txn, request_id, call_id).await?;
+            intents::delete(&txn, key, call_id).await?;
             txn.commit().await?;
             return Ok(());
         }
-        if intent.void_requested_at.is_none()
-            && !intents::claim(&txn, request_id, call_id, Some(cutoff), now_millis()).await?
+        if intent.void_requested_at.is_none() && !intents::claim(&txn, key, call_id, Some(cutoff), now_millis()).await?
         {
             // A retry reused the intent or stored its call meanwhile; it is not abandoned.
             txn.commit().await?;
@@ -81,21 +80,21 @@ impl CallApp {
             Err(PaymentCallError::Refused(detail)) => {
                 // Only a settled fee refuses a void, and nothing settles a fee without a call: log it
                 // for an operator rather than retry forever.
-                tracing::error!(%call_id, %request_id, %detail, "payment refused to void the fee of a call that does not exist");
+                tracing::error!(%call_id, request = %key, %detail, "payment refused to void the fee of a call that does not exist");
             }
             Err(PaymentCallError::Unavailable(detail)) => {
-                tracing::warn!(%call_id, %request_id, %detail, "cannot void an abandoned fee yet; retrying next round");
+                tracing::warn!(%call_id, request = %key, %detail, "cannot void an abandoned fee yet; retrying next round");
                 report.deferred += 1;
                 return Ok(());
             }
         }
-        intents::delete(&self.db, request_id, call_id).await?;
+        intents::delete(&self.db, key, call_id).await?;
         report.intents_voided += 1;
         Ok(())
     }
 
     async fn repair_cancellation(&self, call: &Call, report: &mut RepairReport) -> Result<(), CallError> {
-        match self.void_and_cancel(&call.call_id, None).await {
+        match self.void_and_cancel(&call.call_id).await {
             Ok(_) => report.cancellations_finished += 1,
             Err(CallError::AlreadySettled) => report.cancellations_dropped += 1,
             Err(CallError::PaymentUnavailable(detail)) => {

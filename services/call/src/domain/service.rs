@@ -3,11 +3,14 @@
 //!
 //! # Cancel against completion: payment is the arbiter
 //!
-//! The call service is the authority on cancellation, and payment decides the race between a cancel
-//! and a completion, because both end in a conditional change of the same payment:
+//! The call service is the authority on cancellation: an accept or pick-up that reaches it after its
+//! cancel decision (the mark below) is void. Payment decides the race between a cancel and a
+//! completion, because both end in a conditional change of the same payment (settle vs void), so a
+//! delivery whose fee was voided can never complete and be paid:
 //!
 //! 1. CancelCall refuses a call the call service already knows PICKED or COMPLETED, and marks the call
-//!    `cancel_requested_at` before anything else.
+//!    `cancel_requested_at` before anything else. That mark is the cancel decision: from then on
+//!    only payment's answer can stop the cancellation.
 //! 2. It voids the fee with payment. If payment refuses (the rider settled first), the completion won:
 //!    the mark is cleared and the answer is FAILED_PRECONDITION ("the delivery was already completed
 //!    and settled"); the call follows the rider's events to COMPLETED.
@@ -20,6 +23,10 @@
 //!    its answer lost). The mark stays, the client gets UNAVAILABLE, and the repair worker finishes
 //!    the cancellation (step 2 or 3) once payment answers. Clearing the mark instead could leave a
 //!    voided fee under a live call, whose delivery would then complete and never be paid.
+//! 5. A CancelCall that finds the mark (a client retrying after UNAVAILABLE) does what the repair
+//!    worker would: step 2 or 3, whatever status the call reached meanwhile. A CallAccepted or
+//!    DeliveryPicked that arrived after the mark is void, so it does not turn the retry into
+//!    FAILED_PRECONDITION; only a settled fee (payment refusing the void) does.
 //!
 //! PlaceCall keeps the other invariant, "no fee without a call", with a write-ahead intent: the call
 //! id is chosen and stored before the fee is registered, and an intent that no call replaced within
@@ -35,7 +42,7 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::broadcast;
 
 use super::{
-    Call, CallError, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentCallError, Payments,
+    Actor, Call, CallError, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentCallError, Payments,
     Registration,
 };
 use crate::outbound::{db, events, intents};
@@ -82,7 +89,7 @@ pub struct Delivery {
     pub occurred_at: Millis,
 }
 
-/// What PlaceCall found for its request id before calling payment.
+/// What PlaceCall found for its idempotency key before calling payment.
 enum Reserved {
     /// The call was stored before: a retry.
     Placed(Box<Call>),
@@ -146,9 +153,10 @@ impl CallApp {
         }
     }
 
-    /// Places a call and registers its fee. A retry with the same request id returns the same call;
-    /// the same request id with another body is refused.
-    pub async fn place(&self, new: NewCall) -> Result<Call, CallError> {
+    /// Places a call and registers its fee. A retry with the same request id (of the same restaurant)
+    /// returns the same call; the same key with another body is refused.
+    pub async fn place(&self, actor: &Actor, new: NewCall) -> Result<Call, CallError> {
+        actor.ensure_may_place(&new)?;
         let fingerprint = new.fingerprint();
         let call_id = match self.reserve(&new, &fingerprint).await? {
             Reserved::Placed(call) => return Ok(*call),
@@ -164,7 +172,7 @@ impl CallApp {
             Err(refused) => {
                 // Hand the intent to the repair worker now, so a retry starts over with a fresh call id
                 // instead of being refused again under this one.
-                intents::claim(&self.db, &new.request_id, &call_id, None, now_millis()).await?;
+                intents::claim(&self.db, &new.key(), &call_id, None, now_millis()).await?;
                 let detail = match refused {
                     PaymentCallError::Refused(detail) => detail,
                     other => other.to_string(),
@@ -175,22 +183,27 @@ impl CallApp {
         self.store(&new, &fingerprint, call_id).await
     }
 
-    /// The call `call_id`.
-    pub async fn get(&self, call_id: &CallId) -> Result<Call, CallError> {
-        db::find(&self.db, call_id)
+    /// The call `call_id`, if `actor` may see it (an unknown call is NOT_FOUND for anyone).
+    pub async fn get(&self, actor: &Actor, call_id: &CallId) -> Result<Call, CallError> {
+        let call = db::find(&self.db, call_id)
             .await?
-            .ok_or_else(|| CallError::NotFound(call_id.to_string()))
+            .ok_or_else(|| CallError::NotFound(call_id.to_string()))?;
+        actor.ensure_may_see(&call)?;
+        Ok(call)
     }
 
-    /// One page of the calls matching `filter`, newest first, after `token`.
+    /// One page of the calls matching `filter` (narrowed to what `actor` may list), newest first,
+    /// after `token`.
     pub async fn list(
         &self,
-        filter: &CallFilter,
+        actor: &Actor,
+        filter: CallFilter,
         size: PageSize,
         token: Option<&PageToken>,
     ) -> Result<CallPage, CallError> {
+        let filter = actor.scope(filter)?;
         let limit = size.get();
-        let mut calls = db::list(&self.db, filter, token.map(PageToken::last_key), limit + 1).await?;
+        let mut calls = db::list(&self.db, &filter, token.map(PageToken::last_key), limit + 1).await?;
         let next_page = if calls.len() as u64 > limit {
             calls.truncate(limit as usize);
             calls.last().map(|c| PageToken::after(c.call_id.as_str()))
@@ -201,19 +214,25 @@ impl CallApp {
     }
 
     /// Cancels the call before pick-up and voids its fee; see the module documentation for the rule
-    /// against a concurrent completion. Cancelling a cancelled call returns it.
-    pub async fn cancel(&self, call_id: CallId, reason: CancelReason) -> Result<Call, CallError> {
+    /// against a concurrent completion. Cancelling a cancelled call returns it; a retry of a
+    /// cancellation left under way finishes it, keeping the reason it was marked with.
+    pub async fn cancel(&self, actor: &Actor, call_id: CallId, reason: CancelReason) -> Result<Call, CallError> {
+        actor.ensure_may_cancel()?;
         let now = now_millis();
         let marked = self
-            .transition(&call_id, None, |call| match call.request_cancel(&reason, now)? {
-                CancelStep::AlreadyCancelled(_) => Ok(None),
-                CancelStep::Void(next) => Ok(Some(Change::internal(next))),
+            .transition(&call_id, None, |call| {
+                actor.ensure_may_cancel_call(call)?;
+                match call.request_cancel(&reason, now)? {
+                    CancelStep::AlreadyCancelled(_) | CancelStep::Resume(_) => Ok(None),
+                    CancelStep::Void(next) => Ok(Some(Change::internal(next))),
+                }
             })
             .await?;
         if marked.status == DeliveryStatus::Cancelled {
             return Ok(marked);
         }
-        self.void_and_cancel(&call_id, Some(&reason)).await
+        // The marked call carries the reason: ours, or the first attempt's when this is a retry.
+        self.void_and_cancel(&call_id).await
     }
 
     /// Applies an event of the rider service, once per event id, converging whatever the order.
@@ -233,11 +252,7 @@ impl CallApp {
 
     /// Voids the fee of a call marked for cancellation, then cancels it (or drops the mark when the
     /// fee is settled). Shared by CancelCall and the repair worker.
-    pub(super) async fn void_and_cancel(
-        &self,
-        call_id: &CallId,
-        reason: Option<&CancelReason>,
-    ) -> Result<Call, CallError> {
+    pub(super) async fn void_and_cancel(&self, call_id: &CallId) -> Result<Call, CallError> {
         match self.payments.void_cost(call_id.clone()).await {
             // Nothing registered is as good as voided.
             Ok(()) | Err(PaymentCallError::NotFound) => {}
@@ -253,7 +268,7 @@ impl CallApp {
         }
         let now = now_millis();
         self.transition(call_id, None, |call| {
-            Ok(call.confirm_cancel(reason, now).map(|next| {
+            Ok(call.confirm_cancel(now).map(|next| {
                 let event = events::cancelled(&next);
                 Change::announced(next, event)
             }))
@@ -263,10 +278,11 @@ impl CallApp {
 
     /// PlaceCall before payment: return a stored call, or choose (or reuse) the call id of an intent.
     async fn reserve(&self, new: &NewCall, fingerprint: &Fingerprint) -> Result<Reserved, CallError> {
+        let key = &new.key();
         for _ in 0..RACE_RETRIES {
             let now = now_millis();
             let txn = self.db.begin().await?;
-            if let Some(call) = db::find_by_request(&txn, &new.request_id).await? {
+            if let Some(call) = db::find_by_request(&txn, key).await? {
                 txn.commit().await?;
                 return if call.placed_by(fingerprint) {
                     Ok(Reserved::Placed(Box::new(call)))
@@ -274,15 +290,13 @@ impl CallApp {
                     Err(CallError::RequestIdReused(new.request_id.to_string()))
                 };
             }
-            let existing = intents::find(&txn, &new.request_id).await?;
+            let existing = intents::find(&txn, key).await?;
             let reserved = match Registration::decide(existing.as_ref(), fingerprint) {
                 IntentStep::Conflict => {
                     return Err(CallError::RequestIdReused(new.request_id.to_string()));
                 }
                 IntentStep::BeingVoided => return Err(being_rolled_back()),
-                IntentStep::Reuse(call_id) => intents::touch(&txn, &new.request_id, &call_id, now)
-                    .await?
-                    .then_some(call_id),
+                IntentStep::Reuse(call_id) => intents::touch(&txn, key, &call_id, now).await?.then_some(call_id),
                 IntentStep::Fresh => {
                     let intent = Registration::fresh(new, now);
                     intents::insert(&txn, &intent).await?.then_some(intent.call_id)
@@ -302,9 +316,10 @@ impl CallApp {
 
     /// PlaceCall after payment registered the fee: the call replaces its intent, with `CallPlaced`.
     async fn store(&self, new: &NewCall, fingerprint: &Fingerprint, call_id: CallId) -> Result<Call, CallError> {
+        let key = &new.key();
         let call = Call::placed(call_id, new, now_millis());
         let txn = self.db.begin().await?;
-        if intents::take(&txn, &call.request_id, &call.call_id).await? && db::insert(&txn, &call).await? {
+        if intents::take(&txn, key, &call.call_id).await? && db::insert(&txn, &call).await? {
             self.outbox.enqueue(&txn, &events::placed(&call)).await?;
             self.outbox.commit(txn).await?;
             self.publish(&call);
@@ -314,7 +329,7 @@ impl CallApp {
         // intent over. Rolling back keeps our intent if it is still there; the repair worker voids its
         // fee, since no call stands under its call id.
         txn.rollback().await?;
-        match db::find_by_request(&self.db, &new.request_id).await? {
+        match db::find_by_request(&self.db, key).await? {
             Some(stored) if stored.placed_by(fingerprint) => Ok(stored),
             Some(_) => Err(CallError::RequestIdReused(new.request_id.to_string())),
             None => Err(being_rolled_back()),

@@ -147,9 +147,14 @@ pub(crate) async fn after_repair_age() {
 
 /// A PlaceCall of restaurant `store-1` to `Gangnam-gu 1`.
 pub(crate) fn new_call(request_id: &str, fee: i64) -> NewCall {
+    new_call_of("store-1", request_id, fee)
+}
+
+/// A PlaceCall of `restaurant` to `Gangnam-gu 1`.
+pub(crate) fn new_call_of(restaurant: &str, request_id: &str, fee: i64) -> NewCall {
     NewCall {
         request_id: RequestId::parse(request_id, "request_id").unwrap(),
-        restaurant_id: RestaurantId::parse("store-1", "restaurant_id").unwrap(),
+        restaurant_id: RestaurantId::parse(restaurant, "restaurant_id").unwrap(),
         destination: Destination::parse("Gangnam-gu 1", "destination").unwrap(),
         fee: Fee::parse(fee, "fee").unwrap(),
     }

@@ -1,27 +1,36 @@
 //! `baemin.call.v1.CallService` over the call application. Protobuf types stop here.
 //!
-//! Identity checks (a restaurant sees only its own calls) belong in these methods once the edge
-//! passes `x-baemin-subject` / `x-baemin-role`: each reads its request whole before calling the domain.
+//! Each method reads the caller the gateway vouched for (`x-baemin-subject` / `x-baemin-role`) as an
+//! [`Actor`]; the domain decides what that actor may do (a restaurant its own calls, a rider reads the
+//! calls it took).
 
 use std::{pin::Pin, sync::Arc};
 
 use baemin_proto::call::v1::{self as pb, call_service_server::CallService};
 use futures::Stream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::{proto, watch};
-use crate::domain::CallApp;
+use super::{identity, proto, watch};
+use crate::domain::{Actor, CallApp};
 
 /// The gRPC face of the call service.
 pub struct CallGrpc {
     app: Arc<CallApp>,
+    /// Ends every WatchCall stream, so a draining server is not held open by watchers.
+    streams_stop: CancellationToken,
 }
 
 impl CallGrpc {
-    /// Serves `app`.
-    pub fn new(app: Arc<CallApp>) -> Self {
-        Self { app }
+    /// Serves `app`; open watch streams end (UNAVAILABLE, "watch again") when `streams_stop` is
+    /// cancelled.
+    pub fn new(app: Arc<CallApp>, streams_stop: CancellationToken) -> Self {
+        Self { app, streams_stop }
     }
+}
+
+fn actor<T>(request: &Request<T>) -> Result<Actor, Status> {
+    Ok(identity::actor(request.metadata())?)
 }
 
 #[tonic::async_trait]
@@ -30,16 +39,18 @@ impl CallService for CallGrpc {
         &self,
         request: Request<pb::PlaceCallRequest>,
     ) -> Result<Response<pb::PlaceCallResponse>, Status> {
+        let actor = actor(&request)?;
         let new = proto::new_call(request.get_ref())?;
-        let call = self.app.place(new).await?;
+        let call = self.app.place(&actor, new).await?;
         Ok(Response::new(pb::PlaceCallResponse {
             call: Some(proto::to_pb(&call)),
         }))
     }
 
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::GetCallResponse>, Status> {
+        let actor = actor(&request)?;
         let call_id = proto::call_id(&request.get_ref().call_id)?;
-        let call = self.app.get(&call_id).await?;
+        let call = self.app.get(&actor, &call_id).await?;
         Ok(Response::new(pb::GetCallResponse {
             call: Some(proto::to_pb(&call)),
         }))
@@ -49,8 +60,9 @@ impl CallService for CallGrpc {
         &self,
         request: Request<pb::ListCallsRequest>,
     ) -> Result<Response<pb::ListCallsResponse>, Status> {
+        let actor = actor(&request)?;
         let (filter, size, token) = proto::listing(request.get_ref())?;
-        let page = self.app.list(&filter, size, token.as_ref()).await?;
+        let page = self.app.list(&actor, filter, size, token.as_ref()).await?;
         Ok(Response::new(pb::ListCallsResponse {
             calls: page.calls.iter().map(proto::to_pb).collect(),
             next_page_token: page.next_page.map(|token| token.encode()).unwrap_or_default(),
@@ -61,8 +73,9 @@ impl CallService for CallGrpc {
         &self,
         request: Request<pb::CancelCallRequest>,
     ) -> Result<Response<pb::CancelCallResponse>, Status> {
+        let actor = actor(&request)?;
         let (call_id, reason) = proto::cancellation(request.get_ref())?;
-        let call = self.app.cancel(call_id, reason).await?;
+        let call = self.app.cancel(&actor, call_id, reason).await?;
         Ok(Response::new(pb::CancelCallResponse {
             call: Some(proto::to_pb(&call)),
         }))
@@ -74,11 +87,90 @@ impl CallService for CallGrpc {
         &self,
         request: Request<pb::WatchCallRequest>,
     ) -> Result<Response<Self::WatchCallStream>, Status> {
+        let actor = actor(&request)?;
         let call_id = proto::call_id(&request.get_ref().call_id)?;
         // Subscribe before reading, so no change between the read and the first wait is missed.
         let changes = self.app.subscribe();
-        let current = self.app.get(&call_id).await?;
-        let stream = watch::changes(self.app.clone(), current, changes);
+        let current = self.app.get(&actor, &call_id).await?;
+        let stream = watch::changes(self.app.clone(), actor, current, changes, self.streams_stop.clone());
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use baemin_mesh_server::identity::{ROLE_HEADER, SUBJECT_HEADER};
+    use futures::StreamExt;
+    use tonic::Code;
+
+    use super::*;
+    use crate::domain::testing::{FakePayments, app, new_call};
+
+    async fn grpc() -> (CallGrpc, CancellationToken) {
+        let (app, _db) = app(FakePayments::new()).await;
+        let draining = CancellationToken::new();
+        (CallGrpc::new(Arc::new(app), draining.clone()), draining)
+    }
+
+    fn as_role<T>(message: T, role: &'static str, subject: &'static str) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert(ROLE_HEADER, role.parse().unwrap());
+        request.metadata_mut().insert(SUBJECT_HEADER, subject.parse().unwrap());
+        request
+    }
+
+    #[tokio::test]
+    async fn watch_call_ends_with_unavailable_when_the_server_starts_draining() {
+        let (grpc, draining) = grpc().await;
+        let call = grpc.app.place(&Actor::Company, new_call("req-1", 3_000)).await.unwrap();
+        let request = Request::new(pb::WatchCallRequest {
+            call_id: call.call_id.to_string(),
+        });
+        let mut stream = grpc.watch_call(request).await.unwrap().into_inner();
+        assert!(stream.next().await.unwrap().is_ok());
+
+        draining.cancel();
+
+        let status = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.message().contains("watch again"), "{}", status.message());
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn another_restaurants_call_is_permission_denied_and_an_unknown_one_not_found() {
+        let (grpc, _draining) = grpc().await;
+        let call = grpc.app.place(&Actor::Company, new_call("req-1", 3_000)).await.unwrap();
+        let get = |call_id: String, subject| as_role(pb::GetCallRequest { call_id }, "restaurant", subject);
+
+        let own = grpc.get_call(get(call.call_id.to_string(), "store-1")).await.unwrap();
+        assert_eq!(own.into_inner().call.unwrap().call_id, call.call_id.as_str());
+        let err = grpc
+            .get_call(get(call.call_id.to_string(), "store-2"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        let watch = as_role(
+            pb::WatchCallRequest {
+                call_id: call.call_id.to_string(),
+            },
+            "restaurant",
+            "store-2",
+        );
+        assert_eq!(
+            grpc.watch_call(watch).await.err().unwrap().code(),
+            Code::PermissionDenied
+        );
+        let unknown = baemin_kernel::CallId::generate().to_string();
+        let err = grpc.get_call(get(unknown, "store-2")).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+    }
+
+    #[tokio::test]
+    async fn unusable_identity_metadata_is_permission_denied() {
+        let (grpc, _draining) = grpc().await;
+        let request = as_role(pb::ListCallsRequest::default(), "guest", "someone");
+        let err = grpc.list_calls(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
     }
 }

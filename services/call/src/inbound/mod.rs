@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod grpc;
+mod identity;
 mod proto;
 mod status;
 mod watch;

@@ -11,10 +11,12 @@ impl From<CallError> for Status {
             CallError::Invalid(invalid) => invalid_argument(invalid.0.into_iter().map(|v| (v.field, v.description))),
             CallError::NotFound(_) => Status::not_found(err.to_string()),
             CallError::RequestIdReused(_) => Status::already_exists(err.to_string()),
+            CallError::Forbidden(_) => Status::permission_denied(err.to_string()),
             CallError::Illegal(_) | CallError::AlreadySettled | CallError::PaymentRefused(_) => {
                 Status::failed_precondition(err.to_string())
             }
             CallError::PaymentUnavailable(detail) => unavailable("payment", detail),
+            CallError::ShuttingDown => Status::unavailable(err.to_string()),
             CallError::Contended(_) => Status::aborted(err.to_string()),
             CallError::Db(ref db) => internal("call storage", db),
         }
@@ -30,7 +32,9 @@ mod tests {
 
     #[test]
     fn each_error_kind_has_its_code() {
-        let cases: [(CallError, Code); 8] = [
+        let cases: [(CallError, Code); 10] = [
+            (CallError::Forbidden("not yours".into()), Code::PermissionDenied),
+            (CallError::ShuttingDown, Code::Unavailable),
             (
                 InvalidInput(vec![FieldViolation::new("fee", "bad")]).into(),
                 Code::InvalidArgument,

@@ -1,4 +1,6 @@
-//! WatchCall: the call as it is, then each visible change of it, until a terminal status was sent.
+//! WatchCall: the call as it is, then each visible change of it, until a terminal status was sent or
+//! the server starts draining (then UNAVAILABLE "shutting down; watch again", so a watcher never holds
+//! the drain open).
 
 use std::sync::Arc;
 
@@ -6,19 +8,25 @@ use baemin_kernel::CallId;
 use baemin_proto::call::v1 as pb;
 use futures::Stream;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::proto::to_pb;
-use crate::domain::{Call, CallApp};
+use crate::domain::{Actor, Call, CallApp, CallError};
 
-/// The stream of `current`, then of the changes of the same call among `changes`.
+/// The stream of `current`, then of the changes of the same call among `changes`, for `actor` (who
+/// was allowed to see `current`), until `stop` is cancelled.
 pub fn changes(
     app: Arc<CallApp>,
+    actor: Actor,
     current: Call,
     changes: broadcast::Receiver<Call>,
+    stop: CancellationToken,
 ) -> impl Stream<Item = Result<pb::WatchCallResponse, Status>> + Send + 'static {
     let watch = Watch {
         app,
+        actor,
+        stop,
         call_id: current.call_id.clone(),
         first: Some(current),
         changes,
@@ -36,6 +44,8 @@ pub fn changes(
 
 struct Watch {
     app: Arc<CallApp>,
+    actor: Actor,
+    stop: CancellationToken,
     call_id: CallId,
     first: Option<Call>,
     changes: broadcast::Receiver<Call>,
@@ -52,13 +62,17 @@ impl Watch {
         loop {
             let call = match self.first.take() {
                 Some(first) => first,
-                None => match self.changes.recv().await {
-                    Ok(call) if call.call_id == self.call_id => call,
-                    Ok(_) => continue,
+                None => match self.next_change().await {
+                    None => {
+                        self.done = true;
+                        return Some(Err(CallError::ShuttingDown.into()));
+                    }
+                    Some(Ok(call)) if call.call_id == self.call_id => call,
+                    Some(Ok(_)) => continue,
                     // Changes were dropped for this slow watcher: the call as it is now covers them.
-                    Err(RecvError::Lagged(missed)) => {
+                    Some(Err(RecvError::Lagged(missed))) => {
                         tracing::debug!(call_id = %self.call_id, missed, "watcher lagged; re-reading the call");
-                        match self.app.get(&self.call_id).await {
+                        match self.app.get(&self.actor, &self.call_id).await {
                             Ok(call) => call,
                             Err(err) => {
                                 self.done = true;
@@ -66,7 +80,7 @@ impl Watch {
                             }
                         }
                     }
-                    Err(RecvError::Closed) => return None,
+                    Some(Err(RecvError::Closed)) => return None,
                 },
             };
             if call.version <= self.last_version {
@@ -77,18 +91,30 @@ impl Watch {
             return Some(Ok(call));
         }
     }
+
+    /// The next change of any call, or `None` once the server drains.
+    async fn next_change(&mut self) -> Option<Result<Call, RecvError>> {
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => None,
+            change = self.changes.recv() => Some(change),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use baemin_kernel::{CancelReason, RiderId};
     use futures::StreamExt;
+    use tonic::Code;
 
     use super::*;
     use crate::domain::{
         Delivery, DeliveryEvent,
         testing::{FakePayments, app, new_call},
     };
+
+    const COMPANY: Actor = Actor::Company;
 
     async fn statuses(stream: impl Stream<Item = Result<pb::WatchCallResponse, Status>>) -> Vec<pb::CallStatus> {
         stream
@@ -104,10 +130,16 @@ mod tests {
     async fn a_watch_sends_the_call_then_its_own_changes_and_ends_after_a_terminal_status() {
         let (app, _db) = app(FakePayments::new()).await;
         let app = Arc::new(app);
-        let call = app.place(new_call("req-1", 3_000)).await.unwrap();
-        let other = app.place(new_call("req-2", 3_000)).await.unwrap();
+        let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+        let other = app.place(&COMPANY, new_call("req-2", 3_000)).await.unwrap();
         let subscription = app.subscribe();
-        let stream = changes(app.clone(), call.clone(), subscription);
+        let stream = changes(
+            app.clone(),
+            COMPANY,
+            call.clone(),
+            subscription,
+            CancellationToken::new(),
+        );
 
         let accepted = Delivery {
             event_id: "e-1".into(),
@@ -120,8 +152,12 @@ mod tests {
         };
         app.follow(accepted.clone()).await.unwrap();
         app.follow(accepted).await.unwrap();
-        app.cancel(other.call_id, CancelReason::default()).await.unwrap();
-        app.cancel(call.call_id, CancelReason::default()).await.unwrap();
+        app.cancel(&COMPANY, other.call_id, CancelReason::default())
+            .await
+            .unwrap();
+        app.cancel(&COMPANY, call.call_id, CancelReason::default())
+            .await
+            .unwrap();
 
         assert_eq!(
             statuses(stream).await,
@@ -137,9 +173,35 @@ mod tests {
     async fn a_watch_of_a_finished_call_sends_it_once_and_ends() {
         let (app, _db) = app(FakePayments::new()).await;
         let app = Arc::new(app);
-        let call = app.place(new_call("req-1", 3_000)).await.unwrap();
-        let cancelled = app.cancel(call.call_id, CancelReason::default()).await.unwrap();
-        let stream = changes(app.clone(), cancelled, app.subscribe());
+        let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+        let cancelled = app
+            .cancel(&COMPANY, call.call_id, CancelReason::default())
+            .await
+            .unwrap();
+        let stream = changes(
+            app.clone(),
+            COMPANY,
+            cancelled,
+            app.subscribe(),
+            CancellationToken::new(),
+        );
         assert_eq!(statuses(stream).await, [pb::CallStatus::Cancelled]);
+    }
+
+    #[tokio::test]
+    async fn an_open_watch_ends_with_unavailable_when_the_server_starts_draining() {
+        let (app, _db) = app(FakePayments::new()).await;
+        let app = Arc::new(app);
+        let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+        let draining = CancellationToken::new();
+        let mut stream = Box::pin(changes(app.clone(), COMPANY, call, app.subscribe(), draining.clone()));
+        assert!(stream.next().await.unwrap().is_ok(), "the call as it is");
+
+        draining.cancel();
+
+        let status = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "the call service is shutting down; watch again");
+        assert!(stream.next().await.is_none(), "the stream ends");
     }
 }

@@ -7,7 +7,7 @@ use sea_orm::{
     sea_query::{Expr, OnConflict},
 };
 
-use crate::domain::{Call, CallFilter, Fingerprint, PaymentState};
+use crate::domain::{Call, CallFilter, Fingerprint, PaymentState, RequestKey};
 
 /// The `calls` table: one row per call.
 pub mod entity {
@@ -20,8 +20,7 @@ pub mod entity {
         /// UUIDv7.
         #[sea_orm(primary_key, auto_increment = false)]
         pub call_id: String,
-        /// The client's idempotency key.
-        #[sea_orm(unique)]
+        /// The client's idempotency key, unique per restaurant (index `calls_restaurant_request`).
         pub request_id: String,
         /// `restaurant_id|destination|fee` of the placing request.
         pub request_fingerprint: String,
@@ -69,17 +68,18 @@ pub async fn find<C: ConnectionTrait>(db: &C, call_id: &CallId) -> Result<Option
         .transpose()
 }
 
-/// The call placed with idempotency key `request_id`, if any.
-pub async fn find_by_request<C: ConnectionTrait>(db: &C, request_id: &RequestId) -> Result<Option<Call>, DbErr> {
+/// The call placed with idempotency key `key`, if any.
+pub async fn find_by_request<C: ConnectionTrait>(db: &C, key: &RequestKey) -> Result<Option<Call>, DbErr> {
     entity::Entity::find()
-        .filter(Column::RequestId.eq(request_id.as_str()))
+        .filter(Column::RestaurantId.eq(key.restaurant_id.as_str()))
+        .filter(Column::RequestId.eq(key.request_id.as_str()))
         .one(db)
         .await?
         .map(to_domain)
         .transpose()
 }
 
-/// Inserts a new call; `false` if its id or request id is taken (a concurrent attempt won).
+/// Inserts a new call; `false` if its id or idempotency key is taken (a concurrent attempt won).
 pub async fn insert<C: ConnectionTrait>(db: &C, call: &Call) -> Result<bool, DbErr> {
     let result = entity::Entity::insert(to_row(call))
         .on_conflict(OnConflict::new().do_nothing().to_owned())
@@ -216,7 +216,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        domain::{Call, testing::new_call},
+        domain::{
+            Call,
+            testing::{new_call, new_call_of},
+        },
         outbound::migration::Migrator,
     };
 
@@ -225,12 +228,27 @@ mod tests {
         let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
             .await
             .unwrap();
-        let first = Call::placed(CallId::generate(), &new_call("req-1", 3_000), 1);
-        let rival = Call::placed(CallId::generate(), &new_call("req-1", 3_000), 2);
+        let new = new_call("req-1", 3_000);
+        let first = Call::placed(CallId::generate(), &new, 1);
+        let rival = Call::placed(CallId::generate(), &new, 2);
         assert!(insert(&db, &first).await.unwrap());
         assert!(!insert(&db, &rival).await.unwrap());
         assert!(!insert(&db, &first).await.unwrap(), "same call id");
-        assert_eq!(find_by_request(&db, &first.request_id).await.unwrap(), Some(first));
+        assert_eq!(find_by_request(&db, &new.key()).await.unwrap(), Some(first));
+    }
+
+    #[tokio::test]
+    async fn the_same_request_id_of_two_restaurants_names_two_calls() {
+        let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
+            .await
+            .unwrap();
+        let (a, b) = (new_call("req-1", 3_000), new_call_of("store-2", "req-1", 3_000));
+        let call_a = Call::placed(CallId::generate(), &a, 1);
+        let call_b = Call::placed(CallId::generate(), &b, 2);
+        assert!(insert(&db, &call_a).await.unwrap());
+        assert!(insert(&db, &call_b).await.unwrap());
+        assert_eq!(find_by_request(&db, &a.key()).await.unwrap(), Some(call_a));
+        assert_eq!(find_by_request(&db, &b.key()).await.unwrap(), Some(call_b));
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ impl MigrationTrait for CreateCalls {
                     .table("calls")
                     .if_not_exists()
                     .col(string_len("call_id", 36).primary_key())
-                    .col(string_len_uniq("request_id", 64))
+                    .col(string_len("request_id", 64))
                     .col(text("request_fingerprint"))
                     .col(string_len("restaurant_id", 64))
                     .col(string_len("destination", 200))
@@ -50,7 +50,20 @@ impl MigrationTrait for CreateCalls {
                     .to_owned(),
             )
             .await?;
-        for column in ["restaurant_id", "status", "rider_id", "cancel_requested_at"] {
+        // The idempotency key is per restaurant: two restaurants may use the same request id.
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("calls_restaurant_request")
+                    .table("calls")
+                    .col("restaurant_id")
+                    .col("request_id")
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        for column in ["status", "rider_id", "cancel_requested_at"] {
             manager
                 .create_index(
                     Index::create()
@@ -86,11 +99,13 @@ impl MigrationTrait for CreateRegistrations {
                 Table::create()
                     .table("registrations")
                     .if_not_exists()
-                    .col(string_len("request_id", 64).primary_key())
+                    .col(string_len("restaurant_id", 64))
+                    .col(string_len("request_id", 64))
                     .col(string_len("call_id", 36))
                     .col(text("request_fingerprint"))
                     .col(big_integer("created_at"))
                     .col(big_integer_null("void_requested_at"))
+                    .primary_key(Index::create().col("restaurant_id").col("request_id"))
                     .to_owned(),
             )
             .await?;
