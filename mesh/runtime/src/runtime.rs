@@ -115,34 +115,54 @@ impl Runtime {
         Ok(())
     }
 
-    /// Serves `routes` with health SERVING until `shutdown`; then drains in order: health NOT_SERVING
-    /// and in-flight RPCs finish, consumers and workers stop, the outbox flushes.
+    /// Serves `routes` with health SERVING until `shutdown`; then drains in order: health NOT_SERVING,
+    /// streams end (the draining token) and in-flight RPCs finish, consumers and workers stop, and last
+    /// the outbox relay flushes what they wrote. Each stage waits at most `SHUTDOWN_GRACE`.
     pub async fn run(mut self, routes: Routes, shutdown: Shutdown) -> Result<(), StartupError> {
+        let relay_stop = CancellationToken::new();
         let relay = self.outbox.relay(self.db.clone(), self.bus.jetstream().clone());
-        let relay = tokio::spawn(relay.run(self.background.clone()));
+        let relay = tokio::spawn(relay.run(relay_stop.clone()));
         self.server.serving().set(ServingStatus::Serving).await;
-        let served = self.server.serve(routes, shutdown).await;
-        tracing::info!(
-            service = self.config.name,
-            "server drained; stopping consumers and flushing the outbox"
-        );
-        self.background.cancel();
+        let draining = self.draining.clone();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            signal.cancelled().await;
+            draining.cancel();
+        });
         let grace = self.config.shutdown_grace;
-        let stop = async {
+        let name = self.config.name;
+        let served = {
+            let serve = self.server.serve(routes, shutdown.clone());
+            tokio::pin!(serve);
+            let overdue = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+            };
+            tokio::select! {
+                served = &mut serve => served,
+                () = overdue => {
+                    tracing::warn!(service = name, "in-flight RPCs did not finish within {grace:?}; closing them");
+                    Ok(())
+                }
+            }
+        };
+        tracing::info!(service = name, "server drained; stopping consumers and workers");
+        self.background.cancel();
+        let tasks = async {
             for task in self.tasks.drain(..) {
                 let _ = task.await;
             }
-            let _ = relay.await;
         };
-        if tokio::time::timeout(grace, stop).await.is_err() {
-            tracing::warn!(
-                service = self.config.name,
-                "background work did not stop within {grace:?}"
-            );
+        if tokio::time::timeout(grace, tasks).await.is_err() {
+            tracing::warn!(service = name, "consumers and workers did not stop within {grace:?}");
+        }
+        relay_stop.cancel();
+        if tokio::time::timeout(grace, relay).await.is_err() {
+            tracing::warn!(service = name, "the outbox relay did not stop within {grace:?}");
         }
         let _ = self.bus.client().flush().await;
         self.db.clone().close().await.ok();
-        tracing::info!(service = self.config.name, "stopped");
+        tracing::info!(service = name, "stopped");
         Ok(served?)
     }
 }

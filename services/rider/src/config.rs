@@ -14,6 +14,12 @@ pub struct Config {
     pub payment_url: String,
     /// `PAYMENT_DEADLINE`: longest time one payment call may take (default 2s).
     pub payment_deadline: Duration,
+    /// `RIDER_REPAIR_AFTER`: age after which the repair worker re-sends the Settle of a CompleteDelivery
+    /// whose outcome was never recorded (default 30s). Must exceed `PAYMENT_DEADLINE`, or settlements
+    /// still in flight would be repaired.
+    pub repair_after: Duration,
+    /// `RIDER_REPAIR_INTERVAL`: time between repair rounds (default 5s).
+    pub repair_interval: Duration,
 }
 
 impl Config {
@@ -28,10 +34,21 @@ impl Config {
         if let Err(err) = tonic::transport::Endpoint::from_shared(payment_url.clone()) {
             return Err(ConfigError::new("PAYMENT_URL", &payment_url, err));
         }
+        let payment_deadline = s.duration("PAYMENT_DEADLINE", Duration::from_secs(2))?;
+        let repair_after = s.duration("RIDER_REPAIR_AFTER", Duration::from_secs(30))?;
+        if repair_after <= payment_deadline {
+            return Err(ConfigError::new(
+                "RIDER_REPAIR_AFTER",
+                &format!("{repair_after:?}"),
+                format!("must be longer than PAYMENT_DEADLINE ({payment_deadline:?})"),
+            ));
+        }
         Ok(Self {
             service: ServiceConfig::from_settings("rider", Self::DEFAULT_PORT, &s)?,
             payment_url,
-            payment_deadline: s.duration("PAYMENT_DEADLINE", Duration::from_secs(2))?,
+            payment_deadline,
+            repair_after,
+            repair_interval: s.duration("RIDER_REPAIR_INTERVAL", Duration::from_secs(5))?,
         })
     }
 }
@@ -48,6 +65,8 @@ mod tests {
         assert_eq!(config.service.name, "rider");
         assert_eq!(config.payment_url, "http://127.0.0.1:8083");
         assert_eq!(config.payment_deadline, Duration::from_secs(2));
+        assert_eq!(config.repair_after, Duration::from_secs(30));
+        assert_eq!(config.repair_interval, Duration::from_secs(5));
     }
 
     #[test]
@@ -56,10 +75,29 @@ mod tests {
             ("PAYMENT_URL", "127.0.0.1:8083"),
             ("PAYMENT_URL", "http://bad host:8083"),
             ("PAYMENT_DEADLINE", "soon"),
+            ("RIDER_REPAIR_AFTER", "0s"),
+            ("RIDER_REPAIR_AFTER", "later"),
+            ("RIDER_REPAIR_INTERVAL", "often"),
         ] {
             let env = [(key, value)];
             assert_eq!(Config::from_env(&env).unwrap_err().key, key);
         }
+    }
+
+    #[test]
+    fn repairs_must_wait_longer_than_a_payment_call_can_take() {
+        let env = [("PAYMENT_DEADLINE", "5s"), ("RIDER_REPAIR_AFTER", "5s")];
+        assert_eq!(Config::from_env(&env).unwrap_err().key, "RIDER_REPAIR_AFTER");
+        let env = [("PAYMENT_DEADLINE", "5s"), ("RIDER_REPAIR_AFTER", "6s")];
+        assert_eq!(Config::from_env(&env).unwrap().repair_after, Duration::from_secs(6));
+    }
+
+    #[test]
+    fn repair_settings_are_read() {
+        let env = [("RIDER_REPAIR_AFTER", "60s"), ("RIDER_REPAIR_INTERVAL", "250ms")];
+        let config = Config::from_env(&env).unwrap();
+        assert_eq!(config.repair_after, Duration::from_secs(60));
+        assert_eq!(config.repair_interval, Duration::from_millis(250));
     }
 
     #[test]

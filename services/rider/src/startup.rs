@@ -1,5 +1,5 @@
-//! Wiring: the rider application, its gRPC server, its call-event consumers and its outbox relay on the
-//! mesh runtime.
+//! Wiring: the rider application, its gRPC server, its call-event consumers, its settlement repair
+//! worker and its outbox relay on the mesh runtime.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -9,12 +9,11 @@ use baemin_mesh_server::{
     config::{ConfigError, Env},
 };
 use baemin_proto::rider::v1::rider_service_server::{RiderServiceServer, SERVICE_NAME};
-use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 use crate::{
     Config,
-    domain::RiderApp,
+    domain::{RiderApp, run_repair},
     inbound::{events::CallEvents, grpc::RiderGrpc},
     outbound::{migration::Migrator, payment::GrpcPayments},
 };
@@ -23,8 +22,6 @@ use crate::{
 pub struct Application {
     runtime: Runtime,
     routes: Routes,
-    /// Ends the WatchOpenCalls streams when shutdown begins.
-    streams_stop: CancellationToken,
 }
 
 impl Service for Application {
@@ -36,26 +33,27 @@ impl Service for Application {
     }
 
     async fn build(config: Config) -> Result<Self, StartupError> {
-        // Config::from_env already refused a URL the client cannot use, so this cannot fail in
-        // practice; StartupError has no variant for a client, so it is reported as a serving failure.
         let payments = GrpcPayments::connect(&config.payment_url, config.payment_deadline)?;
         let mut runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
         let app = Arc::new(RiderApp::new(
             runtime.db().clone(),
             runtime.outbox().clone(),
             Arc::new(payments),
+            config.repair_after,
         ));
         let handler = Arc::new(CallEvents::new(app.clone()));
         for subject in crate::inbound::events::SUBJECTS {
             runtime.consume(subject, handler.clone()).await?;
         }
-        let streams_stop = CancellationToken::new();
-        let routes = Routes::new(RiderServiceServer::new(RiderGrpc::new(app, streams_stop.clone())));
-        Ok(Self {
-            runtime,
-            routes,
-            streams_stop,
-        })
+        runtime.spawn(run_repair(
+            app.clone(),
+            config.repair_interval,
+            runtime.background_shutdown(),
+        ));
+        // WatchOpenCalls streams never end by themselves; they end on the runtime's draining token,
+        // so the server's drain (which waits for in-flight RPCs) can finish.
+        let routes = Routes::new(RiderServiceServer::new(RiderGrpc::new(app, runtime.draining())));
+        Ok(Self { runtime, routes })
     }
 
     fn local_addr(&self) -> SocketAddr {
@@ -63,13 +61,6 @@ impl Service for Application {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
-        // Watch streams never end by themselves; the server drains only once they do.
-        let streams_stop = self.streams_stop;
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            signal.cancelled().await;
-            streams_stop.cancel();
-        });
         self.runtime.run(self.routes, shutdown).await
     }
 }

@@ -1,9 +1,13 @@
 //! Test helpers shared by the application and adapter tests: the application on SQLite in memory with a
 //! fake payment port.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, RestaurantId, RiderId, Settlement};
@@ -21,14 +25,25 @@ use crate::{
 /// How the fake payment answers Settle.
 #[derive(Debug, Clone)]
 pub enum Answer {
+    /// Settles (idempotently) and says so.
     Settle,
+    /// Settles, but the answer is lost on the way back (looks unavailable).
+    SettleButLoseReply,
+    /// Cannot be reached; nothing settles.
     Unavailable,
+    /// The fee was voided (`FEE_VOIDED`).
+    Voided,
+    /// Any other refusal (e.g. `SETTLED_WITH_ANOTHER_RIDER`).
     Refuse,
+    /// No fee registered.
+    NotFound,
 }
 
 pub struct FakePayments {
     answer: Mutex<Answer>,
     settles: AtomicUsize,
+    /// Calls settled at the fake payment: paid once each, however often Settle comes.
+    paid: Mutex<HashSet<CallId>>,
 }
 
 impl FakePayments {
@@ -36,7 +51,13 @@ impl FakePayments {
         Arc::new(Self {
             answer: Mutex::new(answer),
             settles: AtomicUsize::new(0),
+            paid: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Whether payment holds `call_id` as settled.
+    pub fn paid(&self, call_id: &CallId) -> bool {
+        self.paid.lock().unwrap().contains(call_id)
     }
 
     pub fn answer(&self, answer: Answer) {
@@ -51,11 +72,14 @@ impl FakePayments {
 impl Payments for FakePayments {
     fn settle<'a>(
         &'a self,
-        _call_id: &'a CallId,
+        call_id: &'a CallId,
         _rider: &'a RiderId,
     ) -> BoxFuture<'a, Result<Settlement, PaymentCallError>> {
         self.settles.fetch_add(1, Ordering::SeqCst);
         let answer = self.answer.lock().unwrap().clone();
+        if matches!(answer, Answer::Settle | Answer::SettleButLoseReply) {
+            self.paid.lock().unwrap().insert(call_id.clone());
+        }
         Box::pin(async move {
             match answer {
                 Answer::Settle => Ok(Settlement {
@@ -63,10 +87,15 @@ impl Payments for FakePayments {
                     commission: 300,
                     rider_payout: 2_700,
                 }),
+                Answer::SettleButLoseReply => Err(PaymentCallError::Unavailable("deadline exceeded".into())),
                 Answer::Unavailable => Err(PaymentCallError::Unavailable("connection refused".into())),
-                Answer::Refuse => Err(PaymentCallError::Refused(
+                Answer::Voided => Err(PaymentCallError::Voided(
                     "the fee was voided (the call was cancelled); nothing to settle".into(),
                 )),
+                Answer::Refuse => Err(PaymentCallError::Refused(
+                    "call was already settled with another rider".into(),
+                )),
+                Answer::NotFound => Err(PaymentCallError::NotFound("no payment".into())),
             }
         })
     }
@@ -83,7 +112,13 @@ pub async fn spawn_app() -> TestApp {
         .await
         .unwrap();
     let payments = FakePayments::new(Answer::Settle);
-    let app = Arc::new(RiderApp::new(db.clone(), Outbox::new(), payments.clone()));
+    // Zero: every mark is due at the next repair round, so tests drive rounds without waiting.
+    let app = Arc::new(RiderApp::new(
+        db.clone(),
+        Outbox::new(),
+        payments.clone(),
+        Duration::ZERO,
+    ));
     TestApp { app, db, payments }
 }
 

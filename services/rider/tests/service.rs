@@ -4,8 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -23,14 +27,30 @@ use futures::StreamExt;
 use prost::Message;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, Response, Status, transport::Channel};
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// How long anything asynchronous may take before a test gives up.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Payment that settles everything at 10 % commission, except the calls whose fee it voided.
+/// Payment that settles everything at 10 % commission, except the calls whose fee it voided or
+/// settled with another rider, and except while it is down.
 #[derive(Clone, Default)]
 struct FakePayment {
     voided: Arc<Mutex<Vec<String>>>,
+    settled_elsewhere: Arc<Mutex<Vec<String>>>,
+    /// Answers UNAVAILABLE while set.
+    down: Arc<AtomicBool>,
+    /// Settle requests that reached it.
+    settles: Arc<AtomicUsize>,
+}
+
+/// A FAILED_PRECONDITION carrying payment's machine-readable reason, as payment answers.
+fn refusal(reason: &str, message: &str) -> Status {
+    Status::with_error_details(
+        Code::FailedPrecondition,
+        message,
+        ErrorDetails::with_error_info(reason, "payment.baemin", HashMap::new()),
+    )
 }
 
 #[tonic::async_trait]
@@ -44,8 +64,18 @@ impl PaymentService for FakePayment {
 
     async fn settle(&self, request: Request<pay::SettleRequest>) -> Result<Response<pay::SettleResponse>, Status> {
         let req = request.into_inner();
+        self.settles.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("payment is restarting"));
+        }
         if self.voided.lock().unwrap().contains(&req.call_id) {
-            return Err(Status::failed_precondition("the fee was voided"));
+            return Err(refusal("FEE_VOIDED", "the fee was voided"));
+        }
+        if self.settled_elsewhere.lock().unwrap().contains(&req.call_id) {
+            return Err(refusal(
+                "SETTLED_WITH_ANOTHER_RIDER",
+                "already settled with another rider",
+            ));
         }
         Ok(Response::new(pay::SettleResponse {
             payment: Some(pay::Payment {
@@ -100,10 +130,14 @@ impl Harness {
         let payment = FakePayment::default();
         let payment_addr = serve_payment(payment.clone()).await;
         let mut dbs = TestDatabases::new(kind);
+        // Repair rounds quickly, so a test sees the worker finish a settlement within its patience.
         let env = [
             ("DATABASE_URL", dbs.url_for("rider").await),
             ("NATS_URL", nats_server.url()),
             ("PAYMENT_URL", format!("http://{payment_addr}")),
+            ("PAYMENT_DEADLINE", "500ms".to_owned()),
+            ("RIDER_REPAIR_AFTER", "1s".to_owned()),
+            ("RIDER_REPAIR_INTERVAL", "100ms".to_owned()),
         ];
         let service = RunningService::start::<baemin_rider::Application>(&env).await;
         let channel = Channel::from_shared(service.url()).unwrap().connect().await.unwrap();
@@ -365,7 +399,94 @@ async fn cancellations_win_in_any_order(kind: DbKind) {
     assert!(refused.message().contains("nothing to settle"), "{}", refused.message());
     h.delivery_when(&voided, |d| d.status() == pb::DeliveryStatus::Cancelled)
         .await;
+
+    // Any other refusal (settled with another rider) leaves the delivery as it is.
+    let elsewhere = h.place("store-2", 3_000).await;
+    h.payment.settled_elsewhere.lock().unwrap().push(elsewhere.clone());
+    rider.accept_call(accept(&elsewhere, "rider-9")).await.unwrap();
+    rider.pick_up(pick_up(&elsewhere, "rider-9")).await.unwrap();
+    let refused = rider
+        .complete_delivery(complete(&elsewhere, "rider-9"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let d = h.delivery_when(&elsewhere, |_| true).await;
+    assert_eq!(d.status(), pb::DeliveryStatus::Picked, "not cancelled");
     h.stop().await;
+}
+
+async fn a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker(kind: DbKind) {
+    let h = Harness::start(kind).await;
+    let mut rider = h.rider.clone();
+    let mut completed = h.nats.subscribe("baemin.events.delivery.completed").await.unwrap();
+    let call_id = h.place("store-4", 3_000).await;
+    rider.accept_call(accept(&call_id, "rider-3")).await.unwrap();
+    rider.pick_up(pick_up(&call_id, "rider-3")).await.unwrap();
+
+    h.payment.down.store(true, Ordering::SeqCst);
+    let refused = rider
+        .complete_delivery(complete(&call_id, "rider-3"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert!(
+        refused.message().ends_with("the settlement is retried"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        h.delivery_when(&call_id, |_| true).await.status(),
+        pb::DeliveryStatus::Picked
+    );
+
+    // Payment returns; nobody retries CompleteDelivery: the repair worker settles and completes.
+    h.payment.down.store(false, Ordering::SeqCst);
+    let done = h
+        .delivery_when(&call_id, |d| d.status() == pb::DeliveryStatus::Completed)
+        .await;
+    assert_eq!(done.payout, 2_700);
+    assert!(h.payment.settles.load(Ordering::SeqCst) >= 2, "Settle was sent again");
+    let message = tokio::time::timeout(PATIENCE, completed.next())
+        .await
+        .expect("DeliveryCompleted published")
+        .unwrap();
+    assert_eq!(Envelope::decode(message.payload.as_ref()).unwrap().call_id, call_id);
+    let again = rider
+        .complete_delivery(complete(&call_id, "rider-3"))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "completing twice");
+    h.stop().await;
+}
+
+async fn a_watcher_is_told_to_watch_again_when_the_service_drains(kind: DbKind) {
+    let h = Harness::start(kind).await;
+    let mut board = h
+        .rider
+        .clone()
+        .watch_open_calls(pb::WatchOpenCallsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let call_id = h.place("store-5", 1_000).await;
+    let opened = tokio::time::timeout(PATIENCE, board.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(opened.call.unwrap().call_id, call_id);
+    let stopping = tokio::spawn(h.stop());
+    let last = tokio::time::timeout(PATIENCE, board.next())
+        .await
+        .expect("the stream ends when draining starts")
+        .expect("a last status")
+        .unwrap_err();
+    assert_eq!(last.code(), Code::Unavailable);
+    assert_eq!(last.message(), "the rider service is shutting down; watch again");
+    tokio::time::timeout(Duration::from_secs(30), stopping)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 async fn of_ten_riders_racing_over_grpc_exactly_one_wins(kind: DbKind) {
@@ -421,4 +542,24 @@ async fn sqlite_of_ten_riders_racing_over_grpc_exactly_one_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_of_ten_riders_racing_over_grpc_exactly_one_wins() {
     of_ten_riders_racing_over_grpc_exactly_one_wins(DbKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker() {
+    a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker(DbKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker() {
+    a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker(DbKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_watcher_is_told_to_watch_again_when_the_service_drains() {
+    a_watcher_is_told_to_watch_again_when_the_service_drains(DbKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_watcher_is_told_to_watch_again_when_the_service_drains() {
+    a_watcher_is_told_to_watch_again_when_the_service_drains(DbKind::Postgres).await;
 }

@@ -312,7 +312,9 @@ async fn reusing_a_request_id_with_another_body_is_already_exists() {
 fn as_caller<T>(role: &'static str, subject: &'static str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert("x-baemin-role", role.parse().unwrap());
-    request.metadata_mut().insert("x-baemin-subject", subject.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-baemin-subject", subject.parse().unwrap());
     request
 }
 
@@ -321,25 +323,50 @@ async fn a_restaurant_reading_another_restaurants_call_is_permission_denied() {
     let mesh = TestMesh::start(DbKind::Sqlite).await;
     let theirs = place(&mesh, "store-b", 1_000).await.call_id;
     let mut c = mesh.clients.call.clone();
-    let get = |call_id: &str| call::GetCallRequest { call_id: call_id.to_owned() };
-    let denied = c.get_call(as_caller("restaurant", "store-a", get(&theirs))).await.unwrap_err();
+    let get = |call_id: &str| call::GetCallRequest {
+        call_id: call_id.to_owned(),
+    };
+    let denied = c
+        .get_call(as_caller("restaurant", "store-a", get(&theirs)))
+        .await
+        .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let own = c.get_call(as_caller("restaurant", "store-b", get(&theirs))).await.unwrap();
+    let own = c
+        .get_call(as_caller("restaurant", "store-b", get(&theirs)))
+        .await
+        .unwrap();
     assert_eq!(own.into_inner().call.unwrap().restaurant_id, "store-b");
-    let cancel = call::CancelCallRequest { call_id: theirs.clone(), reason: String::new() };
-    assert_eq!(c.cancel_call(as_caller("restaurant", "store-a", cancel)).await.unwrap_err().code(), Code::PermissionDenied);
+    let cancel = call::CancelCallRequest {
+        call_id: theirs.clone(),
+        reason: String::new(),
+    };
+    assert_eq!(
+        c.cancel_call(as_caller("restaurant", "store-a", cancel))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
     let placing_for_another = call::PlaceCallRequest {
         request_id: request_id(),
         restaurant_id: "store-b".into(),
         destination: "Seoul".into(),
         fee: 1_000,
     };
-    let denied = c.place_call(as_caller("restaurant", "store-a", placing_for_another)).await.unwrap_err();
+    let denied = c
+        .place_call(as_caller("restaurant", "store-a", placing_for_another))
+        .await
+        .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    baemin::scenario::wait_view(&mesh.clients, &theirs, PATIENCE, |_| true).await.unwrap();
+    baemin::scenario::wait_view(&mesh.clients, &theirs, PATIENCE, |_| true)
+        .await
+        .unwrap();
     let mut rep = mesh.clients.report.clone();
     let view = report::GetDeliveryViewRequest { call_id: theirs };
-    let denied = rep.get_delivery_view(as_caller("restaurant", "store-a", view)).await.unwrap_err();
+    let denied = rep
+        .get_delivery_view(as_caller("restaurant", "store-a", view))
+        .await
+        .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     mesh.stop().await;
 }

@@ -1,6 +1,18 @@
-//! Everything that can go wrong in payment, by kind; mapped to gRPC status in `inbound::grpc::status`.
+//! Everything that can go wrong in payment, by kind; mapped to gRPC status in `inbound::status`.
 
 use baemin_kernel::InvalidInput;
+
+/// Why the payment's status refused a command: a stable reason a caller can act on (the message is
+/// for people).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The fee was voided (the call was cancelled): it can be neither settled nor registered again.
+    FeeVoided,
+    /// The fee was settled: it can no longer be voided.
+    FeeSettled,
+    /// The fee was settled with a rider other than the one asking.
+    SettledWithAnotherRider,
+}
 
 /// Why a payment command was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,9 +33,9 @@ pub enum PaymentError {
         /// The fee asked for now.
         requested: i64,
     },
-    /// The payment's status does not allow the command.
-    #[error("{0}")]
-    IllegalState(String),
+    /// The payment's status does not allow the command; `Refusal` says why, for machines.
+    #[error("{1}")]
+    IllegalState(Refusal, String),
     /// Concurrent commands kept changing the payment; the client may retry.
     #[error("{0}")]
     Contention(String),

@@ -4,6 +4,6 @@ mod error;
 mod model;
 mod service;
 
-pub use error::PaymentError;
+pub use error::{PaymentError, Refusal};
 pub use model::{Change, Payment, PaymentStatus};
 pub use service::PaymentApp;

@@ -2,7 +2,7 @@
 
 use baemin_kernel::{CallId, CommissionRate, Fee, Millis, RiderId, Settlement};
 
-use super::PaymentError;
+use super::{PaymentError, Refusal};
 
 /// Where a payment is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,10 +91,13 @@ impl Payment {
             });
         }
         match self.status {
-            PaymentStatus::Voided => Err(PaymentError::IllegalState(format!(
-                "the fee of call {} was voided; a voided fee cannot be registered again",
-                self.call_id
-            ))),
+            PaymentStatus::Voided => Err(PaymentError::IllegalState(
+                Refusal::FeeVoided,
+                format!(
+                    "the fee of call {} was voided; a voided fee cannot be registered again",
+                    self.call_id
+                ),
+            )),
             _ => Ok(Change::AlreadyDone(self.clone())),
         }
     }
@@ -110,14 +113,17 @@ impl Payment {
                 ..self.clone()
             })),
             PaymentStatus::Settled if self.rider_id.as_ref() == Some(rider) => Ok(Change::AlreadyDone(self.clone())),
-            PaymentStatus::Settled => Err(PaymentError::IllegalState(format!(
-                "call {} was already settled with another rider",
-                self.call_id
-            ))),
-            PaymentStatus::Voided => Err(PaymentError::IllegalState(format!(
-                "the fee of call {} was voided (the call was cancelled); nothing to settle",
-                self.call_id
-            ))),
+            PaymentStatus::Settled => Err(PaymentError::IllegalState(
+                Refusal::SettledWithAnotherRider,
+                format!("call {} was already settled with another rider", self.call_id),
+            )),
+            PaymentStatus::Voided => Err(PaymentError::IllegalState(
+                Refusal::FeeVoided,
+                format!(
+                    "the fee of call {} was voided (the call was cancelled); nothing to settle",
+                    self.call_id
+                ),
+            )),
         }
     }
 
@@ -130,10 +136,13 @@ impl Payment {
                 ..self.clone()
             })),
             PaymentStatus::Voided => Ok(Change::AlreadyDone(self.clone())),
-            PaymentStatus::Settled => Err(PaymentError::IllegalState(format!(
-                "call {} is already settled; a settled fee cannot be voided",
-                self.call_id
-            ))),
+            PaymentStatus::Settled => Err(PaymentError::IllegalState(
+                Refusal::FeeSettled,
+                format!(
+                    "call {} is already settled; a settled fee cannot be voided",
+                    self.call_id
+                ),
+            )),
         }
     }
 }
@@ -169,7 +178,7 @@ mod tests {
         );
         assert!(matches!(
             settled.settle(&rider("r-2"), CommissionRate::DEFAULT, 3),
-            Err(PaymentError::IllegalState(_))
+            Err(PaymentError::IllegalState(Refusal::SettledWithAnotherRider, _))
         ));
     }
 
@@ -191,8 +200,14 @@ mod tests {
     fn a_voided_fee_can_be_neither_settled_nor_registered_again() {
         let voided = applied(registered(5_000).void(2).unwrap());
         assert_eq!(voided.void(3).unwrap(), Change::AlreadyDone(voided.clone()));
-        assert!(voided.settle(&rider("r-1"), CommissionRate::DEFAULT, 3).is_err());
-        assert!(voided.register_again(voided.fee).is_err());
+        assert!(matches!(
+            voided.settle(&rider("r-1"), CommissionRate::DEFAULT, 3),
+            Err(PaymentError::IllegalState(Refusal::FeeVoided, _))
+        ));
+        assert!(matches!(
+            voided.register_again(voided.fee),
+            Err(PaymentError::IllegalState(Refusal::FeeVoided, _))
+        ));
     }
 
     #[test]
@@ -202,6 +217,9 @@ mod tests {
                 .settle(&rider("r-1"), CommissionRate::DEFAULT, 2)
                 .unwrap(),
         );
-        assert!(matches!(settled.void(3), Err(PaymentError::IllegalState(_))));
+        assert!(matches!(
+            settled.void(3),
+            Err(PaymentError::IllegalState(Refusal::FeeSettled, _))
+        ));
     }
 }

@@ -34,12 +34,18 @@ pub enum RiderError {
     /// Payment refused to settle because the fee was voided: the call was cancelled meanwhile.
     #[error("call {0} was cancelled; nothing to settle")]
     NothingToSettle(CallId),
-    /// Payment has no fee registered for the call (it may still be pending registration).
-    #[error("payment has no fee registered for call {0}")]
+    /// Payment refused to settle for a reason other than a voided fee (e.g. the fee was settled with
+    /// another rider); the delivery is left as it is.
+    #[error("payment refused to settle call {0}: {1}")]
+    SettlementRefused(CallId, String),
+    /// Payment has no fee registered for the call (it may still be pending registration); the
+    /// settlement is retried by the repair worker.
+    #[error("payment has no fee registered for call {0} yet; the settlement is retried")]
     FeeNotRegistered(CallId),
-    /// Payment could not be reached, timed out or is overloaded; nothing changed.
-    #[error("payment is unavailable: {0}")]
-    PaymentUnavailable(String),
+    /// Payment could not be reached, timed out or is overloaded. Settle may or may not have been
+    /// applied; the delivery stays marked and the repair worker settles it once payment answers.
+    #[error("payment is unavailable: {0}; the settlement is retried")]
+    SettlementDeferred(String),
     /// Payment answered in a way it never should (a bug or a mesh misconfiguration).
     #[error("payment answered unexpectedly: {0}")]
     PaymentFailed(String),

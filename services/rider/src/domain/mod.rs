@@ -4,6 +4,7 @@
 mod error;
 mod model;
 mod ports;
+mod repair;
 mod service;
 
 pub use error::RiderError;
@@ -12,6 +13,7 @@ pub use model::{
     on_call_cancelled, on_call_placed, status_from_label, status_label,
 };
 pub use ports::{PaymentCallError, Payments};
+pub use repair::run_repair;
 pub use service::RiderApp;
 
 #[cfg(test)]

@@ -63,6 +63,10 @@ pub struct Delivery {
     pub completed_at: Option<Millis>,
     /// When the call service cancelled it.
     pub cancelled_at: Option<Millis>,
+    /// Write-ahead mark of CompleteDelivery: when Settle was last sent for this PICKED delivery and
+    /// its outcome not yet recorded. Cleared by the completion or cancellation that records it; a
+    /// mark left behind (a crash, a lost answer) is finished by the repair worker.
+    pub settle_requested_at: Option<Millis>,
     /// Last write to the row.
     pub updated_at: Millis,
 }
@@ -184,6 +188,7 @@ impl Delivery {
             picked_at: None,
             completed_at: None,
             cancelled_at: None,
+            settle_requested_at: None,
             updated_at: now,
         }
     }
@@ -203,6 +208,7 @@ impl Delivery {
             picked_at: None,
             completed_at: None,
             cancelled_at: Some(cancelled_at),
+            settle_requested_at: None,
             updated_at: now,
         }
     }
@@ -239,6 +245,8 @@ impl Delivery {
             status => CancelOutcome::Cancel(Self {
                 status: status.merge(DeliveryStatus::Cancelled),
                 cancelled_at: Some(at),
+                // Nothing is left to settle: a cancelled call's fee is voided.
+                settle_requested_at: None,
                 updated_at: now,
                 ..self.clone()
             }),
@@ -297,8 +305,16 @@ impl Delivery {
         }
     }
 
-    /// CompleteDelivery by `rider` once payment settled the fee as `settlement`.
+    /// Payment settled the fee of `rider`'s delivery as `settlement`: the delivery completes and its
+    /// settlement mark is cleared.
+    ///
+    /// Already COMPLETED by this rider is the same settlement recorded by another attempt (a retried
+    /// CompleteDelivery or the repair worker, racing; Settle is idempotent), so it is done, not refused.
     pub fn complete(&self, rider: &RiderId, settlement: Settlement, now: Millis) -> Result<Change, RiderError> {
+        self.ensure_owned_by(rider)?;
+        if self.status == DeliveryStatus::Completed && self.belongs_to(rider) {
+            return Ok(Change::AlreadyDone(self.clone()));
+        }
         self.begin_completion(rider)?;
         let next = self
             .status
@@ -308,9 +324,16 @@ impl Delivery {
             status: next,
             settlement: Some(settlement),
             completed_at: Some(now),
+            settle_requested_at: None,
             updated_at: now,
             ..self.clone()
         }))
+    }
+
+    /// Whether Settle was sent for this delivery longer ago than `cutoff` and its outcome never
+    /// recorded: the repair worker's to-do.
+    pub fn settlement_stale(&self, cutoff: Millis) -> bool {
+        self.status == DeliveryStatus::Picked && self.settle_requested_at.is_some_and(|at| at <= cutoff)
     }
 
     /// Payment refused to settle because the fee was voided: the call was cancelled meanwhile.

@@ -9,7 +9,11 @@ pub enum PaymentCallError {
     /// Payment is down, slow, overloaded, or its circuit is open: the call may succeed later.
     #[error("{0}")]
     Unavailable(String),
-    /// Payment refused (FAILED_PRECONDITION): the fee was voided because the call was cancelled.
+    /// Payment refused because the fee was voided (reason `FEE_VOIDED`): the call was cancelled.
+    #[error("{0}")]
+    Voided(String),
+    /// Payment refused for any other reason (FAILED_PRECONDITION, e.g. the fee was settled with
+    /// another rider): retrying cannot change it.
     #[error("{0}")]
     Refused(String),
     /// Payment knows no fee for the call.

@@ -1,10 +1,27 @@
 //! The rider application: each command reads the delivery, lets the model decide, and stores the change
 //! with its event in one transaction (outbox). Races are settled by conditional writes on the status:
 //! a writer that finds the status moved re-reads and decides again on what the winner left.
+//!
+//! # CompleteDelivery: a write-ahead mark before Settle
+//!
+//! Settle (payment) and the completion (here) cannot share a transaction, so a crash or a lost answer
+//! between the two would leave payment SETTLED under a delivery PICKED forever. Hence:
+//!
+//! 1. The PICKED delivery of the rider is marked `settle_requested_at` (a conditional write) before
+//!    anything else.
+//! 2. Settle is sent, with no transaction open. It is idempotent at payment: sending it again never
+//!    pays twice.
+//! 3. Settled: one transaction completes the delivery, clears the mark and emits DeliveryCompleted.
+//!    Refused with `FEE_VOIDED`: the call was cancelled, so is the delivery (mark cleared). Refused
+//!    otherwise: the delivery is left as it is, the mark is dropped, an operator is told.
+//! 4. Payment unavailable (or no fee registered yet): Settle may or may not have been applied. The
+//!    mark stays and the answer is UNAVAILABLE (FAILED_PRECONDITION for a missing fee); a retried
+//!    CompleteDelivery re-sends Settle, and the repair worker (`repair.rs`) does so for every mark
+//!    older than `RIDER_REPAIR_AFTER`, until payment answers.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use baemin_kernel::{CallId, Millis, RiderId, Settlement, now_millis};
+use baemin_kernel::{CallId, DeliveryStatus, Millis, RiderId, Settlement, now_millis};
 use baemin_mesh_events::{Envelope, Outbox};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::broadcast;
@@ -24,20 +41,24 @@ const BOARD_BACKLOG: usize = 1024;
 
 /// The rider service's use cases.
 pub struct RiderApp {
-    db: DatabaseConnection,
+    pub(super) db: DatabaseConnection,
     outbox: Outbox,
     payments: Arc<dyn Payments>,
     board: broadcast::Sender<BoardChange>,
+    /// Age after which the repair worker takes over a settlement mark.
+    pub(super) repair_after: Duration,
 }
 
 impl RiderApp {
-    /// The application over its database, outbox and payment port.
-    pub fn new(db: DatabaseConnection, outbox: Outbox, payments: Arc<dyn Payments>) -> Self {
+    /// The application over its database, outbox and payment port; settlements whose outcome is still
+    /// unknown after `repair_after` are finished by the repair worker.
+    pub fn new(db: DatabaseConnection, outbox: Outbox, payments: Arc<dyn Payments>, repair_after: Duration) -> Self {
         Self {
             db,
             outbox,
             payments,
             board: broadcast::channel(BOARD_BACKLOG).0,
+            repair_after,
         }
     }
 
@@ -98,20 +119,12 @@ impl RiderApp {
         Ok(into_delivery(change))
     }
 
-    /// CompleteDelivery: settles the fee with payment, then completes the delivery.
-    ///
-    /// Settle runs with no transaction open. It is idempotent at payment, so a crash after it (or a
-    /// lost answer) is repaired by the client retrying CompleteDelivery.
+    /// CompleteDelivery: marks the delivery, settles the fee with payment, then records the outcome
+    /// (see the module header). A delivery already COMPLETED is refused (completing twice); one still
+    /// marked by an earlier attempt that got no answer is settled again (idempotent) and completed.
     pub async fn complete(&self, call_id: CallId, rider: RiderId) -> Result<Delivery, RiderError> {
-        let current = self.get(&call_id).await?;
-        current.begin_completion(&rider)?;
-        match self.payments.settle(&call_id, &rider).await {
-            Ok(settlement) => self.record_completion(call_id, rider, settlement).await,
-            Err(PaymentCallError::Refused(reason)) => self.cancel_unsettleable(call_id, &reason).await,
-            Err(PaymentCallError::Unavailable(reason)) => self.settlement_unavailable(call_id, reason),
-            Err(PaymentCallError::NotFound(_)) => Err(RiderError::FeeNotRegistered(call_id)),
-            Err(PaymentCallError::Unexpected(reason)) => Err(RiderError::PaymentFailed(reason)),
-        }
+        let mark = self.mark_settlement(&call_id, &rider).await?;
+        self.settle_marked(&call_id, &rider, mark).await
     }
 
     /// Applies CallPlaced: the call opens on the board, unless a row for it exists already.
@@ -196,7 +209,55 @@ impl RiderApp {
         Err(RiderError::Contention(call_id))
     }
 
-    /// Payment settled: one transaction completes the delivery and emits DeliveryCompleted.
+    /// Step 1 of CompleteDelivery: the write-ahead mark on the PICKED delivery of `rider`; returns the
+    /// mark written.
+    async fn mark_settlement(&self, call_id: &CallId, rider: &RiderId) -> Result<Millis, RiderError> {
+        for _ in 0..RACE_RETRIES {
+            let current = self.get(call_id).await?;
+            current.begin_completion(rider)?;
+            let now = now_millis();
+            if db::mark_settle_requested(&self.db, call_id, rider, now).await? {
+                return Ok(now);
+            }
+            // The delivery moved since it was read (cancelled, completed): decide again on it.
+        }
+        Err(RiderError::Contention(call_id.clone()))
+    }
+
+    /// Steps 2 and 3 of CompleteDelivery, shared with the repair worker: sends Settle for the delivery
+    /// marked at `mark` and records what payment answered.
+    pub(super) async fn settle_marked(
+        &self,
+        call_id: &CallId,
+        rider: &RiderId,
+        mark: Millis,
+    ) -> Result<Delivery, RiderError> {
+        match self.payments.settle(call_id, rider).await {
+            Ok(settlement) => self.record_completion(call_id.clone(), rider.clone(), settlement).await,
+            Err(PaymentCallError::Voided(reason)) => self.cancel_unsettleable(call_id.clone(), &reason).await,
+            // Settle may have been applied and its answer lost: the mark stays for a retry.
+            Err(PaymentCallError::Unavailable(reason)) => Err(RiderError::SettlementDeferred(reason)),
+            // The fee may still be pending registration (the call service's `defer` fallback): the
+            // mark stays, so the settlement goes through once it is registered.
+            Err(PaymentCallError::NotFound(_)) => Err(RiderError::FeeNotRegistered(call_id.clone())),
+            Err(PaymentCallError::Refused(reason)) => {
+                // A definite refusal that no retry changes (settled with another rider): the delivery
+                // is left alone, and only an operator can tell what went wrong.
+                tracing::error!(call_id = %call_id, rider = %rider, %reason, "payment refused to settle; delivery left PICKED");
+                db::clear_settle_mark(&self.db, call_id, mark).await?;
+                Err(RiderError::SettlementRefused(call_id.clone(), reason))
+            }
+            Err(PaymentCallError::Unexpected(reason)) => {
+                // A bug on one side: retrying would repeat it. The rider may retry once it is fixed.
+                tracing::error!(call_id = %call_id, rider = %rider, %reason, "payment answered Settle unexpectedly");
+                db::clear_settle_mark(&self.db, call_id, mark).await?;
+                Err(RiderError::PaymentFailed(reason))
+            }
+        }
+    }
+
+    /// Payment settled: one transaction completes the delivery, clears its mark and emits
+    /// DeliveryCompleted.
     async fn record_completion(
         &self,
         call_id: CallId,
@@ -222,21 +283,15 @@ impl RiderApp {
     /// Payment refused because the fee was voided: the call was cancelled, so is the delivery. No
     /// event: the call service already emitted CallCancelled.
     async fn cancel_unsettleable(&self, call_id: CallId, reason: &str) -> Result<Delivery, RiderError> {
-        tracing::info!(call_id = %call_id, reason, "payment refused to settle; cancelling the delivery");
+        tracing::info!(call_id = %call_id, reason, "payment says the fee was voided; cancelling the delivery");
         let now = now_millis();
         let change = self
             .transition(&call_id, |d| Ok(d.cancel_unsettleable(now)), |_| None)
             .await?;
         match into_delivery(change) {
-            completed if completed.status == baemin_kernel::DeliveryStatus::Completed => Ok(completed),
+            completed if completed.status == DeliveryStatus::Completed => Ok(completed),
             _ => Err(RiderError::NothingToSettle(call_id)),
         }
-    }
-
-    /// Payment could not be reached: nothing changes and the rider retries. The deferred-settlement
-    /// fallback (complete now, settle durably later) replaces this step.
-    fn settlement_unavailable(&self, _call_id: CallId, reason: String) -> Result<Delivery, RiderError> {
-        Err(RiderError::PaymentUnavailable(reason))
     }
 
     /// Reads the delivery, lets `decide` choose, and stores an applied change with its event

@@ -96,35 +96,58 @@ async fn completing_settles_once_emits_the_split_and_completing_twice_is_refused
     }
 }
 
+/// The settlement mark of `call_id`, as stored.
+async fn mark(t: &crate::test_support::TestApp, call_id: &CallId) -> Option<i64> {
+    t.app.get(call_id).await.unwrap().settle_requested_at
+}
+
+fn completions(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::DeliveryCompleted(_)))
+        .count()
+}
+
 #[tokio::test]
-async fn completing_while_payment_is_down_changes_nothing() {
+async fn completing_while_payment_is_down_answers_unavailable_and_keeps_the_mark() {
     let t = spawn_app().await;
     let call_id = t.picked_by("r-1").await;
     t.payments.answer(Answer::Unavailable);
     let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
     let status = tonic::Status::from(err);
     assert_eq!(status.code(), Code::Unavailable);
-    assert!(
-        status.message().starts_with("payment is unavailable"),
-        "{}",
-        status.message()
+    assert_eq!(
+        status.message(),
+        "payment is unavailable: connection refused; the settlement is retried"
     );
     assert_eq!(t.status(&call_id).await, DeliveryStatus::Picked);
+    assert!(mark(&t, &call_id).await.is_some(), "the write-ahead mark stays");
     assert_eq!(t.events(&call_id).await.len(), 2, "no DeliveryCompleted");
-    t.payments.answer(Answer::Settle);
-    let done = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
-    assert_eq!(
-        done.status,
-        DeliveryStatus::Completed,
-        "a retry once payment is back completes"
-    );
 }
 
 #[tokio::test]
-async fn completing_when_payment_refuses_cancels_the_delivery() {
+async fn a_second_complete_while_marked_settles_again_and_completes() {
     let t = spawn_app().await;
     let call_id = t.picked_by("r-1").await;
-    t.payments.answer(Answer::Refuse);
+    t.payments.answer(Answer::SettleButLoseReply);
+    let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert_eq!(code(err), Code::Unavailable);
+    t.payments.answer(Answer::Settle);
+    let done = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    assert_eq!(done.status, DeliveryStatus::Completed);
+    assert_eq!(done.settle_requested_at, None, "the completion clears the mark");
+    assert_eq!(t.payments.settles(), 2, "Settle was sent again (idempotent at payment)");
+    assert_eq!(completions(&t.events(&call_id).await), 1);
+    let again = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert_eq!(code(again), Code::FailedPrecondition, "completing twice");
+    assert_eq!(t.payments.settles(), 2);
+}
+
+#[tokio::test]
+async fn completing_when_payment_voided_the_fee_cancels_the_delivery() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Voided);
     let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
     let status = tonic::Status::from(err);
     assert_eq!(status.code(), Code::FailedPrecondition);
@@ -132,11 +155,187 @@ async fn completing_when_payment_refuses_cancels_the_delivery() {
     let d = t.app.get(&call_id).await.unwrap();
     assert_eq!(d.status, DeliveryStatus::Cancelled);
     assert!(d.cancelled_at.is_some());
+    assert_eq!(d.settle_requested_at, None);
     assert_eq!(
         t.events(&call_id).await.len(),
         2,
         "no event: the call service announced the cancel"
     );
+}
+
+#[tokio::test]
+async fn completing_when_payment_refuses_for_another_reason_leaves_the_delivery_picked() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    let before = t.app.get(&call_id).await.unwrap();
+    t.payments.answer(Answer::Refuse);
+    let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("settled with another rider"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        t.app.get(&call_id).await.unwrap(),
+        before,
+        "not cancelled, not completed"
+    );
+    assert_eq!(t.events(&call_id).await.len(), 2);
+    let report = t.app.repair_once().await.unwrap();
+    assert!(report.is_empty(), "a definite refusal is not retried: {report:?}");
+    assert_eq!(t.payments.settles(), 1);
+}
+
+#[tokio::test]
+async fn a_settlement_whose_answer_was_lost_is_completed_by_the_repair_worker() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::SettleButLoseReply);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert!(
+        t.payments.paid(&call_id),
+        "payment settled; the rider service does not know"
+    );
+    t.payments.answer(Answer::Settle);
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!(report.completed, 1, "{report:?}");
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Completed, None));
+    assert_eq!(d.settlement.map(|s| s.rider_payout), Some(2_700));
+    let events = t.events(&call_id).await;
+    assert_eq!(completions(&events), 1);
+    assert!(t.app.repair_once().await.unwrap().is_empty(), "nothing left to repair");
+}
+
+#[tokio::test]
+async fn a_crash_between_the_mark_and_the_completion_is_repaired() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    // What a process that crashed right after sending Settle leaves: the mark, and nothing else.
+    assert!(
+        crate::outbound::db::mark_settle_requested(&t.db, &call_id, &rider("r-1"), 1)
+            .await
+            .unwrap()
+    );
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!(report.completed, 1, "{report:?}");
+    assert_eq!(t.status(&call_id).await, DeliveryStatus::Completed);
+    assert_eq!(completions(&t.events(&call_id).await), 1);
+}
+
+#[tokio::test]
+async fn the_repair_worker_keeps_the_mark_while_payment_is_unavailable() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!(report.deferred, 1, "{report:?}");
+    assert_eq!(t.status(&call_id).await, DeliveryStatus::Picked);
+    assert!(mark(&t, &call_id).await.is_some());
+    t.payments.answer(Answer::Settle);
+    assert_eq!(t.app.repair_once().await.unwrap().completed, 1);
+    assert_eq!(t.status(&call_id).await, DeliveryStatus::Completed);
+}
+
+#[tokio::test]
+async fn the_repair_worker_cancels_a_marked_delivery_whose_fee_was_voided() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    t.payments.answer(Answer::Voided);
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!(report.cancelled, 1, "{report:?}");
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Cancelled, None));
+    assert_eq!(completions(&t.events(&call_id).await), 0);
+}
+
+#[tokio::test]
+async fn the_repair_worker_leaves_settlements_younger_than_repair_after_alone() {
+    let db = baemin_mesh_store::connect::<crate::outbound::migration::Migrator>("sqlite::memory:", 1)
+        .await
+        .unwrap();
+    let payments = crate::test_support::FakePayments::new(Answer::Unavailable);
+    let app = std::sync::Arc::new(RiderApp::new(
+        db.clone(),
+        baemin_mesh_events::Outbox::new(),
+        payments.clone(),
+        std::time::Duration::from_secs(3_600),
+    ));
+    let t = crate::test_support::TestApp { app, db, payments };
+    let call_id = t.picked_by("r-1").await;
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    t.payments.answer(Answer::Settle);
+    assert!(t.app.repair_once().await.unwrap().is_empty());
+    assert_eq!(
+        t.payments.settles(),
+        1,
+        "a settlement possibly still in flight is not re-sent"
+    );
+    assert_eq!(t.status(&call_id).await, DeliveryStatus::Picked);
+}
+
+#[tokio::test]
+async fn a_missing_fee_keeps_the_mark_until_payment_has_it() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::NotFound);
+    let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert_eq!(code(err), Code::FailedPrecondition);
+    assert!(mark(&t, &call_id).await.is_some());
+    assert_eq!(t.app.repair_once().await.unwrap().deferred, 1);
+    t.payments.answer(Answer::Settle);
+    assert_eq!(t.app.repair_once().await.unwrap().completed, 1);
+    assert_eq!(t.status(&call_id).await, DeliveryStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_cancellation_drops_the_settlement_mark() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    t.app
+        .on_call_cancelled(&receipt("baemin.events.call.cancelled"), call_id.clone(), 700)
+        .await
+        .unwrap();
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Cancelled, None));
+    t.payments.answer(Answer::Settle);
+    assert!(t.app.repair_once().await.unwrap().is_empty());
+    assert_eq!(t.payments.settles(), 1, "nothing settles for a cancelled call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_racing_the_repair_worker_completes_once() {
+    for _ in 0..10 {
+        let t = spawn_app().await;
+        let call_id = t.picked_by("r-1").await;
+        t.payments.answer(Answer::SettleButLoseReply);
+        t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+        t.payments.answer(Answer::Settle);
+        let retry = {
+            let (app, call_id) = (t.app.clone(), call_id.clone());
+            tokio::spawn(async move { app.complete(call_id, rider("r-1")).await })
+        };
+        let repair = {
+            let app = t.app.clone();
+            tokio::spawn(async move { app.repair_once().await })
+        };
+        repair.await.unwrap().unwrap();
+        match retry.await.unwrap() {
+            Ok(d) => assert_eq!(d.status, DeliveryStatus::Completed),
+            // The repair recorded the completion before the retry read the delivery: completing twice.
+            Err(err) => assert_eq!(code(err), Code::FailedPrecondition),
+        }
+        let d = t.app.get(&call_id).await.unwrap();
+        assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Completed, None));
+        assert_eq!(completions(&t.events(&call_id).await), 1, "one DeliveryCompleted");
+    }
 }
 
 #[tokio::test]

@@ -18,14 +18,15 @@ use crate::domain::{BoardChange, Delivery, DeliveryFilter, Page, RiderApp, Rider
 /// The gRPC face of the rider service.
 pub struct RiderGrpc {
     app: Arc<RiderApp>,
-    /// Ends every WatchOpenCalls stream, so a draining server is not held open by watchers.
-    streams_stop: CancellationToken,
+    /// The runtime's draining token: ends every WatchOpenCalls stream when shutdown starts, so a
+    /// draining server is not held open by watchers.
+    draining: CancellationToken,
 }
 
 impl RiderGrpc {
-    /// Serves `app`; open watch streams end when `streams_stop` is cancelled.
-    pub fn new(app: Arc<RiderApp>, streams_stop: CancellationToken) -> Self {
-        Self { app, streams_stop }
+    /// Serves `app`; open watch streams end (UNAVAILABLE, "watch again") when `draining` is cancelled.
+    pub fn new(app: Arc<RiderApp>, draining: CancellationToken) -> Self {
+        Self { app, draining }
     }
 }
 
@@ -84,7 +85,7 @@ impl RiderService for RiderGrpc {
         let snapshot: Vec<WatchItem> = board.iter().map(opened).map(Ok).collect();
         let stream = stream::iter(snapshot)
             .chain(live)
-            .take_until(self.streams_stop.clone().cancelled_owned())
+            .take_until(self.draining.clone().cancelled_owned())
             .chain(stream::once(async {
                 Err(Status::unavailable("the rider service is shutting down; watch again"))
             }));
@@ -268,8 +269,8 @@ mod tests {
     async fn watch_sends_the_board_then_each_call_that_opens_or_closes_and_ends_at_shutdown() {
         use watch_open_calls_response::Change::{Closed, Opened};
         let t = spawn_app().await;
-        let stop = CancellationToken::new();
-        let grpc = RiderGrpc::new(t.app.clone(), stop.clone());
+        let draining = CancellationToken::new();
+        let grpc = RiderGrpc::new(t.app.clone(), draining.clone());
         let (a, b) = (t.place().await, t.place().await);
         let mut stream = watch(&grpc).await;
         assert_eq!(next_change(&mut stream).await, (Opened, a.to_string()));
@@ -278,10 +279,27 @@ mod tests {
         assert_eq!(next_change(&mut stream).await, (Opened, c.to_string()));
         t.app.accept(a.clone(), rider("r-1")).await.unwrap();
         assert_eq!(next_change(&mut stream).await, (Closed, a.to_string()));
-        stop.cancel();
+        draining.cancel();
         let last = stream.next().await.unwrap().unwrap_err();
         assert_eq!(last.code(), tonic::Code::Unavailable);
+        assert_eq!(last.message(), "the rider service is shutting down; watch again");
         assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_watch_opened_while_draining_ends_at_once_telling_the_client_to_watch_again() {
+        let t = spawn_app().await;
+        let draining = CancellationToken::new();
+        let grpc = RiderGrpc::new(t.app.clone(), draining.clone());
+        t.place().await;
+        draining.cancel();
+        let mut stream = watch(&grpc).await;
+        let items: Vec<_> =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.by_ref().collect::<Vec<_>>())
+                .await
+                .expect("the stream ends");
+        let last = items.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(last.code(), tonic::Code::Unavailable);
     }
 
     #[tokio::test]

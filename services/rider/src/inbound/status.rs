@@ -16,8 +16,11 @@ impl From<RiderError> for Status {
             | RiderError::Cancelled(_)
             | RiderError::IllegalState(_)
             | RiderError::NothingToSettle(_)
+            | RiderError::SettlementRefused(..)
             | RiderError::FeeNotRegistered(_) => Status::failed_precondition(err.to_string()),
-            RiderError::PaymentUnavailable(ref detail) => baemin_mesh_server::status::unavailable("payment", detail),
+            RiderError::SettlementDeferred(ref detail) => {
+                baemin_mesh_server::status::unavailable("payment", format_args!("{detail}; the settlement is retried"))
+            }
             RiderError::Contention(_) => Status::aborted(err.to_string()),
             RiderError::PaymentFailed(_) => baemin_mesh_server::status::internal("settling with payment", &err),
             RiderError::Db(ref db) => baemin_mesh_server::status::internal("rider storage", db),
@@ -45,7 +48,12 @@ mod tests {
             (RiderError::Taken(id()), Code::FailedPrecondition),
             (RiderError::Cancelled(id()), Code::FailedPrecondition),
             (RiderError::NothingToSettle(id()), Code::FailedPrecondition),
-            (RiderError::PaymentUnavailable("down".into()), Code::Unavailable),
+            (
+                RiderError::SettlementRefused(id(), "settled with another rider".into()),
+                Code::FailedPrecondition,
+            ),
+            (RiderError::FeeNotRegistered(id()), Code::FailedPrecondition),
+            (RiderError::SettlementDeferred("down".into()), Code::Unavailable),
             (RiderError::Contention(id()), Code::Aborted),
             (RiderError::PaymentFailed("odd".into()), Code::Internal),
         ];
@@ -55,8 +63,11 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_names_payment() {
-        let status = Status::from(RiderError::PaymentUnavailable("connection refused".into()));
-        assert_eq!(status.message(), "payment is unavailable: connection refused");
+    fn a_deferred_settlement_is_unavailable_naming_payment_and_the_retry() {
+        let status = Status::from(RiderError::SettlementDeferred("connection refused".into()));
+        assert_eq!(
+            status.message(),
+            "payment is unavailable: connection refused; the settlement is retried"
+        );
     }
 }

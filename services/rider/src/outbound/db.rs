@@ -4,7 +4,7 @@
 //! facts (restaurant, destination, fee, called_at); commands and cancellations move the status and
 //! the rider's fields, always conditionally on the status they decided from.
 
-use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, PageSize, RestaurantId, RiderId, Settlement};
+use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, Millis, PageSize, RestaurantId, RiderId, Settlement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, sea_query::Expr,
@@ -47,6 +47,8 @@ pub mod entity {
         pub completed_at: Option<i64>,
         /// ms since the epoch.
         pub cancelled_at: Option<i64>,
+        /// ms since the epoch: Settle sent, its outcome not yet recorded (CompleteDelivery's mark).
+        pub settle_requested_at: Option<i64>,
         /// ms since the epoch.
         pub updated_at: i64,
     }
@@ -120,12 +122,61 @@ pub async fn update_from<C: ConnectionTrait>(
         .col_expr(Column::PickedAt, Expr::value(delivery.picked_at))
         .col_expr(Column::CompletedAt, Expr::value(delivery.completed_at))
         .col_expr(Column::CancelledAt, Expr::value(delivery.cancelled_at))
+        .col_expr(Column::SettleRequestedAt, Expr::value(delivery.settle_requested_at))
         .col_expr(Column::UpdatedAt, Expr::value(delivery.updated_at))
         .filter(Column::CallId.eq(delivery.call_id.as_str()))
         .filter(Column::Status.eq(status_label(expected)))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// CompleteDelivery's write-ahead mark: records that Settle is being sent at `at` for the delivery
+/// of `call_id`, if it is still PICKED by `rider`. `false` if it is not (it moved since it was read).
+///
+/// A later attempt overwrites an earlier attempt's mark: the newest attempt owns it, and the repair
+/// worker waits `RIDER_REPAIR_AFTER` from there.
+pub async fn mark_settle_requested<C: ConnectionTrait>(
+    db: &C,
+    call_id: &CallId,
+    rider: &RiderId,
+    at: Millis,
+) -> Result<bool, DbErr> {
+    let result = entity::Entity::update_many()
+        .col_expr(Column::SettleRequestedAt, Expr::value(Some(at)))
+        .filter(Column::CallId.eq(call_id.as_str()))
+        .filter(Column::Status.eq(status_label(DeliveryStatus::Picked)))
+        .filter(Column::RiderId.eq(rider.as_str()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Drops the settlement mark `at` of `call_id` if it is still that one (a later attempt's mark is
+/// left to that attempt). `false` if it was not there.
+pub async fn clear_settle_mark<C: ConnectionTrait>(db: &C, call_id: &CallId, at: Millis) -> Result<bool, DbErr> {
+    let result = entity::Entity::update_many()
+        .col_expr(Column::SettleRequestedAt, Expr::value(Option::<i64>::None))
+        .filter(Column::CallId.eq(call_id.as_str()))
+        .filter(Column::SettleRequestedAt.eq(at))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// PICKED deliveries whose settlement was marked at or before `cutoff` and never recorded (a crash,
+/// a lost or missing answer from payment), oldest mark first, at most `limit`.
+pub async fn stale_settlements<C: ConnectionTrait>(db: &C, cutoff: Millis, limit: u64) -> Result<Vec<Delivery>, DbErr> {
+    entity::Entity::find()
+        .filter(Column::SettleRequestedAt.lte(cutoff))
+        .filter(Column::Status.eq(status_label(DeliveryStatus::Picked)))
+        .order_by_asc(Column::SettleRequestedAt)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
 }
 
 /// Deliveries matching `filter`, newest first (keyset on call id, which sorts by age).
@@ -206,6 +257,7 @@ fn to_row(d: &Delivery) -> entity::ActiveModel {
         picked_at: Set(d.picked_at),
         completed_at: Set(d.completed_at),
         cancelled_at: Set(d.cancelled_at),
+        settle_requested_at: Set(d.settle_requested_at),
         updated_at: Set(d.updated_at),
     }
 }
@@ -253,6 +305,7 @@ fn to_domain(row: entity::Model) -> Result<Delivery, DbErr> {
         picked_at: row.picked_at,
         completed_at: row.completed_at,
         cancelled_at: row.cancelled_at,
+        settle_requested_at: row.settle_requested_at,
         updated_at: row.updated_at,
     })
 }

@@ -45,11 +45,13 @@ impl MigrationTrait for CreateDeliveries {
                     .col(big_integer_null("picked_at"))
                     .col(big_integer_null("completed_at"))
                     .col(big_integer_null("cancelled_at"))
+                    // CompleteDelivery's write-ahead mark: Settle sent, outcome not yet recorded.
+                    .col(big_integer_null("settle_requested_at"))
                     .col(big_integer("updated_at"))
                     .to_owned(),
             )
             .await?;
-        for column in ["status", "rider_id"] {
+        for column in ["status", "rider_id", "settle_requested_at"] {
             manager
                 .create_index(
                     Index::create()

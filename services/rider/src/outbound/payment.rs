@@ -8,8 +8,15 @@ use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, connect_lazy}
 use baemin_proto::payment::v1::{PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient};
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 
 use crate::domain::{PaymentCallError, Payments};
+
+/// The `google.rpc.ErrorInfo` domain of payment's refusal reasons.
+const PAYMENT_ERROR_DOMAIN: &str = "payment.baemin";
+
+/// The refusal reason that means "the fee was voided": the call was cancelled.
+const FEE_VOIDED: &str = "FEE_VOIDED";
 
 /// Payment over gRPC.
 #[derive(Clone)]
@@ -79,18 +86,56 @@ fn classify(status: Status) -> PaymentCallError {
         | Code::Internal
         | Code::ResourceExhausted
         | Code::Aborted => PaymentCallError::Unavailable(message),
+        Code::FailedPrecondition if voided(&status) => PaymentCallError::Voided(message),
         Code::FailedPrecondition => PaymentCallError::Refused(message),
         Code::NotFound => PaymentCallError::NotFound(message),
         code => PaymentCallError::Unexpected(format!("{code:?}: {message}")),
     }
 }
 
+/// Whether payment's refusal carries the `FEE_VOIDED` reason. Only that reason lets the rider service
+/// cancel the delivery; a refusal without it (another reason, or none) leaves the delivery alone.
+fn voided(status: &Status) -> bool {
+    status
+        .get_details_error_info()
+        .is_some_and(|info| info.reason == FEE_VOIDED && info.domain == PAYMENT_ERROR_DOMAIN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use std::collections::HashMap;
+
+    use tonic_types::ErrorDetails;
+
+    fn refusal(reason: &str, domain: &str) -> Status {
+        Status::with_error_details(
+            Code::FailedPrecondition,
+            "refused",
+            ErrorDetails::with_error_info(reason, domain, HashMap::new()),
+        )
+    }
+
     #[test]
-    fn transient_failures_are_unavailable_and_a_voided_fee_is_a_refusal() {
+    fn only_the_fee_voided_reason_means_the_call_was_cancelled() {
+        assert_eq!(
+            classify(refusal("FEE_VOIDED", "payment.baemin")),
+            PaymentCallError::Voided("refused".into())
+        );
+        for other in [
+            refusal("SETTLED_WITH_ANOTHER_RIDER", "payment.baemin"),
+            refusal("FEE_SETTLED", "payment.baemin"),
+            refusal("FEE_VOIDED", "elsewhere.example"),
+            Status::failed_precondition("the fee was voided"),
+        ] {
+            let classified = classify(other);
+            assert!(matches!(classified, PaymentCallError::Refused(_)), "{classified:?}");
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_unavailable_and_other_answers_are_sorted_by_code() {
         for code in [
             Code::Unavailable,
             Code::DeadlineExceeded,

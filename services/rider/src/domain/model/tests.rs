@@ -154,12 +154,51 @@ fn completion_settles_only_from_picked_and_completing_twice_is_refused() {
                 begin.unwrap();
                 assert_eq!(applied(result).status, DeliveryStatus::Completed);
             }
+            // A settlement recorded twice (two attempts racing) is one completion.
+            DeliveryStatus::Completed => {
+                assert!(is_precondition(&begin.unwrap_err()), "complete twice");
+                assert_eq!(result.unwrap(), Change::AlreadyDone(d.clone()));
+            }
             status => {
                 assert!(is_precondition(&begin.unwrap_err()), "from {status}");
                 assert!(is_precondition(&result.unwrap_err()), "from {status}");
             }
         }
     }
+}
+
+#[test]
+fn completing_or_cancelling_clears_the_settlement_mark() {
+    let marked = Delivery {
+        settle_requested_at: Some(7),
+        ..picked_by("r-1")
+    };
+    let done = applied(marked.complete(&rider("r-1"), settlement(), 8));
+    assert_eq!(done.settle_requested_at, None);
+    match marked.cancel(9, 9) {
+        CancelOutcome::Cancel(next) => assert_eq!(next.settle_requested_at, None),
+        other => panic!("{other:?}"),
+    }
+    match marked.cancel_unsettleable(9) {
+        Change::Apply(next) => assert_eq!(next.settle_requested_at, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn only_a_picked_delivery_marked_before_the_cutoff_is_a_stale_settlement() {
+    let marked = |at| Delivery {
+        settle_requested_at: Some(at),
+        ..picked_by("r-1")
+    };
+    assert!(marked(10).settlement_stale(10));
+    assert!(!marked(11).settlement_stale(10), "a live attempt is left alone");
+    assert!(!picked_by("r-1").settlement_stale(10), "no mark, nothing sent");
+    let gone = Delivery {
+        settle_requested_at: Some(1),
+        ..cancelled(picked_by("r-1"))
+    };
+    assert!(!gone.settlement_stale(10), "a cancelled delivery has nothing to settle");
 }
 
 #[test]
