@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use baemin_mesh_server::config::{ConfigError, Settings};
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceBuilder;
 
@@ -21,6 +22,32 @@ pub struct ClientSettings {
     pub deadline: Duration,
     /// Longest time to establish a connection.
     pub connect_timeout: Duration,
+}
+
+impl ClientSettings {
+    /// Reads `<PREFIX>_URL` (an `http(s)://` URL, default `default_url`) and `<PREFIX>_DEADLINE`
+    /// (default 2 s) for `dependency`. Connecting counts against the deadline, so it is also the
+    /// connect timeout.
+    pub fn from_settings(
+        dependency: &'static str,
+        prefix: &str,
+        default_url: &str,
+        s: &Settings<'_>,
+    ) -> Result<Self, ConfigError> {
+        let url_key = format!("{prefix}_URL");
+        let url = s.url(&url_key, default_url, &["http", "https"])?;
+        // The channel is built at start-up from this URL; refuse here what it would refuse there.
+        if let Err(err) = Endpoint::from_shared(url.clone()) {
+            return Err(ConfigError::new(&url_key, &url, err));
+        }
+        let deadline = s.duration(&format!("{prefix}_DEADLINE"), Duration::from_secs(2))?;
+        Ok(Self {
+            dependency,
+            url,
+            deadline,
+            connect_timeout: deadline,
+        })
+    }
 }
 
 /// The client could not be built.
@@ -56,4 +83,34 @@ pub fn connect_lazy(settings: &ClientSettings) -> Result<MeshChannel, ClientErro
     Ok(ServiceBuilder::new()
         .layer(DeadlineLayer::new(settings.dependency, settings.deadline))
         .service(channel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_default_to_the_local_port_and_a_two_second_deadline() {
+        let env: [(&str, &str); 0] = [];
+        let c =
+            ClientSettings::from_settings("payment", "PAYMENT", "http://127.0.0.1:8083", &Settings::new(&env)).unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.deadline),
+            ("http://127.0.0.1:8083", Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn a_bad_url_or_deadline_names_the_setting() {
+        for (key, value) in [
+            ("PAYMENT_URL", "payment:8083"),
+            ("PAYMENT_URL", "http://bad host"),
+            ("PAYMENT_DEADLINE", "0s"),
+        ] {
+            let env = [(key, value)];
+            let err =
+                ClientSettings::from_settings("payment", "PAYMENT", "http://x:1", &Settings::new(&env)).unwrap_err();
+            assert_eq!(err.key, key);
+        }
+    }
 }

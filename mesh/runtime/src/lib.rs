@@ -4,6 +4,7 @@
 mod config;
 mod runtime;
 mod service;
+pub mod worker;
 
 pub use config::ServiceConfig;
 pub use runtime::{Runtime, StartupError};

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use baemin_mesh_client::ClientSettings;
 use baemin_mesh_runtime::ServiceConfig;
 use baemin_mesh_server::config::{ConfigError, Env, Settings};
 
@@ -10,10 +11,8 @@ use baemin_mesh_server::config::{ConfigError, Env, Settings};
 pub struct Config {
     /// Port, database, NATS.
     pub service: ServiceConfig,
-    /// `PAYMENT_URL`: the payment service (default `http://127.0.0.1:8083`).
-    pub payment_url: String,
-    /// `PAYMENT_DEADLINE`: longest time one payment call may take (default 2s).
-    pub payment_deadline: Duration,
+    /// `PAYMENT_URL`, `PAYMENT_DEADLINE`: the payment service (default `http://127.0.0.1:8083`, 2s).
+    pub payment: ClientSettings,
     /// `CALL_REPAIR_AFTER`: age after which the repair worker finishes an abandoned PlaceCall or
     /// CancelCall (default 30s). Must exceed `PAYMENT_DEADLINE`, or live requests would be repaired.
     pub repair_after: Duration,
@@ -28,11 +27,8 @@ impl Config {
     /// Reads the configuration from `env`.
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let s = Settings::new(env);
-        let payment_url = s.url("PAYMENT_URL", "http://127.0.0.1:8083", &["http", "https"])?;
-        if let Err(err) = tonic::transport::Endpoint::from_shared(payment_url.clone()) {
-            return Err(ConfigError::new("PAYMENT_URL", &payment_url, err));
-        }
-        let payment_deadline = s.duration("PAYMENT_DEADLINE", Duration::from_secs(2))?;
+        let payment = ClientSettings::from_settings("payment", "PAYMENT", "http://127.0.0.1:8083", &s)?;
+        let payment_deadline = payment.deadline;
         let repair_after = s.duration("CALL_REPAIR_AFTER", Duration::from_secs(30))?;
         if repair_after <= payment_deadline {
             return Err(ConfigError::new(
@@ -43,8 +39,7 @@ impl Config {
         }
         Ok(Self {
             service: ServiceConfig::from_settings("call", Self::DEFAULT_PORT, &s)?,
-            payment_url,
-            payment_deadline,
+            payment,
             repair_after,
             repair_interval: s.duration("CALL_REPAIR_INTERVAL", Duration::from_secs(5))?,
         })
@@ -60,8 +55,8 @@ mod tests {
         let env: [(&str, &str); 0] = [];
         let c = Config::from_env(&env).unwrap();
         assert_eq!(c.service.listen_addr.port(), 8081);
-        assert_eq!(c.payment_url, "http://127.0.0.1:8083");
-        assert_eq!(c.payment_deadline, Duration::from_secs(2));
+        assert_eq!(c.payment.url, "http://127.0.0.1:8083");
+        assert_eq!(c.payment.deadline, Duration::from_secs(2));
         assert_eq!(c.repair_after, Duration::from_secs(30));
         assert_eq!(c.repair_interval, Duration::from_secs(5));
     }

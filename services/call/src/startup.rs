@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use baemin_mesh_runtime::{Runtime, Service, StartupError};
+use baemin_mesh_runtime::{Runtime, Service, StartupError, worker::run_every};
 use baemin_mesh_server::{
     Shutdown,
     config::{ConfigError, Env},
@@ -13,7 +13,7 @@ use tonic::service::Routes;
 
 use crate::{
     Config,
-    domain::{CallApp, run_repair},
+    domain::CallApp,
     inbound::{
         events::{DeliveryFollower, SUBJECTS},
         grpc::CallGrpc,
@@ -36,7 +36,7 @@ impl Service for Application {
     }
 
     async fn build(config: Config) -> Result<Self, StartupError> {
-        let payments = PaymentClient::connect(&config.payment_url, config.payment_deadline)?;
+        let payments = PaymentClient::connect(&config.payment)?;
         let mut runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
         let app = Arc::new(CallApp::new(
             runtime.db().clone(),
@@ -48,11 +48,16 @@ impl Service for Application {
         for subject in SUBJECTS {
             runtime.consume(subject, follower.clone()).await?;
         }
-        runtime.spawn(run_repair(
-            app.clone(),
-            config.repair_interval,
-            runtime.background_shutdown(),
-        ));
+        let repairs = app.clone();
+        let stop = runtime.background_shutdown();
+        runtime.spawn(run_every("call-repair", config.repair_interval, stop, move || {
+            let app = repairs.clone();
+            async move {
+                app.repair_once()
+                    .await
+                    .map(|round| (!round.is_empty()).then_some(round))
+            }
+        }));
         let routes = Routes::new(CallServiceServer::new(CallGrpc::new(app, runtime.draining())));
         Ok(Self { runtime, routes })
     }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use baemin_mesh_client::ClientSettings;
 use baemin_mesh_runtime::ServiceConfig;
 use baemin_mesh_server::config::{ConfigError, Env, Settings};
 
@@ -10,10 +11,8 @@ use baemin_mesh_server::config::{ConfigError, Env, Settings};
 pub struct Config {
     /// Port, database, NATS.
     pub service: ServiceConfig,
-    /// `PAYMENT_URL`: where the payment service answers `Settle` (default `http://127.0.0.1:8083`).
-    pub payment_url: String,
-    /// `PAYMENT_DEADLINE`: longest time one payment call may take (default 2s).
-    pub payment_deadline: Duration,
+    /// `PAYMENT_URL`, `PAYMENT_DEADLINE`: the payment service (default `http://127.0.0.1:8083`, 2s).
+    pub payment: ClientSettings,
     /// `RIDER_REPAIR_AFTER`: age after which the repair worker re-sends the Settle of a CompleteDelivery
     /// whose outcome was never recorded (default 30s). Must exceed `PAYMENT_DEADLINE`, or settlements
     /// still in flight would be repaired.
@@ -29,12 +28,8 @@ impl Config {
     /// Reads the configuration from `env`.
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let s = Settings::new(env);
-        let payment_url = s.url("PAYMENT_URL", "http://127.0.0.1:8083", &["http", "https"])?;
-        // The client is built at start-up from this URL; refuse here what it would refuse there.
-        if let Err(err) = tonic::transport::Endpoint::from_shared(payment_url.clone()) {
-            return Err(ConfigError::new("PAYMENT_URL", &payment_url, err));
-        }
-        let payment_deadline = s.duration("PAYMENT_DEADLINE", Duration::from_secs(2))?;
+        let payment = ClientSettings::from_settings("payment", "PAYMENT", "http://127.0.0.1:8083", &s)?;
+        let payment_deadline = payment.deadline;
         let repair_after = s.duration("RIDER_REPAIR_AFTER", Duration::from_secs(30))?;
         if repair_after <= payment_deadline {
             return Err(ConfigError::new(
@@ -45,8 +40,7 @@ impl Config {
         }
         Ok(Self {
             service: ServiceConfig::from_settings("rider", Self::DEFAULT_PORT, &s)?,
-            payment_url,
-            payment_deadline,
+            payment,
             repair_after,
             repair_interval: s.duration("RIDER_REPAIR_INTERVAL", Duration::from_secs(5))?,
         })
@@ -63,8 +57,8 @@ mod tests {
         let config = Config::from_env(&env).unwrap();
         assert_eq!(config.service.listen_addr.port(), 8082);
         assert_eq!(config.service.name, "rider");
-        assert_eq!(config.payment_url, "http://127.0.0.1:8083");
-        assert_eq!(config.payment_deadline, Duration::from_secs(2));
+        assert_eq!(config.payment.url, "http://127.0.0.1:8083");
+        assert_eq!(config.payment.deadline, Duration::from_secs(2));
         assert_eq!(config.repair_after, Duration::from_secs(30));
         assert_eq!(config.repair_interval, Duration::from_secs(5));
     }
@@ -107,7 +101,7 @@ mod tests {
             ("PAYMENT_DEADLINE", "750ms"),
         ];
         let config = Config::from_env(&env).unwrap();
-        assert_eq!(config.payment_url, "https://payment.baemin:8083");
-        assert_eq!(config.payment_deadline, Duration::from_millis(750));
+        assert_eq!(config.payment.url, "https://payment.baemin:8083");
+        assert_eq!(config.payment.deadline, Duration::from_millis(750));
     }
 }

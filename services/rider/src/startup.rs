@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use baemin_mesh_runtime::{Runtime, Service, StartupError};
+use baemin_mesh_runtime::{Runtime, Service, StartupError, worker::run_every};
 use baemin_mesh_server::{
     Shutdown,
     config::{ConfigError, Env},
@@ -13,7 +13,7 @@ use tonic::service::Routes;
 
 use crate::{
     Config,
-    domain::{RiderApp, run_repair},
+    domain::RiderApp,
     inbound::{events::CallEvents, grpc::RiderGrpc},
     outbound::{migration::Migrator, payment::GrpcPayments},
 };
@@ -33,7 +33,7 @@ impl Service for Application {
     }
 
     async fn build(config: Config) -> Result<Self, StartupError> {
-        let payments = GrpcPayments::connect(&config.payment_url, config.payment_deadline)?;
+        let payments = GrpcPayments::connect(&config.payment)?;
         let mut runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
         let app = Arc::new(RiderApp::new(
             runtime.db().clone(),
@@ -45,11 +45,16 @@ impl Service for Application {
         for subject in crate::inbound::events::SUBJECTS {
             runtime.consume(subject, handler.clone()).await?;
         }
-        runtime.spawn(run_repair(
-            app.clone(),
-            config.repair_interval,
-            runtime.background_shutdown(),
-        ));
+        let repairs = app.clone();
+        let stop = runtime.background_shutdown();
+        runtime.spawn(run_every("rider-repair", config.repair_interval, stop, move || {
+            let app = repairs.clone();
+            async move {
+                app.repair_once()
+                    .await
+                    .map(|round| (!round.is_empty()).then_some(round))
+            }
+        }));
         // WatchOpenCalls streams never end by themselves; they end on the runtime's draining token,
         // so the server's drain (which waits for in-flight RPCs) can finish.
         let routes = Routes::new(RiderServiceServer::new(RiderGrpc::new(app, runtime.draining())));

@@ -5,7 +5,7 @@ use baemin_mesh_events::{Event, new_envelope};
 use baemin_mesh_testkit::DbKind;
 use baemin_proto::{
     call::v1 as call,
-    events::v1::{CallAccepted, DeliveryCompleted, DeliveryPicked, PaymentSettled},
+    events::v1::{CallAccepted, CallPlaced, DeliveryCompleted, DeliveryPicked, PaymentSettled},
     report::v1 as report,
 };
 use prost::Message;
@@ -62,6 +62,26 @@ async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_f
         (call.rider_id.as_str(), call.settled_amount, call.fee),
         ("r-5", 4_500, 5_000)
     );
+    // A marker published last: the report consumes the stream in order, so once the marker's row shows,
+    // every copy of every event above has been applied.
+    let marker = uuid::Uuid::now_v7().to_string();
+    let placed = Event::CallPlaced(CallPlaced {
+        restaurant_id: "marker".into(),
+        destination: "x".into(),
+        fee: 1,
+    });
+    let envelope = new_envelope("test", &marker, placed.clone());
+    js.publish(
+        baemin_proto::events::subject_of(&placed),
+        envelope.encode_to_vec().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    baemin::scenario::wait_view(&mesh.clients, &marker, PATIENCE, |_| true)
+        .await
+        .unwrap();
     let view = baemin::scenario::wait_view(&mesh.clients, &id, PATIENCE, |v| {
         v.status() == report::DeliveryStatus::Completed && v.fee == 5_000
     })

@@ -403,7 +403,8 @@ async fn lists_page_newest_first_and_filter_by_restaurant_and_status() {
         .into_inner();
     assert!(completed.calls.is_empty());
     // The report pages the same way once the events arrived.
-    wait_view(&mesh.clients, &ids[0], PATIENCE, |_| true).await.unwrap();
+    // The newest call is the last event on the stream: once it shows, every row does.
+    wait_view(&mesh.clients, &ids[4], PATIENCE, |_| true).await.unwrap();
     let mut r = mesh.clients.report.clone();
     let odd = eventually(PATIENCE, "both odd rows in the report", || {
         let mut r = r.clone();

@@ -18,5 +18,4 @@ pub use model::{
     Call, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentState, Registration, RequestKey,
 };
 pub use ports::{PaymentCallError, Payments};
-pub use repair::run_repair;
 pub use service::{CallApp, CallFilter, Delivery};

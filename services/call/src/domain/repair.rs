@@ -1,14 +1,11 @@
 //! The repair worker: finishes what a crash or a lost payment answer left half done, so that no fee
 //! stays registered without a call and no cancellation stays half applied.
 //!
-//! One round is [`CallApp::repair_once`]; [`run_repair`] repeats it until shutdown. Tests drive rounds
+//! One round is [`CallApp::repair_once`]; the runtime's `run_every` repeats it until shutdown. Tests drive rounds
 //! one by one.
-
-use std::{sync::Arc, time::Duration};
 
 use baemin_kernel::now_millis;
 use sea_orm::TransactionTrait;
-use tokio_util::sync::CancellationToken;
 
 use super::{Call, CallApp, CallError, PaymentCallError, Registration};
 use crate::outbound::{db, intents};
@@ -106,23 +103,5 @@ impl CallApp {
             Err(err) => return Err(err),
         }
         Ok(())
-    }
-}
-
-/// Runs a repair round every `interval` until `shutdown`.
-pub async fn run_repair(app: Arc<CallApp>, interval: Duration, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = shutdown.cancelled() => return,
-        }
-        match app.repair_once().await {
-            Ok(report) if report.is_empty() => {}
-            Ok(report) => tracing::info!(?report, "repair round"),
-            Err(err) => {
-                let source = std::error::Error::source(&err).map(ToString::to_string);
-                tracing::warn!(error = %err, ?source, "repair round failed; retrying next round");
-            }
-        }
     }
 }

@@ -1,7 +1,5 @@
 //! The [`Payments`] port over `baemin.payment.v1.PaymentService`, through the mesh client stack.
 
-use std::time::Duration;
-
 use baemin_kernel::{CallId, Fee};
 use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, connect_lazy};
 use baemin_proto::payment::v1::{RegisterCostRequest, VoidCostRequest, payment_service_client::PaymentServiceClient};
@@ -18,14 +16,8 @@ pub struct PaymentClient {
 
 impl PaymentClient {
     /// A client of the payment service at `url`; each call ends within `deadline`.
-    pub fn connect(url: &str, deadline: Duration) -> Result<Self, ClientError> {
-        let channel = connect_lazy(&ClientSettings {
-            dependency: "payment",
-            url: url.to_owned(),
-            deadline,
-            // A connection attempt counts against the call's deadline anyway.
-            connect_timeout: deadline,
-        })?;
+    pub fn connect(settings: &ClientSettings) -> Result<Self, ClientError> {
+        let channel = connect_lazy(settings)?;
         Ok(Self {
             client: PaymentServiceClient::new(channel),
         })

@@ -13,7 +13,6 @@ pub use model::{
     on_call_cancelled, on_call_placed, status_from_label, status_label,
 };
 pub use ports::{PaymentCallError, Payments};
-pub use repair::run_repair;
 pub use service::RiderApp;
 
 #[cfg(test)]

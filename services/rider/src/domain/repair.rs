@@ -1,13 +1,10 @@
 //! The repair worker: finishes the CompleteDelivery settlements a crash or a lost payment answer left
 //! marked, so that no fee stays SETTLED at payment under a delivery that never completes.
 //!
-//! One round is [`RiderApp::repair_once`]; [`run_repair`] repeats it until shutdown. Tests drive rounds
+//! One round is [`RiderApp::repair_once`]; the runtime's `run_every` repeats it until shutdown. Tests drive rounds
 //! one by one.
 
-use std::{sync::Arc, time::Duration};
-
 use baemin_kernel::{DeliveryStatus, now_millis};
-use tokio_util::sync::CancellationToken;
 
 use super::{Delivery, RiderApp, RiderError};
 
@@ -80,23 +77,5 @@ impl RiderApp {
             Err(err) => tracing::warn!(%call_id, error = %err, "settlement repair refused; retrying next round"),
         }
         Ok(())
-    }
-}
-
-/// Runs a repair round every `interval` until `shutdown`.
-pub async fn run_repair(app: Arc<RiderApp>, interval: Duration, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = shutdown.cancelled() => return,
-        }
-        match app.repair_once().await {
-            Ok(report) if report.is_empty() => {}
-            Ok(report) => tracing::info!(?report, "repair round"),
-            Err(err) => {
-                let source = std::error::Error::source(&err).map(ToString::to_string);
-                tracing::warn!(error = %err, ?source, "repair round failed; retrying next round");
-            }
-        }
     }
 }

@@ -1,8 +1,6 @@
 //! The payment service behind the domain's [`Payments`] port: a tonic client on the mesh channel
 //! (deadline now; the breaker and retry layers slot into `baemin_mesh_client`).
 
-use std::time::Duration;
-
 use baemin_kernel::{CallId, RiderId, Settlement};
 use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, connect_lazy};
 use baemin_proto::payment::v1::{PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient};
@@ -26,14 +24,8 @@ pub struct GrpcPayments {
 
 impl GrpcPayments {
     /// A client of the payment service at `url`; connects on first use, so start-up never waits for it.
-    pub fn connect(url: &str, deadline: Duration) -> Result<Self, ClientError> {
-        let channel = connect_lazy(&ClientSettings {
-            dependency: "payment",
-            url: url.to_owned(),
-            deadline,
-            // Connecting is part of the call, so it can never usefully take longer than the deadline.
-            connect_timeout: deadline,
-        })?;
+    pub fn connect(settings: &ClientSettings) -> Result<Self, ClientError> {
+        let channel = connect_lazy(settings)?;
         Ok(Self {
             client: PaymentServiceClient::new(channel),
         })
@@ -166,7 +158,13 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_payment_is_unavailable() {
         // Port 9 (discard) on loopback refuses connections on any sane test machine.
-        let payments = GrpcPayments::connect("http://127.0.0.1:9", Duration::from_secs(2)).unwrap();
+        let payments = GrpcPayments::connect(&ClientSettings {
+            dependency: "payment",
+            url: "http://127.0.0.1:9".into(),
+            deadline: std::time::Duration::from_secs(2),
+            connect_timeout: std::time::Duration::from_secs(2),
+        })
+        .unwrap();
         let call_id = CallId::generate();
         let rider = RiderId::parse("r-1", "rider_id").unwrap();
         let err = payments.settle(&call_id, &rider).await.unwrap_err();
