@@ -24,6 +24,9 @@ pub struct ServiceConfig {
     pub shutdown_grace: Duration,
     /// `STARTUP_TIMEOUT`: how long start-up waits for the database and NATS to become reachable.
     pub startup_timeout: Duration,
+    /// `BAEMIN_REQUIRE_IDENTITY`: refuse calls without caller identity (UNAUTHENTICATED) instead of
+    /// trusting them as internal backends (default false).
+    pub require_identity: bool,
 }
 
 impl ServiceConfig {
@@ -69,6 +72,7 @@ impl ServiceConfig {
             },
             shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
             startup_timeout: s.duration("STARTUP_TIMEOUT", Duration::from_secs(60))?,
+            require_identity: s.parse("BAEMIN_REQUIRE_IDENTITY", false)?,
         })
     }
 }
@@ -94,6 +98,7 @@ mod tests {
             ("NATS_URL", "127.0.0.1:4222"),
             ("NATS_DUPLICATE_WINDOW", "10s"),
             ("DATABASE_POOL_SIZE", "0"),
+            ("BAEMIN_REQUIRE_IDENTITY", "yes please"),
         ] {
             let env = [(key, value)];
             let err = ServiceConfig::from_settings("call", 8081, &Settings::new(&env)).unwrap_err();

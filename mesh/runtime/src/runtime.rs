@@ -132,7 +132,9 @@ impl Runtime {
         let grace = self.config.shutdown_grace;
         let name = self.config.name;
         let served = {
-            let serve = self.server.serve(routes, shutdown.clone());
+            let serve = self
+                .server
+                .serve(routes, self.config.require_identity, shutdown.clone());
             tokio::pin!(serve);
             let overdue = async {
                 shutdown.cancelled().await;

@@ -4,10 +4,12 @@
 pub mod config;
 pub mod identity;
 mod logging;
+mod require_identity;
 mod serve;
 mod shutdown;
 pub mod status;
 
 pub use logging::init_logging;
+pub use require_identity::{RequireIdentity, RequireIdentityLayer};
 pub use serve::{MeshServer, ServeError, Serving};
 pub use shutdown::{Shutdown, wait_for_signal};

@@ -83,8 +83,8 @@ impl MeshServer {
     }
 
     /// Serves `routes` until `shutdown` is cancelled: health goes NOT_SERVING at once, in-flight RPCs
-    /// finish, then this returns.
-    pub async fn serve(self, routes: Routes, shutdown: Shutdown) -> Result<(), ServeError> {
+    /// finish, then this returns. With `require_identity`, calls without a caller identity are refused.
+    pub async fn serve(self, routes: Routes, require_identity: bool, shutdown: Shutdown) -> Result<(), ServeError> {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(baemin_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -104,6 +104,7 @@ impl MeshServer {
         };
         Server::builder()
             .tcp_nodelay(true)
+            .layer(crate::RequireIdentityLayer::new(require_identity))
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
             .await?;

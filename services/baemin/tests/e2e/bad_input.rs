@@ -370,3 +370,42 @@ async fn a_restaurant_reading_another_restaurants_call_is_permission_denied() {
     assert_eq!(denied.code(), Code::PermissionDenied);
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_identity_required_an_anonymous_call_is_unauthenticated_but_probes_still_work() {
+    use baemin_mesh_testkit::{NatsServer, RunningService, TestDatabases};
+    use baemin_proto::payment::v1::payment_service_client::PaymentServiceClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+    let nats = NatsServer::start().await;
+    let mut dbs = TestDatabases::new(DbKind::Sqlite);
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("DATABASE_URL", dbs.url_for("payment").await),
+        ("BAEMIN_REQUIRE_IDENTITY", "true".to_owned()),
+    ];
+    let payment = RunningService::start::<baemin_payment::Application>(&env).await;
+    let channel = baemin::clients::channel(&payment.url()).unwrap();
+    let mut client = PaymentServiceClient::new(channel.clone());
+    let get = || payment::GetPaymentRequest {
+        call_id: unknown_call_id(),
+    };
+    assert_eq!(
+        client.get_payment(get()).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        client
+            .get_payment(as_caller("admin", "ops", get()))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap();
+    assert_eq!(health.into_inner().status(), ServingStatus::Serving);
+    payment.stop().await;
+}
