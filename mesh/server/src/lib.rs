@@ -2,6 +2,7 @@
 //! graceful shutdown, logging, and the mapping of unexpected errors to `tonic::Status`.
 
 pub mod config;
+mod deadline;
 pub mod identity;
 mod logging;
 mod require_identity;
@@ -9,6 +10,7 @@ mod serve;
 mod shutdown;
 pub mod status;
 
+pub use deadline::{CallerDeadline, CallerDeadlineLayer, parse_grpc_timeout};
 pub use logging::init_logging;
 pub use require_identity::{RequireIdentity, RequireIdentityLayer};
 pub use serve::{MeshServer, ServeError, Serving};

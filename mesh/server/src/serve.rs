@@ -104,7 +104,11 @@ impl MeshServer {
         };
         Server::builder()
             .tcp_nodelay(true)
-            .layer(crate::RequireIdentityLayer::new(require_identity))
+            .layer(
+                tower::ServiceBuilder::new()
+                    .layer(crate::RequireIdentityLayer::new(require_identity))
+                    .layer(crate::CallerDeadlineLayer),
+            )
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
             .await?;

@@ -56,7 +56,11 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // A caller's own tighter deadline wins, both for the local timer and for the server.
-        let callers = request.headers().get("grpc-timeout").and_then(parse_grpc_timeout);
+        let callers = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(baemin_mesh_server::parse_grpc_timeout);
         let deadline = match callers {
             Some(d) if d < self.deadline => d,
             _ => {
@@ -66,23 +70,4 @@ where
         };
         ResponseFuture::new(self.inner.call(request), self.dependency, deadline)
     }
-}
-
-/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
-    let text = value.to_str().ok()?;
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }

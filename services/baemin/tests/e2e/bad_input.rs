@@ -409,3 +409,47 @@ async fn with_identity_required_an_anonymous_call_is_unauthenticated_but_probes_
     assert_eq!(health.into_inner().status(), ServingStatus::Serving);
     payment.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_outliving_the_callers_deadline_is_deadline_exceeded_and_stores_nothing() {
+    use baemin_mesh_testkit::{NatsServer, RunningService, TestDatabases};
+    use baemin_proto::call::v1::call_service_client::CallServiceClient;
+
+    // A payment that accepts connections and never answers.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let payment_url = format!("http://{}", black_hole.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = black_hole.accept().await {
+            open.push(socket);
+        }
+    });
+    let nats = NatsServer::start().await;
+    let mut dbs = TestDatabases::new(DbKind::Sqlite);
+    let env = [
+        ("NATS_URL", nats.url()),
+        ("DATABASE_URL", dbs.url_for("call").await),
+        ("PAYMENT_URL", payment_url),
+        ("PAYMENT_DEADLINE", "10s".to_owned()),
+        ("CALL_REPAIR_AFTER", "20s".to_owned()),
+    ];
+    let call_service = RunningService::start::<baemin_call::Application>(&env).await;
+    let mut client = CallServiceClient::new(baemin::clients::channel(&call_service.url()).unwrap());
+    let mut request = tonic::Request::new(call::PlaceCallRequest {
+        request_id: request_id(),
+        restaurant_id: "store-11".into(),
+        destination: "Ulsan".into(),
+        fee: 2_000,
+    });
+    request.set_timeout(std::time::Duration::from_millis(300));
+    let status = client.place_call(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let listed = client
+        .list_calls(call::ListCallsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.calls.is_empty(), "nothing stored");
+    call_service.stop().await;
+    held.abort();
+}
