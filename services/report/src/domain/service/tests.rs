@@ -314,9 +314,16 @@ async fn a_watcher_without_snapshot_sees_only_new_changes_of_every_call() {
     assert_eq!(next.call_id, new);
 }
 
+/// On PostgreSQL with a real pool, so the events truly race (SQLite's single connection would serialise
+/// them and the test could not fail without the row lock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_events_of_one_call_lose_no_field() {
-    let app = app().await;
+    let mut databases = baemin_mesh_testkit::TestDatabases::new(baemin_mesh_testkit::DbKind::Postgres);
+    let url = databases.url_for("report").await;
+    let db = baemin_mesh_store::connect::<Migrator>(&url, 8)
+        .await
+        .expect("PostgreSQL test database");
+    let app = Arc::new(ReportApp::new(db));
     let call_id = CallId::generate();
     let events = [
         (1_000, placed("store-1", 3_000)),
