@@ -6,6 +6,8 @@ use async_nats::jetstream::{self, stream};
 
 /// The stream of every domain event (DESIGN.md, "Events").
 pub const STREAM_NAME: &str = "BAEMIN_EVENTS";
+/// Every event subject starts with this.
+pub(crate) const EVENTS_PREFIX: &str = "baemin.events.";
 
 /// NATS or JetStream failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,9 @@ pub enum BusError {
     /// The stream could not be created or updated.
     #[error("creating or updating stream {STREAM_NAME}")]
     Stream(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A dead letter could not be stored, listed or re-driven.
+    #[error("dead letters")]
+    DeadLetter(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A consumer could not be created.
     #[error("creating consumer {name}")]
     Consumer {
@@ -77,7 +82,8 @@ impl EventBus {
         Ok(Self { client, jetstream })
     }
 
-    /// Creates the stream, or updates it to `settings`: idempotent, safe for every replica at start-up.
+    /// Creates the events stream and the dead-letter stream, or updates them to `settings`: idempotent,
+    /// safe for every replica at start-up.
     pub async fn ensure_stream(&self, settings: &StreamSettings) -> Result<(), BusError> {
         let config = stream::Config {
             name: STREAM_NAME.to_owned(),
@@ -91,6 +97,10 @@ impl EventBus {
         };
         self.jetstream
             .create_or_update_stream(config)
+            .await
+            .map_err(|e| BusError::Stream(Box::new(e)))?;
+        self.jetstream
+            .create_or_update_stream(crate::deadletter::stream_config(settings.replicas))
             .await
             .map_err(|e| BusError::Stream(Box::new(e)))?;
         Ok(())

@@ -4,7 +4,7 @@
 use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
-    AckKind,
+    self, AckKind,
     consumer::{self, AckPolicy, Consumer, DeliverPolicy},
 };
 use futures::{FutureExt, StreamExt};
@@ -12,7 +12,10 @@ use prost::Message;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{BusError, Envelope, EventBus, STREAM_NAME};
+use crate::{
+    BusError, Envelope, EventBus, STREAM_NAME,
+    deadletter::{self, Casualty},
+};
 
 /// What a handler could not do with an event.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +24,7 @@ pub enum HandleError {
     /// often as it takes — an event is never given up because a dependency was down for a while.
     #[error("transient failure: {0}")]
     Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The event can never be applied: it is terminated and logged.
+    /// The event can never be applied: it is stored as a dead letter with this reason, then terminated.
     #[error("rejected: {0}")]
     Rejected(String),
 }
@@ -95,10 +98,17 @@ pub async fn spawn_consumer<H: EventHandler>(
         )
         .await
         .map_err(|e| consumer_error(Box::new(e)))?;
-    Ok(tokio::spawn(run(consumer, spec, handler, shutdown)))
+    Ok(tokio::spawn(run(
+        bus.jetstream().clone(),
+        consumer,
+        spec,
+        handler,
+        shutdown,
+    )))
 }
 
 async fn run<H: EventHandler>(
+    jetstream: jetstream::Context,
     consumer: Consumer<consumer::pull::Config>,
     spec: ConsumerSpec,
     handler: Arc<H>,
@@ -133,7 +143,7 @@ async fn run<H: EventHandler>(
             };
             match next {
                 Some(Ok(message)) => {
-                    if let Some(pause) = process(&spec, handler.as_ref(), message).await {
+                    if let Some(pause) = process(&jetstream, &spec, handler.as_ref(), message).await {
                         // A dependency is failing: slow down instead of churning through the batch.
                         tokio::select! {
                             () = tokio::time::sleep(pause) => {}
@@ -153,6 +163,7 @@ async fn run<H: EventHandler>(
 
 /// Applies one message and acks it; returns a pause when the handler failed transiently.
 async fn process<H: EventHandler>(
+    jetstream: &jetstream::Context,
     spec: &ConsumerSpec,
     handler: &H,
     message: async_nats::jetstream::Message,
@@ -178,8 +189,28 @@ async fn process<H: EventHandler>(
             (AckKind::Nak(Some(delay)), Some(delay.min(Duration::from_secs(5))))
         }
         Err(err) => {
-            tracing::error!(consumer = %spec.durable, %subject, delivered, error = %err, "event terminated: it can never apply");
-            (AckKind::Term, None)
+            let reason = err.to_string();
+            let stream_sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
+            let casualty = Casualty {
+                consumer: &spec.durable,
+                subject: &subject,
+                stream_sequence,
+                delivered,
+                reason: &reason,
+                payload: message.payload.clone(),
+            };
+            match deadletter::record(jetstream, casualty).await {
+                Ok(()) => {
+                    tracing::error!(consumer = %spec.durable, %subject, delivered, %reason, "event dead-lettered: it can never apply");
+                    (AckKind::Term, None)
+                }
+                // Not stored yet, so not terminated either: try again later.
+                Err(store) => {
+                    let delay = backoff(delivered, spec.max_backoff);
+                    tracing::warn!(consumer = %spec.durable, %subject, %reason, error = %store, "cannot store a dead letter; redelivery in {delay:?}");
+                    (AckKind::Nak(Some(delay)), Some(delay.min(Duration::from_secs(5))))
+                }
+            }
         }
     };
     if let Err(err) = message.ack_with(ack).await {

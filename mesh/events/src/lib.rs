@@ -3,6 +3,7 @@
 
 mod bus;
 mod consumer;
+pub mod deadletter;
 mod envelope;
 pub mod inbox;
 mod local;

@@ -115,6 +115,31 @@ pub enum Command {
     /// The company's report.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Events a consumer could never apply: list them, re-drive them.
+    DeadLetters {
+        /// NATS of the mesh (default: NATS_URL, else the one `baemin up` recorded in ./data/nats.url, else
+        /// nats://127.0.0.1:4222).
+        #[arg(long, env = "NATS_URL")]
+        nats_url: Option<String>,
+        /// What to do.
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
+}
+
+/// `baemin dead-letters ...`
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List every dead letter, oldest first.
+    List,
+    /// Publish dead letters again on their original subject and remove them.
+    Redrive {
+        /// Dead-letter sequence numbers (from `list`).
+        sequences: Vec<u64>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "sequences")]
+        all: bool,
+    },
 }
 
 /// Paging and filters of list commands.

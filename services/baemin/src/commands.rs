@@ -7,7 +7,7 @@ use baemin_proto::{call::v1 as call, payment::v1 as payment, report::v1 as repor
 use futures::StreamExt;
 
 use crate::{
-    cli::{CallCommand, Cli, Command, ListArgs, PaymentCommand, ReportCommand, RiderCommand},
+    cli::{CallCommand, Cli, Command, DeadLetterCommand, ListArgs, PaymentCommand, ReportCommand, RiderCommand},
     clients::{Clients, Urls},
     print,
     scenario::{self, Script},
@@ -74,7 +74,47 @@ async fn drive(command: Command, urls: &Urls) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report(cmd) => report_command(&mut c, cmd).await,
+        Command::DeadLetters { nats_url, command } => dead_letter_command(nats_url, command).await,
     }
+}
+
+async fn dead_letter_command(nats_url: Option<String>, cmd: DeadLetterCommand) -> anyhow::Result<()> {
+    use baemin_mesh_events::deadletter;
+    let url = nats_url
+        .or_else(|| {
+            std::fs::read_to_string("data/nats.url")
+                .ok()
+                .map(|u| u.trim().to_owned())
+        })
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let client = async_nats::connect(&url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))?;
+    let jetstream = async_nats::jetstream::new(client);
+    let letters = deadletter::list(&jetstream).await?;
+    match cmd {
+        DeadLetterCommand::List => {
+            for letter in &letters {
+                println!("{}", print::dead_letter_line(letter));
+            }
+            println!("{} dead letter(s)", letters.len());
+        }
+        DeadLetterCommand::Redrive { sequences, all } => {
+            let chosen: Vec<u64> = if all {
+                letters.iter().map(|l| l.sequence).collect()
+            } else {
+                sequences
+            };
+            if chosen.is_empty() {
+                bail!("name dead-letter sequences to re-drive, or --all");
+            }
+            for sequence in chosen {
+                let letter = deadletter::redrive(&jetstream, sequence).await?;
+                println!("re-driven {} to {}", letter.sequence, letter.original_subject);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn unreachable_command() -> anyhow::Result<()> {

@@ -85,6 +85,8 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
         }
     };
 
+    // `baemin dead-letters` finds the mesh's NATS here when NATS_URL is unset.
+    std::fs::write(data_dir.join("nats.url"), format!("{nats_url}\n")).context("recording the NATS URL")?;
     let exe = std::env::current_exe().context("locating the baemin binary")?;
     let mut services = Vec::new();
     for service in ServiceName::ALL {

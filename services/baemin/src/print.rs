@@ -100,3 +100,15 @@ pub fn stats_lines(s: &report::GetStatsResponse) -> Vec<String> {
         ),
     ]
 }
+
+/// A dead letter: where it came from, why it died, and which event it carries when it decodes.
+pub fn dead_letter_line(d: &baemin_mesh_events::deadletter::DeadLetter) -> String {
+    use prost::Message;
+    let event = baemin_mesh_events::Envelope::decode(d.payload.as_ref())
+        .map(|e| format!("event={} call={}", opt(&e.event_id), opt(&e.call_id)))
+        .unwrap_or_else(|_| format!("undecodable payload of {} bytes", d.payload.len()));
+    format!(
+        "#{:<5} {}  consumer={} subject={} seq={} delivered={} {}  reason={:?}",
+        d.sequence, d.dead_at, d.consumer, d.original_subject, d.original_sequence, d.delivered, event, d.reason
+    )
+}

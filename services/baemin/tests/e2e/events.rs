@@ -245,3 +245,62 @@ mod reflection {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_dead_lettered_with_its_reason_consumers_go_on_and_it_can_be_redriven() {
+    use baemin_mesh_events::deadletter;
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let client = async_nats::connect(mesh.nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    js.publish(
+        "baemin.events.call.placed",
+        bytes::Bytes::from_static(b"\xff\xffnot protobuf"),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    // The rider service and the report both consume call.placed: each keeps its own dead letter.
+    let letters = baemin::scenario::eventually(PATIENCE, "two dead letters", || {
+        let js = js.clone();
+        async move {
+            let letters = deadletter::list(&js).await?;
+            Ok((letters.len() == 2).then_some(letters))
+        }
+    })
+    .await
+    .unwrap();
+    let mut consumers: Vec<_> = letters.iter().map(|l| l.consumer.as_str()).collect();
+    consumers.sort();
+    assert_eq!(
+        consumers,
+        ["report__baemin_events_all", "rider__baemin_events_call_placed"]
+    );
+    for letter in &letters {
+        assert_eq!(letter.original_subject, "baemin.events.call.placed");
+        assert!(letter.reason.contains("undecodable"), "{}", letter.reason);
+        assert_eq!(&letter.payload[..], b"\xff\xffnot protobuf");
+    }
+    // The consumers went on: a real call placed afterwards reaches the rider and the report.
+    let call_id = place(&mesh, "store-12", 1_000).await.call_id;
+    baemin::scenario::wait_view(&mesh.clients, &call_id, PATIENCE, |_| true)
+        .await
+        .unwrap();
+    // Re-driving puts it back on its subject (both consumers see it again and, still poison, keep it).
+    let redriven = deadletter::redrive(&js, letters[0].sequence).await.unwrap();
+    assert_eq!(redriven.sequence, letters[0].sequence);
+    let after = baemin::scenario::eventually(PATIENCE, "the re-driven letter dead again", || {
+        let js = js.clone();
+        async move {
+            let letters = deadletter::list(&js).await?;
+            Ok((letters.len() == 3).then_some(letters))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        after.iter().all(|l| l.sequence != letters[0].sequence),
+        "the re-driven letter left the list"
+    );
+    mesh.stop().await;
+}
