@@ -117,14 +117,45 @@ pub enum Command {
     Report(ReportCommand),
     /// Events a consumer could never apply: list them, re-drive them.
     DeadLetters {
-        /// NATS of the mesh (default: NATS_URL, else the one `baemin up` recorded in ./data/nats.url, else
-        /// nats://127.0.0.1:4222).
-        #[arg(long, env = "NATS_URL")]
-        nats_url: Option<String>,
+        /// Where the mesh's NATS is.
+        #[command(flatten)]
+        nats: NatsArgs,
         /// What to do.
         #[command(subcommand)]
         command: DeadLetterCommand,
     },
+    /// How far behind each consumer is, dead letters, and the outbox backlog of a local mesh.
+    Status {
+        /// Where the mesh's NATS is.
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// The data directory of `baemin up`, for the outbox backlog of its SQLite files.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Where the mesh's NATS is.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// NATS URL (default: NATS_URL, else the one `baemin up` recorded in ./data/nats.url, else
+    /// nats://127.0.0.1:4222).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+}
+
+impl NatsArgs {
+    /// The URL to use.
+    pub fn resolve(&self) -> String {
+        self.nats_url
+            .clone()
+            .or_else(|| {
+                std::fs::read_to_string("data/nats.url")
+                    .ok()
+                    .map(|u| u.trim().to_owned())
+            })
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".into())
+    }
 }
 
 /// `baemin dead-letters ...`

@@ -74,23 +74,14 @@ async fn drive(command: Command, urls: &Urls) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report(cmd) => report_command(&mut c, cmd).await,
-        Command::DeadLetters { nats_url, command } => dead_letter_command(nats_url, command).await,
+        Command::DeadLetters { nats, command } => dead_letter_command(&nats.resolve(), command).await,
+        Command::Status { nats, data_dir } => crate::status::show(&nats.resolve(), &data_dir).await,
     }
 }
 
-async fn dead_letter_command(nats_url: Option<String>, cmd: DeadLetterCommand) -> anyhow::Result<()> {
+async fn dead_letter_command(url: &str, cmd: DeadLetterCommand) -> anyhow::Result<()> {
     use baemin_mesh_events::deadletter;
-    let url = nats_url
-        .or_else(|| {
-            std::fs::read_to_string("data/nats.url")
-                .ok()
-                .map(|u| u.trim().to_owned())
-        })
-        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    let client = async_nats::connect(&url)
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))?;
-    let jetstream = async_nats::jetstream::new(client);
+    let jetstream = crate::status::jetstream(url).await?;
     let letters = deadletter::list(&jetstream).await?;
     match cmd {
         DeadLetterCommand::List => {

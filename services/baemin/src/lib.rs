@@ -7,5 +7,6 @@ mod commands;
 pub mod launcher;
 mod print;
 pub mod scenario;
+mod status;
 
 pub use commands::run;

@@ -106,6 +106,29 @@ async fn baemin_up_runs_each_service_as_a_process_survives_one_stopping_and_stop
         "{printed}"
     );
 
+    // The operator's view: consumer lag, dead letters, outbox backlog of the SQLite files.
+    let nats_url = std::fs::read_to_string(data.path().join("nats.url")).expect("nats.url recorded");
+    let nats_flag = format!("--nats-url={}", nats_url.trim());
+    let data_flag = format!("--data-dir={}", data.path().display());
+    let status = cli(&[], &["status", &nats_flag, &data_flag]).await;
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    for expected in [
+        "events stream:",
+        "report__baemin_events_all",
+        "rider__baemin_events_call_placed",
+        "dead letters: 0",
+        "outbox backlog",
+    ] {
+        assert!(shown.contains(expected), "status shows {expected:?}:\n{shown}");
+    }
+    let letters = cli(&[], &["dead-letters", &nats_flag, "list"]).await;
+    assert!(String::from_utf8_lossy(&letters.stdout).contains("0 dead letter(s)"));
+
     // Stop the rider process: it is reported, not restarted, and calls are still taken.
     assert!(signal(pids["rider"], "-TERM"));
     let reported = async {
