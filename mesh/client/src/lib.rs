@@ -1,7 +1,9 @@
-//! The client stack for synchronous calls between services: one place where deadline (now) and the
-//! circuit breaker, bounded retry and concurrency limit (the resilience issue) wrap a tonic channel.
+//! The client stack for synchronous calls between services: one place where deadline and circuit
+//! breaker (now), bounded retry and concurrency limit (the resilience issue) wrap a tonic channel.
 
+pub mod breaker;
 pub mod deadline;
 mod stack;
 
+pub use breaker::{BreakerConfig, BreakerHandle, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier};
 pub use stack::{ClientError, ClientSettings, MeshChannel, connect_lazy};
