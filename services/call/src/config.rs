@@ -6,6 +6,8 @@ use baemin_mesh_client::ClientSettings;
 use baemin_mesh_runtime::ServiceConfig;
 use baemin_mesh_server::config::{ConfigError, Env, Settings};
 
+pub use crate::domain::Fallback;
+
 /// The call service's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,6 +20,10 @@ pub struct Config {
     pub repair_after: Duration,
     /// `CALL_REPAIR_INTERVAL`: time between repair rounds (default 5s).
     pub repair_interval: Duration,
+    /// `PLACE_CALL_FALLBACK`: what PlaceCall and CancelCall do when payment is unavailable, `reject`
+    /// (default: UNAVAILABLE) or `defer` (the call is stored with its fee PENDING, a cancellation
+    /// commits at once; the repair worker finishes both with payment later).
+    pub fallback: Fallback,
 }
 
 impl Config {
@@ -42,6 +48,7 @@ impl Config {
             payment,
             repair_after,
             repair_interval: s.duration("CALL_REPAIR_INTERVAL", Duration::from_secs(5))?,
+            fallback: s.parse("PLACE_CALL_FALLBACK", Fallback::Reject)?,
         })
     }
 }
@@ -59,6 +66,23 @@ mod tests {
         assert_eq!(c.payment.deadline, Duration::from_secs(2));
         assert_eq!(c.repair_after, Duration::from_secs(30));
         assert_eq!(c.repair_interval, Duration::from_secs(5));
+        assert_eq!(c.fallback, Fallback::Reject);
+    }
+
+    #[test]
+    fn the_place_call_fallback_is_reject_or_defer() {
+        for (raw, fallback) in [
+            ("reject", Fallback::Reject),
+            ("defer", Fallback::Defer),
+            (" Defer ", Fallback::Defer),
+        ] {
+            let c = Config::from_env(&[("PLACE_CALL_FALLBACK", raw)]).unwrap();
+            assert_eq!(c.fallback, fallback, "{raw:?}");
+        }
+        let err = Config::from_env(&[("PLACE_CALL_FALLBACK", "queue")]).unwrap_err();
+        assert_eq!(err.key, "PLACE_CALL_FALLBACK");
+        assert_eq!(err.value, "queue");
+        assert!(err.reason.contains("reject or defer"), "{err}");
     }
 
     #[test]
@@ -68,6 +92,7 @@ mod tests {
             ("PAYMENT_DEADLINE", "soon"),
             ("CALL_REPAIR_AFTER", "0s"),
             ("CALL_REPAIR_INTERVAL", "often"),
+            ("PLACE_CALL_FALLBACK", "retry"),
         ] {
             let err = Config::from_env(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key);

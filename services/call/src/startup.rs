@@ -43,6 +43,7 @@ impl Service for Application {
             runtime.outbox().clone(),
             Arc::new(payments),
             config.repair_after,
+            config.fallback,
         ));
         let follower = Arc::new(DeliveryFollower::new(app.clone()));
         for subject in SUBJECTS {

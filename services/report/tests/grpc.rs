@@ -87,6 +87,7 @@ async fn projects_serves_and_stops(kind: DbKind) {
                 fee: 3_000,
                 commission: 300,
                 rider_payout: 2_700,
+                settlement_pending: false,
             }),
             Event::PaymentSettled(PaymentSettled {
                 payment_id: "p-1".into(),
@@ -105,6 +106,7 @@ async fn projects_serves_and_stops(kind: DbKind) {
                 restaurant_id: "store-1".into(),
                 destination: "Gangnam-gu 1".into(),
                 fee: 3_000,
+                payment_pending: false,
             }),
         ],
     )
@@ -124,6 +126,7 @@ async fn projects_serves_and_stops(kind: DbKind) {
                 restaurant_id: "store-2".into(),
                 destination: "Mapo-gu 2".into(),
                 fee: 5_000,
+                payment_pending: false,
             }),
             Event::CallCancelled(CallCancelled {
                 reason: "closed".into(),

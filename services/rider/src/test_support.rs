@@ -37,11 +37,15 @@ pub enum Answer {
     Refuse,
     /// No fee registered.
     NotFound,
+    /// An answer payment should never give (a bug on one side).
+    Unexpected,
 }
 
 pub struct FakePayments {
     answer: Mutex<Answer>,
     settles: AtomicUsize,
+    /// Settles that paid a rider (the first Settle of each call that reached a working payment).
+    payouts: AtomicUsize,
     /// Calls settled at the fake payment: paid once each, however often Settle comes.
     paid: Mutex<HashSet<CallId>>,
 }
@@ -51,6 +55,7 @@ impl FakePayments {
         Arc::new(Self {
             answer: Mutex::new(answer),
             settles: AtomicUsize::new(0),
+            payouts: AtomicUsize::new(0),
             paid: Mutex::new(HashSet::new()),
         })
     }
@@ -64,8 +69,14 @@ impl FakePayments {
         *self.answer.lock().unwrap() = answer;
     }
 
+    /// Settle requests received, whatever the answer.
     pub fn settles(&self) -> usize {
         self.settles.load(Ordering::SeqCst)
+    }
+
+    /// Riders paid: Settle is idempotent, so this counts each settled call once.
+    pub fn payouts(&self) -> usize {
+        self.payouts.load(Ordering::SeqCst)
     }
 }
 
@@ -77,8 +88,10 @@ impl Payments for FakePayments {
     ) -> BoxFuture<'a, Result<Settlement, PaymentCallError>> {
         self.settles.fetch_add(1, Ordering::SeqCst);
         let answer = self.answer.lock().unwrap().clone();
-        if matches!(answer, Answer::Settle | Answer::SettleButLoseReply) {
-            self.paid.lock().unwrap().insert(call_id.clone());
+        if matches!(answer, Answer::Settle | Answer::SettleButLoseReply)
+            && self.paid.lock().unwrap().insert(call_id.clone())
+        {
+            self.payouts.fetch_add(1, Ordering::SeqCst);
         }
         Box::pin(async move {
             match answer {
@@ -96,6 +109,7 @@ impl Payments for FakePayments {
                     "call was already settled with another rider".into(),
                 )),
                 Answer::NotFound => Err(PaymentCallError::NotFound("no payment".into())),
+                Answer::Unexpected => Err(PaymentCallError::Unexpected("Settle answered UNIMPLEMENTED".into())),
             }
         })
     }

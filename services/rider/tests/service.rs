@@ -42,6 +42,8 @@ struct FakePayment {
     down: Arc<AtomicBool>,
     /// Settle requests that reached it.
     settles: Arc<AtomicUsize>,
+    /// Settle requests it answered with a settlement (riders paid: every test settles a call once).
+    paid: Arc<AtomicUsize>,
 }
 
 /// A FAILED_PRECONDITION carrying payment's machine-readable reason, as payment answers.
@@ -77,6 +79,7 @@ impl PaymentService for FakePayment {
                 "already settled with another rider",
             ));
         }
+        self.paid.fetch_add(1, Ordering::SeqCst);
         Ok(Response::new(pay::SettleResponse {
             payment: Some(pay::Payment {
                 call_id: req.call_id,
@@ -213,6 +216,7 @@ fn placed(restaurant: &str, fee: i64) -> Event {
         restaurant_id: restaurant.into(),
         destination: "서울 강남구 테헤란로 1".into(),
         fee,
+        ..CallPlaced::default()
     })
 }
 
@@ -415,47 +419,71 @@ async fn cancellations_win_in_any_order(kind: DbKind) {
     h.stop().await;
 }
 
-async fn a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker(kind: DbKind) {
+async fn a_delivery_completed_while_payment_is_down_is_settled_once_by_the_repair_worker(kind: DbKind) {
     let h = Harness::start(kind).await;
     let mut rider = h.rider.clone();
     let mut completed = h.nats.subscribe("baemin.events.delivery.completed").await.unwrap();
     let call_id = h.place("store-4", 3_000).await;
     rider.accept_call(accept(&call_id, "rider-3")).await.unwrap();
     rider.pick_up(pick_up(&call_id, "rider-3")).await.unwrap();
+    // A second delivery whose call gets cancelled (its fee voided) while payment is down.
+    let voided = h.place("store-4", 3_000).await;
+    rider.accept_call(accept(&voided, "rider-4")).await.unwrap();
+    rider.pick_up(pick_up(&voided, "rider-4")).await.unwrap();
 
     h.payment.down.store(true, Ordering::SeqCst);
-    let refused = rider
-        .complete_delivery(complete(&call_id, "rider-3"))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::Unavailable);
-    assert!(
-        refused.message().ends_with("the settlement is retried"),
-        "{}",
-        refused.message()
-    );
-    assert_eq!(
-        h.delivery_when(&call_id, |_| true).await.status(),
-        pb::DeliveryStatus::Picked
-    );
-
-    // Payment returns; nobody retries CompleteDelivery: the repair worker settles and completes.
-    h.payment.down.store(false, Ordering::SeqCst);
-    let done = h
-        .delivery_when(&call_id, |d| d.status() == pb::DeliveryStatus::Completed)
-        .await;
-    assert_eq!(done.payout, 2_700);
-    assert!(h.payment.settles.load(Ordering::SeqCst) >= 2, "Settle was sent again");
+    for (id, who) in [(&call_id, "rider-3"), (&voided, "rider-4")] {
+        let done = rider
+            .complete_delivery(complete(id, who))
+            .await
+            .expect("the food was delivered: the delivery completes while payment is down")
+            .into_inner()
+            .delivery
+            .unwrap();
+        assert_eq!((done.status(), done.payout), (pb::DeliveryStatus::Completed, 0));
+    }
     let message = tokio::time::timeout(PATIENCE, completed.next())
         .await
         .expect("DeliveryCompleted published")
         .unwrap();
-    assert_eq!(Envelope::decode(message.payload.as_ref()).unwrap().call_id, call_id);
+    let first = Envelope::decode(message.payload.as_ref()).unwrap();
+    match first.event {
+        Some(Event::DeliveryCompleted(e)) => assert_eq!(
+            (e.fee, e.commission, e.rider_payout, e.settlement_pending),
+            (3_000, 0, 0, true),
+            "settlement pending"
+        ),
+        other => panic!("expected DeliveryCompleted, got {other:?}"),
+    }
     let again = rider
         .complete_delivery(complete(&call_id, "rider-3"))
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition, "completing twice");
+
+    // Payment returns, having voided the second fee meanwhile; nobody retries CompleteDelivery: the
+    // repair worker settles the first once and cancels the second.
+    h.payment.voided.lock().unwrap().push(voided.clone());
+    h.payment.down.store(false, Ordering::SeqCst);
+    let done = h.delivery_when(&call_id, |d| d.payout == 2_700).await;
+    assert_eq!(done.status(), pb::DeliveryStatus::Completed);
+    h.delivery_when(&voided, |d| d.status() == pb::DeliveryStatus::Cancelled)
+        .await;
+    assert!(h.payment.settles.load(Ordering::SeqCst) >= 4, "Settle was sent again");
+    // A few more repair rounds: the recorded settlement is never sent again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.payment.paid.load(Ordering::SeqCst), 1, "paid exactly once");
+    let mut completions = vec![first.call_id];
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(200), completed.next()).await {
+        completions.push(Envelope::decode(message.payload.as_ref()).unwrap().call_id);
+    }
+    completions.sort();
+    let mut expected = vec![call_id.clone(), voided.clone()];
+    expected.sort();
+    assert_eq!(
+        completions, expected,
+        "one DeliveryCompleted each, no second one when settled"
+    );
     h.stop().await;
 }
 
@@ -545,13 +573,13 @@ async fn postgres_of_ten_riders_racing_over_grpc_exactly_one_wins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker() {
-    a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker(DbKind::Sqlite).await;
+async fn sqlite_a_delivery_completed_while_payment_is_down_is_settled_once_by_the_repair_worker() {
+    a_delivery_completed_while_payment_is_down_is_settled_once_by_the_repair_worker(DbKind::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker() {
-    a_settlement_payment_could_not_answer_is_completed_by_the_repair_worker(DbKind::Postgres).await;
+async fn postgres_a_delivery_completed_while_payment_is_down_is_settled_once_by_the_repair_worker() {
+    a_delivery_completed_while_payment_is_down_is_settled_once_by_the_repair_worker(DbKind::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,8 +217,12 @@ impl BreakerConfig {
     /// `_OPEN_WAIT` and `_HALF_OPEN_MAX_WAIT` (`250ms`, `2s`), `_HALF_OPEN_CALLS`; unset keys keep
     /// the defaults. A bad or out-of-range value is an error naming its key.
     pub fn from_settings(prefix: &str, s: &Settings<'_>) -> Result<Self, ConfigError> {
+        Self::from_settings_or(prefix, s, Self::default())
+    }
+
+    /// Like [`Self::from_settings`], with `d` as the defaults of unset keys.
+    pub fn from_settings_or(prefix: &str, s: &Settings<'_>, d: Self) -> Result<Self, ConfigError> {
         let key = |suffix: &str| format!("{prefix}_BREAKER_{suffix}");
-        let d = Self::default();
         let config = Self {
             window_type: s.parse(&key("WINDOW_TYPE"), d.window_type)?,
             window_size: s.parse(&key("WINDOW_SIZE"), d.window_size)?,

@@ -29,6 +29,7 @@ async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_f
             fee: 5_000,
             commission: 500,
             rider_payout: 4_500,
+            ..Default::default()
         }),
         Event::PaymentSettled(PaymentSettled {
             payment_id: "p".into(),
@@ -69,6 +70,7 @@ async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_f
         restaurant_id: "marker".into(),
         destination: "x".into(),
         fee: 1,
+        ..Default::default()
     });
     let envelope = new_envelope("test", &marker, placed.clone());
     js.publish(

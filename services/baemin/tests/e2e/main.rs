@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
 mod bad_input;
+mod chaos;
 mod events;
 mod flows;
 mod launcher;

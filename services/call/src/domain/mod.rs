@@ -3,6 +3,9 @@
 
 mod actor;
 mod error;
+mod fallback;
+#[cfg(test)]
+mod fallback_tests;
 mod model;
 mod ports;
 mod repair;
@@ -14,6 +17,7 @@ pub(crate) mod testing;
 
 pub use actor::Actor;
 pub use error::CallError;
+pub use fallback::Fallback;
 pub use model::{
     Call, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentState, Registration, RequestKey,
 };

@@ -4,6 +4,8 @@ use baemin_kernel::{
     CallId, CancelReason, DeliveryStatus, Destination, Fee, IllegalTransition, Millis, RequestId, RestaurantId, RiderId,
 };
 
+use super::fallback::retry_delay;
+
 /// Where the call's fee is in payment, as the call service knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentState {
@@ -180,22 +182,41 @@ pub enum DeliveryEvent {
         /// What the rider was paid, KRW.
         rider_payout: i64,
     },
+    /// `DeliveryCompleted` with its settlement pending (payment was unavailable): the delivery is
+    /// done; `PaymentSettled` brings the settlement later.
+    CompletedUnsettled {
+        /// Who delivered.
+        rider: RiderId,
+    },
+    /// `PaymentSettled`: payment settled the fee with the rider. Says nothing about the delivery's
+    /// status (the rider service's events do).
+    Settled {
+        /// Who was paid.
+        rider: RiderId,
+        /// What the rider was paid, KRW.
+        rider_payout: i64,
+    },
 }
 
 impl DeliveryEvent {
-    /// The status this event proves the delivery reached.
-    pub fn status(&self) -> DeliveryStatus {
+    /// The status this event proves the delivery reached; `None` for a payment event.
+    pub fn status(&self) -> Option<DeliveryStatus> {
         match self {
-            Self::Accepted { .. } => DeliveryStatus::Accepted,
-            Self::Picked { .. } => DeliveryStatus::Picked,
-            Self::Completed { .. } => DeliveryStatus::Completed,
+            Self::Accepted { .. } => Some(DeliveryStatus::Accepted),
+            Self::Picked { .. } => Some(DeliveryStatus::Picked),
+            Self::Completed { .. } | Self::CompletedUnsettled { .. } => Some(DeliveryStatus::Completed),
+            Self::Settled { .. } => None,
         }
     }
 
     /// The rider it names.
     pub fn rider(&self) -> &RiderId {
         match self {
-            Self::Accepted { rider } | Self::Picked { rider } | Self::Completed { rider, .. } => rider,
+            Self::Accepted { rider }
+            | Self::Picked { rider }
+            | Self::Completed { rider, .. }
+            | Self::CompletedUnsettled { rider }
+            | Self::Settled { rider, .. } => rider,
         }
     }
 }
@@ -237,8 +258,15 @@ pub struct Call {
     pub settled_amount: Option<i64>,
     /// Why it was cancelled (or is being cancelled).
     pub cancel_reason: Option<CancelReason>,
-    /// Set while a cancellation voids the fee; the repair worker finishes one left behind.
+    /// Set while a cancellation voids the fee; the repair worker finishes one left behind. A CANCELLED
+    /// call keeps it while the void is still owed (payment was unavailable under the `defer` fallback,
+    /// or a deferred registration may still land).
     pub cancel_requested_at: Option<Millis>,
+    /// How many times the repair worker tried to register a PENDING fee.
+    pub payment_attempts: u32,
+    /// When the repair worker tries next to register a PENDING fee, ms; `None` when there is nothing
+    /// to retry.
+    pub next_attempt_at: Option<Millis>,
     /// When it was placed, ms.
     pub created_at: Millis,
     /// When it last changed visibly, ms.
@@ -264,10 +292,88 @@ impl Call {
             settled_amount: None,
             cancel_reason: None,
             cancel_requested_at: None,
+            payment_attempts: 0,
+            next_attempt_at: None,
             created_at: now,
             updated_at: now,
             version: 1,
         }
+    }
+
+    /// A call placed now under `call_id` while payment is unavailable (the `defer` fallback): its fee
+    /// is PENDING, and the repair worker's next round tries to register it.
+    pub fn deferred(call_id: CallId, new: &NewCall, now: Millis) -> Self {
+        Self {
+            payment_state: PaymentState::Pending,
+            next_attempt_at: Some(now),
+            ..Self::placed(call_id, new, now)
+        }
+    }
+
+    /// Whether the repair worker should try to register the fee at `now`: it is PENDING, due, and
+    /// no cancellation was decided (a cancelled call's fee is voided, never registered).
+    pub fn registration_due(&self, now: Millis) -> bool {
+        self.payment_state == PaymentState::Pending
+            && self.cancel_requested_at.is_none()
+            && self.status != DeliveryStatus::Cancelled
+            && self.next_attempt_at.is_some_and(|at| at <= now)
+    }
+
+    /// The repair worker is about to send RegisterCost: count the attempt and schedule the next one
+    /// first (written ahead, so a crash mid-call still backs off). `None` if the registration is not
+    /// due (registered, cancelled or rescheduled meanwhile): then it must not be sent.
+    pub fn begin_registration_attempt(&self, now: Millis) -> Option<Self> {
+        if !self.registration_due(now) {
+            return None;
+        }
+        let attempts = self.payment_attempts.saturating_add(1);
+        Some(Self {
+            payment_attempts: attempts,
+            next_attempt_at: Some(now.saturating_add(retry_delay(attempts))),
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// Payment registered the deferred fee. `None` if the fee is no longer PENDING or a cancellation
+    /// was decided meanwhile: then the cancellation voids the fee, and the call must not say
+    /// REGISTERED.
+    pub fn confirm_registration(&self, now: Millis) -> Option<Self> {
+        if self.payment_state != PaymentState::Pending
+            || self.cancel_requested_at.is_some()
+            || self.status == DeliveryStatus::Cancelled
+        {
+            return None;
+        }
+        Some(Self {
+            payment_state: PaymentState::Registered,
+            next_attempt_at: None,
+            updated_at: now.max(self.updated_at),
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// Payment refused the deferred fee: retrying cannot change its answer, so the retries stop
+    /// (the fee stays PENDING for an operator to look at). `None` if none were scheduled.
+    pub fn stop_registration(&self) -> Option<Self> {
+        self.next_attempt_at?;
+        Some(Self {
+            next_attempt_at: None,
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// Whether a RegisterCost sent for this call may still reach payment after a void that found no
+    /// fee, judged at `cutoff` (now minus `CALL_REPAIR_AFTER`, which exceeds `PAYMENT_DEADLINE`).
+    ///
+    /// Only a PENDING fee has registrations in flight: PlaceCall's own (its answer lost) and the
+    /// repair worker's. Both are sent before the cancellation mark is stored (the worker re-checks
+    /// the mark in a conditional write right before sending), so once the mark is older than the
+    /// cutoff every one of them has landed or died, and "no fee" is final.
+    pub fn registration_may_land(&self, cutoff: Millis) -> bool {
+        self.payment_state == PaymentState::Pending && self.cancel_requested_at.is_none_or(|marked| marked > cutoff)
     }
 
     /// Whether a PlaceCall with `fingerprint` is a retry of the request that placed this call.
@@ -299,9 +405,11 @@ impl Call {
 
     /// CancelCall, last step, once payment voided the fee: the call is CANCELLED whatever it reached
     /// meanwhile (a voided fee can never be settled, and CANCELLED outranks every status), with the
-    /// reason it was marked with. `None` if it already is.
+    /// reason it was marked with, and its fee VOIDED. A call cancelled before the void (see
+    /// [`Call::cancel_before_void`]) only learns that the void happened. `None` if there is nothing
+    /// left to do.
     pub fn confirm_cancel(&self, now: Millis) -> Option<Self> {
-        if self.status == DeliveryStatus::Cancelled {
+        if self.status == DeliveryStatus::Cancelled && self.cancel_requested_at.is_none() {
             return None;
         }
         Some(Self {
@@ -309,6 +417,26 @@ impl Call {
             payment_state: PaymentState::Voided,
             settled_amount: None,
             cancel_requested_at: None,
+            next_attempt_at: None,
+            updated_at: now.max(self.updated_at),
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// The call is CANCELLED before its fee is known to be voided (payment unavailable under the
+    /// `defer` fallback, or a deferred registration may still land). The mark and the payment state
+    /// stay: the repair worker keeps voiding until payment answers, then [`Call::confirm_cancel`]
+    /// records it. `None` if it is cancelled already, or if no cancellation is marked (it was
+    /// dropped meanwhile because the fee is settled).
+    pub fn cancel_before_void(&self, now: Millis) -> Option<Self> {
+        if self.status == DeliveryStatus::Cancelled || self.cancel_requested_at.is_none() {
+            return None;
+        }
+        Some(Self {
+            status: self.status.merge(DeliveryStatus::Cancelled),
+            settled_amount: None,
+            next_attempt_at: None,
             updated_at: now.max(self.updated_at),
             version: self.version + 1,
             ..self.clone()
@@ -329,23 +457,43 @@ impl Call {
         })
     }
 
+    /// Payment refused the void owed by a call cancelled before it: the retries stop, and the call
+    /// stays CANCELLED with its payment state as it was (CANCELLED is terminal; an operator
+    /// reconciles). `None` if no void is owed.
+    pub fn abandon_void(&self) -> Option<Self> {
+        if self.cancel_requested_at.is_none() || self.status != DeliveryStatus::Cancelled {
+            return None;
+        }
+        Some(Self {
+            cancel_requested_at: None,
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
     /// The call after learning `event`, which happened at `at`; `None` when it changes nothing.
     ///
     /// Converges whatever the order and duplication of events: the status merges by rank, the rider is
-    /// kept once known, the settlement is set by the completion. A cancelled call ignores everything:
+    /// kept once known, the settlement is set by a settled completion or by payment's PaymentSettled
+    /// (which never moves the status). A cancelled call ignores everything:
     /// the call service is the authority on cancellation, and its fee is voided.
     pub fn apply(&self, event: &DeliveryEvent, at: Millis) -> Option<Self> {
         if self.status == DeliveryStatus::Cancelled {
             return None;
         }
         let mut next = self.clone();
-        next.status = self.status.merge(event.status());
+        if let Some(status) = event.status() {
+            next.status = self.status.merge(status);
+        }
         if next.rider_id.is_none() {
             next.rider_id = Some(event.rider().clone());
         }
-        if let DeliveryEvent::Completed { rider_payout, .. } = event {
+        // A completion whose settlement is pending settles nothing; PaymentSettled does.
+        if let DeliveryEvent::Completed { rider_payout, .. } | DeliveryEvent::Settled { rider_payout, .. } = event {
+            // Settling proves the fee registered: a deferred registration has nothing left to do.
             next.payment_state = PaymentState::Settled;
             next.settled_amount = Some(*rider_payout);
+            next.next_attempt_at = None;
         }
         if next == *self {
             return None;
@@ -600,6 +748,217 @@ mod tests {
         let c = call().apply(&picked("r-1"), 500).unwrap();
         let later = c.apply(&completed("r-1"), 300).unwrap();
         assert_eq!(later.updated_at, 500);
+    }
+
+    fn deferred() -> Call {
+        Call::deferred(CallId::generate(), &new_call("store-1", "Gangnam 1", 3_000), 10)
+    }
+
+    fn marked(c: &Call, at: Millis) -> Call {
+        let CancelStep::Void(marked) = c.request_cancel(&reason("closed"), at).unwrap() else {
+            panic!("expected a void step");
+        };
+        marked
+    }
+
+    #[test]
+    fn a_deferred_call_is_pending_and_due_at_once() {
+        let c = deferred();
+        assert_eq!(c.status, Called);
+        assert_eq!(c.payment_state, PaymentState::Pending);
+        assert!(c.registration_due(10));
+        assert!(!c.registration_due(9));
+        assert!(!call().registration_due(i64::MAX), "a registered fee is never retried");
+    }
+
+    #[test]
+    fn each_registration_attempt_is_counted_and_backs_off_before_it_is_sent() {
+        let first = deferred().begin_registration_attempt(100).unwrap();
+        assert_eq!(first.payment_attempts, 1);
+        assert_eq!(first.next_attempt_at, Some(1_100));
+        assert_eq!(first.begin_registration_attempt(1_099), None, "not due yet");
+        let second = first.begin_registration_attempt(1_100).unwrap();
+        assert_eq!(second.payment_attempts, 2);
+        assert_eq!(second.next_attempt_at, Some(3_100));
+        assert_eq!(second.version, first.version + 1);
+    }
+
+    #[test]
+    fn a_confirmed_registration_stops_the_retries() {
+        let attempt = deferred().begin_registration_attempt(100).unwrap();
+        let registered = attempt.confirm_registration(200).unwrap();
+        assert_eq!(registered.payment_state, PaymentState::Registered);
+        assert_eq!(registered.next_attempt_at, None);
+        assert!(!registered.registration_due(i64::MAX));
+        assert_eq!(registered.confirm_registration(300), None, "once");
+    }
+
+    #[test]
+    fn a_marked_or_cancelled_call_is_never_registered() {
+        let pending = deferred();
+        let marked = marked(&pending, 50);
+        assert!(!marked.registration_due(i64::MAX));
+        assert_eq!(marked.begin_registration_attempt(i64::MAX), None);
+        assert_eq!(marked.confirm_registration(60), None);
+        let cancelled = marked.cancel_before_void(60).unwrap();
+        assert_eq!(cancelled.begin_registration_attempt(i64::MAX), None);
+        assert_eq!(cancelled.confirm_registration(70), None);
+    }
+
+    #[test]
+    fn a_refused_registration_is_not_retried() {
+        let stopped = deferred().stop_registration().unwrap();
+        assert_eq!(stopped.payment_state, PaymentState::Pending);
+        assert!(!stopped.registration_due(i64::MAX));
+        assert_eq!(stopped.stop_registration(), None);
+    }
+
+    #[test]
+    fn a_completion_settles_a_pending_fee_and_ends_its_retries() {
+        let done = deferred().apply(&completed("r-1"), 100).unwrap();
+        assert_eq!(done.payment_state, PaymentState::Settled);
+        assert_eq!(done.next_attempt_at, None);
+    }
+
+    #[test]
+    fn a_void_that_found_no_fee_is_final_only_once_no_registration_can_land() {
+        let pending = marked(&deferred(), 50);
+        assert!(pending.registration_may_land(49), "marked after the cutoff");
+        assert!(!pending.registration_may_land(50));
+        assert!(
+            deferred().registration_may_land(i64::MAX),
+            "no mark: anything may still be sent"
+        );
+        assert!(
+            !marked(&call(), 50).registration_may_land(0),
+            "a registered fee has nothing in flight"
+        );
+    }
+
+    #[test]
+    fn a_call_cancelled_before_its_void_keeps_the_mark_and_its_payment_state() {
+        for c in [call(), deferred()] {
+            let cancelled = marked(&c, 50).cancel_before_void(60).unwrap();
+            assert_eq!(cancelled.status, Cancelled);
+            assert_eq!(cancelled.payment_state, c.payment_state);
+            assert_eq!(cancelled.cancel_requested_at, Some(50));
+            assert_eq!(cancelled.next_attempt_at, None);
+            assert_eq!(cancelled.cancel_before_void(70), None);
+            assert_eq!(
+                cancelled.request_cancel(&reason("again"), 70).unwrap(),
+                CancelStep::AlreadyCancelled(cancelled.clone())
+            );
+            for event in [accepted("r-1"), picked("r-1"), completed("r-1")] {
+                assert_eq!(cancelled.apply(&event, 80), None, "{event:?}");
+            }
+
+            let voided = cancelled.confirm_cancel(90).unwrap();
+            assert_eq!(voided.status, Cancelled);
+            assert_eq!(voided.payment_state, PaymentState::Voided);
+            assert_eq!(voided.cancel_requested_at, None);
+            assert_eq!(voided.confirm_cancel(100), None, "voided once");
+        }
+    }
+
+    #[test]
+    fn a_call_whose_cancellation_was_dropped_is_not_cancelled_before_a_void() {
+        let dropped = marked(&call(), 50).abandon_cancel().unwrap();
+        assert_eq!(dropped.cancel_before_void(60), None);
+    }
+
+    #[test]
+    fn a_refused_void_of_a_cancelled_call_stops_and_leaves_the_call_as_it_is() {
+        let cancelled = marked(&call(), 50).cancel_before_void(60).unwrap();
+        let left = cancelled.abandon_void().unwrap();
+        assert_eq!((left.status, left.payment_state), (Cancelled, PaymentState::Registered));
+        assert_eq!(left.cancel_requested_at, None);
+        assert_eq!(left.cancel_reason, Some(reason("closed")));
+        assert_eq!(left.abandon_void(), None);
+        assert_eq!(marked(&call(), 50).abandon_void(), None, "not cancelled yet");
+        assert_eq!(cancelled.abandon_cancel(), None);
+    }
+
+    fn completed_unsettled(r: &str) -> DeliveryEvent {
+        DeliveryEvent::CompletedUnsettled { rider: rider(r) }
+    }
+
+    fn settled(r: &str) -> DeliveryEvent {
+        DeliveryEvent::Settled {
+            rider: rider(r),
+            rider_payout: 2_700,
+        }
+    }
+
+    #[test]
+    fn a_completion_with_its_settlement_pending_completes_without_settling() {
+        let done = apply_all(
+            &call(),
+            &[&accepted("r-1"), &picked("r-1"), &completed_unsettled("r-1")],
+        );
+        assert_eq!(
+            outcome(&done),
+            (Completed, Some(rider("r-1")), PaymentState::Registered, None)
+        );
+        let paid = done.apply(&settled("r-1"), 200).unwrap();
+        assert_eq!(
+            outcome(&paid),
+            (Completed, Some(rider("r-1")), PaymentState::Settled, Some(2_700))
+        );
+        assert_eq!(
+            paid.apply(&completed_unsettled("r-1"), 300),
+            None,
+            "a late pending completion unsettles nothing"
+        );
+    }
+
+    #[test]
+    fn payment_settled_sets_the_amount_and_never_moves_the_status() {
+        for status in [Called, Accepted, Picked, Completed] {
+            let c = Call { status, ..call() };
+            let paid = c.apply(&settled("r-1"), 100).unwrap();
+            assert_eq!(paid.status, status);
+            assert_eq!(
+                (paid.payment_state, paid.settled_amount),
+                (PaymentState::Settled, Some(2_700))
+            );
+            assert_eq!(paid.apply(&settled("r-1"), 200), None, "twice changes nothing");
+        }
+        let cancelled = call().confirm_cancel(20).unwrap();
+        assert_eq!(cancelled.apply(&settled("r-1"), 100), None);
+    }
+
+    #[test]
+    fn a_deferred_settlement_converges_in_every_order() {
+        fn orders(events: Vec<DeliveryEvent>) -> Vec<Vec<DeliveryEvent>> {
+            if events.len() <= 1 {
+                return vec![events];
+            }
+            (0..events.len())
+                .flat_map(|i| {
+                    let mut rest = events.clone();
+                    let first = rest.remove(i);
+                    orders(rest).into_iter().map(move |mut order| {
+                        order.insert(0, first.clone());
+                        order
+                    })
+                })
+                .collect()
+        }
+        let events = vec![
+            accepted("r-1"),
+            picked("r-1"),
+            completed_unsettled("r-1"),
+            settled("r-1"),
+        ];
+        for order in orders(events) {
+            let refs: Vec<&DeliveryEvent> = order.iter().chain(order.iter()).collect();
+            let end = apply_all(&call(), &refs);
+            assert_eq!(
+                outcome(&end),
+                (Completed, Some(rider("r-1")), PaymentState::Settled, Some(2_700)),
+                "{order:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The repair worker: finishes what a crash or a lost payment answer left half done, so that no fee
-//! stays registered without a call and no cancellation stays half applied.
+//! stays registered without a call and no cancellation stays half applied, and registers the fees
+//! the `defer` fallback left PENDING.
 //!
 //! One round is [`CallApp::repair_once`]; the runtime's `run_every` repeats it until shutdown. Tests drive rounds
 //! one by one.
 
-use baemin_kernel::now_millis;
+use baemin_kernel::{DeliveryStatus, now_millis};
 use sea_orm::TransactionTrait;
 
-use super::{Call, CallApp, CallError, PaymentCallError, Registration};
+use super::{Call, CallApp, CallError, PaymentCallError, Registration, service::VoidOutcome};
 use crate::outbound::{db, intents};
 
 /// Items looked at per kind and round; the rest waits for the next round.
@@ -22,6 +23,10 @@ pub struct RepairReport {
     pub cancellations_finished: usize,
     /// Marked cancellations dropped because payment had settled the fee.
     pub cancellations_dropped: usize,
+    /// Deferred registrations payment accepted (the call now says REGISTERED).
+    pub registrations_completed: usize,
+    /// Deferred registrations payment refused (retries stopped).
+    pub registrations_refused: usize,
     /// Items left for a later round because payment could not be reached.
     pub deferred: usize,
 }
@@ -35,17 +40,21 @@ impl RepairReport {
 
 impl CallApp {
     /// One round: voids the fee of every PlaceCall intent older than `CALL_REPAIR_AFTER` (or handed
-    /// over after a refusal) that no call replaced, and finishes every cancellation marked longer ago
-    /// than that. Payment being unreachable defers an item to the next round.
+    /// over after a refusal) that no call replaced, finishes every cancellation marked longer ago
+    /// than that (including the voids owed by calls cancelled before them), and retries every due
+    /// registration of a PENDING fee. Payment being unreachable defers an item to a later round.
     pub async fn repair_once(&self) -> Result<RepairReport, CallError> {
-        let age = i64::try_from(self.repair_after.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = now_millis().saturating_sub(age);
+        let now = now_millis();
+        let cutoff = self.repair_cutoff(now);
         let mut report = RepairReport::default();
         for intent in intents::due(&self.db, cutoff, BATCH).await? {
             self.repair_intent(&intent, cutoff, &mut report).await?;
         }
         for call in db::stale_cancellations(&self.db, cutoff, BATCH).await? {
             self.repair_cancellation(&call, &mut report).await?;
+        }
+        for call in db::due_registrations(&self.db, now, BATCH).await? {
+            self.retry_registration(&call, &mut report).await?;
         }
         Ok(report)
     }
@@ -92,15 +101,72 @@ impl CallApp {
 
     async fn repair_cancellation(&self, call: &Call, report: &mut RepairReport) -> Result<(), CallError> {
         match self.void_and_cancel(&call.call_id).await {
-            Ok(_) => report.cancellations_finished += 1,
-            Err(CallError::AlreadySettled) => report.cancellations_dropped += 1,
-            Err(CallError::PaymentUnavailable(detail)) => {
-                tracing::warn!(call_id = %call.call_id, %detail, "cannot finish a cancellation yet; retrying next round");
+            Ok(VoidOutcome::Done(_)) => report.cancellations_finished += 1,
+            Ok(VoidOutcome::Settled(_)) => report.cancellations_dropped += 1,
+            Ok(VoidOutcome::Unavailable(why) | VoidOutcome::Owed { why, .. }) => {
+                tracing::warn!(call_id = %call.call_id, %why, "cannot finish a cancellation yet; retrying next round");
                 report.deferred += 1;
             }
             // Changed concurrently: the next round looks again if still needed.
             Err(CallError::Contended(_)) => {}
             Err(err) => return Err(err),
+        }
+        Ok(())
+    }
+
+    /// Tries once to register the PENDING fee of `call`, backing off per call when payment is still
+    /// unavailable.
+    async fn retry_registration(&self, call: &Call, report: &mut RepairReport) -> Result<(), CallError> {
+        let call_id = &call.call_id;
+        // Written ahead, conditionally on the call still wanting it: a cancellation decided since
+        // (the mark) stops the attempt here, so no RegisterCost is sent after the mark is stored.
+        let attempt = match self
+            .change_quietly(call_id, |c| c.begin_registration_attempt(now_millis()))
+            .await
+        {
+            Ok((attempt, true)) => attempt,
+            Ok((_, false)) | Err(CallError::Contended(_)) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        match self.payments.register_cost(call_id.clone(), attempt.fee).await {
+            Ok(()) => {
+                // A cancellation decided meanwhile leaves the call as it is: its void covers the fee
+                // just registered (see `Call::registration_may_land`).
+                match self
+                    .change_visibly(call_id, |c| c.confirm_registration(now_millis()))
+                    .await
+                {
+                    Ok((_, true)) => {
+                        tracing::info!(%call_id, attempts = attempt.payment_attempts, "registered a deferred fee");
+                        report.registrations_completed += 1;
+                    }
+                    Ok(_) | Err(CallError::Contended(_)) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Err(PaymentCallError::Refused(detail)) => {
+                // Payment's answer will not change: stop retrying.
+                let after = match self.change_quietly(call_id, Call::stop_registration).await {
+                    Ok((after, _)) => Some(after),
+                    Err(CallError::Contended(_)) => None,
+                    Err(err) => return Err(err),
+                };
+                if after.is_some_and(|c| c.cancel_requested_at.is_some() || c.status == DeliveryStatus::Cancelled) {
+                    // Cancelled since the attempt began: its void owns the fee (FEE_VOIDED is expected).
+                    tracing::info!(%call_id, %detail, "payment refused the fee of a call cancelled meanwhile");
+                } else {
+                    // The fee was voided or registered differently under a live call: the fee stays
+                    // PENDING for an operator.
+                    tracing::error!(%call_id, %detail, "payment refused a deferred fee; no more retries");
+                }
+                report.registrations_refused += 1;
+            }
+            // RegisterCost never answers NOT_FOUND; whatever it means, a later attempt may succeed.
+            Err(err @ (PaymentCallError::Unavailable(_) | PaymentCallError::NotFound)) => {
+                tracing::warn!(%call_id, attempts = attempt.payment_attempts, next_attempt_at = ?attempt.next_attempt_at,
+                    %err, "cannot register a deferred fee yet; retrying later");
+                report.deferred += 1;
+            }
         }
         Ok(())
     }

@@ -31,6 +31,24 @@
 //! PlaceCall keeps the other invariant, "no fee without a call", with a write-ahead intent: the call
 //! id is chosen and stored before the fee is registered, and an intent that no call replaced within
 //! `CALL_REPAIR_AFTER` has its fee voided by the repair worker (`repair.rs`).
+//!
+//! # When payment is unavailable: `PLACE_CALL_FALLBACK`
+//!
+//! - `reject` (default): PlaceCall answers UNAVAILABLE and stores no call (its intent is left for the
+//!   repair worker to void, as above); CancelCall answers UNAVAILABLE with the mark kept (step 4).
+//! - `defer`: PlaceCall stores the call with its fee PENDING in the transaction that replaces the
+//!   intent and enqueues `CallPlaced { payment_pending: true }`, and answers OK. The repair worker
+//!   retries RegisterCost with a per-call backoff until payment accepts it (the call then says
+//!   REGISTERED; payment announces `PaymentRegistered` itself) or refuses it (retries stop). CancelCall
+//!   commits CANCELLED at once and announces `CallCancelled`, keeping the mark: the repair worker voids
+//!   the fee once payment answers, and only then does the call say VOIDED.
+//!
+//! A cancelled call is never registered afterwards: the worker only registers calls with no mark,
+//! re-checking that in a conditional write right before it sends RegisterCost. A registration
+//! already in flight when the cancellation is decided may still land after the void found no fee,
+//! so for a PENDING fee "no fee" is final only once the mark is older than `CALL_REPAIR_AFTER`
+//! ([`Call::registration_may_land`]); until then the call is CANCELLED with the void still owed, and
+//! the repair worker voids again.
 
 use std::{sync::Arc, time::Duration};
 
@@ -42,8 +60,8 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::broadcast;
 
 use super::{
-    Actor, Call, CallError, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentCallError, Payments,
-    Registration,
+    Actor, Call, CallError, CancelStep, DeliveryEvent, Fallback, Fingerprint, IntentStep, NewCall, PaymentCallError,
+    Payments, Registration,
 };
 use crate::outbound::{db, events, intents};
 
@@ -97,6 +115,26 @@ enum Reserved {
     Intent(CallId),
 }
 
+/// How voiding the fee of a call marked for cancellation ended.
+#[derive(Debug)]
+pub(super) enum VoidOutcome {
+    /// The fee is voided (or none exists, nor can appear) and the call is CANCELLED.
+    Done(Call),
+    /// The call is CANCELLED but the void is still owed: the mark stays and the repair worker voids
+    /// again later.
+    Owed {
+        /// The call as stored.
+        call: Call,
+        /// Why the void is not final.
+        why: String,
+    },
+    /// Payment refused (here or in a concurrent void): the fee is settled. A call not yet CANCELLED
+    /// had its cancellation dropped; a CANCELLED one is left as it is, its void no longer retried.
+    Settled(Call),
+    /// Payment is unavailable under `reject`: nothing changed, the mark stays.
+    Unavailable(String),
+}
+
 /// A change decided on the current call.
 struct Change {
     next: Call,
@@ -138,23 +176,33 @@ pub struct CallApp {
     pub(super) payments: Arc<dyn Payments>,
     changes: broadcast::Sender<Call>,
     pub(super) repair_after: Duration,
+    fallback: Fallback,
 }
 
 impl CallApp {
     /// The application over its database, outbox and payment port. `repair_after` is how old an
-    /// unfinished PlaceCall or CancelCall must be before the repair worker finishes it.
-    pub fn new(db: DatabaseConnection, outbox: Outbox, payments: Arc<dyn Payments>, repair_after: Duration) -> Self {
+    /// unfinished PlaceCall or CancelCall must be before the repair worker finishes it; `fallback` is
+    /// what PlaceCall and CancelCall do when payment is unavailable.
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        payments: Arc<dyn Payments>,
+        repair_after: Duration,
+        fallback: Fallback,
+    ) -> Self {
         Self {
             db,
             outbox,
             payments,
             changes: broadcast::channel(WATCH_BUFFER).0,
             repair_after,
+            fallback,
         }
     }
 
     /// Places a call and registers its fee. A retry with the same request id (of the same restaurant)
-    /// returns the same call; the same key with another body is refused.
+    /// returns the same call; the same key with another body is refused. When payment is unavailable,
+    /// the fallback decides: UNAVAILABLE, or the call stored with its fee PENDING.
     pub async fn place(&self, actor: &Actor, new: NewCall) -> Result<Call, CallError> {
         actor.ensure_may_place(&new)?;
         let fingerprint = new.fingerprint();
@@ -162,12 +210,17 @@ impl CallApp {
             Reserved::Placed(call) => return Ok(*call),
             Reserved::Intent(call_id) => call_id,
         };
-        match self.payments.register_cost(call_id.clone(), new.fee).await {
-            Ok(()) => {}
+        let payment_pending = match self.payments.register_cost(call_id.clone(), new.fee).await {
+            Ok(()) => false,
             // The fee may be registered all the same (a lost answer): the intent stays, and either a
             // retry stores the call under it or the repair worker voids the fee.
-            Err(PaymentCallError::Unavailable(detail)) => {
+            Err(PaymentCallError::Unavailable(detail)) if self.fallback == Fallback::Reject => {
                 return Err(CallError::PaymentUnavailable(detail));
+            }
+            // Stored PENDING; the repair worker registers the fee (idempotent if it was registered).
+            Err(PaymentCallError::Unavailable(detail)) => {
+                tracing::warn!(%call_id, %detail, "payment is unavailable; the call is stored with its fee pending");
+                true
             }
             Err(refused) => {
                 // Hand the intent to the repair worker now, so a retry starts over with a fresh call id
@@ -179,8 +232,8 @@ impl CallApp {
                 };
                 return Err(CallError::PaymentRefused(detail));
             }
-        }
-        self.store(&new, &fingerprint, call_id).await
+        };
+        self.store(&new, &fingerprint, call_id, payment_pending).await
     }
 
     /// The call `call_id`, if `actor` may see it (an unknown call is NOT_FOUND for anyone).
@@ -232,7 +285,13 @@ impl CallApp {
             return Ok(marked);
         }
         // The marked call carries the reason: ours, or the first attempt's when this is a retry.
-        self.void_and_cancel(&call_id).await
+        match self.void_and_cancel(&call_id).await? {
+            VoidOutcome::Done(call) | VoidOutcome::Owed { call, .. } => Ok(call),
+            // Cancelled meanwhile (the repair worker, under `defer`): see `void_and_cancel`.
+            VoidOutcome::Settled(call) if call.status == DeliveryStatus::Cancelled => Ok(call),
+            VoidOutcome::Settled(_) => Err(CallError::AlreadySettled),
+            VoidOutcome::Unavailable(detail) => Err(CallError::PaymentUnavailable(detail)),
+        }
     }
 
     /// Applies an event of the rider service, once per event id, converging whatever the order.
@@ -251,29 +310,90 @@ impl CallApp {
     }
 
     /// Voids the fee of a call marked for cancellation, then cancels it (or drops the mark when the
-    /// fee is settled). Shared by CancelCall and the repair worker.
-    pub(super) async fn void_and_cancel(&self, call_id: &CallId) -> Result<Call, CallError> {
-        match self.payments.void_cost(call_id.clone()).await {
-            // Nothing registered is as good as voided.
-            Ok(()) | Err(PaymentCallError::NotFound) => {}
-            Err(PaymentCallError::Refused(_)) => {
-                self.transition(call_id, None, |call| Ok(call.abandon_cancel().map(Change::internal)))
-                    .await?;
-                return Err(CallError::AlreadySettled);
-            }
-            // The mark stays: the repair worker finishes the cancellation once payment answers.
-            Err(PaymentCallError::Unavailable(detail)) => {
-                return Err(CallError::PaymentUnavailable(detail));
-            }
-        }
+    /// fee is settled). Shared by CancelCall and the repair worker, which also calls it for a call
+    /// cancelled before its void (the mark kept).
+    pub(super) async fn void_and_cancel(&self, call_id: &CallId) -> Result<VoidOutcome, CallError> {
+        let answer = self.payments.void_cost(call_id.clone()).await;
         let now = now_millis();
-        self.transition(call_id, None, |call| {
-            Ok(call.confirm_cancel(now).map(|next| {
-                let event = events::cancelled(&next);
-                Change::announced(next, event)
-            }))
-        })
-        .await
+        let (call, why) = match answer {
+            Ok(()) => {
+                let call = self
+                    .transition(call_id, None, |call| {
+                        Ok(call.confirm_cancel(now).map(|next| cancelling(call, next)))
+                    })
+                    .await?;
+                (call, String::new())
+            }
+            // Nothing registered is as good as voided, unless a deferred registration may still land.
+            Err(PaymentCallError::NotFound) => {
+                let cutoff = self.repair_cutoff(now);
+                let call = self
+                    .transition(call_id, None, |call| {
+                        let next = if call.registration_may_land(cutoff) {
+                            call.cancel_before_void(now)
+                        } else {
+                            call.confirm_cancel(now)
+                        };
+                        Ok(next.map(|next| cancelling(call, next)))
+                    })
+                    .await?;
+                (
+                    call,
+                    "a deferred registration of the fee may still reach payment".to_owned(),
+                )
+            }
+            Err(PaymentCallError::Refused(detail)) => {
+                let (call, dropped) = self
+                    .change_quietly(call_id, |call| {
+                        if call.status == DeliveryStatus::Cancelled {
+                            call.abandon_void()
+                        } else {
+                            call.abandon_cancel()
+                        }
+                    })
+                    .await?;
+                if dropped && call.status == DeliveryStatus::Cancelled {
+                    // Only a settled fee refuses a void, and a call cancelled before its void (the
+                    // `defer` fallback) is settled only if the rider service completed a delivery this
+                    // service had already cancelled and settled it before our void reached payment:
+                    // it learned the cancellation late, or both waited for payment to come back.
+                    // CANCELLED is terminal and the rider was paid, so neither side can be undone
+                    // here: stop retrying and leave the state for an operator to reconcile.
+                    tracing::error!(%call_id, %detail, payment_state = call.payment_state.as_str(),
+                        "payment refused to void the fee of a cancelled call; leaving it for an operator");
+                }
+                return Ok(VoidOutcome::Settled(call));
+            }
+            // The void's outcome is unknown; the mark stays and the repair worker voids again.
+            Err(PaymentCallError::Unavailable(detail)) if self.fallback == Fallback::Reject => {
+                return Ok(VoidOutcome::Unavailable(detail));
+            }
+            Err(PaymentCallError::Unavailable(detail)) => {
+                let call = self
+                    .transition(call_id, None, |call| {
+                        Ok(call.cancel_before_void(now).map(|next| cancelling(call, next)))
+                    })
+                    .await?;
+                (call, format!("payment is unavailable: {detail}"))
+            }
+        };
+        Ok(
+            match (
+                call.status == DeliveryStatus::Cancelled,
+                call.cancel_requested_at.is_some(),
+            ) {
+                (true, false) => VoidOutcome::Done(call),
+                (true, true) => VoidOutcome::Owed { call, why },
+                // The cancellation was dropped meanwhile: a concurrent void learned that the fee is settled.
+                (false, _) => VoidOutcome::Settled(call),
+            },
+        )
+    }
+
+    /// Work left unfinished at or before this instant is abandoned: `now` minus `CALL_REPAIR_AFTER`.
+    pub(super) fn repair_cutoff(&self, now: Millis) -> Millis {
+        let age = i64::try_from(self.repair_after.as_millis()).unwrap_or(i64::MAX);
+        now.saturating_sub(age)
     }
 
     /// PlaceCall before payment: return a stored call, or choose (or reuse) the call id of an intent.
@@ -314,10 +434,21 @@ impl CallApp {
         )))
     }
 
-    /// PlaceCall after payment registered the fee: the call replaces its intent, with `CallPlaced`.
-    async fn store(&self, new: &NewCall, fingerprint: &Fingerprint, call_id: CallId) -> Result<Call, CallError> {
+    /// PlaceCall after payment registered the fee (or, with `payment_pending`, could not be reached
+    /// under the `defer` fallback): the call replaces its intent, with `CallPlaced`.
+    async fn store(
+        &self,
+        new: &NewCall,
+        fingerprint: &Fingerprint,
+        call_id: CallId,
+        payment_pending: bool,
+    ) -> Result<Call, CallError> {
         let key = &new.key();
-        let call = Call::placed(call_id, new, now_millis());
+        let call = if payment_pending {
+            Call::deferred(call_id, new, now_millis())
+        } else {
+            Call::placed(call_id, new, now_millis())
+        };
         let txn = self.db.begin().await?;
         if intents::take(&txn, key, &call.call_id).await? && db::insert(&txn, &call).await? {
             self.outbox.enqueue(&txn, &events::placed(&call)).await?;
@@ -342,6 +473,41 @@ impl CallApp {
     where
         F: Fn(&Call) -> Result<Option<Change>, CallError>,
     {
+        self.decide_and_store(call_id, inbox, decide)
+            .await
+            .map(|(call, _)| call)
+    }
+
+    /// An internal change of the call decided by `decide` (no event, not shown to watchers); the call
+    /// after it and whether `decide` changed it.
+    pub(super) async fn change_quietly<F>(&self, call_id: &CallId, decide: F) -> Result<(Call, bool), CallError>
+    where
+        F: Fn(&Call) -> Option<Call>,
+    {
+        self.decide_and_store(call_id, None, |call| Ok(decide(call).map(Change::internal)))
+            .await
+    }
+
+    /// A visible change of the call decided by `decide` (no event); the call after it and whether
+    /// `decide` changed it.
+    pub(super) async fn change_visibly<F>(&self, call_id: &CallId, decide: F) -> Result<(Call, bool), CallError>
+    where
+        F: Fn(&Call) -> Option<Call>,
+    {
+        self.decide_and_store(call_id, None, |call| Ok(decide(call).map(Change::visible)))
+            .await
+    }
+
+    /// [`Self::transition`], also telling whether a change was stored.
+    async fn decide_and_store<F>(
+        &self,
+        call_id: &CallId,
+        inbox: Option<(&str, &str)>,
+        decide: F,
+    ) -> Result<(Call, bool), CallError>
+    where
+        F: Fn(&Call) -> Result<Option<Change>, CallError>,
+    {
         for _ in 0..RACE_RETRIES {
             let txn = self.db.begin().await?;
             if let Some((subject, event_id)) = inbox
@@ -349,14 +515,16 @@ impl CallApp {
             {
                 let current = db::find(&txn, call_id).await?;
                 txn.commit().await?;
-                return current.ok_or_else(|| CallError::NotFound(call_id.to_string()));
+                return current
+                    .map(|call| (call, false))
+                    .ok_or_else(|| CallError::NotFound(call_id.to_string()));
             }
             let current = db::find(&txn, call_id)
                 .await?
                 .ok_or_else(|| CallError::NotFound(call_id.to_string()))?;
             let Some(change) = decide(&current)? else {
                 txn.commit().await?;
-                return Ok(current);
+                return Ok((current, false));
             };
             if db::update(&txn, &change.next, current.version).await? {
                 match &change.event {
@@ -369,7 +537,7 @@ impl CallApp {
                 if change.visible {
                     self.publish(&change.next);
                 }
-                return Ok(change.next);
+                return Ok((change.next, true));
             }
             // Another change committed first; decide again on it.
         }
@@ -381,6 +549,17 @@ impl CallApp {
     fn publish(&self, call: &Call) {
         // No watcher is not an error.
         let _unwatched = self.changes.send(call.clone());
+    }
+}
+
+/// A cancellation's change: announced with `CallCancelled` when the call becomes CANCELLED, only
+/// shown when a call cancelled before its void learns that the void happened.
+fn cancelling(current: &Call, next: Call) -> Change {
+    if current.status == DeliveryStatus::Cancelled {
+        Change::visible(next)
+    } else {
+        let event = events::cancelled(&next);
+        Change::announced(next, event)
     }
 }
 

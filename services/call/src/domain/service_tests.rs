@@ -1,7 +1,6 @@
 //! The call application against SQLite in memory and a fake payment service.
 
 use baemin_kernel::{CallId, CancelReason, DeliveryStatus, PageSize, RestaurantId, RiderId};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::{testing::*, *};
 use crate::outbound::intents;
@@ -24,23 +23,6 @@ fn delivery(call_id: &CallId, event: DeliveryEvent, event_id: &str) -> Delivery 
         event,
         occurred_at: 1_000,
     }
-}
-
-async fn calls_stored(db: &DatabaseConnection) -> u64 {
-    crate::outbound::db::entity::Entity::find().count(db).await.unwrap()
-}
-
-async fn events_on(db: &DatabaseConnection, subject: &str) -> u64 {
-    use baemin_mesh_events::outbox::entity;
-    entity::Entity::find()
-        .filter(entity::Column::Subject.eq(subject))
-        .count(db)
-        .await
-        .unwrap()
-}
-
-async fn intents_left(db: &DatabaseConnection) -> u64 {
-    intents::entity::Entity::find().count(db).await.unwrap()
 }
 
 #[tokio::test]

@@ -8,12 +8,14 @@ use std::{
 };
 
 use baemin_kernel::{CallId, Destination, Fee, RequestId, RestaurantId};
+use baemin_mesh_events::Envelope;
 use baemin_mesh_events::Outbox;
 use futures::future::BoxFuture;
-use sea_orm::DatabaseConnection;
+use prost::Message;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
-use super::{CallApp, NewCall, PaymentCallError, Payments};
-use crate::outbound::migration::Migrator;
+use super::{CallApp, Fallback, NewCall, PaymentCallError, Payments};
+use crate::outbound::{db, intents, migration::Migrator};
 
 /// What the fake payment holds for one call id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,7 @@ pub(crate) struct FakePayments {
     fees: Mutex<HashMap<String, Fake>>,
     mode: Mutex<Mode>,
     register_calls: Mutex<usize>,
+    void_calls: Mutex<usize>,
 }
 
 impl FakePayments {
@@ -48,6 +51,7 @@ impl FakePayments {
             fees: Mutex::new(HashMap::new()),
             mode: Mutex::new(Mode::Normal),
             register_calls: Mutex::new(0),
+            void_calls: Mutex::new(0),
         })
     }
 
@@ -69,6 +73,11 @@ impl FakePayments {
     /// How many RegisterCost calls were made.
     pub(crate) fn register_calls(&self) -> usize {
         *self.register_calls.lock().unwrap()
+    }
+
+    /// How many VoidCost calls were made.
+    pub(crate) fn void_calls(&self) -> usize {
+        *self.void_calls.lock().unwrap()
     }
 
     /// How many fees are registered (neither settled nor voided).
@@ -109,6 +118,7 @@ impl Payments for FakePayments {
     }
 
     fn void_cost(&self, call_id: CallId) -> BoxFuture<'_, Result<(), PaymentCallError>> {
+        *self.void_calls.lock().unwrap() += 1;
         let result = self.answer(|fees| match fees.get(call_id.as_str()) {
             None => Err(PaymentCallError::NotFound),
             Some(Fake::Settled) => Err(PaymentCallError::Refused("settled".into())),
@@ -121,13 +131,28 @@ impl Payments for FakePayments {
     }
 }
 
-/// An app on a fresh in-memory database whose repair worker acts after `repair_after`.
+/// An app on a fresh in-memory database whose repair worker acts after `repair_after`, with the
+/// `reject` fallback.
 pub(crate) async fn app_with(payments: Arc<FakePayments>, repair_after: Duration) -> (CallApp, DatabaseConnection) {
+    app_in(Fallback::Reject, payments, repair_after).await
+}
+
+/// An app with `fallback` on a fresh in-memory database whose repair worker acts after `repair_after`.
+pub(crate) async fn app_in(
+    fallback: Fallback,
+    payments: Arc<FakePayments>,
+    repair_after: Duration,
+) -> (CallApp, DatabaseConnection) {
     let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
         .await
         .unwrap();
-    let app = CallApp::new(db.clone(), Outbox::new(), payments, repair_after);
+    let app = CallApp::new(db.clone(), Outbox::new(), payments, repair_after, fallback);
     (app, db)
+}
+
+/// An app with the `defer` fallback whose repair worker acts on anything older than a millisecond.
+pub(crate) async fn eager_defer_app(payments: Arc<FakePayments>) -> (CallApp, DatabaseConnection) {
+    app_in(Fallback::Defer, payments, Duration::from_millis(1)).await
 }
 
 /// An app with the default repair age (30 s): the repair worker leaves everything alone.
@@ -158,4 +183,38 @@ pub(crate) fn new_call_of(restaurant: &str, request_id: &str, fee: i64) -> NewCa
         destination: Destination::parse("Gangnam-gu 1", "destination").unwrap(),
         fee: Fee::parse(fee, "fee").unwrap(),
     }
+}
+
+/// How many calls are stored.
+pub(crate) async fn calls_stored(db: &DatabaseConnection) -> u64 {
+    db::entity::Entity::find().count(db).await.unwrap()
+}
+
+/// How many events on `subject` are in the outbox.
+pub(crate) async fn events_on(db: &DatabaseConnection, subject: &str) -> u64 {
+    use baemin_mesh_events::outbox::entity;
+    entity::Entity::find()
+        .filter(entity::Column::Subject.eq(subject))
+        .count(db)
+        .await
+        .unwrap()
+}
+
+/// The envelopes on `subject` in the outbox, oldest first.
+pub(crate) async fn envelopes_on(db: &DatabaseConnection, subject: &str) -> Vec<Envelope> {
+    use baemin_mesh_events::outbox::entity;
+    entity::Entity::find()
+        .filter(entity::Column::Subject.eq(subject))
+        .order_by_asc(entity::Column::Id)
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| Envelope::decode(row.payload.as_slice()).unwrap())
+        .collect()
+}
+
+/// How many PlaceCall intents are left.
+pub(crate) async fn intents_left(db: &DatabaseConnection) -> u64 {
+    intents::entity::Entity::find().count(db).await.unwrap()
 }

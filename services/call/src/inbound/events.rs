@@ -9,13 +9,15 @@ use baemin_proto::time::to_millis;
 use crate::domain::{CallApp, CallError, Delivery, DeliveryEvent};
 
 /// The subjects the call service follows.
-pub const SUBJECTS: [&str; 3] = [
+pub const SUBJECTS: [&str; 4] = [
     "baemin.events.call.accepted",
     "baemin.events.delivery.picked",
     "baemin.events.delivery.completed",
+    // The settled amount of a delivery completed while payment was unavailable comes from payment.
+    "baemin.events.payment.settled",
 ];
 
-/// Applies `CallAccepted`, `DeliveryPicked` and `DeliveryCompleted` to the call.
+/// Applies `CallAccepted`, `DeliveryPicked`, `DeliveryCompleted` and `PaymentSettled` to the call.
 pub struct DeliveryFollower {
     app: Arc<CallApp>,
 }
@@ -52,7 +54,14 @@ fn delivery(subject: &str, envelope: Envelope) -> Result<Delivery, String> {
         Some(Event::DeliveryPicked(e)) => DeliveryEvent::Picked {
             rider: rider(&e.rider_id)?,
         },
+        Some(Event::DeliveryCompleted(e)) if e.settlement_pending => DeliveryEvent::CompletedUnsettled {
+            rider: rider(&e.rider_id)?,
+        },
         Some(Event::DeliveryCompleted(e)) => DeliveryEvent::Completed {
+            rider: rider(&e.rider_id)?,
+            rider_payout: e.rider_payout,
+        },
+        Some(Event::PaymentSettled(e)) => DeliveryEvent::Settled {
             rider: rider(&e.rider_id)?,
             rider_payout: e.rider_payout,
         },
@@ -75,7 +84,7 @@ fn delivery(subject: &str, envelope: Envelope) -> Result<Delivery, String> {
 #[cfg(test)]
 mod tests {
     use baemin_mesh_events::new_envelope;
-    use baemin_proto::events::v1::{CallPlaced, DeliveryCompleted};
+    use baemin_proto::events::v1::{CallPlaced, DeliveryCompleted, PaymentSettled};
 
     use super::*;
 
@@ -90,6 +99,7 @@ mod tests {
                 fee: 3_000,
                 commission: 300,
                 rider_payout: 2_700,
+                ..DeliveryCompleted::default()
             }),
         );
         let d = delivery(SUBJECTS[2], envelope.clone()).unwrap();
@@ -102,6 +112,45 @@ mod tests {
                 rider_payout: 2_700
             }
         );
+    }
+
+    #[test]
+    fn a_completion_with_its_settlement_pending_carries_no_payout_and_payment_settled_does() {
+        let call_id = CallId::generate();
+        let r1 = RiderId::parse("r-1", "rider_id").unwrap();
+        let pending = new_envelope(
+            "rider",
+            call_id.as_str(),
+            Event::DeliveryCompleted(DeliveryCompleted {
+                rider_id: "r-1".into(),
+                fee: 3_000,
+                settlement_pending: true,
+                ..DeliveryCompleted::default()
+            }),
+        );
+        assert_eq!(
+            delivery(SUBJECTS[2], pending).unwrap().event,
+            DeliveryEvent::CompletedUnsettled { rider: r1.clone() }
+        );
+        let settled = new_envelope(
+            "payment",
+            call_id.as_str(),
+            Event::PaymentSettled(PaymentSettled {
+                payment_id: "p-1".into(),
+                rider_id: "r-1".into(),
+                fee: 3_000,
+                commission: 300,
+                rider_payout: 2_700,
+            }),
+        );
+        assert_eq!(
+            delivery(SUBJECTS[3], settled).unwrap().event,
+            DeliveryEvent::Settled {
+                rider: r1,
+                rider_payout: 2_700
+            }
+        );
+        assert!(SUBJECTS.contains(&"baemin.events.payment.settled"));
     }
 
     #[test]

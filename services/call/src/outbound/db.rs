@@ -40,8 +40,12 @@ pub mod entity {
         pub settled_amount: Option<i64>,
         /// Why it was cancelled.
         pub cancel_reason: Option<String>,
-        /// Set while a cancellation voids the fee, ms.
+        /// Set while a cancellation voids the fee, ms (kept by a CANCELLED call whose void is owed).
         pub cancel_requested_at: Option<i64>,
+        /// Registration attempts of a PENDING fee by the repair worker.
+        pub payment_attempts: i32,
+        /// When the repair worker next tries to register a PENDING fee, ms.
+        pub next_attempt_at: Option<i64>,
         /// ms since the epoch.
         pub created_at: i64,
         /// ms since the epoch.
@@ -104,6 +108,8 @@ pub async fn update<C: ConnectionTrait>(db: &C, call: &Call, expected_version: i
             Expr::value(call.cancel_reason.as_ref().map(|r| r.as_str().to_owned())),
         )
         .col_expr(Column::CancelRequestedAt, Expr::value(call.cancel_requested_at))
+        .col_expr(Column::PaymentAttempts, Expr::value(attempts(call)))
+        .col_expr(Column::NextAttemptAt, Expr::value(call.next_attempt_at))
         .col_expr(Column::UpdatedAt, Expr::value(call.updated_at))
         .col_expr(Column::Version, Expr::value(call.version))
         .filter(Column::CallId.eq(call.call_id.as_str()))
@@ -144,11 +150,10 @@ pub async fn list<C: ConnectionTrait>(
 }
 
 /// Calls whose cancellation was marked at or before `cutoff` and never finished (a crash or a lost
-/// answer from payment), oldest first.
+/// answer from payment), or that were cancelled before their fee was voided, oldest first.
 pub async fn stale_cancellations<C: ConnectionTrait>(db: &C, cutoff: Millis, limit: u64) -> Result<Vec<Call>, DbErr> {
     entity::Entity::find()
         .filter(Column::CancelRequestedAt.lte(cutoff))
-        .filter(Column::Status.ne(DeliveryStatus::Cancelled.as_str()))
         .order_by_asc(Column::CancelRequestedAt)
         .limit(limit)
         .all(db)
@@ -156,6 +161,28 @@ pub async fn stale_cancellations<C: ConnectionTrait>(db: &C, cutoff: Millis, lim
         .into_iter()
         .map(to_domain)
         .collect()
+}
+
+/// Calls whose PENDING fee the repair worker should try to register at `now` (see
+/// `Call::registration_due`), longest waiting first.
+pub async fn due_registrations<C: ConnectionTrait>(db: &C, now: Millis, limit: u64) -> Result<Vec<Call>, DbErr> {
+    entity::Entity::find()
+        .filter(Column::PaymentState.eq(PaymentState::Pending.as_str()))
+        .filter(Column::NextAttemptAt.lte(now))
+        .filter(Column::CancelRequestedAt.is_null())
+        .filter(Column::Status.ne(DeliveryStatus::Cancelled.as_str()))
+        .order_by_asc(Column::NextAttemptAt)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+/// The attempt count as stored (saturating: past two billion attempts the count stops mattering).
+fn attempts(c: &Call) -> i32 {
+    i32::try_from(c.payment_attempts).unwrap_or(i32::MAX)
 }
 
 fn to_row(c: &Call) -> entity::ActiveModel {
@@ -172,6 +199,8 @@ fn to_row(c: &Call) -> entity::ActiveModel {
         settled_amount: Set(c.settled_amount),
         cancel_reason: Set(c.cancel_reason.as_ref().map(|r| r.as_str().to_owned())),
         cancel_requested_at: Set(c.cancel_requested_at),
+        payment_attempts: Set(attempts(c)),
+        next_attempt_at: Set(c.next_attempt_at),
         created_at: Set(c.created_at),
         updated_at: Set(c.updated_at),
         version: Set(c.version),
@@ -204,6 +233,8 @@ fn to_domain(row: entity::Model) -> Result<Call, DbErr> {
             .transpose()
             .map_err(|_| corrupt("cancel_reason"))?,
         cancel_requested_at: row.cancel_requested_at,
+        payment_attempts: u32::try_from(row.payment_attempts).map_err(|_| corrupt("payment_attempts"))?,
+        next_attempt_at: row.next_attempt_at,
         created_at: row.created_at,
         updated_at: row.updated_at,
         version: row.version,

@@ -4,12 +4,13 @@ use baemin_mesh_events::{Envelope, Event, new_envelope};
 use baemin_proto::events::v1::{CallCancelled, CallPlaced};
 use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::domain::Call;
+use crate::domain::{Call, PaymentState};
 
 /// The producer name on every envelope of this service.
 const PRODUCER: &str = "call";
 
-/// `CallPlaced` for a newly stored call.
+/// `CallPlaced` for a newly stored call; `payment_pending` when its fee is not registered yet (the
+/// `defer` fallback).
 pub fn placed(call: &Call) -> Envelope {
     new_envelope(
         PRODUCER,
@@ -18,6 +19,7 @@ pub fn placed(call: &Call) -> Envelope {
             restaurant_id: call.restaurant_id.to_string(),
             destination: call.destination.to_string(),
             fee: call.fee.krw(),
+            payment_pending: call.payment_state == PaymentState::Pending,
         }),
     )
 }

@@ -44,6 +44,8 @@ impl MigrationTrait for CreateCalls {
                     .col(big_integer_null("settled_amount"))
                     .col(string_len_null("cancel_reason", 200))
                     .col(big_integer_null("cancel_requested_at"))
+                    .col(integer("payment_attempts").default(0))
+                    .col(big_integer_null("next_attempt_at"))
                     .col(big_integer("created_at"))
                     .col(big_integer("updated_at"))
                     .col(big_integer("version"))
@@ -63,7 +65,7 @@ impl MigrationTrait for CreateCalls {
                     .to_owned(),
             )
             .await?;
-        for column in ["status", "rider_id", "cancel_requested_at"] {
+        for column in ["status", "rider_id", "cancel_requested_at", "next_attempt_at"] {
             manager
                 .create_index(
                     Index::create()

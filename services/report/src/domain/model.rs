@@ -9,6 +9,9 @@ use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, Millis, Restaurant
 /// Where the fee of a delivery is, as payment reported it. Ordered by rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PaymentState {
+    /// The call service placed the call before payment registered the fee (its `defer` fallback);
+    /// anything payment reports outranks it.
+    Pending,
     /// The fee is registered.
     Registered,
     /// The fee was split between the rider and the company.
@@ -19,11 +22,12 @@ pub enum PaymentState {
 
 impl PaymentState {
     /// Every state, in rank order.
-    pub const ALL: [Self; 3] = [Self::Registered, Self::Settled, Self::Voided];
+    pub const ALL: [Self; 4] = [Self::Pending, Self::Registered, Self::Settled, Self::Voided];
 
     /// The stable name stored in the database.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "PENDING",
             Self::Registered => "REGISTERED",
             Self::Settled => "SETTLED",
             Self::Voided => "VOIDED",
@@ -73,6 +77,8 @@ pub enum Change {
         destination: Destination,
         /// The fee.
         fee: Fee,
+        /// The fee was not registered yet when the call was placed.
+        payment_pending: bool,
     },
     /// A rider took the call.
     CallAccepted {
@@ -228,12 +234,16 @@ pub fn apply(row: Option<DeliveryView>, fact: &Fact) -> DeliveryView {
             restaurant_id,
             destination,
             fee,
+            payment_pending,
         } => {
             view.restaurant_id = Some(restaurant_id.clone());
             view.destination = Some(destination.clone());
             view.fee = Some(*fee);
             view.called_at = earliest(view.called_at, at);
             view.reach(DeliveryStatus::Called);
+            if *payment_pending {
+                view.reach_payment(PaymentState::Pending);
+            }
         }
         Change::CallAccepted { rider_id } => {
             view.rider_id = Some(rider_id.clone());

@@ -50,6 +50,7 @@ pub fn fact_of(envelope: &Envelope) -> Result<Fact, FieldViolation> {
             restaurant_id: RestaurantId::parse(&e.restaurant_id, "call_placed.restaurant_id")?,
             destination: Destination::parse(&e.destination, "call_placed.destination")?,
             fee: Fee::parse(e.fee, "call_placed.fee")?,
+            payment_pending: e.payment_pending,
         },
         Event::CallCancelled(_) => Change::CallCancelled,
         Event::CallAccepted(e) => Change::CallAccepted {
@@ -136,6 +137,7 @@ mod tests {
                 restaurant_id: "store-1".into(),
                 destination: "Gangnam-gu 1".into(),
                 fee: 3_000,
+                payment_pending: false,
             }),
         );
         let fact = fact_of(&envelope).unwrap();
@@ -165,6 +167,7 @@ mod tests {
                 fee: 3_000,
                 commission: 0,
                 rider_payout: 0,
+                settlement_pending: true,
             }),
         );
         let Change::DeliveryCompleted { split, .. } = fact_of(&envelope).unwrap().change else {

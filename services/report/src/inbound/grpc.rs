@@ -145,6 +145,7 @@ fn status_to_pb(status: Option<DeliveryStatus>) -> pb::DeliveryStatus {
 fn payment_state_to_pb(state: Option<PaymentState>) -> pb::PaymentState {
     match state {
         None => pb::PaymentState::Unspecified,
+        Some(PaymentState::Pending) => pb::PaymentState::Pending,
         Some(PaymentState::Registered) => pb::PaymentState::Registered,
         Some(PaymentState::Settled) => pb::PaymentState::Settled,
         Some(PaymentState::Voided) => pb::PaymentState::Voided,

@@ -42,10 +42,6 @@ pub enum RiderError {
     /// settlement is retried by the repair worker.
     #[error("payment has no fee registered for call {0} yet; the settlement is retried")]
     FeeNotRegistered(CallId),
-    /// Payment could not be reached, timed out or is overloaded. Settle may or may not have been
-    /// applied; the delivery stays marked and the repair worker settles it once payment answers.
-    #[error("payment is unavailable: {0}; the settlement is retried")]
-    SettlementDeferred(String),
     /// Payment answered in a way it never should (a bug or a mesh misconfiguration).
     #[error("payment answered unexpectedly: {0}")]
     PaymentFailed(String),

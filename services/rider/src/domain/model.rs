@@ -51,7 +51,8 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     /// The rider who took the call.
     pub rider_id: Option<RiderId>,
-    /// How payment split the fee, once settled.
+    /// How payment split the fee, once settled. `None` on a COMPLETED delivery while its settlement
+    /// is pending (payment was unavailable when it completed; the repair worker settles it).
     pub settlement: Option<Settlement>,
     /// When the call was placed.
     pub called_at: Option<Millis>,
@@ -59,13 +60,14 @@ pub struct Delivery {
     pub accepted_at: Option<Millis>,
     /// When the rider picked the food up.
     pub picked_at: Option<Millis>,
-    /// When it was delivered and settled.
+    /// When it was delivered.
     pub completed_at: Option<Millis>,
     /// When the call service cancelled it.
     pub cancelled_at: Option<Millis>,
-    /// Write-ahead mark of CompleteDelivery: when Settle was last sent for this PICKED delivery and
-    /// its outcome not yet recorded. Cleared by the completion or cancellation that records it; a
-    /// mark left behind (a crash, a lost answer) is finished by the repair worker.
+    /// Write-ahead mark of CompleteDelivery: when Settle was last sent for this PICKED delivery (or
+    /// this COMPLETED one whose settlement is pending) and its outcome not yet recorded. Cleared by
+    /// the settlement or cancellation that records it; a mark left behind (a crash, a lost answer,
+    /// payment down) is finished by the repair worker.
     pub settle_requested_at: Option<Millis>,
     /// Last write to the row.
     pub updated_at: Millis,
@@ -100,7 +102,7 @@ pub enum CancelOutcome {
     Cancel(Delivery),
     /// Already cancelled.
     Unchanged,
-    /// Already completed; a completed delivery is never cancelled.
+    /// Already completed (and settled, or at least not known unsettleable); kept COMPLETED.
     CompletedFirst,
 }
 
@@ -238,9 +240,12 @@ impl Delivery {
     }
 
     /// The call was cancelled at `at` (by the call service, or as payment says by voiding the fee).
+    ///
+    /// A COMPLETED delivery whose settlement is pending is cancelled too: the call service cancels
+    /// only once payment voided the fee, so that settlement can never happen (payment arbitrates).
     pub fn cancel(&self, at: Millis, now: Millis) -> CancelOutcome {
         match self.status {
-            DeliveryStatus::Completed => CancelOutcome::CompletedFirst,
+            DeliveryStatus::Completed if !self.settlement_pending() => CancelOutcome::CompletedFirst,
             DeliveryStatus::Cancelled => CancelOutcome::Unchanged,
             status => CancelOutcome::Cancel(Self {
                 status: status.merge(DeliveryStatus::Cancelled),
@@ -305,15 +310,23 @@ impl Delivery {
         }
     }
 
-    /// Payment settled the fee of `rider`'s delivery as `settlement`: the delivery completes and its
-    /// settlement mark is cleared.
+    /// Payment settled the fee of `rider`'s delivery as `settlement`: the delivery completes (or, when
+    /// it completed with its settlement pending, records it) and its settlement mark is cleared.
     ///
-    /// Already COMPLETED by this rider is the same settlement recorded by another attempt (a retried
+    /// Already COMPLETED and settled is the same settlement recorded by another attempt (a retried
     /// CompleteDelivery or the repair worker, racing; Settle is idempotent), so it is done, not refused.
     pub fn complete(&self, rider: &RiderId, settlement: Settlement, now: Millis) -> Result<Change, RiderError> {
         self.ensure_owned_by(rider)?;
         if self.status == DeliveryStatus::Completed && self.belongs_to(rider) {
-            return Ok(Change::AlreadyDone(self.clone()));
+            if self.settlement.is_some() {
+                return Ok(Change::AlreadyDone(self.clone()));
+            }
+            return Ok(Change::Apply(Self {
+                settlement: Some(settlement),
+                settle_requested_at: None,
+                updated_at: now,
+                ..self.clone()
+            }));
         }
         self.begin_completion(rider)?;
         let next = self
@@ -330,13 +343,46 @@ impl Delivery {
         }))
     }
 
-    /// Whether Settle was sent for this delivery longer ago than `cutoff` and its outcome never
-    /// recorded: the repair worker's to-do.
-    pub fn settlement_stale(&self, cutoff: Millis) -> bool {
-        self.status == DeliveryStatus::Picked && self.settle_requested_at.is_some_and(|at| at <= cutoff)
+    /// Payment could not be reached to settle `rider`'s delivery: the food was delivered, so the
+    /// delivery completes at once with its settlement pending, and the settlement mark stays for the
+    /// repair worker (set to `now` should a concurrent attempt have dropped it).
+    ///
+    /// Already COMPLETED by this rider is another attempt's completion (settled or pending): done.
+    pub fn complete_unsettled(&self, rider: &RiderId, now: Millis) -> Result<Change, RiderError> {
+        self.ensure_owned_by(rider)?;
+        if self.status == DeliveryStatus::Completed && self.belongs_to(rider) {
+            return Ok(Change::AlreadyDone(self.clone()));
+        }
+        self.begin_completion(rider)?;
+        let next = self
+            .status
+            .complete()
+            .map_err(|e| RiderError::IllegalState(e.to_string()))?;
+        Ok(Change::Apply(Self {
+            status: next,
+            settlement: None,
+            completed_at: Some(now),
+            settle_requested_at: Some(self.settle_requested_at.unwrap_or(now)),
+            updated_at: now,
+            ..self.clone()
+        }))
     }
 
-    /// Payment refused to settle because the fee was voided: the call was cancelled meanwhile.
+    /// Whether the delivery completed while payment was unavailable and is not settled yet.
+    pub fn settlement_pending(&self) -> bool {
+        self.status == DeliveryStatus::Completed && self.settlement.is_none()
+    }
+
+    /// Whether Settle was sent for this delivery longer ago than `cutoff` and its outcome never
+    /// recorded: the repair worker's to-do (a PICKED delivery, or a COMPLETED one whose settlement is
+    /// pending).
+    pub fn settlement_stale(&self, cutoff: Millis) -> bool {
+        (self.status == DeliveryStatus::Picked || self.settlement_pending())
+            && self.settle_requested_at.is_some_and(|at| at <= cutoff)
+    }
+
+    /// Payment refused to settle because the fee was voided: the call was cancelled meanwhile, so the
+    /// delivery is CANCELLED, even when it completed with its settlement pending.
     pub fn cancel_unsettleable(&self, now: Millis) -> Change {
         match self.cancel(now, now) {
             CancelOutcome::Cancel(next) | CancelOutcome::Tombstone(next) => Change::Apply(next),

@@ -14,10 +14,15 @@
 //! 3. Settled: one transaction completes the delivery, clears the mark and emits DeliveryCompleted.
 //!    Refused with `FEE_VOIDED`: the call was cancelled, so is the delivery (mark cleared). Refused
 //!    otherwise: the delivery is left as it is, the mark is dropped, an operator is told.
-//! 4. Payment unavailable (or no fee registered yet): Settle may or may not have been applied. The
-//!    mark stays and the answer is UNAVAILABLE (FAILED_PRECONDITION for a missing fee); a retried
-//!    CompleteDelivery re-sends Settle, and the repair worker (`repair.rs`) does so for every mark
-//!    older than `RIDER_REPAIR_AFTER`, until payment answers.
+//! 4. Payment unavailable (down, slow, its circuit open): Settle may or may not have been applied.
+//!    The food was delivered, so the delivery completes anyway (the fallback): one transaction moves
+//!    it to COMPLETED with its settlement pending, keeps the mark and emits DeliveryCompleted with
+//!    `settlement_pending`; the answer is OK. The repair worker (`repair.rs`) re-sends Settle for
+//!    every mark older than `RIDER_REPAIR_AFTER` until payment answers, then records the split on
+//!    the delivery (no second DeliveryCompleted: payment's PaymentSettled tells the others), or
+//!    cancels it if payment voided the fee meanwhile. Completing it again is FAILED_PRECONDITION.
+//! 5. No fee registered yet (the call service's `defer` fallback): the mark stays, the delivery stays
+//!    PICKED and the answer is FAILED_PRECONDITION; the repair worker settles once the fee exists.
 
 use std::{sync::Arc, time::Duration};
 
@@ -95,7 +100,11 @@ impl RiderApp {
     pub async fn accept(&self, call_id: CallId, rider: RiderId) -> Result<Delivery, RiderError> {
         let now = now_millis();
         let change = self
-            .transition(&call_id, |d| d.accept(&rider, now), |d| Some(events::call_accepted(d)))
+            .transition(
+                &call_id,
+                |d| d.accept(&rider, now),
+                |_, d| Some(events::call_accepted(d)),
+            )
             .await?;
         Ok(match change {
             Change::Apply(d) => {
@@ -113,15 +122,15 @@ impl RiderApp {
             .transition(
                 &call_id,
                 |d| d.pick_up(&rider, now),
-                |d| Some(events::delivery_picked(d)),
+                |_, d| Some(events::delivery_picked(d)),
             )
             .await?;
         Ok(into_delivery(change))
     }
 
     /// CompleteDelivery: marks the delivery, settles the fee with payment, then records the outcome
-    /// (see the module header). A delivery already COMPLETED is refused (completing twice); one still
-    /// marked by an earlier attempt that got no answer is settled again (idempotent) and completed.
+    /// (see the module header). A delivery already COMPLETED is refused (completing twice), settled
+    /// or not; one still PICKED and marked by an earlier attempt is settled again (idempotent).
     pub async fn complete(&self, call_id: CallId, rider: RiderId) -> Result<Delivery, RiderError> {
         let mark = self.mark_settlement(&call_id, &rider).await?;
         self.settle_marked(&call_id, &rider, mark).await
@@ -233,10 +242,13 @@ impl RiderApp {
         mark: Millis,
     ) -> Result<Delivery, RiderError> {
         match self.payments.settle(call_id, rider).await {
-            Ok(settlement) => self.record_completion(call_id.clone(), rider.clone(), settlement).await,
+            Ok(settlement) => self.record_settlement(call_id.clone(), rider.clone(), settlement).await,
             Err(PaymentCallError::Voided(reason)) => self.cancel_unsettleable(call_id.clone(), &reason).await,
-            // Settle may have been applied and its answer lost: the mark stays for a retry.
-            Err(PaymentCallError::Unavailable(reason)) => Err(RiderError::SettlementDeferred(reason)),
+            // Settle may have been applied and its answer lost: the mark stays for the repair worker,
+            // and the delivery completes now with its settlement pending.
+            Err(PaymentCallError::Unavailable(reason)) => {
+                self.complete_unsettled(call_id.clone(), rider.clone(), &reason).await
+            }
             // The fee may still be pending registration (the call service's `defer` fallback): the
             // mark stays, so the settlement goes through once it is registered.
             Err(PaymentCallError::NotFound(_)) => Err(RiderError::FeeNotRegistered(call_id.clone())),
@@ -248,17 +260,22 @@ impl RiderApp {
                 Err(RiderError::SettlementRefused(call_id.clone(), reason))
             }
             Err(PaymentCallError::Unexpected(reason)) => {
-                // A bug on one side: retrying would repeat it. The rider may retry once it is fixed.
+                // A bug on one side: retrying would repeat it. The rider may retry a PICKED delivery
+                // once it is fixed; a completed one cannot be retried by anyone but the repair
+                // worker, so its mark stays (logged every round until the bug is fixed).
                 tracing::error!(call_id = %call_id, rider = %rider, %reason, "payment answered Settle unexpectedly");
-                db::clear_settle_mark(&self.db, call_id, mark).await?;
+                if !self.get(call_id).await?.settlement_pending() {
+                    db::clear_settle_mark(&self.db, call_id, mark).await?;
+                }
                 Err(RiderError::PaymentFailed(reason))
             }
         }
     }
 
-    /// Payment settled: one transaction completes the delivery, clears its mark and emits
-    /// DeliveryCompleted.
-    async fn record_completion(
+    /// Payment settled: one transaction completes the delivery (emitting DeliveryCompleted) or, when
+    /// it completed with its settlement pending, records the split (no event: payment's
+    /// PaymentSettled announces it); either way the mark is cleared.
+    async fn record_settlement(
         &self,
         call_id: CallId,
         rider: RiderId,
@@ -269,7 +286,7 @@ impl RiderApp {
             .transition(
                 &call_id,
                 |d| d.complete(&rider, settlement, now),
-                |d| Some(events::delivery_completed(d)),
+                |from, d| (from.status != DeliveryStatus::Completed).then(|| events::delivery_completed(d)),
             )
             .await;
         if let Err(RiderError::Cancelled(_)) = change {
@@ -280,13 +297,31 @@ impl RiderApp {
         Ok(into_delivery(change?))
     }
 
-    /// Payment refused because the fee was voided: the call was cancelled, so is the delivery. No
-    /// event: the call service already emitted CallCancelled.
+    /// Payment unavailable: one transaction completes the PICKED delivery with its settlement pending,
+    /// keeps its mark and emits DeliveryCompleted marked `settlement_pending`. A delivery completed
+    /// already (by a racing attempt) is answered as it is.
+    async fn complete_unsettled(&self, call_id: CallId, rider: RiderId, reason: &str) -> Result<Delivery, RiderError> {
+        let now = now_millis();
+        let change = self
+            .transition(
+                &call_id,
+                |d| d.complete_unsettled(&rider, now),
+                |_, d| Some(events::delivery_completed(d)),
+            )
+            .await?;
+        if let Change::Apply(_) = change {
+            tracing::warn!(call_id = %call_id, rider = %rider, reason, "payment is unavailable; delivery completed, settlement deferred");
+        }
+        Ok(into_delivery(change))
+    }
+
+    /// Payment refused because the fee was voided: the call was cancelled, so is the delivery (even one
+    /// completed with its settlement pending). No event: the call service already emitted CallCancelled.
     async fn cancel_unsettleable(&self, call_id: CallId, reason: &str) -> Result<Delivery, RiderError> {
         tracing::info!(call_id = %call_id, reason, "payment says the fee was voided; cancelling the delivery");
         let now = now_millis();
         let change = self
-            .transition(&call_id, |d| Ok(d.cancel_unsettleable(now)), |_| None)
+            .transition(&call_id, |d| Ok(d.cancel_unsettleable(now)), |_, _| None)
             .await?;
         match into_delivery(change) {
             completed if completed.status == DeliveryStatus::Completed => Ok(completed),
@@ -294,8 +329,9 @@ impl RiderApp {
         }
     }
 
-    /// Reads the delivery, lets `decide` choose, and stores an applied change with its event
-    /// conditionally on the status it was decided from; a lost race re-reads and decides again.
+    /// Reads the delivery, lets `decide` choose, and stores an applied change with its event (`event`
+    /// sees the delivery decided from and the next one) conditionally on the status it was decided
+    /// from; a lost race re-reads and decides again.
     ///
     /// The read happens before the transaction opens: SQLite has one pooled connection, and the
     /// conditional write is what guards against a concurrent change.
@@ -303,7 +339,7 @@ impl RiderApp {
         &self,
         call_id: &CallId,
         decide: impl Fn(&Delivery) -> Result<Change, RiderError>,
-        event: impl Fn(&Delivery) -> Option<Envelope>,
+        event: impl Fn(&Delivery, &Delivery) -> Option<Envelope>,
     ) -> Result<Change, RiderError> {
         for _ in 0..RACE_RETRIES {
             let current = self.get(call_id).await?;
@@ -313,7 +349,7 @@ impl RiderApp {
             };
             let txn = self.db.begin().await?;
             if db::update_from(&txn, &next, current.status).await? {
-                if let Some(envelope) = event(&next) {
+                if let Some(envelope) = event(&current, &next) {
                     self.outbox.enqueue(&txn, &envelope).await?;
                 }
                 self.outbox.commit(txn).await?;

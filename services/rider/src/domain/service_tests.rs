@@ -2,6 +2,7 @@
 
 use baemin_kernel::{CallId, DeliveryStatus, Fee, PageSize, RestaurantId};
 use baemin_mesh_events::{Event, outbox::entity as outbox};
+use baemin_proto::events::v1::DeliveryCompleted;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tonic::Code;
 
@@ -88,8 +89,14 @@ async fn completing_settles_once_emits_the_split_and_completing_twice_is_refused
     match events.last() {
         Some(Event::DeliveryCompleted(e)) => {
             assert_eq!(
-                (e.rider_id.as_str(), e.fee, e.commission, e.rider_payout),
-                ("r-1", 3_000, 300, 2_700)
+                (
+                    e.rider_id.as_str(),
+                    e.fee,
+                    e.commission,
+                    e.rider_payout,
+                    e.settlement_pending
+                ),
+                ("r-1", 3_000, 300, 2_700, false)
             );
         }
         other => panic!("expected DeliveryCompleted, got {other:?}"),
@@ -101,46 +108,224 @@ async fn mark(t: &crate::test_support::TestApp, call_id: &CallId) -> Option<i64>
     t.app.get(call_id).await.unwrap().settle_requested_at
 }
 
-fn completions(events: &[Event]) -> usize {
-    events
-        .iter()
-        .filter(|e| matches!(e, Event::DeliveryCompleted(_)))
-        .count()
+/// The DeliveryCompleted events of `call_id` in the outbox.
+async fn completed_events(t: &crate::test_support::TestApp, call_id: &CallId) -> Vec<DeliveryCompleted> {
+    t.events(call_id)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::DeliveryCompleted(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a process that crashed right after sending Settle leaves: the mark on the PICKED delivery.
+async fn crash_after_sending_settle(t: &crate::test_support::TestApp, call_id: &CallId) {
+    assert!(
+        crate::outbound::db::mark_settle_requested(&t.db, call_id, &rider("r-1"), 1)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
-async fn completing_while_payment_is_down_answers_unavailable_and_keeps_the_mark() {
+async fn completing_while_payment_is_down_answers_ok_and_completes_with_the_settlement_pending() {
     let t = spawn_app().await;
     let call_id = t.picked_by("r-1").await;
     t.payments.answer(Answer::Unavailable);
-    let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
-    let status = tonic::Status::from(err);
-    assert_eq!(status.code(), Code::Unavailable);
-    assert_eq!(
-        status.message(),
-        "payment is unavailable: connection refused; the settlement is retried"
+    let done = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    assert_eq!(done.status, DeliveryStatus::Completed);
+    assert!(done.completed_at.is_some());
+    assert_eq!(done.settlement, None, "payout pending");
+    assert!(done.settlement_pending());
+    assert_eq!(t.app.get(&call_id).await.unwrap(), done, "stored as answered");
+    assert!(
+        mark(&t, &call_id).await.is_some(),
+        "the mark stays for the repair worker"
     );
-    assert_eq!(t.status(&call_id).await, DeliveryStatus::Picked);
-    assert!(mark(&t, &call_id).await.is_some(), "the write-ahead mark stays");
-    assert_eq!(t.events(&call_id).await.len(), 2, "no DeliveryCompleted");
+    let completed = completed_events(&t, &call_id).await;
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(
+        (
+            completed[0].rider_id.as_str(),
+            completed[0].fee,
+            completed[0].commission,
+            completed[0].rider_payout,
+            completed[0].settlement_pending
+        ),
+        ("r-1", 3_000, 0, 0, true)
+    );
+    assert_eq!(t.payments.payouts(), 0, "nothing paid yet");
 }
 
 #[tokio::test]
-async fn a_second_complete_while_marked_settles_again_and_completes() {
+async fn completing_again_while_the_settlement_is_pending_is_completing_twice() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    t.payments.answer(Answer::Settle);
+    let again = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert_eq!(code(again), Code::FailedPrecondition);
+    assert_eq!(t.payments.settles(), 1, "the retry does not reach payment");
+    assert!(t.app.get(&call_id).await.unwrap().settlement_pending());
+    assert_eq!(completed_events(&t, &call_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_worker_settles_a_deferred_settlement_exactly_once_when_payment_returns() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!(report.deferred, 1, "payment still down: {report:?}");
+    assert!(t.app.get(&call_id).await.unwrap().settlement_pending());
+    assert_eq!(t.payments.settles(), 2);
+
+    t.payments.answer(Answer::Settle);
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!(report.settled, 1, "{report:?}");
+    assert_eq!(t.payments.settles(), 3);
+    assert_eq!(t.payments.payouts(), 1, "paid exactly once");
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!(d.status, DeliveryStatus::Completed);
+    assert_eq!(
+        d.settlement.map(|s| (s.commission, s.rider_payout)),
+        Some((300, 2_700)),
+        "the split is recorded"
+    );
+    assert_eq!(d.settle_requested_at, None, "the mark is cleared");
+
+    assert!(t.app.repair_once().await.unwrap().is_empty(), "nothing left to settle");
+    assert_eq!(t.payments.settles(), 3, "no Settle after the settlement is recorded");
+    let completed = completed_events(&t, &call_id).await;
+    assert_eq!(completed.len(), 1, "no second DeliveryCompleted: {completed:?}");
+    assert!(completed[0].settlement_pending);
+    let again = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert_eq!(code(again), Code::FailedPrecondition, "completing twice");
+}
+
+#[tokio::test]
+async fn a_settlement_whose_answer_was_lost_completes_pending_and_is_recorded_by_the_repair_worker() {
     let t = spawn_app().await;
     let call_id = t.picked_by("r-1").await;
     t.payments.answer(Answer::SettleButLoseReply);
-    let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
-    assert_eq!(code(err), Code::Unavailable);
+    let done = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    assert!(done.settlement_pending());
+    assert!(
+        t.payments.paid(&call_id),
+        "payment settled; the rider service does not know"
+    );
     t.payments.answer(Answer::Settle);
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!(report.settled, 1, "{report:?}");
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Completed, None));
+    assert_eq!(d.settlement.map(|s| s.rider_payout), Some(2_700));
+    assert_eq!(t.payments.payouts(), 1, "Settle sent twice, paid once");
+    assert_eq!(completed_events(&t, &call_id).await.len(), 1);
+    assert!(t.app.repair_once().await.unwrap().is_empty(), "nothing left to repair");
+}
+
+#[tokio::test]
+async fn fee_voided_during_the_deferred_settlement_cancels_the_completed_delivery() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    t.payments.answer(Answer::Voided);
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!(report.cancelled, 1, "{report:?}");
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!(
+        (d.status, d.settlement, d.settle_requested_at),
+        (DeliveryStatus::Cancelled, None, None)
+    );
+    assert!(d.cancelled_at.is_some());
+    assert_eq!(
+        t.events(&call_id).await.len(),
+        3,
+        "accepted, picked, completed (pending); no event for the cancel: the call service announced it"
+    );
+    assert!(t.app.repair_once().await.unwrap().is_empty());
+    assert_eq!(t.payments.payouts(), 0);
+}
+
+#[tokio::test]
+async fn a_call_cancelled_while_its_settlement_is_pending_cancels_the_delivery() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    // The call service cancels only once payment voided the fee: the settlement can never happen.
+    t.app
+        .on_call_cancelled(&receipt("baemin.events.call.cancelled"), call_id.clone(), 700)
+        .await
+        .unwrap();
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Cancelled, None));
+    t.payments.answer(Answer::Settle);
+    assert!(t.app.repair_once().await.unwrap().is_empty());
+    assert_eq!(t.payments.settles(), 1, "nothing settles for a cancelled call");
+}
+
+#[tokio::test]
+async fn a_definite_refusal_of_a_deferred_settlement_drops_the_mark_and_keeps_it_completed() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    t.payments.answer(Answer::Refuse);
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!(report.dropped, 1, "{report:?}");
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Completed, None));
+    assert!(t.app.repair_once().await.unwrap().is_empty(), "left to an operator");
+}
+
+#[tokio::test]
+async fn an_unexpected_answer_to_a_deferred_settlement_keeps_the_mark() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+    t.payments.answer(Answer::Unexpected);
+    assert_eq!(t.app.repair_once().await.unwrap().deferred, 1);
+    assert!(mark(&t, &call_id).await.is_some(), "nobody else could ever settle it");
+    t.payments.answer(Answer::Settle);
+    assert_eq!(t.app.repair_once().await.unwrap().settled, 1);
+    assert_eq!(t.payments.payouts(), 1);
+}
+
+#[tokio::test]
+async fn an_unexpected_answer_to_complete_drops_the_mark_and_leaves_the_delivery_picked() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unexpected);
+    let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert_eq!(code(err), Code::Internal);
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Picked, None));
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_mid_settlement_settles_again_and_completes() {
+    let t = spawn_app().await;
+    let call_id = t.picked_by("r-1").await;
+    crash_after_sending_settle(&t, &call_id).await;
     let done = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
     assert_eq!(done.status, DeliveryStatus::Completed);
     assert_eq!(done.settle_requested_at, None, "the completion clears the mark");
-    assert_eq!(t.payments.settles(), 2, "Settle was sent again (idempotent at payment)");
-    assert_eq!(completions(&t.events(&call_id).await), 1);
+    assert_eq!(done.settlement.map(|s| s.rider_payout), Some(2_700));
+    let completed = completed_events(&t, &call_id).await;
+    assert_eq!(completed.len(), 1);
+    assert!(!completed[0].settlement_pending);
     let again = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
     assert_eq!(code(again), Code::FailedPrecondition, "completing twice");
-    assert_eq!(t.payments.settles(), 2);
+    assert_eq!(t.payments.settles(), 1);
 }
 
 #[tokio::test]
@@ -189,69 +374,41 @@ async fn completing_when_payment_refuses_for_another_reason_leaves_the_delivery_
 }
 
 #[tokio::test]
-async fn a_settlement_whose_answer_was_lost_is_completed_by_the_repair_worker() {
-    let t = spawn_app().await;
-    let call_id = t.picked_by("r-1").await;
-    t.payments.answer(Answer::SettleButLoseReply);
-    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
-    assert!(
-        t.payments.paid(&call_id),
-        "payment settled; the rider service does not know"
-    );
-    t.payments.answer(Answer::Settle);
-    let report = t.app.repair_once().await.unwrap();
-    assert_eq!(report.completed, 1, "{report:?}");
-    let d = t.app.get(&call_id).await.unwrap();
-    assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Completed, None));
-    assert_eq!(d.settlement.map(|s| s.rider_payout), Some(2_700));
-    let events = t.events(&call_id).await;
-    assert_eq!(completions(&events), 1);
-    assert!(t.app.repair_once().await.unwrap().is_empty(), "nothing left to repair");
-}
-
-#[tokio::test]
 async fn a_crash_between_the_mark_and_the_completion_is_repaired() {
     let t = spawn_app().await;
     let call_id = t.picked_by("r-1").await;
-    // What a process that crashed right after sending Settle leaves: the mark, and nothing else.
-    assert!(
-        crate::outbound::db::mark_settle_requested(&t.db, &call_id, &rider("r-1"), 1)
-            .await
-            .unwrap()
-    );
+    crash_after_sending_settle(&t, &call_id).await;
     let report = t.app.repair_once().await.unwrap();
-    assert_eq!(report.completed, 1, "{report:?}");
+    assert_eq!(report.settled, 1, "{report:?}");
     assert_eq!(t.status(&call_id).await, DeliveryStatus::Completed);
-    assert_eq!(completions(&t.events(&call_id).await), 1);
+    let completed = completed_events(&t, &call_id).await;
+    assert_eq!(completed.len(), 1);
+    assert_eq!(
+        (completed[0].rider_payout, completed[0].settlement_pending),
+        (2_700, false)
+    );
 }
 
 #[tokio::test]
-async fn the_repair_worker_keeps_the_mark_while_payment_is_unavailable() {
+async fn a_crash_repaired_while_payment_is_down_completes_pending_then_settles() {
     let t = spawn_app().await;
     let call_id = t.picked_by("r-1").await;
+    crash_after_sending_settle(&t, &call_id).await;
     t.payments.answer(Answer::Unavailable);
-    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
     let report = t.app.repair_once().await.unwrap();
     assert_eq!(report.deferred, 1, "{report:?}");
-    assert_eq!(t.status(&call_id).await, DeliveryStatus::Picked);
-    assert!(mark(&t, &call_id).await.is_some());
-    t.payments.answer(Answer::Settle);
-    assert_eq!(t.app.repair_once().await.unwrap().completed, 1);
-    assert_eq!(t.status(&call_id).await, DeliveryStatus::Completed);
-}
-
-#[tokio::test]
-async fn the_repair_worker_cancels_a_marked_delivery_whose_fee_was_voided() {
-    let t = spawn_app().await;
-    let call_id = t.picked_by("r-1").await;
-    t.payments.answer(Answer::Unavailable);
-    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
-    t.payments.answer(Answer::Voided);
-    let report = t.app.repair_once().await.unwrap();
-    assert_eq!(report.cancelled, 1, "{report:?}");
     let d = t.app.get(&call_id).await.unwrap();
-    assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Cancelled, None));
-    assert_eq!(completions(&t.events(&call_id).await), 0);
+    assert!(
+        d.settlement_pending(),
+        "the rider asked to complete: the food was delivered"
+    );
+    assert!(d.settle_requested_at.is_some());
+    t.payments.answer(Answer::Settle);
+    assert_eq!(t.app.repair_once().await.unwrap().settled, 1);
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!(d.settlement.map(|s| s.rider_payout), Some(2_700));
+    assert_eq!(completed_events(&t, &call_id).await.len(), 1);
+    assert_eq!(t.payments.payouts(), 1);
 }
 
 #[tokio::test]
@@ -268,7 +425,7 @@ async fn the_repair_worker_leaves_settlements_younger_than_repair_after_alone() 
     ));
     let t = crate::test_support::TestApp { app, db, payments };
     let call_id = t.picked_by("r-1").await;
-    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
     t.payments.answer(Answer::Settle);
     assert!(t.app.repair_once().await.unwrap().is_empty());
     assert_eq!(
@@ -276,7 +433,7 @@ async fn the_repair_worker_leaves_settlements_younger_than_repair_after_alone() 
         1,
         "a settlement possibly still in flight is not re-sent"
     );
-    assert_eq!(t.status(&call_id).await, DeliveryStatus::Picked);
+    assert!(t.app.get(&call_id).await.unwrap().settlement_pending());
 }
 
 #[tokio::test]
@@ -287,9 +444,10 @@ async fn a_missing_fee_keeps_the_mark_until_payment_has_it() {
     let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
     assert_eq!(code(err), Code::FailedPrecondition);
     assert!(mark(&t, &call_id).await.is_some());
+    assert_eq!(t.status(&call_id).await, DeliveryStatus::Picked);
     assert_eq!(t.app.repair_once().await.unwrap().deferred, 1);
     t.payments.answer(Answer::Settle);
-    assert_eq!(t.app.repair_once().await.unwrap().completed, 1);
+    assert_eq!(t.app.repair_once().await.unwrap().settled, 1);
     assert_eq!(t.status(&call_id).await, DeliveryStatus::Completed);
 }
 
@@ -297,17 +455,15 @@ async fn a_missing_fee_keeps_the_mark_until_payment_has_it() {
 async fn a_cancellation_drops_the_settlement_mark() {
     let t = spawn_app().await;
     let call_id = t.picked_by("r-1").await;
-    t.payments.answer(Answer::Unavailable);
-    t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
+    crash_after_sending_settle(&t, &call_id).await;
     t.app
         .on_call_cancelled(&receipt("baemin.events.call.cancelled"), call_id.clone(), 700)
         .await
         .unwrap();
     let d = t.app.get(&call_id).await.unwrap();
     assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Cancelled, None));
-    t.payments.answer(Answer::Settle);
     assert!(t.app.repair_once().await.unwrap().is_empty());
-    assert_eq!(t.payments.settles(), 1, "nothing settles for a cancelled call");
+    assert_eq!(t.payments.settles(), 0, "nothing settles for a cancelled call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -315,9 +471,7 @@ async fn a_retry_racing_the_repair_worker_completes_once() {
     for _ in 0..10 {
         let t = spawn_app().await;
         let call_id = t.picked_by("r-1").await;
-        t.payments.answer(Answer::SettleButLoseReply);
-        t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
-        t.payments.answer(Answer::Settle);
+        crash_after_sending_settle(&t, &call_id).await;
         let retry = {
             let (app, call_id) = (t.app.clone(), call_id.clone());
             tokio::spawn(async move { app.complete(call_id, rider("r-1")).await })
@@ -334,7 +488,34 @@ async fn a_retry_racing_the_repair_worker_completes_once() {
         }
         let d = t.app.get(&call_id).await.unwrap();
         assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Completed, None));
-        assert_eq!(completions(&t.events(&call_id).await), 1, "one DeliveryCompleted");
+        assert_eq!(completed_events(&t, &call_id).await.len(), 1, "one DeliveryCompleted");
+        assert_eq!(t.payments.payouts(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_repair_rounds_racing_record_a_deferred_settlement_once() {
+    for _ in 0..10 {
+        let t = spawn_app().await;
+        let call_id = t.picked_by("r-1").await;
+        t.payments.answer(Answer::Unavailable);
+        t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
+        t.payments.answer(Answer::Settle);
+        // Two replicas of the rider service, each running its repair worker.
+        let rounds: Vec<_> = (0..2)
+            .map(|_| {
+                let app = t.app.clone();
+                tokio::spawn(async move { app.repair_once().await })
+            })
+            .collect();
+        for round in rounds {
+            round.await.unwrap().unwrap();
+        }
+        let d = t.app.get(&call_id).await.unwrap();
+        assert_eq!(d.settlement.map(|s| s.rider_payout), Some(2_700));
+        assert_eq!(d.settle_requested_at, None);
+        assert_eq!(t.payments.payouts(), 1, "Settle is idempotent at payment");
+        assert_eq!(completed_events(&t, &call_id).await.len(), 1);
     }
 }
 

@@ -80,6 +80,7 @@ mod tests {
             restaurant_id: String::new(),
             destination: " ".into(),
             fee: 0,
+            ..CallPlaced::default()
         };
         let err = parse_placed(&bad, 1).unwrap_err();
         let fields: Vec<_> = err.0.iter().map(|v| v.field.as_str()).collect();

@@ -18,9 +18,6 @@ impl From<RiderError> for Status {
             | RiderError::NothingToSettle(_)
             | RiderError::SettlementRefused(..)
             | RiderError::FeeNotRegistered(_) => Status::failed_precondition(err.to_string()),
-            RiderError::SettlementDeferred(ref detail) => {
-                baemin_mesh_server::status::unavailable("payment", format_args!("{detail}; the settlement is retried"))
-            }
             RiderError::Contention(_) => Status::aborted(err.to_string()),
             RiderError::PaymentFailed(_) => baemin_mesh_server::status::internal("settling with payment", &err),
             RiderError::Db(ref db) => baemin_mesh_server::status::internal("rider storage", db),
@@ -53,21 +50,11 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (RiderError::FeeNotRegistered(id()), Code::FailedPrecondition),
-            (RiderError::SettlementDeferred("down".into()), Code::Unavailable),
             (RiderError::Contention(id()), Code::Aborted),
             (RiderError::PaymentFailed("odd".into()), Code::Internal),
         ];
         for (err, code) in cases {
             assert_eq!(Status::from(err).code(), code);
         }
-    }
-
-    #[test]
-    fn a_deferred_settlement_is_unavailable_naming_payment_and_the_retry() {
-        let status = Status::from(RiderError::SettlementDeferred("connection refused".into()));
-        assert_eq!(
-            status.message(),
-            "payment is unavailable: connection refused; the settlement is retried"
-        );
     }
 }

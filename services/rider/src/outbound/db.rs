@@ -164,12 +164,14 @@ pub async fn clear_settle_mark<C: ConnectionTrait>(db: &C, call_id: &CallId, at:
     Ok(result.rows_affected == 1)
 }
 
-/// PICKED deliveries whose settlement was marked at or before `cutoff` and never recorded (a crash,
-/// a lost or missing answer from payment), oldest mark first, at most `limit`.
+/// PICKED deliveries, and COMPLETED ones whose settlement is pending, whose settlement was marked at
+/// or before `cutoff` and never recorded (a crash, a lost or missing answer from payment, payment
+/// down), oldest mark first, at most `limit`.
 pub async fn stale_settlements<C: ConnectionTrait>(db: &C, cutoff: Millis, limit: u64) -> Result<Vec<Delivery>, DbErr> {
+    let settling = [DeliveryStatus::Picked, DeliveryStatus::Completed].map(status_label);
     entity::Entity::find()
         .filter(Column::SettleRequestedAt.lte(cutoff))
-        .filter(Column::Status.eq(status_label(DeliveryStatus::Picked)))
+        .filter(Column::Status.is_in(settling))
         .order_by_asc(Column::SettleRequestedAt)
         .limit(limit)
         .all(db)

@@ -25,7 +25,8 @@ pub fn delivery_picked(d: &Delivery) -> Envelope {
     new_envelope(PRODUCER, d.call_id.as_str(), event)
 }
 
-/// DeliveryCompleted: delivered, and settled as payment split the fee.
+/// DeliveryCompleted: delivered, and settled as payment split the fee, or with the settlement
+/// pending (zero split) when payment was unavailable; PaymentSettled brings the split later.
 pub fn delivery_completed(d: &Delivery) -> Envelope {
     let fee = d.fee.map(baemin_kernel::Fee::krw).unwrap_or_default();
     let event = Event::DeliveryCompleted(DeliveryCompleted {
@@ -33,6 +34,7 @@ pub fn delivery_completed(d: &Delivery) -> Envelope {
         fee: d.settlement.map_or(fee, |s| s.fee),
         commission: d.settlement.map(|s| s.commission).unwrap_or_default(),
         rider_payout: d.settlement.map(|s| s.rider_payout).unwrap_or_default(),
+        settlement_pending: d.settlement.is_none(),
     });
     new_envelope(PRODUCER, d.call_id.as_str(), event)
 }

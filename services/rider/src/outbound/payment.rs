@@ -158,12 +158,11 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_payment_is_unavailable() {
         // Port 9 (discard) on loopback refuses connections on any sane test machine.
-        let payments = GrpcPayments::connect(&ClientSettings {
-            dependency: "payment",
-            url: "http://127.0.0.1:9".into(),
-            deadline: std::time::Duration::from_secs(2),
-            connect_timeout: std::time::Duration::from_secs(2),
-        })
+        let env = [("PAYMENT_URL", "http://127.0.0.1:9")];
+        let settings = baemin_mesh_server::config::Settings::new(&env);
+        let payments = GrpcPayments::connect(
+            &ClientSettings::from_settings("payment", "PAYMENT", "http://x:1", &settings).unwrap(),
+        )
         .unwrap();
         let call_id = CallId::generate();
         let rider = RiderId::parse("r-1", "rider_id").unwrap();

@@ -26,6 +26,7 @@ fn placed(call_id: &CallId, at: i64) -> Fact {
             restaurant_id: RestaurantId::parse("store-1", "restaurant_id").unwrap(),
             destination: Destination::parse("Gangnam-gu 1", "destination").unwrap(),
             fee: fee(3_000),
+            payment_pending: false,
         },
     )
 }
@@ -289,6 +290,51 @@ fn a_completion_with_deferred_settlement_waits_for_payment_to_settle() {
     assert_eq!((settled.settled_amount, settled.commission), (Some(2_700), Some(300)));
 }
 
+fn placed_pending(call_id: &CallId, at: i64) -> Fact {
+    let mut fact = placed(call_id, at);
+    if let Change::CallPlaced { payment_pending, .. } = &mut fact.change {
+        *payment_pending = true;
+    }
+    fact
+}
+
+#[test]
+fn a_call_placed_with_its_fee_pending_shows_pending_until_payment_reports_in_any_order() {
+    let call_id = CallId::generate();
+    let pending = apply(None, &placed_pending(&call_id, 100));
+    assert_eq!(pending.payment_state, Some(PaymentState::Pending));
+    assert_eq!(
+        apply(Some(pending), &placed_pending(&call_id, 100)).payment_state,
+        Some(PaymentState::Pending)
+    );
+
+    let settled = Change::PaymentSettled {
+        rider_id: Some(rider("r-1")),
+        fee: Some(fee(3_000)),
+        split: SPLIT,
+    };
+    for (report, expected) in [
+        (
+            Change::PaymentRegistered { fee: Some(fee(3_000)) },
+            PaymentState::Registered,
+        ),
+        (settled, PaymentState::Settled),
+        (Change::PaymentVoided, PaymentState::Voided),
+    ] {
+        let facts = [placed_pending(&call_id, 100), fact(&call_id, 5_000, report)];
+        for_each_permutation(&facts, |order| {
+            let row = project(&order.iter().collect::<Vec<_>>());
+            assert_eq!(row.payment_state, Some(expected), "{order:?}");
+        });
+    }
+}
+
+#[test]
+fn a_call_placed_with_its_fee_registered_says_nothing_about_payment() {
+    let call_id = CallId::generate();
+    assert_eq!(apply(None, &placed(&call_id, 100)).payment_state, None);
+}
+
 #[test]
 fn payment_states_merge_by_rank() {
     use PaymentState::*;
@@ -300,4 +346,5 @@ fn payment_states_merge_by_rank() {
         assert_eq!(PaymentState::from_name(a.as_str()), Some(a));
     }
     assert_eq!(Settled.merge(Registered), Settled);
+    assert_eq!(Pending.merge(Registered), Registered);
 }

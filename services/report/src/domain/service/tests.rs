@@ -49,6 +49,7 @@ fn placed(restaurant: &str, fee: i64) -> Event {
         restaurant_id: restaurant.into(),
         destination: "Gangnam-gu 1".into(),
         fee,
+        payment_pending: false,
     })
 }
 
@@ -66,6 +67,7 @@ fn completed(rider: &str, fee: i64, commission: i64) -> Event {
         fee,
         commission,
         rider_payout: fee - commission,
+        settlement_pending: false,
     })
 }
 

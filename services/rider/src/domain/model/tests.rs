@@ -201,6 +201,83 @@ fn only_a_picked_delivery_marked_before_the_cutoff_is_a_stale_settlement() {
     assert!(!gone.settlement_stale(10), "a cancelled delivery has nothing to settle");
 }
 
+fn completed_pending(id: &str) -> Delivery {
+    let marked = Delivery {
+        settle_requested_at: Some(7),
+        ..picked_by(id)
+    };
+    applied(marked.complete_unsettled(&rider(id), 8))
+}
+
+#[test]
+fn payment_unavailable_completes_a_picked_delivery_with_its_settlement_pending_and_its_mark_kept() {
+    let d = completed_pending("r-1");
+    assert_eq!(d.status, DeliveryStatus::Completed);
+    assert_eq!((d.settlement, d.completed_at), (None, Some(8)));
+    assert_eq!(d.settle_requested_at, Some(7), "the mark of the attempt stays");
+    assert!(d.settlement_pending());
+    assert!(!completed_by("r-1").settlement_pending());
+    assert!(!picked_by("r-1").settlement_pending());
+    let unmarked = applied(picked_by("r-1").complete_unsettled(&rider("r-1"), 9));
+    assert_eq!(unmarked.settle_requested_at, Some(9), "never pending without a mark");
+}
+
+#[test]
+fn completing_unsettled_is_legal_only_from_picked_and_done_once_completed() {
+    for d in every_status("r-1") {
+        let result = d.complete_unsettled(&rider("r-1"), 8);
+        match d.status {
+            DeliveryStatus::Picked => assert!(applied(result).settlement_pending()),
+            DeliveryStatus::Completed => assert_eq!(result.unwrap(), Change::AlreadyDone(d.clone())),
+            status => assert!(is_precondition(&result.unwrap_err()), "from {status}"),
+        }
+    }
+    assert!(matches!(
+        picked_by("r-1").complete_unsettled(&rider("r-2"), 8),
+        Err(RiderError::NotYours(_))
+    ));
+}
+
+#[test]
+fn a_deferred_settlement_is_recorded_on_the_completed_delivery_once() {
+    let pending = completed_pending("r-1");
+    let settled = applied(pending.complete(&rider("r-1"), settlement(), 20));
+    assert_eq!(settled.status, DeliveryStatus::Completed);
+    assert_eq!(settled.settlement, Some(settlement()));
+    assert_eq!(settled.settle_requested_at, None);
+    assert_eq!(settled.completed_at, Some(8), "completed when it was delivered");
+    assert_eq!(
+        settled.complete(&rider("r-1"), settlement(), 30).unwrap(),
+        Change::AlreadyDone(settled.clone())
+    );
+    assert!(pending.begin_completion(&rider("r-1")).is_err(), "completing twice");
+}
+
+#[test]
+fn a_pending_settlement_is_stale_like_a_marked_picked_delivery_and_a_settled_one_is_not() {
+    assert!(completed_pending("r-1").settlement_stale(7));
+    assert!(!completed_pending("r-1").settlement_stale(6));
+    let settled_but_marked = Delivery {
+        settle_requested_at: Some(1),
+        ..completed_by("r-1")
+    };
+    assert!(!settled_but_marked.settlement_stale(10));
+}
+
+#[test]
+fn a_voided_fee_or_a_cancel_cancels_a_completed_delivery_only_while_its_settlement_is_pending() {
+    let pending = completed_pending("r-1");
+    match pending.cancel_unsettleable(11) {
+        Change::Apply(next) => {
+            assert_eq!(next.status, DeliveryStatus::Cancelled);
+            assert_eq!((next.settle_requested_at, next.cancelled_at), (None, Some(11)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(pending.cancel(12, 12), CancelOutcome::Cancel(_)));
+    assert_eq!(completed_by("r-1").cancel(12, 12), CancelOutcome::CompletedFirst);
+}
+
 #[test]
 fn a_rider_cannot_act_on_another_riders_delivery() {
     for d in [

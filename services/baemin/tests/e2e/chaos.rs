@@ -1,0 +1,285 @@
+//! Chaos: load on the mesh, a fault injected and recovered, then a ledger check — every PlaceCall that
+//! answered OK is in the report with its right final state, nothing appears that was never placed, every
+//! completed delivery is settled exactly once, revenue equals the sum of commissions. Each scenario prints
+//! its ledger figures.
+
+use std::{collections::HashMap, time::Duration};
+
+use baemin::{clients::Clients, scenario::eventually};
+use baemin_mesh_testkit::DbKind;
+use baemin_proto::{call::v1 as call, payment::v1 as payment, report::v1 as report, rider::v1 as rider};
+
+use crate::support::{PATIENCE, Svc, TestMesh, request_id};
+
+/// What the clients were told: the truth the services must converge to.
+#[derive(Default)]
+struct Ledger {
+    /// call id → (fee, completed by this rider)
+    placed: HashMap<String, (i64, Option<String>)>,
+    refused: usize,
+}
+
+impl Ledger {
+    /// Places `n` calls; calls answered OK are recorded, refusals counted (a fault may refuse some).
+    async fn place(&mut self, clients: &Clients, n: usize) {
+        for i in 0..n {
+            let fee = 1_000 + (self.placed.len() + i) as i64 * 10;
+            let mut c = clients.call.clone();
+            let placed = c
+                .place_call(call::PlaceCallRequest {
+                    request_id: request_id(),
+                    restaurant_id: "chaos".into(),
+                    destination: "Seoul".into(),
+                    fee,
+                })
+                .await;
+            match placed {
+                Ok(r) => {
+                    let id = r.into_inner().call.expect("call").call_id;
+                    self.placed.insert(id, (fee, None));
+                }
+                Err(_) => self.refused += 1,
+            }
+        }
+    }
+
+    /// Takes every open call placed so far through to completion with rider `r-<n>`.
+    async fn complete_all(&mut self, clients: &Clients) {
+        let open: Vec<String> = self
+            .placed
+            .iter()
+            .filter(|(_, (_, r))| r.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for (n, call_id) in open.into_iter().enumerate() {
+            let rider_id = format!("r-{}", n % 3);
+            let seen = eventually(PATIENCE, "the rider service to see the call", || {
+                let mut r = clients.rider.clone();
+                let call_id = call_id.clone();
+                async move { Ok(r.get_delivery(rider::GetDeliveryRequest { call_id }).await.ok()) }
+            })
+            .await;
+            assert!(seen.is_ok(), "call {call_id} never reached the rider service");
+            let mut r = clients.rider.clone();
+            let (id, who) = (call_id.clone(), rider_id.clone());
+            r.accept_call(rider::AcceptCallRequest {
+                call_id: id.clone(),
+                rider_id: who.clone(),
+            })
+            .await
+            .expect("accept");
+            r.pick_up(rider::PickUpRequest {
+                call_id: id.clone(),
+                rider_id: who.clone(),
+            })
+            .await
+            .expect("pick up");
+            r.complete_delivery(rider::CompleteDeliveryRequest {
+                call_id: id,
+                rider_id: who,
+            })
+            .await
+            .expect("complete");
+            if let Some(entry) = self.placed.get_mut(&call_id) {
+                entry.1 = Some(rider_id);
+            }
+        }
+    }
+
+    /// Waits for the services to converge, then checks and prints the ledger.
+    async fn check(&self, scenario: &str, clients: &Clients) {
+        let completed: Vec<_> = self.placed.iter().filter(|(_, (_, r))| r.is_some()).collect();
+        // The report converges: every placed call with its final state.
+        let rows = eventually(
+            PATIENCE,
+            "the report to show every placed call in its final state",
+            || {
+                let clients = clients.clone();
+                async move {
+                    let rows = all_rows(&clients).await?;
+                    let converged = self.placed.iter().all(|(id, (fee, rider))| {
+                        rows.get(id).is_some_and(|v| {
+                            v.fee == *fee
+                                && match rider {
+                                    Some(rider) => {
+                                        v.status() == report::DeliveryStatus::Completed
+                                            && v.payment_state() == report::PaymentState::Settled
+                                            && &v.rider_id == rider
+                                    }
+                                    None => v.status() == report::DeliveryStatus::Called,
+                                }
+                        })
+                    });
+                    Ok(converged.then_some(rows))
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{scenario}: {e:#}"));
+        let in_report = self.placed.keys().filter(|id| rows.contains_key(*id)).count();
+        let unknown = rows.keys().filter(|id| !self.placed.contains_key(*id)).count();
+        // Payment: each completed delivery settled once, with the commission the rules give.
+        let mut settled_once = 0;
+        let mut expected_revenue = 0;
+        for (id, (fee, rider)) in &completed {
+            let mut p = clients.payment.clone();
+            let paid = p
+                .get_payment(payment::GetPaymentRequest { call_id: (*id).clone() })
+                .await
+                .expect("payment")
+                .into_inner();
+            let paid = paid.payment.expect("payment");
+            assert_eq!(paid.status(), payment::PaymentStatus::Settled, "{scenario}: {id}");
+            assert_eq!(Some(&paid.rider_id), rider.as_ref());
+            assert_eq!(paid.commission, fee / 10, "{scenario}: 10 % rounded down");
+            settled_once += 1;
+            expected_revenue += paid.commission;
+        }
+        let mut r = clients.report.clone();
+        let stats = r
+            .get_stats(report::GetStatsRequest {})
+            .await
+            .expect("stats")
+            .into_inner();
+        let duplicated = (stats.settled_count - settled_once).max(0);
+        println!(
+            "ledger[{scenario}]: placed {} (refused {}), in report {in_report}, completed {}, settled once {settled_once}, \
+             revenue {} (expected {expected_revenue}), lost {}, duplicated {duplicated}, unknown {unknown}",
+            self.placed.len(),
+            self.refused,
+            completed.len(),
+            stats.revenue,
+            self.placed.len() - in_report
+        );
+        assert_eq!(in_report, self.placed.len(), "{scenario}: lost calls");
+        assert_eq!(unknown, 0, "{scenario}: rows that were never placed");
+        assert_eq!(stats.settled_count, settled_once, "{scenario}: settled exactly once");
+        assert_eq!(
+            stats.revenue, expected_revenue,
+            "{scenario}: revenue = sum of commissions"
+        );
+    }
+}
+
+/// Every row of the report, by call id.
+async fn all_rows(clients: &Clients) -> anyhow::Result<HashMap<String, report::DeliveryView>> {
+    let mut r = clients.report.clone();
+    let mut rows = HashMap::new();
+    let mut page_token = String::new();
+    loop {
+        let page = r
+            .list_delivery_views(report::ListDeliveryViewsRequest {
+                page_size: 100,
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        rows.extend(page.views.into_iter().map(|v| (v.call_id.clone(), v)));
+        if page.next_page_token.is_empty() {
+            return Ok(rows);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_rider_killed_and_restarted_mid_flow_loses_nothing() {
+    let mut mesh = TestMesh::start(DbKind::Sqlite).await;
+    let mut ledger = Ledger::default();
+    ledger.place(&mesh.clients, 10).await;
+    ledger.complete_all(&mesh.clients).await;
+    mesh.stop_service(Svc::Rider).await;
+    ledger.place(&mesh.clients, 10).await;
+    assert_eq!(
+        ledger.refused, 0,
+        "the call service keeps taking calls while the rider service is down"
+    );
+    mesh.start_service(Svc::Rider).await;
+    ledger.complete_all(&mesh.clients).await;
+    ledger.check("rider killed", &mesh.clients).await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_report_killed_and_restarted_converges() {
+    let mut mesh = TestMesh::start(DbKind::Sqlite).await;
+    let mut ledger = Ledger::default();
+    ledger.place(&mesh.clients, 10).await;
+    mesh.stop_service(Svc::Report).await;
+    ledger.complete_all(&mesh.clients).await;
+    ledger.place(&mesh.clients, 10).await;
+    mesh.start_service(Svc::Report).await;
+    ledger.check("report killed", &mesh.clients).await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_nats_killed_and_restarted_mid_load_drains_the_outbox_and_loses_nothing() {
+    let mut mesh = TestMesh::start(DbKind::Sqlite).await;
+    let mut ledger = Ledger::default();
+    ledger.place(&mesh.clients, 10).await;
+    ledger.complete_all(&mesh.clients).await;
+    mesh.nats.stop();
+    // PlaceCall needs only payment and the call database: it goes on; the events wait in the outbox.
+    ledger.place(&mesh.clients, 10).await;
+    assert_eq!(ledger.refused, 0, "calls are taken while NATS is down");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    mesh.nats.restart().await;
+    ledger.complete_all(&mesh.clients).await;
+    ledger.check("nats killed", &mesh.clients).await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_payment_killed_opens_the_breaker_rejects_fast_and_recovers_through_half_open() {
+    let settings = [
+        ("PLACE_CALL_FALLBACK", "reject"),
+        ("PAYMENT_BREAKER_MINIMUM_CALLS", "5"),
+        ("PAYMENT_BREAKER_WINDOW_SIZE", "10"),
+        ("PAYMENT_BREAKER_OPEN_WAIT", "1s"),
+        ("PAYMENT_BREAKER_HALF_OPEN_CALLS", "1"),
+    ];
+    let mut mesh = TestMesh::start_with(DbKind::Sqlite, &settings).await;
+    let mut ledger = Ledger::default();
+    ledger.place(&mesh.clients, 5).await;
+    ledger.complete_all(&mesh.clients).await;
+    mesh.stop_service(Svc::Payment).await;
+    // `reject`: every PlaceCall is UNAVAILABLE; once the window judged, the breaker answers without
+    // touching the network.
+    let mut refusals = Vec::new();
+    for _ in 0..20 {
+        let mut c = mesh.clients.call.clone();
+        let started = std::time::Instant::now();
+        let status = c
+            .place_call(call::PlaceCallRequest {
+                request_id: request_id(),
+                restaurant_id: "chaos".into(),
+                destination: "Seoul".into(),
+                fee: 1_000,
+            })
+            .await
+            .expect_err("payment is down");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        refusals.push((started.elapsed(), status.message().to_owned()));
+    }
+    let open: Vec<_> = refusals.iter().filter(|(_, m)| m.contains("circuit is open")).collect();
+    assert!(open.len() >= 10, "the breaker opened within the window: {refusals:?}");
+    let mut fast: Vec<Duration> = open.iter().map(|(d, _)| *d).collect();
+    fast.sort();
+    println!(
+        "payment down, reject: {} refusals, {} by the open breaker, fail-fast p50 {:?} max {:?}",
+        refusals.len(),
+        open.len(),
+        fast[fast.len() / 2],
+        fast[fast.len() - 1]
+    );
+    // Payment returns; after the open wait one trial call closes the circuit and calls flow again.
+    mesh.start_service(Svc::Payment).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    ledger.place(&mesh.clients, 5).await;
+    assert_eq!(ledger.refused, 0, "calls are taken again once payment is back");
+    ledger.complete_all(&mesh.clients).await;
+    ledger.check("payment killed (reject)", &mesh.clients).await;
+    mesh.stop().await;
+}
