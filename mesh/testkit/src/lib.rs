@@ -4,10 +4,12 @@
 
 mod db;
 mod nats;
+mod proxy;
 mod service;
 
 pub use db::{DbKind, TestDatabases};
 pub use nats::NatsServer;
+pub use proxy::SlowProxy;
 pub use service::RunningService;
 
 /// A free TCP port on 127.0.0.1 (bound, then released).

@@ -283,3 +283,170 @@ async fn chaos_payment_killed_opens_the_breaker_rejects_fast_and_recovers_throug
     ledger.check("payment killed (reject)", &mesh.clients).await;
     mesh.stop().await;
 }
+
+/// Settings that let the repair workers act within a test's patience.
+const QUICK_REPAIRS: [(&str, &str); 5] = [
+    ("PAYMENT_DEADLINE", "500ms"),
+    ("CALL_REPAIR_AFTER", "1s"),
+    ("CALL_REPAIR_INTERVAL", "200ms"),
+    ("RIDER_REPAIR_AFTER", "1s"),
+    ("RIDER_REPAIR_INTERVAL", "200ms"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_payment_killed_with_defer_keeps_accepting_and_settles_everything_once_when_it_returns() {
+    let mut settings = vec![("PLACE_CALL_FALLBACK", "defer"), ("PAYMENT_BREAKER_OPEN_WAIT", "1s")];
+    settings.extend(QUICK_REPAIRS);
+    let mut mesh = TestMesh::start_with(DbKind::Sqlite, &settings).await;
+    let mut ledger = Ledger::default();
+    ledger.place(&mesh.clients, 5).await;
+    ledger.complete_all(&mesh.clients).await;
+    mesh.stop_service(Svc::Payment).await;
+    // `defer`: calls are taken with their fee pending, and deliveries complete with settlement pending.
+    ledger.place(&mesh.clients, 10).await;
+    assert_eq!(ledger.refused, 0, "defer keeps accepting while payment is down");
+    ledger.complete_all(&mesh.clients).await;
+    let mut c = mesh.clients.call.clone();
+    let pending = c
+        .list_calls(call::ListCallsRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .calls
+        .into_iter()
+        .filter(|x| x.payment_state() == call::PaymentState::Pending)
+        .count();
+    assert!(
+        pending > 0,
+        "calls placed while payment was down show their fee pending"
+    );
+    mesh.start_service(Svc::Payment).await;
+    // The workers register every deferred fee and settle every deferred settlement, each exactly once.
+    ledger.check("payment killed (defer)", &mesh.clients).await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_payment_slow_opens_the_breaker_on_slow_calls_and_deadlines_hold() {
+    let settings = [
+        ("PLACE_CALL_FALLBACK", "reject"),
+        ("PAYMENT_DEADLINE", "1s"),
+        ("CALL_REPAIR_AFTER", "2s"),
+        ("RIDER_REPAIR_AFTER", "2s"),
+        ("PAYMENT_BREAKER_SLOW_CALL_DURATION", "150ms"),
+        ("PAYMENT_BREAKER_SLOW_CALL_RATE", "80"),
+        ("PAYMENT_BREAKER_MINIMUM_CALLS", "4"),
+        ("PAYMENT_BREAKER_WINDOW_SIZE", "4"),
+        ("PAYMENT_BREAKER_OPEN_WAIT", "1s"),
+        ("PAYMENT_BREAKER_HALF_OPEN_CALLS", "1"),
+    ];
+    let mut mesh = TestMesh::start_with(DbKind::Sqlite, &settings).await;
+    let proxy = baemin_mesh_testkit::SlowProxy::start(mesh.addr(Svc::Payment).expect("payment runs")).await;
+    mesh.set("PAYMENT_URL", proxy.url());
+    mesh.stop_service(Svc::Call).await;
+    mesh.start_service(Svc::Call).await;
+    let mut ledger = Ledger::default();
+    ledger.place(&mesh.clients, 4).await;
+    assert_eq!(ledger.refused, 0);
+    // Payment answers, but slowly: beyond the slow-call threshold, within the deadline.
+    proxy.set_delay(Duration::from_millis(300));
+    let mut latencies = Vec::new();
+    let mut fast_refusals = 0;
+    for _ in 0..12 {
+        let started = std::time::Instant::now();
+        let before = ledger.refused;
+        ledger.place(&mesh.clients, 1).await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1_500),
+            "the payment deadline holds: {took:?}"
+        );
+        if ledger.refused > before {
+            fast_refusals += 1;
+        }
+        latencies.push(took);
+    }
+    assert!(fast_refusals >= 5, "the breaker opened on slow calls: {latencies:?}");
+    println!(
+        "payment slow: {} placed slowly, {fast_refusals} refused by the open breaker; latencies {latencies:?}",
+        12 - fast_refusals
+    );
+    // Latency gone: after the open wait a trial call closes the circuit again.
+    proxy.set_delay(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let refused_before = ledger.refused;
+    ledger.place(&mesh.clients, 4).await;
+    assert_eq!(ledger.refused, refused_before, "calls flow again once payment is fast");
+    ledger.complete_all(&mesh.clients).await;
+    ledger.check("payment slow", &mesh.clients).await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_call_service_sigkilled_between_commit_and_publish_publishes_once_after_restart() {
+    use tokio::process::Command;
+    let mut mesh = TestMesh::start(DbKind::Sqlite).await;
+    let addr = mesh.addr(Svc::Call).expect("call runs");
+    let database_url = mesh.database_url(Svc::Call).to_owned();
+    let payment_url = mesh.payment.as_ref().expect("payment").url();
+    mesh.stop_service(Svc::Call).await;
+    // The call service as its own OS process, so it can really be SIGKILLed.
+    let spawn = |nats_url: String| {
+        Command::new(env!("CARGO_BIN_EXE_baemin"))
+            .args(["serve", "call"])
+            .env("GRPC_ADDR", addr.to_string())
+            .env("DATABASE_URL", &database_url)
+            .env("NATS_URL", nats_url)
+            .env("PAYMENT_URL", &payment_url)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("baemin serve call")
+    };
+    let serving = |clients: Clients| async move {
+        eventually(PATIENCE, "the call process to serve", || {
+            let mut c = clients.call.clone();
+            async move { Ok(c.list_calls(call::ListCallsRequest::default()).await.ok().map(|_| ())) }
+        })
+        .await
+        .expect("call process serving");
+    };
+    let mut process = spawn(mesh.nats.url());
+    serving(mesh.clients.clone()).await;
+    let mut ledger = Ledger::default();
+    ledger.place(&mesh.clients, 5).await;
+    // NATS down: the next calls commit with their events in the outbox, unpublished...
+    mesh.nats.stop();
+    ledger.place(&mesh.clients, 5).await;
+    assert_eq!(ledger.refused, 0);
+    // ...and the process dies before it can publish them.
+    process.kill().await.expect("SIGKILL");
+    mesh.nats.restart().await;
+    let mut process = spawn(mesh.nats.url());
+    serving(mesh.clients.clone()).await;
+    ledger.check("call SIGKILLed before publish", &mesh.clients).await;
+    // Published exactly once: the stream holds one CallPlaced per call.
+    let client = async_nats::connect(mesh.nats.url()).await.unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream(baemin_mesh_events::STREAM_NAME)
+        .await
+        .unwrap();
+    let counter = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "baemin.events.call.placed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pending = counter.cached_info().num_pending;
+    println!(
+        "call.placed events in the stream: {pending} for {} calls",
+        ledger.placed.len()
+    );
+    assert_eq!(pending, ledger.placed.len() as u64, "each CallPlaced published once");
+    process.kill().await.ok();
+    mesh.stop().await;
+}

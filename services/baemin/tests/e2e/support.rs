@@ -127,6 +127,22 @@ impl TestMesh {
         }
     }
 
+    /// Adds (or replaces) a setting of every service started from now on.
+    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
+        self.extra.retain(|(k, _)| *k != key);
+        self.extra.push((key, value.into()));
+    }
+
+    /// The database URL of `svc`.
+    pub fn database_url(&self, svc: Svc) -> &str {
+        &self.database_urls[svc as usize]
+    }
+
+    /// Where `svc` listens (or last listened).
+    pub fn addr(&self, svc: Svc) -> Option<std::net::SocketAddr> {
+        self.addrs[svc as usize]
+    }
+
     /// Stops the rider service.
     pub async fn stop_rider(&mut self) {
         self.stop_service(Svc::Rider).await;
