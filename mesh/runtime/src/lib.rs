@@ -4,6 +4,7 @@
 mod config;
 mod runtime;
 mod service;
+pub mod status;
 pub mod worker;
 
 pub use config::ServiceConfig;

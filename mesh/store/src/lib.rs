@@ -1,6 +1,8 @@
 //! Database connections for every service: a SQLite file by default, PostgreSQL when `DATABASE_URL` says so.
 
 mod connect;
+mod unavailable;
 
 pub use connect::{Backend, StoreError, connect, sqlite_url};
 pub use sea_orm::DatabaseConnection;
+pub use unavailable::is_unavailable;

@@ -61,6 +61,51 @@ impl TestDatabases {
             }
         }
     }
+
+    /// Makes the PostgreSQL database of `database_url` unavailable, as an outage would: it stops
+    /// accepting connections and every open session to it is terminated. [`Self::bring_back`] ends it.
+    pub async fn take_down(database_url: &str) {
+        let name = database_name(database_url);
+        admin_execute(&[
+            format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+            format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+        ])
+        .await;
+    }
+
+    /// Lets the PostgreSQL database of `database_url` accept connections again.
+    pub async fn bring_back(database_url: &str) {
+        let name = database_name(database_url);
+        admin_execute(&[format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")]).await;
+    }
+}
+
+/// The database name of a PostgreSQL URL made by [`TestDatabases::url_for`].
+fn database_name(url: &str) -> &str {
+    assert!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "only a PostgreSQL database can be taken down: {url}"
+    );
+    let base = url.split('?').next().unwrap_or(url);
+    let name = base.rsplit_once('/').map_or(base, |(_, name)| name);
+    assert!(
+        name.starts_with("baemin_test_") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "not a test database: {name}"
+    );
+    name
+}
+
+async fn admin_execute(statements: &[String]) {
+    let admin = postgres_admin_url();
+    let db = Database::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (set TEST_POSTGRES_URL): {e}"));
+    for statement in statements {
+        db.execute_unprepared(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    db.close().await.ok();
 }
 
 fn replace_database(url: &str, name: &str) -> String {

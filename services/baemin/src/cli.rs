@@ -305,4 +305,18 @@ pub enum ReportCommand {
         #[arg(long)]
         call_id: Option<String>,
     },
+    /// Rebuild the deliverylist from the events stream into a fresh database (the live report is not
+    /// touched), printing what was replayed.
+    Rebuild {
+        /// Where the mesh's NATS is.
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// The new database: a DATABASE_URL holding nothing yet (sqlite://PATH?mode=rwc,
+        /// postgres://...), or the path of a new SQLite file.
+        #[arg(long, value_name = "DATABASE_URL")]
+        into: String,
+        /// Also list the live report (REPORT_URL) and count the rows that differ; fails if any do.
+        #[arg(long)]
+        compare: bool,
+    },
 }

@@ -290,6 +290,10 @@ async fn report_command(c: &mut Clients, cmd: ReportCommand) -> anyhow::Result<(
             let s = c.report.get_stats(report::GetStatsRequest {}).await?.into_inner();
             print::stats_lines(&s).iter().for_each(|l| println!("{l}"));
         }
+        ReportCommand::Rebuild { nats, into, compare } => {
+            let live = compare.then(|| c.report.clone());
+            crate::rebuild::run(&nats.resolve(), &into, live).await?;
+        }
         ReportCommand::Watch { call_id } => {
             let mut stream = c
                 .report

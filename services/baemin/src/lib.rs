@@ -6,6 +6,7 @@ pub mod clients;
 mod commands;
 pub mod launcher;
 mod print;
+pub mod rebuild;
 pub mod scenario;
 mod status;
 

@@ -7,6 +7,7 @@ pub mod config;
 mod domain;
 mod inbound;
 mod outbound;
+pub mod rebuild;
 pub mod startup;
 
 pub use config::Config;

@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Every event of the mesh: the report projects them all.
-const EVERY_EVENT: &str = "baemin.events.>";
+pub(crate) const EVERY_EVENT: &str = "baemin.events.>";
 
 /// The report service, bound and connected, ready to run.
 pub struct Application {

@@ -5,7 +5,9 @@
 
 mod bad_input;
 mod chaos;
+mod chaos_db;
 mod events;
 mod flows;
 mod launcher;
+mod rebuild;
 mod support;

@@ -1,6 +1,6 @@
 //! The one place where call errors become gRPC status codes (AIP-193).
 
-use baemin_mesh_server::status::{internal, invalid_argument, unavailable};
+use baemin_mesh_server::status::{invalid_argument, unavailable};
 use tonic::Status;
 
 use crate::domain::CallError;
@@ -18,7 +18,7 @@ impl From<CallError> for Status {
             CallError::PaymentUnavailable(detail) => unavailable("payment", detail),
             CallError::ShuttingDown => Status::unavailable(err.to_string()),
             CallError::Contended(_) => Status::aborted(err.to_string()),
-            CallError::Db(ref db) => internal("call storage", db),
+            CallError::Db(ref db) => baemin_mesh_runtime::status::database("call", db),
         }
     }
 }

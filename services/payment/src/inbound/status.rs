@@ -33,7 +33,7 @@ impl From<PaymentError> for Status {
                 ErrorDetails::with_error_info(reason(refusal), ERROR_DOMAIN, HashMap::new()),
             ),
             PaymentError::Contention(_) => Status::aborted(err.to_string()),
-            PaymentError::Db(ref db) => baemin_mesh_server::status::internal("payment storage", db),
+            PaymentError::Db(ref db) => baemin_mesh_runtime::status::database("payment", db),
         }
     }
 }

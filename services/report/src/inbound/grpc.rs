@@ -152,7 +152,8 @@ fn payment_state_to_pb(state: Option<PaymentState>) -> pb::PaymentState {
     }
 }
 
-fn to_pb(v: &DeliveryView) -> pb::DeliveryView {
+/// The wire form of a row: the one domain → protobuf conversion of the deliverylist.
+pub(crate) fn to_pb(v: &DeliveryView) -> pb::DeliveryView {
     pb::DeliveryView {
         call_id: v.call_id.to_string(),
         restaurant_id: v.restaurant_id.as_ref().map(ToString::to_string).unwrap_or_default(),

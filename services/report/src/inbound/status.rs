@@ -13,7 +13,7 @@ impl From<ReportError> for Status {
             ReportError::NotFound(_) => Status::not_found(err.to_string()),
             ReportError::PermissionDenied(_) => Status::permission_denied(err.to_string()),
             ReportError::ShuttingDown => Status::unavailable(err.to_string()),
-            ReportError::Db(ref db) => baemin_mesh_server::status::internal("report storage", db),
+            ReportError::Db(ref db) => baemin_mesh_runtime::status::database("report", db),
         }
     }
 }

@@ -3,8 +3,8 @@
 use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, RestaurantId, RiderId};
 use baemin_mesh_events::Envelope;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryResult,
-    QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QueryResult, QuerySelect, Statement,
 };
 
 use crate::domain::{DeliveryView, Filter, PaymentState, Totals};
@@ -136,6 +136,21 @@ pub async fn list<C: ConnectionTrait>(
         .into_iter()
         .map(to_domain)
         .collect()
+}
+
+/// How many rows there are: shown ones, and hidden ones (only payment has spoken about the call).
+pub async fn count<C: ConnectionTrait>(db: &C) -> Result<(u64, u64), DbErr> {
+    let all = entity::Entity::find().count(db).await?;
+    let shown = entity::Entity::find()
+        .filter(Column::Status.is_not_null())
+        .count(db)
+        .await?;
+    Ok((shown, all.saturating_sub(shown)))
+}
+
+/// How many events were applied (each event id once).
+pub async fn applied_events<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    baemin_mesh_events::inbox::entity::Entity::find().count(db).await
 }
 
 /// Counts and fees per status of the shown rows. Sums are cast to BIGINT because PostgreSQL sums

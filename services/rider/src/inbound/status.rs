@@ -20,7 +20,7 @@ impl From<RiderError> for Status {
             | RiderError::FeeNotRegistered(_) => Status::failed_precondition(err.to_string()),
             RiderError::Contention(_) => Status::aborted(err.to_string()),
             RiderError::PaymentFailed(_) => baemin_mesh_server::status::internal("settling with payment", &err),
-            RiderError::Db(ref db) => baemin_mesh_server::status::internal("rider storage", db),
+            RiderError::Db(ref db) => baemin_mesh_runtime::status::database("rider", db),
         }
     }
 }

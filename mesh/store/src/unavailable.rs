@@ -1,0 +1,272 @@
+//! Telling "the database cannot be reached right now" from "our code asked it something wrong".
+//!
+//! The first is a dependency outage: the client should retry later (UNAVAILABLE), a consumer should
+//! redeliver. The second is a bug or corrupt data: retrying repeats it, and an operator has to look.
+
+use std::ops::Deref;
+
+use sea_orm::{
+    DbErr, RuntimeErr,
+    sqlx::{self, error::DatabaseError, postgres::PgDatabaseError, sqlite::SqliteError},
+};
+
+/// Whether `err` means the database is unreachable or refusing work for now, rather than a bug.
+///
+/// Unavailable: no connection could be had (the pool timed out or is closed, connecting failed for
+/// any reason — refused, reset, authentication, the database not accepting connections), the
+/// connection broke under a statement (I/O or TLS error), PostgreSQL terminating or refusing
+/// sessions (SQLSTATE class 08 connection exception, 57P01 admin shutdown, 57P02 crash shutdown,
+/// 57P03 cannot connect now, 57P04 database dropped, 57P05 idle-session timeout), running out of
+/// resources (class 53: too many connections, disk full, out of memory), or a failover leaving us
+/// on a read-only standby (25006); SQLite busy or locked beyond its busy timeout, failing I/O, a
+/// full disk or a file it cannot open.
+///
+/// Everything else — constraint violations, decode and type errors, rows that do not map to the
+/// domain, SQL errors — is not: it is a bug or corrupt data.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) => true,
+        // Only raised while getting or opening a connection (or on a closed `DatabaseConnection`):
+        // whatever the cause, the service has no database to talk to.
+        DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => sqlx_unavailable(e),
+        _ => false,
+    }
+}
+
+fn sqlx_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => database_unavailable(db.deref()),
+        _ => false,
+    }
+}
+
+fn database_unavailable(err: &(dyn DatabaseError + 'static)) -> bool {
+    if let Some(pg) = err.try_downcast_ref::<PgDatabaseError>() {
+        return postgres_unavailable(pg.code());
+    }
+    if err.try_downcast_ref::<SqliteError>().is_some() {
+        return err
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(sqlite_unavailable);
+    }
+    false
+}
+
+/// PostgreSQL SQLSTATEs of an unavailable database (see the PostgreSQL "Error Codes" appendix).
+fn postgres_unavailable(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") // connection exception
+        || sqlstate.starts_with("53") // insufficient resources: 53300 too many connections, disk full, ...
+        || sqlstate.starts_with("57P") // admin / crash shutdown, cannot connect now, database dropped, ...
+        || sqlstate == "25006" // read-only transaction: a failover left us on a standby
+}
+
+/// SQLite result codes (extended codes carry the primary one in their low byte) of an unavailable
+/// database: BUSY and LOCKED past the busy timeout, IOERR, FULL, CANTOPEN.
+fn sqlite_unavailable(code: i32) -> bool {
+    const BUSY: i32 = 5;
+    const LOCKED: i32 = 6;
+    const IOERR: i32 = 10;
+    const FULL: i32 = 13;
+    const CANTOPEN: i32 = 14;
+    matches!(code & 0xff, BUSY | LOCKED | IOERR | FULL | CANTOPEN)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{io, sync::Arc, time::Duration};
+
+    use sea_orm::{ConnAcquireErr, ConnectOptions, ConnectionTrait, Database, TransactionTrait};
+
+    use super::*;
+
+    fn exec(err: sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))
+    }
+
+    #[test]
+    fn no_connection_to_be_had_is_unavailable() {
+        assert!(is_unavailable(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        assert!(is_unavailable(&DbErr::ConnectionAcquire(
+            ConnAcquireErr::ConnectionClosed
+        )));
+        let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused");
+        assert!(is_unavailable(&DbErr::Conn(RuntimeErr::SqlxError(Arc::new(
+            sqlx::Error::Io(refused)
+        )))));
+        assert!(is_unavailable(&DbErr::Conn(RuntimeErr::Internal(
+            "Disconnected".into()
+        ))));
+    }
+
+    #[test]
+    fn a_connection_breaking_under_a_statement_is_unavailable() {
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            assert!(is_unavailable(&exec(sqlx::Error::Io(io::Error::new(kind, "gone")))));
+        }
+        assert!(is_unavailable(&exec(sqlx::Error::PoolTimedOut)));
+        assert!(is_unavailable(&DbErr::Query(RuntimeErr::SqlxError(Arc::new(
+            sqlx::Error::PoolClosed
+        )))));
+    }
+
+    #[test]
+    fn bugs_and_bad_data_are_not_unavailable() {
+        assert!(!is_unavailable(&DbErr::Custom("payments row x: invalid status".into())));
+        assert!(!is_unavailable(&DbErr::Type("expected i64".into())));
+        assert!(!is_unavailable(&DbErr::RecordNotFound("call".into())));
+        assert!(!is_unavailable(&exec(sqlx::Error::ColumnNotFound("fee".into()))));
+        assert!(!is_unavailable(&exec(sqlx::Error::Protocol(
+            "unexpected message".into()
+        ))));
+        assert!(!is_unavailable(&DbErr::Query(RuntimeErr::Internal("odd".into()))));
+    }
+
+    #[test]
+    fn sqlstates_of_an_unavailable_postgres_are_recognised() {
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "25006"] {
+            assert!(postgres_unavailable(code), "{code}");
+        }
+        // unique violation, foreign key violation, serialization failure, syntax error, query canceled
+        for code in ["23505", "23503", "40001", "42601", "57014"] {
+            assert!(!postgres_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_codes_of_an_unavailable_file_are_recognised() {
+        // BUSY, BUSY_SNAPSHOT, LOCKED, IOERR_WRITE, FULL, CANTOPEN
+        for code in [5, 517, 6, 778, 13, 14] {
+            assert!(sqlite_unavailable(code), "{code}");
+        }
+        // CONSTRAINT_UNIQUE, CONSTRAINT_FOREIGNKEY, MISMATCH, ERROR, CORRUPT
+        for code in [2067, 787, 20, 1, 11] {
+            assert!(!sqlite_unavailable(code), "{code}");
+        }
+    }
+
+    async fn sqlite(url: &str, busy_timeout: Duration) -> sea_orm::DatabaseConnection {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(1)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(move |o| o.busy_timeout(busy_timeout));
+        Database::connect(options).await.expect("sqlite")
+    }
+
+    #[tokio::test]
+    async fn sqlite_busy_past_its_timeout_is_unavailable_and_a_constraint_violation_is_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/busy.db?mode=rwc", dir.path().display());
+        let holder = sqlite(&url, Duration::from_secs(5)).await;
+        holder
+            .execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .await
+            .expect("create");
+        holder
+            .execute_unprepared("INSERT INTO t (id) VALUES (1)")
+            .await
+            .expect("insert");
+        let duplicate = holder
+            .execute_unprepared("INSERT INTO t (id) VALUES (1)")
+            .await
+            .expect_err("duplicate key");
+        assert!(!is_unavailable(&duplicate), "{duplicate:?}");
+
+        // One writer holds the lock; another gives up after its (short) busy timeout.
+        let txn = holder.begin().await.expect("begin");
+        txn.execute_unprepared("INSERT INTO t (id) VALUES (2)")
+            .await
+            .expect("write");
+        let other = sqlite(&url, Duration::from_millis(50)).await;
+        let busy = other
+            .execute_unprepared("INSERT INTO t (id) VALUES (3)")
+            .await
+            .expect_err("the file is locked");
+        assert!(is_unavailable(&busy), "{busy:?}");
+        txn.rollback().await.expect("rollback");
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_unavailable() {
+        let db = sqlite("sqlite::memory:", Duration::from_secs(1)).await;
+        db.clone().close().await.expect("close");
+        let err = db.execute_unprepared("SELECT 1").await.expect_err("closed");
+        assert!(is_unavailable(&err), "{err:?}");
+    }
+
+    /// Against the PostgreSQL of the tests (`TEST_POSTGRES_URL`): the errors a real outage produces.
+    #[tokio::test]
+    async fn a_postgres_database_taken_away_is_unavailable_in_flight_and_on_connect() {
+        let admin_url = std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("PostgreSQL (TEST_POSTGRES_URL)");
+        let name = format!("baemin_store_outage_{}", std::process::id());
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .expect("drop");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create");
+        let base = admin_url.split('?').next().unwrap_or(&admin_url);
+        let url = format!("{}/{name}", base.rsplit_once('/').map_or(base, |(b, _)| b));
+        let mut options = ConnectOptions::new(url);
+        options.max_connections(2).sqlx_logging(false);
+        let db = Database::connect(options).await.expect("connect");
+        db.execute_unprepared("CREATE TABLE t (id INT PRIMARY KEY)")
+            .await
+            .expect("create table");
+        db.execute_unprepared("INSERT INTO t VALUES (1)").await.expect("insert");
+        let duplicate = db
+            .execute_unprepared("INSERT INTO t VALUES (1)")
+            .await
+            .expect_err("duplicate key");
+        assert!(!is_unavailable(&duplicate), "{duplicate:?}");
+        let txn = db.begin().await.expect("begin");
+        txn.execute_unprepared("INSERT INTO t VALUES (2)").await.expect("write");
+
+        admin
+            .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+            .await
+            .expect("refuse connections");
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await
+            .expect("terminate");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let in_flight = txn
+            .execute_unprepared("INSERT INTO t VALUES (3)")
+            .await
+            .expect_err("the session was terminated");
+        assert!(is_unavailable(&in_flight), "{in_flight:?}");
+        drop(txn);
+        let reconnect = db
+            .execute_unprepared("SELECT 1")
+            .await
+            .expect_err("not accepting connections");
+        assert!(is_unavailable(&reconnect), "{reconnect:?}");
+
+        db.close().await.ok();
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop");
+    }
+}
