@@ -3,7 +3,9 @@
 
 pub mod breaker;
 pub mod deadline;
+pub mod retry;
 mod stack;
 
 pub use breaker::{BreakerConfig, BreakerHandle, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier};
+pub use retry::RetryPolicy;
 pub use stack::{ClientError, ClientSettings, MeshChannel, connect_lazy};

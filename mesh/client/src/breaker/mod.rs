@@ -117,14 +117,26 @@ where
     }
 }
 
+/// Metadata key marking a status the breaker produced itself (the call never left): `open` or `half-open`.
+pub const REFUSED_BY_CIRCUIT: &str = "x-baemin-circuit";
+
 fn refusal(dependency: &'static str, state: State) -> tonic::Status {
-    let message = match state {
-        State::HalfOpen => {
-            format!("{dependency} circuit is half-open; its trial calls are under way, so this call was not sent")
-        }
-        State::Open | State::Closed => {
-            format!("{dependency} circuit is open; failing fast without calling {dependency} until it recovers")
-        }
+    let (message, marker) = match state {
+        State::HalfOpen => (
+            format!("{dependency} circuit is half-open; its trial calls are under way, so this call was not sent"),
+            "half-open",
+        ),
+        State::Open | State::Closed => (
+            format!("{dependency} circuit is open; failing fast without calling {dependency} until it recovers"),
+            "open",
+        ),
     };
-    tonic::Status::unavailable(message)
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(REFUSED_BY_CIRCUIT, tonic::metadata::MetadataValue::from_static(marker));
+    tonic::Status::with_metadata(tonic::Code::Unavailable, message, metadata)
+}
+
+/// Whether `status` is the breaker's own refusal (the dependency was not called).
+pub fn refused_by_circuit(status: &tonic::Status) -> bool {
+    status.metadata().contains_key(REFUSED_BY_CIRCUIT)
 }

@@ -1,7 +1,7 @@
 //! The [`Payments`] port over `baemin.payment.v1.PaymentService`, through the mesh client stack.
 
 use baemin_kernel::{CallId, Fee};
-use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, connect_lazy};
+use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, RetryPolicy, connect_lazy};
 use baemin_proto::payment::v1::{RegisterCostRequest, VoidCostRequest, payment_service_client::PaymentServiceClient};
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
@@ -12,6 +12,8 @@ use crate::domain::{PaymentCallError, Payments};
 #[derive(Clone)]
 pub struct PaymentClient {
     client: PaymentServiceClient<MeshChannel>,
+    /// RegisterCost and VoidCost are idempotent per call id, so a call lost on the network is retried.
+    retry: RetryPolicy,
 }
 
 impl PaymentClient {
@@ -20,18 +22,22 @@ impl PaymentClient {
         let channel = connect_lazy(settings)?;
         Ok(Self {
             client: PaymentServiceClient::new(channel),
+            retry: RetryPolicy::default(),
         })
     }
 }
 
 impl Payments for PaymentClient {
     fn register_cost(&self, call_id: CallId, fee: Fee) -> BoxFuture<'_, Result<(), PaymentCallError>> {
-        let mut client = self.client.clone();
         Box::pin(async move {
-            client
-                .register_cost(RegisterCostRequest {
-                    call_id: call_id.to_string(),
-                    fee: fee.krw(),
+            let request = RegisterCostRequest {
+                call_id: call_id.to_string(),
+                fee: fee.krw(),
+            };
+            self.retry
+                .idempotent(|| {
+                    let (mut client, request) = (self.client.clone(), request.clone());
+                    async move { client.register_cost(request).await }
                 })
                 .await
                 .map(|_| ())
@@ -40,11 +46,14 @@ impl Payments for PaymentClient {
     }
 
     fn void_cost(&self, call_id: CallId) -> BoxFuture<'_, Result<(), PaymentCallError>> {
-        let mut client = self.client.clone();
         Box::pin(async move {
-            client
-                .void_cost(VoidCostRequest {
-                    call_id: call_id.to_string(),
+            let request = VoidCostRequest {
+                call_id: call_id.to_string(),
+            };
+            self.retry
+                .idempotent(|| {
+                    let (mut client, request) = (self.client.clone(), request.clone());
+                    async move { client.void_cost(request).await }
                 })
                 .await
                 .map(|_| ())

@@ -2,7 +2,7 @@
 //! (deadline now; the breaker and retry layers slot into `baemin_mesh_client`).
 
 use baemin_kernel::{CallId, RiderId, Settlement};
-use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, connect_lazy};
+use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, RetryPolicy, connect_lazy};
 use baemin_proto::payment::v1::{PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient};
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
@@ -20,6 +20,7 @@ const FEE_VOIDED: &str = "FEE_VOIDED";
 #[derive(Clone)]
 pub struct GrpcPayments {
     client: PaymentServiceClient<MeshChannel>,
+    retry: RetryPolicy,
 }
 
 impl GrpcPayments {
@@ -28,6 +29,7 @@ impl GrpcPayments {
         let channel = connect_lazy(settings)?;
         Ok(Self {
             client: PaymentServiceClient::new(channel),
+            retry: RetryPolicy::default(),
         })
     }
 }
@@ -43,7 +45,15 @@ impl Payments for GrpcPayments {
                 call_id: call_id.to_string(),
                 rider_id: rider.to_string(),
             };
-            let response = self.client.clone().settle(request).await.map_err(classify)?;
+            // Settle is idempotent per call id: a call lost on the network is retried.
+            let response = self
+                .retry
+                .idempotent(|| {
+                    let (mut client, request) = (self.client.clone(), request.clone());
+                    async move { client.settle(request).await }
+                })
+                .await
+                .map_err(classify)?;
             let payment = response
                 .into_inner()
                 .payment
