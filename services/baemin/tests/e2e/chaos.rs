@@ -3,201 +3,32 @@
 //! completed delivery is settled exactly once, revenue equals the sum of commissions. Each scenario prints
 //! its ledger figures.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use baemin::{clients::Clients, scenario::eventually};
 use baemin_mesh_testkit::DbKind;
-use baemin_proto::{call::v1 as call, payment::v1 as payment, report::v1 as report, rider::v1 as rider};
+use baemin_proto::call::v1 as call;
 
-use crate::support::{PATIENCE, Svc, TestMesh, request_id};
-
-/// What the clients were told: the truth the services must converge to.
-#[derive(Default)]
-struct Ledger {
-    /// call id → (fee, completed by this rider)
-    placed: HashMap<String, (i64, Option<String>)>,
-    refused: usize,
-}
-
-impl Ledger {
-    /// Places `n` calls; calls answered OK are recorded, refusals counted (a fault may refuse some).
-    async fn place(&mut self, clients: &Clients, n: usize) {
-        for i in 0..n {
-            let fee = 1_000 + (self.placed.len() + i) as i64 * 10;
-            let mut c = clients.call.clone();
-            let placed = c
-                .place_call(call::PlaceCallRequest {
-                    request_id: request_id(),
-                    restaurant_id: "chaos".into(),
-                    destination: "Seoul".into(),
-                    fee,
-                })
-                .await;
-            match placed {
-                Ok(r) => {
-                    let id = r.into_inner().call.expect("call").call_id;
-                    self.placed.insert(id, (fee, None));
-                }
-                Err(_) => self.refused += 1,
-            }
-        }
-    }
-
-    /// Takes every open call placed so far through to completion with rider `r-<n>`.
-    async fn complete_all(&mut self, clients: &Clients) {
-        let open: Vec<String> = self
-            .placed
-            .iter()
-            .filter(|(_, (_, r))| r.is_none())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for (n, call_id) in open.into_iter().enumerate() {
-            let rider_id = format!("r-{}", n % 3);
-            let seen = eventually(PATIENCE, "the rider service to see the call", || {
-                let mut r = clients.rider.clone();
-                let call_id = call_id.clone();
-                async move { Ok(r.get_delivery(rider::GetDeliveryRequest { call_id }).await.ok()) }
-            })
-            .await;
-            assert!(seen.is_ok(), "call {call_id} never reached the rider service");
-            let mut r = clients.rider.clone();
-            let (id, who) = (call_id.clone(), rider_id.clone());
-            r.accept_call(rider::AcceptCallRequest {
-                call_id: id.clone(),
-                rider_id: who.clone(),
-            })
-            .await
-            .expect("accept");
-            r.pick_up(rider::PickUpRequest {
-                call_id: id.clone(),
-                rider_id: who.clone(),
-            })
-            .await
-            .expect("pick up");
-            r.complete_delivery(rider::CompleteDeliveryRequest {
-                call_id: id,
-                rider_id: who,
-            })
-            .await
-            .expect("complete");
-            if let Some(entry) = self.placed.get_mut(&call_id) {
-                entry.1 = Some(rider_id);
-            }
-        }
-    }
-
-    /// Waits for the services to converge, then checks and prints the ledger.
-    async fn check(&self, scenario: &str, clients: &Clients) {
-        let completed: Vec<_> = self.placed.iter().filter(|(_, (_, r))| r.is_some()).collect();
-        // The report converges: every placed call with its final state.
-        let rows = eventually(
-            PATIENCE,
-            "the report to show every placed call in its final state",
-            || {
-                let clients = clients.clone();
-                async move {
-                    let rows = all_rows(&clients).await?;
-                    let converged = self.placed.iter().all(|(id, (fee, rider))| {
-                        rows.get(id).is_some_and(|v| {
-                            v.fee == *fee
-                                && match rider {
-                                    Some(rider) => {
-                                        v.status() == report::DeliveryStatus::Completed
-                                            && v.payment_state() == report::PaymentState::Settled
-                                            && &v.rider_id == rider
-                                    }
-                                    None => v.status() == report::DeliveryStatus::Called,
-                                }
-                        })
-                    });
-                    Ok(converged.then_some(rows))
-                }
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{scenario}: {e:#}"));
-        let in_report = self.placed.keys().filter(|id| rows.contains_key(*id)).count();
-        let unknown = rows.keys().filter(|id| !self.placed.contains_key(*id)).count();
-        // Payment: each completed delivery settled once, with the commission the rules give.
-        let mut settled_once = 0;
-        let mut expected_revenue = 0;
-        for (id, (fee, rider)) in &completed {
-            let mut p = clients.payment.clone();
-            let paid = p
-                .get_payment(payment::GetPaymentRequest { call_id: (*id).clone() })
-                .await
-                .expect("payment")
-                .into_inner();
-            let paid = paid.payment.expect("payment");
-            assert_eq!(paid.status(), payment::PaymentStatus::Settled, "{scenario}: {id}");
-            assert_eq!(Some(&paid.rider_id), rider.as_ref());
-            assert_eq!(paid.commission, fee / 10, "{scenario}: 10 % rounded down");
-            settled_once += 1;
-            expected_revenue += paid.commission;
-        }
-        let mut r = clients.report.clone();
-        let stats = r
-            .get_stats(report::GetStatsRequest {})
-            .await
-            .expect("stats")
-            .into_inner();
-        let duplicated = (stats.settled_count - settled_once).max(0);
-        println!(
-            "ledger[{scenario}]: placed {} (refused {}), in report {in_report}, completed {}, settled once {settled_once}, \
-             revenue {} (expected {expected_revenue}), lost {}, duplicated {duplicated}, unknown {unknown}",
-            self.placed.len(),
-            self.refused,
-            completed.len(),
-            stats.revenue,
-            self.placed.len() - in_report
-        );
-        assert_eq!(in_report, self.placed.len(), "{scenario}: lost calls");
-        assert_eq!(unknown, 0, "{scenario}: rows that were never placed");
-        assert_eq!(stats.settled_count, settled_once, "{scenario}: settled exactly once");
-        assert_eq!(
-            stats.revenue, expected_revenue,
-            "{scenario}: revenue = sum of commissions"
-        );
-    }
-}
-
-/// Every row of the report, by call id.
-async fn all_rows(clients: &Clients) -> anyhow::Result<HashMap<String, report::DeliveryView>> {
-    let mut r = clients.report.clone();
-    let mut rows = HashMap::new();
-    let mut page_token = String::new();
-    loop {
-        let page = r
-            .list_delivery_views(report::ListDeliveryViewsRequest {
-                page_size: 100,
-                page_token,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        rows.extend(page.views.into_iter().map(|v| (v.call_id.clone(), v)));
-        if page.next_page_token.is_empty() {
-            return Ok(rows);
-        }
-        page_token = page.next_page_token;
-    }
-}
+use crate::{
+    ledger::Ledger,
+    support::{PATIENCE, Svc, TestMesh, request_id},
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_rider_killed_and_restarted_mid_flow_loses_nothing() {
     let mut mesh = TestMesh::start(DbKind::Sqlite).await;
     let mut ledger = Ledger::default();
-    ledger.place(&mesh.clients, 10).await;
+    ledger.offer(&mesh.clients, 10).await;
     ledger.complete_all(&mesh.clients).await;
     mesh.stop_service(Svc::Rider).await;
-    ledger.place(&mesh.clients, 10).await;
+    ledger.offer(&mesh.clients, 10).await;
     assert_eq!(
         ledger.refused, 0,
         "the call service keeps taking calls while the rider service is down"
     );
     mesh.start_service(Svc::Rider).await;
     ledger.complete_all(&mesh.clients).await;
-    ledger.check("rider killed", &mesh.clients).await;
+    ledger.check("rider killed", &mesh).await;
     mesh.stop().await;
 }
 
@@ -205,12 +36,12 @@ async fn chaos_rider_killed_and_restarted_mid_flow_loses_nothing() {
 async fn chaos_report_killed_and_restarted_converges() {
     let mut mesh = TestMesh::start(DbKind::Sqlite).await;
     let mut ledger = Ledger::default();
-    ledger.place(&mesh.clients, 10).await;
+    ledger.offer(&mesh.clients, 10).await;
     mesh.stop_service(Svc::Report).await;
     ledger.complete_all(&mesh.clients).await;
-    ledger.place(&mesh.clients, 10).await;
+    ledger.offer(&mesh.clients, 10).await;
     mesh.start_service(Svc::Report).await;
-    ledger.check("report killed", &mesh.clients).await;
+    ledger.check("report killed", &mesh).await;
     mesh.stop().await;
 }
 
@@ -218,31 +49,32 @@ async fn chaos_report_killed_and_restarted_converges() {
 async fn chaos_nats_killed_and_restarted_mid_load_drains_the_outbox_and_loses_nothing() {
     let mut mesh = TestMesh::start(DbKind::Sqlite).await;
     let mut ledger = Ledger::default();
-    ledger.place(&mesh.clients, 10).await;
+    ledger.offer(&mesh.clients, 10).await;
     ledger.complete_all(&mesh.clients).await;
     mesh.nats.stop();
     // PlaceCall needs only payment and the call database: it goes on; the events wait in the outbox.
-    ledger.place(&mesh.clients, 10).await;
+    ledger.offer(&mesh.clients, 10).await;
     assert_eq!(ledger.refused, 0, "calls are taken while NATS is down");
     tokio::time::sleep(Duration::from_millis(500)).await;
     mesh.nats.restart().await;
     ledger.complete_all(&mesh.clients).await;
-    ledger.check("nats killed", &mesh.clients).await;
+    ledger.check("nats killed", &mesh).await;
     mesh.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_payment_killed_opens_the_breaker_rejects_fast_and_recovers_through_half_open() {
-    let settings = [
+    let mut settings = vec![
         ("PLACE_CALL_FALLBACK", "reject"),
         ("PAYMENT_BREAKER_MINIMUM_CALLS", "5"),
         ("PAYMENT_BREAKER_WINDOW_SIZE", "10"),
         ("PAYMENT_BREAKER_OPEN_WAIT", "1s"),
         ("PAYMENT_BREAKER_HALF_OPEN_CALLS", "1"),
     ];
+    settings.extend(QUICK_REPAIRS);
     let mut mesh = TestMesh::start_with(DbKind::Sqlite, &settings).await;
     let mut ledger = Ledger::default();
-    ledger.place(&mesh.clients, 5).await;
+    ledger.offer(&mesh.clients, 5).await;
     ledger.complete_all(&mesh.clients).await;
     mesh.stop_service(Svc::Payment).await;
     // `reject`: every PlaceCall is UNAVAILABLE; once the window judged, the breaker answers without
@@ -277,10 +109,10 @@ async fn chaos_payment_killed_opens_the_breaker_rejects_fast_and_recovers_throug
     // Payment returns; after the open wait one trial call closes the circuit and calls flow again.
     mesh.start_service(Svc::Payment).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    ledger.place(&mesh.clients, 5).await;
+    ledger.offer(&mesh.clients, 5).await;
     assert_eq!(ledger.refused, 0, "calls are taken again once payment is back");
     ledger.complete_all(&mesh.clients).await;
-    ledger.check("payment killed (reject)", &mesh.clients).await;
+    ledger.check("payment killed (reject)", &mesh).await;
     mesh.stop().await;
 }
 
@@ -299,11 +131,11 @@ async fn chaos_payment_killed_with_defer_keeps_accepting_and_settles_everything_
     settings.extend(QUICK_REPAIRS);
     let mut mesh = TestMesh::start_with(DbKind::Sqlite, &settings).await;
     let mut ledger = Ledger::default();
-    ledger.place(&mesh.clients, 5).await;
+    ledger.offer(&mesh.clients, 5).await;
     ledger.complete_all(&mesh.clients).await;
     mesh.stop_service(Svc::Payment).await;
     // `defer`: calls are taken with their fee pending, and deliveries complete with settlement pending.
-    ledger.place(&mesh.clients, 10).await;
+    ledger.offer(&mesh.clients, 10).await;
     assert_eq!(ledger.refused, 0, "defer keeps accepting while payment is down");
     ledger.complete_all(&mesh.clients).await;
     let mut c = mesh.clients.call.clone();
@@ -325,7 +157,7 @@ async fn chaos_payment_killed_with_defer_keeps_accepting_and_settles_everything_
     );
     mesh.start_service(Svc::Payment).await;
     // The workers register every deferred fee and settle every deferred settlement, each exactly once.
-    ledger.check("payment killed (defer)", &mesh.clients).await;
+    ledger.check("payment killed (defer)", &mesh).await;
     mesh.stop().await;
 }
 
@@ -335,7 +167,9 @@ async fn chaos_payment_slow_opens_the_breaker_on_slow_calls_and_deadlines_hold()
         ("PLACE_CALL_FALLBACK", "reject"),
         ("PAYMENT_DEADLINE", "1s"),
         ("CALL_REPAIR_AFTER", "2s"),
+        ("CALL_REPAIR_INTERVAL", "200ms"),
         ("RIDER_REPAIR_AFTER", "2s"),
+        ("RIDER_REPAIR_INTERVAL", "200ms"),
         ("PAYMENT_BREAKER_SLOW_CALL_DURATION", "150ms"),
         ("PAYMENT_BREAKER_SLOW_CALL_RATE", "80"),
         ("PAYMENT_BREAKER_MINIMUM_CALLS", "4"),
@@ -349,7 +183,7 @@ async fn chaos_payment_slow_opens_the_breaker_on_slow_calls_and_deadlines_hold()
     mesh.stop_service(Svc::Call).await;
     mesh.start_service(Svc::Call).await;
     let mut ledger = Ledger::default();
-    ledger.place(&mesh.clients, 4).await;
+    ledger.offer(&mesh.clients, 4).await;
     assert_eq!(ledger.refused, 0);
     // Payment answers, but slowly: beyond the slow-call threshold, within the deadline.
     proxy.set_delay(Duration::from_millis(300));
@@ -358,7 +192,7 @@ async fn chaos_payment_slow_opens_the_breaker_on_slow_calls_and_deadlines_hold()
     for _ in 0..12 {
         let started = std::time::Instant::now();
         let before = ledger.refused;
-        ledger.place(&mesh.clients, 1).await;
+        ledger.offer(&mesh.clients, 1).await;
         let took = started.elapsed();
         assert!(
             took < Duration::from_millis(1_500),
@@ -378,10 +212,10 @@ async fn chaos_payment_slow_opens_the_breaker_on_slow_calls_and_deadlines_hold()
     proxy.set_delay(Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let refused_before = ledger.refused;
-    ledger.place(&mesh.clients, 4).await;
+    ledger.offer(&mesh.clients, 4).await;
     assert_eq!(ledger.refused, refused_before, "calls flow again once payment is fast");
     ledger.complete_all(&mesh.clients).await;
-    ledger.check("payment slow", &mesh.clients).await;
+    ledger.check("payment slow", &mesh).await;
     mesh.stop().await;
 }
 
@@ -417,17 +251,17 @@ async fn chaos_call_service_sigkilled_between_commit_and_publish_publishes_once_
     let mut process = spawn(mesh.nats.url());
     serving(mesh.clients.clone()).await;
     let mut ledger = Ledger::default();
-    ledger.place(&mesh.clients, 5).await;
+    ledger.offer(&mesh.clients, 5).await;
     // NATS down: the next calls commit with their events in the outbox, unpublished...
     mesh.nats.stop();
-    ledger.place(&mesh.clients, 5).await;
+    ledger.offer(&mesh.clients, 5).await;
     assert_eq!(ledger.refused, 0);
     // ...and the process dies before it can publish them.
     process.kill().await.expect("SIGKILL");
     mesh.nats.restart().await;
     let mut process = spawn(mesh.nats.url());
     serving(mesh.clients.clone()).await;
-    ledger.check("call SIGKILLed before publish", &mesh.clients).await;
+    ledger.check("call SIGKILLed before publish", &mesh).await;
     // Published exactly once: the stream holds one CallPlaced per call.
     let client = async_nats::connect(mesh.nats.url()).await.unwrap();
     let stream = async_nats::jetstream::new(client)

@@ -9,5 +9,6 @@ mod chaos_db;
 mod events;
 mod flows;
 mod launcher;
+mod ledger;
 mod rebuild;
 mod support;
