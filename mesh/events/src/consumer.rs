@@ -29,9 +29,17 @@ pub enum HandleError {
     Rejected(String),
 }
 
+/// A database error is transient when the database is unavailable or a race was lost (retrying
+/// cures it); anything else — a constraint we did not expect, a row that does not decode — would fail
+/// the same way forever, so the event goes to the dead letters (kept, re-drivable once fixed) instead
+/// of blocking its consumer in an endless retry.
 impl From<sea_orm::DbErr> for HandleError {
     fn from(err: sea_orm::DbErr) -> Self {
-        Self::Transient(Box::new(err))
+        if baemin_mesh_store::is_transient(&err) {
+            Self::Transient(Box::new(err))
+        } else {
+            Self::Rejected(format!("database error that retrying cannot cure: {err}"))
+        }
     }
 }
 
@@ -239,6 +247,14 @@ mod tests {
         assert_eq!(backoff(4, cap), Duration::from_secs(2));
         assert_eq!(backoff(9, cap), cap);
         assert_eq!(backoff(10_000, cap), cap);
+    }
+
+    #[test]
+    fn an_unavailable_database_is_retried_and_a_bug_is_dead_lettered() {
+        let down = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
+        assert!(matches!(HandleError::from(down), HandleError::Transient(_)));
+        let bug = sea_orm::DbErr::Custom("row does not map to the domain".into());
+        assert!(matches!(HandleError::from(bug), HandleError::Rejected(_)));
     }
 
     #[test]

@@ -5,4 +5,4 @@ mod unavailable;
 
 pub use connect::{Backend, StoreError, connect, sqlite_url};
 pub use sea_orm::DatabaseConnection;
-pub use unavailable::is_unavailable;
+pub use unavailable::{is_contention, is_transient, is_unavailable};

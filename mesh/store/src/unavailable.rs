@@ -34,6 +34,25 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
+/// Whether `err` is a lost race the database detected (PostgreSQL serialization failure 40001 or
+/// deadlock 40P01): retrying the transaction is the cure.
+pub fn is_contention(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sqlx::Error::Database(db) => db
+                .try_downcast_ref::<PgDatabaseError>()
+                .is_some_and(|pg| matches!(pg.code(), "40001" | "40P01")),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether trying again later can succeed: the database is unavailable, or a race was lost.
+pub fn is_transient(err: &DbErr) -> bool {
+    is_unavailable(err) || is_contention(err)
+}
+
 fn sqlx_unavailable(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)

@@ -37,7 +37,8 @@ impl EventHandler for DeliveryFollower {
             // The call service stores a call before anyone can learn its id, so an unknown call never
             // appears later: waiting for it would loop.
             Err(err @ CallError::NotFound(_)) => Err(HandleError::Rejected(err.to_string())),
-            Err(err @ (CallError::Db(_) | CallError::Contended(_))) => Err(HandleError::Transient(Box::new(err))),
+            Err(CallError::Db(db)) => Err(HandleError::from(db)),
+            Err(err @ CallError::Contended(_)) => Err(HandleError::Transient(Box::new(err))),
             Err(err) => Err(HandleError::Rejected(err.to_string())),
         }
     }

@@ -27,7 +27,7 @@ impl EventHandler for Projector {
             fact_of(&envelope).map_err(|v| HandleError::Rejected(format!("event {}: {v}", envelope.event_id)))?;
         match self.app.project(subject, &envelope.event_id, &fact).await {
             Ok(_) => Ok(()),
-            Err(ReportError::Db(err)) => Err(HandleError::Transient(Box::new(err))),
+            Err(ReportError::Db(err)) => Err(HandleError::from(err)),
             Err(err) => Err(HandleError::Rejected(err.to_string())),
         }
     }

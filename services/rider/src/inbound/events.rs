@@ -45,7 +45,7 @@ impl EventHandler for CallEvents {
             }
         };
         applied.map_err(|err| match err {
-            RiderError::Db(db) => HandleError::Transient(Box::new(db)),
+            RiderError::Db(db) => HandleError::from(db),
             contention @ RiderError::Contention(_) => HandleError::Transient(Box::new(contention)),
             other => HandleError::Rejected(other.to_string()),
         })
