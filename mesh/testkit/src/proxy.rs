@@ -20,6 +20,7 @@ use tokio::{
 pub struct SlowProxy {
     addr: SocketAddr,
     delay_ms: Arc<AtomicU64>,
+    requested: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -31,25 +32,36 @@ impl SlowProxy {
             .unwrap_or_else(|e| panic!("proxy bind: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("proxy addr: {e}"));
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let delay = delay_ms.clone();
+        let requested = Arc::new(AtomicU64::new(0));
+        let (delay, counted) = (delay_ms.clone(), requested.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let delay = delay.clone();
+                let (delay, counted) = (delay.clone(), counted.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
                         let _ = client.set_nodelay(true);
                         let _ = server.set_nodelay(true);
-                        relay(client, server, delay).await;
+                        relay(client, server, delay, counted).await;
                     }
                 });
             }
         });
-        Self { addr, delay_ms, task }
+        Self {
+            addr,
+            delay_ms,
+            requested,
+            task,
+        }
     }
 
     /// `http://<addr>` of the proxy.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Bytes the clients have sent towards the upstream so far (to show that nothing reached it).
+    pub fn bytes_to_upstream(&self) -> u64 {
+        self.requested.load(Ordering::SeqCst)
     }
 
     /// From now on, every chunk the upstream sends waits `delay` before it is forwarded.
@@ -64,11 +76,21 @@ impl Drop for SlowProxy {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, delay_ms: Arc<AtomicU64>) {
+async fn relay(client: TcpStream, server: TcpStream, delay_ms: Arc<AtomicU64>, requested: Arc<AtomicU64>) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let upstream = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            requested.fetch_add(n as u64, Ordering::SeqCst);
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
     });
     let mut buf = vec![0u8; 16 * 1024];
     loop {

@@ -204,6 +204,14 @@ async fn chaos_payment_slow_opens_the_breaker_on_slow_calls_and_deadlines_hold()
         latencies.push(took);
     }
     assert!(fast_refusals >= 5, "the breaker opened on slow calls: {latencies:?}");
+    // While it is open, payment receives nothing: not a byte goes through the proxy.
+    let sent = proxy.bytes_to_upstream();
+    ledger.offer(&mesh.clients, 3).await;
+    assert_eq!(
+        proxy.bytes_to_upstream(),
+        sent,
+        "an open breaker does not touch the network"
+    );
     println!(
         "payment slow: {} placed slowly, {fast_refusals} refused by the open breaker; latencies {latencies:?}",
         12 - fast_refusals
