@@ -50,6 +50,15 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// How many events in the outbox of `db` wait to be published (the operator's "outbox backlog").
+pub async fn backlog<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    entity::Entity::find()
+        .filter(entity::Column::PublishedAt.is_null())
+        .count(db)
+        .await
+}
+
 /// Writes events into a service's outbox and wakes its relay after commit.
 #[derive(Clone, Default)]
 pub struct Outbox {
@@ -179,15 +188,6 @@ impl OutboxRelay {
         }
     }
 
-    /// How many rows wait to be published.
-    pub async fn backlog(&self) -> Result<u64, DbErr> {
-        use sea_orm::PaginatorTrait;
-        entity::Entity::find()
-            .filter(entity::Column::PublishedAt.is_null())
-            .count(&self.db)
-            .await
-    }
-
     /// Relays until `shutdown`, then flushes what is left (best effort) and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
@@ -222,5 +222,56 @@ impl OutboxRelay {
         if tokio::time::timeout(Duration::from_secs(5), flush).await.is_err() {
             tracing::warn!("outbox not fully flushed at shutdown; the rest goes out at the next start");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::TransactionTrait;
+    use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+    use super::*;
+    use crate::{Event, new_envelope};
+
+    struct Migrator;
+
+    impl MigratorTrait for Migrator {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            vec![Box::new(crate::migration::CreateOutbox)]
+        }
+    }
+
+    #[tokio::test]
+    async fn the_backlog_counts_committed_unpublished_events_only() {
+        let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
+            .await
+            .unwrap();
+        let outbox = Outbox::new();
+        let txn = db.begin().await.unwrap();
+        outbox
+            .enqueue(
+                &txn,
+                &new_envelope("test", "c-1", Event::CallCancelled(Default::default())),
+            )
+            .await
+            .unwrap();
+        txn.rollback().await.unwrap();
+        assert_eq!(
+            backlog(&db).await.unwrap(),
+            0,
+            "a rolled-back change leaves no event behind"
+        );
+        let txn = db.begin().await.unwrap();
+        for call in ["c-1", "c-2"] {
+            outbox
+                .enqueue(
+                    &txn,
+                    &new_envelope("test", call, Event::CallCancelled(Default::default())),
+                )
+                .await
+                .unwrap();
+        }
+        outbox.commit(txn).await.unwrap();
+        assert_eq!(backlog(&db).await.unwrap(), 2);
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use baemin_mesh_events::{consumer_lag, deadletter, outbox};
-use sea_orm::{ColumnTrait, Database, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::Database;
 
 use crate::cli::ServiceName;
 
@@ -41,9 +41,7 @@ pub async fn show(nats_url: &str, data_dir: &Path) -> anyhow::Result<()> {
             continue;
         }
         let db = Database::connect(format!("sqlite://{}?mode=ro", file.display())).await?;
-        let pending = outbox::entity::Entity::find()
-            .filter(outbox::entity::Column::PublishedAt.is_null())
-            .count(&db)
+        let pending = outbox::backlog(&db)
             .await
             .with_context(|| format!("reading the outbox of {}", file.display()))?;
         db.close().await.ok();
