@@ -1,8 +1,9 @@
-//! The client stack for synchronous calls between services: one place where deadline and circuit
-//! breaker (now), bounded retry and concurrency limit (the resilience issue) wrap a tonic channel.
+//! The client stack for synchronous calls between services: one place where the in-flight limit, the
+//! circuit breaker and the deadline wrap a tonic channel, and bounded retries wrap idempotent calls.
 
 pub mod breaker;
 pub mod deadline;
+pub mod limit;
 pub mod retry;
 mod stack;
 

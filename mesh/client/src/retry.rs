@@ -1,8 +1,8 @@
 //! Bounded retries of idempotent calls, with a retry budget per dependency.
 //!
 //! Only calls the caller declares idempotent are retried (payment's RegisterCost, Settle and VoidCost are,
-//! by call id), only on UNAVAILABLE from the network (never on a breaker refusal: the dependency was not
-//! called, and retrying would only spin), with a short backoff, and only while the budget allows: retries
+//! by call id), only on UNAVAILABLE from the network (never on a breaker refusal or a shed by the in-flight
+//! limit: the dependency was not called, and retrying would only spin), with a short backoff, and only while the budget allows: retries
 //! stay a fraction of calls (tower's `TpsBudget`), so a struggling dependency is not flooded. The request
 //! message is rebuilt per attempt by the closure, so nothing has to clone an HTTP body.
 
@@ -11,7 +11,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tonic::{Code, Status};
 use tower::retry::budget::{Budget, TpsBudget};
 
-use crate::breaker::refused_by_circuit;
+use crate::{breaker::refused_by_circuit, limit::shed_by_limit};
 
 /// How an idempotent call is retried.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ impl Default for RetryPolicy {
 }
 
 fn retryable(status: &Status) -> bool {
-    status.code() == Code::Unavailable && !refused_by_circuit(status)
+    status.code() == Code::Unavailable && !refused_by_circuit(status) && !shed_by_limit(status)
 }
 
 #[cfg(test)]
@@ -121,6 +121,14 @@ mod tests {
         let refused = Status::with_metadata(Code::Unavailable, "payment circuit is open", metadata);
         let (_, tries) = run(&RetryPolicy::default(), &[Err(refused), Ok(1)]).await;
         assert_eq!(tries, 1, "the dependency was not even called");
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert(
+            crate::limit::SHED,
+            tonic::metadata::MetadataValue::from_static("in-flight"),
+        );
+        let shed = Status::with_metadata(Code::Unavailable, "payment already has 256 calls in flight", metadata);
+        let (_, tries) = run(&RetryPolicy::default(), &[Err(shed), Ok(1)]).await;
+        assert_eq!(tries, 1, "a shed call is not retried into the same full limit");
     }
 
     #[tokio::test(start_paused = true)]

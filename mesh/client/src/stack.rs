@@ -9,11 +9,14 @@ use tower::ServiceBuilder;
 use crate::{
     breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier, WindowType},
     deadline::{Deadline, DeadlineLayer},
+    limit::{InFlightLimit, InFlightLimitLayer},
 };
 
 /// The transport under every mesh client: a lazily connecting HTTP/2 channel behind the mesh layers,
-/// outermost first: circuit breaker (so deadline expiries count as failures), deadline, channel.
-pub type MeshChannel = CircuitBreaker<Deadline<Channel>>;
+/// outermost first: in-flight limit (a shed call never reaches the breaker: the dependency was not
+/// asked), circuit breaker (so deadline expiries count as failures), deadline, channel. Retries of
+/// idempotent calls wrap the whole stack ([`crate::RetryPolicy`]), so each attempt passes every layer.
+pub type MeshChannel = InFlightLimit<CircuitBreaker<Deadline<Channel>>>;
 
 /// How a client reaches one dependency.
 #[derive(Debug, Clone)]
@@ -26,14 +29,16 @@ pub struct ClientSettings {
     pub deadline: Duration,
     /// Longest time to establish a connection.
     pub connect_timeout: Duration,
+    /// At most this many calls in flight to the dependency from this process; more are refused at once.
+    pub max_in_flight: usize,
     /// The circuit breaker guarding the dependency.
     pub breaker: BreakerConfig,
 }
 
 impl ClientSettings {
     /// Reads `<PREFIX>_URL` (an `http(s)://` URL, default `default_url`), `<PREFIX>_DEADLINE`
-    /// (default 2 s) and the breaker's `<PREFIX>_BREAKER_*` for `dependency`. Connecting counts against
-    /// the deadline, so it is also the connect timeout.
+    /// (default 2 s), `<PREFIX>_MAX_IN_FLIGHT` (default 256) and the breaker's `<PREFIX>_BREAKER_*` for
+    /// `dependency`. Connecting counts against the deadline, so it is also the connect timeout.
     pub fn from_settings(
         dependency: &'static str,
         prefix: &str,
@@ -47,12 +52,18 @@ impl ClientSettings {
             return Err(ConfigError::new(&url_key, &url, err));
         }
         let deadline = s.duration(&format!("{prefix}_DEADLINE"), Duration::from_secs(2))?;
+        let limit_key = format!("{prefix}_MAX_IN_FLIGHT");
+        let max_in_flight = s.parse(&limit_key, 256_usize)?;
+        if max_in_flight == 0 {
+            return Err(ConfigError::new(&limit_key, "0", "must be at least 1"));
+        }
         let breaker = BreakerConfig::from_settings_or(prefix, s, Self::breaker_defaults(deadline))?;
         Ok(Self {
             dependency,
             url,
             deadline,
             connect_timeout: deadline,
+            max_in_flight,
             breaker,
         })
     }
@@ -122,6 +133,7 @@ pub fn connect_lazy(settings: &ClientSettings) -> Result<MeshChannel, ClientErro
             }
         })?;
     Ok(ServiceBuilder::new()
+        .layer(InFlightLimitLayer::new(settings.dependency, settings.max_in_flight))
         .layer(breaker)
         .layer(DeadlineLayer::new(settings.dependency, settings.deadline))
         .service(channel))
@@ -148,6 +160,8 @@ mod tests {
             ("PAYMENT_URL", "payment:8083"),
             ("PAYMENT_URL", "http://bad host"),
             ("PAYMENT_DEADLINE", "0s"),
+            ("PAYMENT_MAX_IN_FLIGHT", "0"),
+            ("PAYMENT_MAX_IN_FLIGHT", "lots"),
         ] {
             let env = [(key, value)];
             let err =

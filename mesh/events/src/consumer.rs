@@ -24,21 +24,26 @@ pub enum HandleError {
     /// often as it takes — an event is never given up because a dependency was down for a while.
     #[error("transient failure: {0}")]
     Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The event can never be applied: it is stored as a dead letter with this reason, then terminated.
+    /// Something unexpected went wrong (an unclassified database error, a panic): retried with backoff
+    /// up to the consumer's `max_attempts` deliveries in all, then dead-lettered like a rejection.
+    #[error("failed: {0}")]
+    Failed(String),
+    /// The event can never be applied (it does not decode, or contradicts what the service knows): it is
+    /// stored as a dead letter with this reason at once, then terminated.
     #[error("rejected: {0}")]
     Rejected(String),
 }
 
 /// A database error is transient when the database is unavailable or a race was lost (retrying
-/// cures it); anything else — a constraint we did not expect, a row that does not decode — would fail
-/// the same way forever, so the event goes to the dead letters (kept, re-drivable once fixed) instead
-/// of blocking its consumer in an endless retry.
+/// cures it, however long it takes); anything else — a constraint we did not expect, a row that does
+/// not decode — is a failure: tried the configured number of times, then dead-lettered (kept,
+/// re-drivable once fixed) instead of blocking its consumer in an endless retry.
 impl From<sea_orm::DbErr> for HandleError {
     fn from(err: sea_orm::DbErr) -> Self {
         if baemin_mesh_store::is_transient(&err) {
             Self::Transient(Box::new(err))
         } else {
-            Self::Rejected(format!("database error that retrying cannot cure: {err}"))
+            Self::Failed(format!("database error: {err}"))
         }
     }
 }
@@ -59,6 +64,12 @@ pub struct ConsumerSpec {
     pub subject: String,
     /// Upper bound of the redelivery delay after transient failures (the delay doubles up to it).
     pub max_backoff: Duration,
+    /// Deliveries of an event whose handler [failed](HandleError::Failed) before it is dead-lettered.
+    pub max_attempts: u32,
+    /// How long the server waits for the ack of a delivered event before delivering it again. This is
+    /// how long the events a crashed (SIGKILLed) instance had taken wait before another instance, or
+    /// the restarted one, gets them; it must exceed the time a batch takes to apply.
+    pub ack_wait: Duration,
 }
 
 impl ConsumerSpec {
@@ -69,11 +80,27 @@ impl ConsumerSpec {
             durable: format!("{service}__{suffix}"),
             subject: subject.to_owned(),
             max_backoff: Duration::from_secs(30),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            ack_wait: Duration::from_secs(10),
+        }
+    }
+
+    /// The same, dead-lettering a failing event after `attempts` deliveries (at least 1).
+    pub fn with_max_attempts(self, attempts: u32) -> Self {
+        Self {
+            max_attempts: attempts.max(1),
+            ..self
         }
     }
 }
 
-/// Creates (or reuses) the durable consumer, then processes its messages in a task until `shutdown`.
+/// Events pulled at once: small enough that a batch is applied well within the ack wait.
+const BATCH: usize = 32;
+
+/// Deliveries of a failing event before it is dead-lettered, unless configured otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Creates the durable consumer (or brings an existing one to `spec`), then processes its messages in a task until `shutdown`.
 pub async fn spawn_consumer<H: EventHandler>(
     bus: &EventBus,
     spec: ConsumerSpec,
@@ -90,20 +117,18 @@ pub async fn spawn_consumer<H: EventHandler>(
         .await
         .map_err(|e| consumer_error(Box::new(e)))?;
     let consumer: Consumer<consumer::pull::Config> = stream
-        .get_or_create_consumer(
-            &spec.durable,
-            consumer::pull::Config {
-                durable_name: Some(spec.durable.clone()),
-                filter_subject: spec.subject.clone(),
-                ack_policy: AckPolicy::Explicit,
-                deliver_policy: DeliverPolicy::All,
-                ack_wait: Duration::from_secs(30),
-                // Unlimited: transient failures are retried until they pass; poison messages are
-                // terminated explicitly by `process`, so the server never drops one on its own.
-                max_deliver: -1,
-                ..Default::default()
-            },
-        )
+        // Create, or update an existing durable to this config (so a changed ack wait takes effect).
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(spec.durable.clone()),
+            filter_subject: spec.subject.clone(),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ack_wait: spec.ack_wait,
+            // Unlimited: transient failures are retried until they pass; poison messages are
+            // terminated explicitly by `process`, so the server never drops one on its own.
+            max_deliver: -1,
+            ..Default::default()
+        })
         .await
         .map_err(|e| consumer_error(Box::new(e)))?;
     Ok(tokio::spawn(run(
@@ -126,7 +151,7 @@ async fn run<H: EventHandler>(
     while !shutdown.is_cancelled() {
         let mut messages = match consumer
             .stream()
-            .max_messages_per_batch(128)
+            .max_messages_per_batch(BATCH)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
@@ -184,7 +209,7 @@ async fn process<H: EventHandler>(
             AssertUnwindSafe(handler.handle(&subject, envelope))
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|_| Err(HandleError::Rejected("the handler panicked".into())))
+                .unwrap_or_else(|_| Err(HandleError::Failed("the handler panicked".into())))
         }
         Ok(_) => Err(HandleError::Rejected("envelope without event or event id".into())),
         Err(err) => Err(HandleError::Rejected(format!("undecodable envelope: {err}"))),
@@ -196,8 +221,16 @@ async fn process<H: EventHandler>(
             tracing::warn!(consumer = %spec.durable, %subject, delivered, error = %err, "event not applied; redelivery in {delay:?}");
             (AckKind::Nak(Some(delay)), Some(delay.min(Duration::from_secs(5))))
         }
+        Err(HandleError::Failed(reason)) if delivered < i64::from(spec.max_attempts) => {
+            let delay = backoff(delivered, spec.max_backoff);
+            tracing::warn!(consumer = %spec.durable, %subject, delivered, max_attempts = spec.max_attempts, %reason, "event failed; redelivery in {delay:?}");
+            (AckKind::Nak(Some(delay)), None)
+        }
         Err(err) => {
-            let reason = err.to_string();
+            let reason = match err {
+                HandleError::Failed(reason) => format!("failed {delivered} times, last: {reason}"),
+                other => other.to_string(),
+            };
             let stream_sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
             let casualty = Casualty {
                 consumer: &spec.durable,
@@ -250,11 +283,18 @@ mod tests {
     }
 
     #[test]
-    fn an_unavailable_database_is_retried_and_a_bug_is_dead_lettered() {
+    fn an_unavailable_database_is_retried_for_ever_and_a_bug_a_bounded_number_of_times() {
         let down = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
         assert!(matches!(HandleError::from(down), HandleError::Transient(_)));
         let bug = sea_orm::DbErr::Custom("row does not map to the domain".into());
-        assert!(matches!(HandleError::from(bug), HandleError::Rejected(_)));
+        assert!(matches!(HandleError::from(bug), HandleError::Failed(_)));
+    }
+
+    #[test]
+    fn attempts_are_at_least_one() {
+        let spec = ConsumerSpec::new("report", "baemin.events.>");
+        assert_eq!(spec.max_attempts, DEFAULT_MAX_ATTEMPTS);
+        assert_eq!(spec.with_max_attempts(0).max_attempts, 1);
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub struct ServiceConfig {
     pub shutdown_grace: Duration,
     /// `STARTUP_TIMEOUT`: how long start-up waits for the database and NATS to become reachable.
     pub startup_timeout: Duration,
+    /// `EVENT_MAX_ATTEMPTS`: deliveries of an event whose handler fails unexpectedly before it is
+    /// dead-lettered (an unavailable database is retried however long it lasts; default 5).
+    pub event_max_attempts: u32,
+    /// `EVENT_ACK_WAIT`: how long events taken by an instance that died wait before being delivered
+    /// again (default 10 s, at least 1 s).
+    pub event_ack_wait: Duration,
     /// `BAEMIN_REQUIRE_IDENTITY`: refuse calls without caller identity (UNAUTHENTICATED) instead of
     /// trusting them as internal backends (default false).
     pub require_identity: bool,
@@ -59,6 +65,18 @@ impl ServiceConfig {
                 "must be at least 2 minutes",
             ));
         }
+        let event_max_attempts = s.parse("EVENT_MAX_ATTEMPTS", baemin_mesh_events::DEFAULT_MAX_ATTEMPTS)?;
+        if event_max_attempts == 0 {
+            return Err(ConfigError::new("EVENT_MAX_ATTEMPTS", "0", "must be at least 1"));
+        }
+        let event_ack_wait = s.duration("EVENT_ACK_WAIT", Duration::from_secs(10))?;
+        if event_ack_wait < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "EVENT_ACK_WAIT",
+                &format!("{event_ack_wait:?}"),
+                "must be at least 1s",
+            ));
+        }
         Ok(Self {
             name,
             listen_addr,
@@ -72,6 +90,8 @@ impl ServiceConfig {
             },
             shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
             startup_timeout: s.duration("STARTUP_TIMEOUT", Duration::from_secs(60))?,
+            event_max_attempts,
+            event_ack_wait,
             require_identity: s.parse("BAEMIN_REQUIRE_IDENTITY", false)?,
         })
     }
@@ -99,6 +119,9 @@ mod tests {
             ("NATS_DUPLICATE_WINDOW", "10s"),
             ("DATABASE_POOL_SIZE", "0"),
             ("BAEMIN_REQUIRE_IDENTITY", "yes please"),
+            ("EVENT_MAX_ATTEMPTS", "0"),
+            ("EVENT_MAX_ATTEMPTS", "-1"),
+            ("EVENT_ACK_WAIT", "200ms"),
         ] {
             let env = [(key, value)];
             let err = ServiceConfig::from_settings("call", 8081, &Settings::new(&env)).unwrap_err();

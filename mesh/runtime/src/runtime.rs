@@ -109,7 +109,10 @@ impl Runtime {
 
     /// Starts a durable consumer of `subject` feeding `handler`.
     pub async fn consume<H: EventHandler>(&mut self, subject: &str, handler: Arc<H>) -> Result<(), StartupError> {
-        let spec = ConsumerSpec::new(self.config.name, subject);
+        let spec = ConsumerSpec {
+            ack_wait: self.config.event_ack_wait,
+            ..ConsumerSpec::new(self.config.name, subject).with_max_attempts(self.config.event_max_attempts)
+        };
         let task = spawn_consumer(&self.bus, spec, handler, self.background.clone()).await?;
         self.tasks.push(task);
         Ok(())

@@ -5,13 +5,20 @@ use tonic::Status;
 
 /// `service`'s database failed with `err`: UNAVAILABLE naming the database when it cannot be reached
 /// or refuses work for now ([`baemin_mesh_store::is_unavailable`]; logged at warn, the client may
-/// retry), otherwise INTERNAL with a generic message (a bug or corrupt data; logged at error with its
+/// retry); ABORTED when the transaction lost a race the database detected (serialization failure or
+/// deadlock, [`baemin_mesh_store::is_contention`]; nothing was written, the client retries the whole
+/// call); otherwise INTERNAL with a generic message (a bug or corrupt data; logged at error with its
 /// cause chain). Never INTERNAL for an outage: the design's error table says a dependency that is
 /// down is UNAVAILABLE.
 pub fn database(service: &str, err: &DbErr) -> Status {
     if baemin_mesh_store::is_unavailable(err) {
         tracing::warn!(service, error = %err, "the database is unavailable");
         baemin_mesh_server::status::unavailable(&format!("{service} database"), err)
+    } else if baemin_mesh_store::is_contention(err) {
+        tracing::info!(service, error = %err, "a transaction lost a race and was rolled back");
+        Status::aborted(format!(
+            "{service}: a concurrent change to the same records won; nothing was written, retry the call"
+        ))
     } else {
         baemin_mesh_server::status::internal(&format!("{service} storage"), err)
     }

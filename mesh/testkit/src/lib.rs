@@ -1,14 +1,16 @@
 //! Test harness shared by the integration tests: a real `nats-server` with JetStream on a free port,
 //! fresh databases (SQLite files or PostgreSQL databases) that are removed afterwards, and services
-//! started in-process on port 0.
+//! started in-process on port 0 or as their own OS processes (to be SIGKILLed).
 
 mod db;
 mod nats;
+mod process;
 mod proxy;
 mod service;
 
 pub use db::{DbKind, TestDatabases};
 pub use nats::NatsServer;
+pub use process::ServiceProcess;
 pub use proxy::SlowProxy;
 pub use service::RunningService;
 

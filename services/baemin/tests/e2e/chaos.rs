@@ -1,32 +1,41 @@
 //! Chaos: load on the mesh, a fault injected and recovered, then a ledger check — every PlaceCall that
 //! answered OK is in the report with its right final state, nothing appears that was never placed, every
 //! completed delivery is settled exactly once, revenue equals the sum of commissions. Each scenario prints
-//! its ledger figures.
+//! its ledger figures. Every service runs as its own `baemin serve` process; "killed" is SIGKILL.
 
 use std::time::Duration;
 
-use baemin::{clients::Clients, scenario::eventually};
 use baemin_mesh_testkit::DbKind;
 use baemin_proto::call::v1 as call;
 
 use crate::{
     ledger::Ledger,
-    support::{PATIENCE, Svc, TestMesh, request_id},
+    support::{Svc, TestMesh, request_id},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_rider_killed_and_restarted_mid_flow_loses_nothing() {
-    let mut mesh = TestMesh::start(DbKind::Sqlite).await;
+    let mut mesh = TestMesh::processes(DbKind::Sqlite, &[]).await;
+    let clients = mesh.clients.clone();
     let mut ledger = Ledger::default();
-    ledger.offer(&mesh.clients, 10).await;
-    ledger.complete_all(&mesh.clients).await;
-    mesh.stop_service(Svc::Rider).await;
+    let first = ledger.place(&clients, 8).await;
+    ledger.deliver(&clients, &first[..5]).await;
+    // Three deliveries under way (accepted, picked up) and new calls still arriving when it dies.
+    for (id, rider_id) in first[5..].iter().zip(["r-a", "r-b", "r-c"]) {
+        ledger.pick(&clients, id, rider_id).await;
+    }
+    ledger.offer(&clients, 5).await;
+    mesh.kill_service(Svc::Rider).await;
     ledger.offer(&mesh.clients, 10).await;
     assert_eq!(
         ledger.refused, 0,
         "the call service keeps taking calls while the rider service is down"
     );
     mesh.start_service(Svc::Rider).await;
+    // The deliveries under way finish with their riders; the rider service caught up on the rest.
+    for (id, rider_id) in first[5..].iter().zip(["r-a", "r-b", "r-c"]) {
+        ledger.complete(&mesh.clients, id, rider_id).await;
+    }
     ledger.complete_all(&mesh.clients).await;
     ledger.check("rider killed", &mesh).await;
     mesh.stop().await;
@@ -34,10 +43,10 @@ async fn chaos_rider_killed_and_restarted_mid_flow_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_report_killed_and_restarted_converges() {
-    let mut mesh = TestMesh::start(DbKind::Sqlite).await;
+    let mut mesh = TestMesh::processes(DbKind::Sqlite, &[]).await;
     let mut ledger = Ledger::default();
     ledger.offer(&mesh.clients, 10).await;
-    mesh.stop_service(Svc::Report).await;
+    mesh.kill_service(Svc::Report).await;
     ledger.complete_all(&mesh.clients).await;
     ledger.offer(&mesh.clients, 10).await;
     mesh.start_service(Svc::Report).await;
@@ -47,7 +56,7 @@ async fn chaos_report_killed_and_restarted_converges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_nats_killed_and_restarted_mid_load_drains_the_outbox_and_loses_nothing() {
-    let mut mesh = TestMesh::start(DbKind::Sqlite).await;
+    let mut mesh = TestMesh::processes(DbKind::Sqlite, &[]).await;
     let mut ledger = Ledger::default();
     ledger.offer(&mesh.clients, 10).await;
     ledger.complete_all(&mesh.clients).await;
@@ -72,11 +81,11 @@ async fn chaos_payment_killed_opens_the_breaker_rejects_fast_and_recovers_throug
         ("PAYMENT_BREAKER_HALF_OPEN_CALLS", "1"),
     ];
     settings.extend(QUICK_REPAIRS);
-    let mut mesh = TestMesh::start_with(DbKind::Sqlite, &settings).await;
+    let mut mesh = TestMesh::processes(DbKind::Sqlite, &settings).await;
     let mut ledger = Ledger::default();
     ledger.offer(&mesh.clients, 5).await;
     ledger.complete_all(&mesh.clients).await;
-    mesh.stop_service(Svc::Payment).await;
+    mesh.kill_service(Svc::Payment).await;
     // `reject`: every PlaceCall is UNAVAILABLE; once the window judged, the breaker answers without
     // touching the network.
     let mut refusals = Vec::new();
@@ -129,11 +138,11 @@ const QUICK_REPAIRS: [(&str, &str); 5] = [
 async fn chaos_payment_killed_with_defer_keeps_accepting_and_settles_everything_once_when_it_returns() {
     let mut settings = vec![("PLACE_CALL_FALLBACK", "defer"), ("PAYMENT_BREAKER_OPEN_WAIT", "1s")];
     settings.extend(QUICK_REPAIRS);
-    let mut mesh = TestMesh::start_with(DbKind::Sqlite, &settings).await;
+    let mut mesh = TestMesh::processes(DbKind::Sqlite, &settings).await;
     let mut ledger = Ledger::default();
     ledger.offer(&mesh.clients, 5).await;
     ledger.complete_all(&mesh.clients).await;
-    mesh.stop_service(Svc::Payment).await;
+    mesh.kill_service(Svc::Payment).await;
     // `defer`: calls are taken with their fee pending, and deliveries complete with settlement pending.
     ledger.offer(&mesh.clients, 10).await;
     assert_eq!(ledger.refused, 0, "defer keeps accepting while payment is down");
@@ -177,7 +186,7 @@ async fn chaos_payment_slow_opens_the_breaker_on_slow_calls_and_deadlines_hold()
         ("PAYMENT_BREAKER_OPEN_WAIT", "1s"),
         ("PAYMENT_BREAKER_HALF_OPEN_CALLS", "1"),
     ];
-    let mut mesh = TestMesh::start_with(DbKind::Sqlite, &settings).await;
+    let mut mesh = TestMesh::processes(DbKind::Sqlite, &settings).await;
     let proxy = baemin_mesh_testkit::SlowProxy::start(mesh.addr(Svc::Payment).expect("payment runs")).await;
     mesh.set("PAYMENT_URL", proxy.url());
     mesh.stop_service(Svc::Call).await;
@@ -229,35 +238,7 @@ async fn chaos_payment_slow_opens_the_breaker_on_slow_calls_and_deadlines_hold()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_call_service_sigkilled_between_commit_and_publish_publishes_once_after_restart() {
-    use tokio::process::Command;
-    let mut mesh = TestMesh::start(DbKind::Sqlite).await;
-    let addr = mesh.addr(Svc::Call).expect("call runs");
-    let database_url = mesh.database_url(Svc::Call).to_owned();
-    let payment_url = mesh.payment.as_ref().expect("payment").url();
-    mesh.stop_service(Svc::Call).await;
-    // The call service as its own OS process, so it can really be SIGKILLed.
-    let spawn = |nats_url: String| {
-        Command::new(env!("CARGO_BIN_EXE_baemin"))
-            .args(["serve", "call"])
-            .env("GRPC_ADDR", addr.to_string())
-            .env("DATABASE_URL", &database_url)
-            .env("NATS_URL", nats_url)
-            .env("PAYMENT_URL", &payment_url)
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("baemin serve call")
-    };
-    let serving = |clients: Clients| async move {
-        eventually(PATIENCE, "the call process to serve", || {
-            let mut c = clients.call.clone();
-            async move { Ok(c.list_calls(call::ListCallsRequest::default()).await.ok().map(|_| ())) }
-        })
-        .await
-        .expect("call process serving");
-    };
-    let mut process = spawn(mesh.nats.url());
-    serving(mesh.clients.clone()).await;
+    let mut mesh = TestMesh::processes(DbKind::Sqlite, &[]).await;
     let mut ledger = Ledger::default();
     ledger.offer(&mesh.clients, 5).await;
     // NATS down: the next calls commit with their events in the outbox, unpublished...
@@ -265,10 +246,9 @@ async fn chaos_call_service_sigkilled_between_commit_and_publish_publishes_once_
     ledger.offer(&mesh.clients, 5).await;
     assert_eq!(ledger.refused, 0);
     // ...and the process dies before it can publish them.
-    process.kill().await.expect("SIGKILL");
+    mesh.kill_service(Svc::Call).await;
     mesh.nats.restart().await;
-    let mut process = spawn(mesh.nats.url());
-    serving(mesh.clients.clone()).await;
+    mesh.start_service(Svc::Call).await;
     ledger.check("call SIGKILLed before publish", &mesh).await;
     // Published exactly once: the stream holds one CallPlaced per call.
     let client = async_nats::connect(mesh.nats.url()).await.unwrap();
@@ -289,6 +269,5 @@ async fn chaos_call_service_sigkilled_between_commit_and_publish_publishes_once_
         ledger.placed.len()
     );
     assert_eq!(pending, ledger.placed.len() as u64, "each CallPlaced published once");
-    process.kill().await.ok();
     mesh.stop().await;
 }

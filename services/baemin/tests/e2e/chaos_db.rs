@@ -43,7 +43,7 @@ fn assert_database_unavailable(status: &tonic::Status, service: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_payment_database_down_refuses_calls_with_unavailable_and_loses_nothing() {
-    let mesh = TestMesh::start_with(DbKind::Postgres, &SETTINGS).await;
+    let mesh = TestMesh::processes(DbKind::Postgres, &SETTINGS).await;
     let clients = mesh.clients.clone();
     let mut ledger = Ledger::default();
     let done = ledger.place(&clients, 4).await;
@@ -103,7 +103,7 @@ async fn chaos_payment_database_down_refuses_calls_with_unavailable_and_loses_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_call_database_down_refuses_calls_with_unavailable_and_its_consumer_catches_up() {
-    let mesh = TestMesh::start_with(DbKind::Postgres, &SETTINGS).await;
+    let mesh = TestMesh::processes(DbKind::Postgres, &SETTINGS).await;
     let clients = mesh.clients.clone();
     let mut ledger = Ledger::default();
     let done = ledger.place(&clients, 3).await;

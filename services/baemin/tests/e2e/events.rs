@@ -17,7 +17,7 @@ use crate::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_final_state() {
-    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let mesh = TestMesh::processes(DbKind::Sqlite, &[]).await;
     let placed = place(&mesh, "store-9", 5_000).await;
     let id = placed.call_id.clone();
     // The rider side's events, as if another rider service produced them: newest first, each twice.

@@ -1,5 +1,6 @@
-//! End-to-end tests: the four services in-process on port 0, a real `nats-server` of the test's own,
-//! fresh SQLite files or PostgreSQL databases, and real gRPC between them.
+//! End-to-end tests: the four services (in-process on port 0, or as their own `baemin serve` processes
+//! for the chaos scenarios), a real `nats-server` of the test's own, fresh SQLite files or PostgreSQL
+//! databases, and real gRPC between them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 

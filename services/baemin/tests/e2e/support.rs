@@ -1,9 +1,9 @@
 //! `TestMesh`: the whole mesh for one test, torn down when the test ends.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use baemin::clients::{Clients, Urls};
-use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, TestDatabases};
+use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, ServiceProcess, TestDatabases, free_port};
 
 /// How long a test waits for an event to reach a service.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -17,31 +17,93 @@ pub enum Svc {
     Report,
 }
 
-/// Every service of the mesh, running in this process.
+impl Svc {
+    /// The name `baemin serve` knows it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Payment => "payment",
+            Self::Call => "call",
+            Self::Rider => "rider",
+            Self::Report => "report",
+        }
+    }
+}
+
+/// How the services of a [`TestMesh`] run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// In the test's process: quick to start, stopped through the graceful-shutdown path.
+    InProcess,
+    /// Each as its own `baemin serve <name>` process, so it can be SIGKILLed (the chaos scenarios).
+    Processes,
+}
+
+/// One running service, either way.
+pub enum Running {
+    InProcess(RunningService),
+    Process(ServiceProcess),
+}
+
+impl Running {
+    /// `http://127.0.0.1:<port>` of the service.
+    pub fn url(&self) -> String {
+        match self {
+            Self::InProcess(s) => s.url(),
+            Self::Process(p) => p.url(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Self::InProcess(s) => s.addr(),
+            Self::Process(p) => p.addr(),
+        }
+    }
+
+    /// Stops it gracefully (SIGTERM for a process) and checks that it drained cleanly.
+    pub async fn stop(self) {
+        match self {
+            Self::InProcess(s) => s.stop().await,
+            Self::Process(p) => p.stop().await,
+        }
+    }
+}
+
+/// Every service of the mesh, on its own fresh database, with one private NATS.
 pub struct TestMesh {
     pub nats: NatsServer,
-    pub payment: Option<RunningService>,
-    pub call: Option<RunningService>,
-    pub rider: Option<RunningService>,
-    pub report: Option<RunningService>,
+    pub payment: Option<Running>,
+    pub call: Option<Running>,
+    pub rider: Option<Running>,
+    pub report: Option<Running>,
     pub clients: Clients,
+    run: Run,
     urls: Urls,
     database_urls: [String; 4],
     /// Where each service listened last: a restarted service comes back on the same address.
-    addrs: [Option<std::net::SocketAddr>; 4],
+    addrs: [Option<SocketAddr>; 4],
     extra: Vec<(&'static str, String)>,
     /// Held so the databases live as long as the mesh (dropped with it).
     _databases: TestDatabases,
 }
 
 impl TestMesh {
-    /// Starts NATS, then payment, call, rider and report on fresh databases of `kind`.
+    /// Starts NATS, then payment, call, rider and report (in this process) on fresh databases of `kind`.
     pub async fn start(kind: DbKind) -> Self {
         Self::start_with(kind, &[]).await
     }
 
     /// Like [`Self::start`], with extra settings for every service (for example a fallback mode).
     pub async fn start_with(kind: DbKind, extra: &[(&'static str, &str)]) -> Self {
+        Self::launch(Run::InProcess, kind, extra).await
+    }
+
+    /// Like [`Self::start_with`], each service its own OS process.
+    pub async fn processes(kind: DbKind, extra: &[(&'static str, &str)]) -> Self {
+        Self::launch(Run::Processes, kind, extra).await
+    }
+
+    async fn launch(run: Run, kind: DbKind, extra: &[(&'static str, &str)]) -> Self {
         let nats = NatsServer::start().await;
         let mut dbs = TestDatabases::new(kind);
         let database_urls = [
@@ -57,6 +119,7 @@ impl TestMesh {
             rider: None,
             report: None,
             clients: Clients::new(&Urls::default()).expect("clients"),
+            run,
             urls: Urls::default(),
             database_urls,
             addrs: [None; 4],
@@ -78,52 +141,62 @@ impl TestMesh {
             ("SHUTDOWN_GRACE", "5s".to_owned()),
             ("DATABASE_URL", self.database_urls[svc as usize].clone()),
         ];
-        if let Some(payment) = &self.payment {
-            env.push(("PAYMENT_URL", payment.url()));
+        if let Some(addr) = self.addrs[Svc::Payment as usize] {
+            env.push(("PAYMENT_URL", format!("http://{addr}")));
         }
-        if let Some(addr) = self.addrs[svc as usize] {
+        let addr = self.addrs[svc as usize];
+        if let Some(addr) = addr {
             env.push(("GRPC_ADDR", addr.to_string()));
         }
         env.extend(self.extra.iter().cloned());
-        let running = match svc {
-            Svc::Payment => RunningService::start::<baemin_payment::Application>(&env).await,
-            Svc::Call => RunningService::start::<baemin_call::Application>(&env).await,
-            Svc::Rider => RunningService::start::<baemin_rider::Application>(&env).await,
-            Svc::Report => RunningService::start::<baemin_report::Application>(&env).await,
+        let running = match self.run {
+            Run::InProcess => Running::InProcess(match svc {
+                Svc::Payment => RunningService::start::<baemin_payment::Application>(&env).await,
+                Svc::Call => RunningService::start::<baemin_call::Application>(&env).await,
+                Svc::Rider => RunningService::start::<baemin_rider::Application>(&env).await,
+                Svc::Report => RunningService::start::<baemin_report::Application>(&env).await,
+            }),
+            Run::Processes => {
+                let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+                env.retain(|(k, _)| *k != "GRPC_ADDR");
+                let binary = std::path::Path::new(env!("CARGO_BIN_EXE_baemin"));
+                Running::Process(ServiceProcess::start(binary, &["serve", svc.name()], &env, addr).await)
+            }
         };
         let url = running.url();
         self.addrs[svc as usize] = Some(running.addr());
         match svc {
-            Svc::Payment => {
-                self.urls.payment = url;
-                self.payment = Some(running);
-            }
-            Svc::Call => {
-                self.urls.call = url;
-                self.call = Some(running);
-            }
-            Svc::Rider => {
-                self.urls.rider = url;
-                self.rider = Some(running);
-            }
-            Svc::Report => {
-                self.urls.report = url;
-                self.report = Some(running);
-            }
+            Svc::Payment => self.urls.payment = url,
+            Svc::Call => self.urls.call = url,
+            Svc::Rider => self.urls.rider = url,
+            Svc::Report => self.urls.report = url,
         }
+        *self.slot(svc) = Some(running);
         self.clients = Clients::new(&self.urls).expect("clients");
+    }
+
+    fn slot(&mut self, svc: Svc) -> &mut Option<Running> {
+        match svc {
+            Svc::Payment => &mut self.payment,
+            Svc::Call => &mut self.call,
+            Svc::Rider => &mut self.rider,
+            Svc::Report => &mut self.report,
+        }
     }
 
     /// Stops `svc` gracefully, as an operator or a rolling update would.
     pub async fn stop_service(&mut self, svc: Svc) {
-        let running = match svc {
-            Svc::Payment => self.payment.take(),
-            Svc::Call => self.call.take(),
-            Svc::Rider => self.rider.take(),
-            Svc::Report => self.report.take(),
-        };
-        if let Some(running) = running {
+        if let Some(running) = self.slot(svc).take() {
             running.stop().await;
+        }
+    }
+
+    /// Kills `svc` with SIGKILL: no drain, no flush, whatever it was doing. Only for [`Run::Processes`].
+    pub async fn kill_service(&mut self, svc: Svc) {
+        match self.slot(svc).take() {
+            Some(Running::Process(process)) => process.kill().await,
+            Some(Running::InProcess(_)) => panic!("only a service running as its own process can be killed"),
+            None => {}
         }
     }
 
@@ -139,7 +212,7 @@ impl TestMesh {
     }
 
     /// Where `svc` listens (or last listened).
-    pub fn addr(&self, svc: Svc) -> Option<std::net::SocketAddr> {
+    pub fn addr(&self, svc: Svc) -> Option<SocketAddr> {
         self.addrs[svc as usize]
     }
 

@@ -1,0 +1,123 @@
+//! The consumer against a real nats-server: an event whose handler keeps failing is tried exactly the
+//! configured number of times, then dead-lettered with its reason; an unavailable dependency is retried
+//! past that limit until it comes back; nothing is lost either way.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use baemin_mesh_events::{
+    ConsumerSpec, Envelope, Event, EventBus, EventHandler, HandleError, StreamSettings, deadletter, new_envelope,
+    spawn_consumer,
+};
+use baemin_mesh_testkit::NatsServer;
+use baemin_proto::events::v1::CallCancelled;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+/// Fails each event `failures` times (transiently or not), then applies it; remembers what it applied.
+struct Flaky {
+    failures: u32,
+    transient: bool,
+    tries: AtomicU32,
+    applied: Mutex<Vec<String>>,
+}
+
+impl EventHandler for Flaky {
+    async fn handle(&self, _subject: &str, envelope: Envelope) -> Result<(), HandleError> {
+        if self.tries.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(if self.transient {
+                HandleError::Transient("the database is down".into())
+            } else {
+                HandleError::Failed("an unclassified error".into())
+            });
+        }
+        self.applied.lock().unwrap().push(envelope.event_id);
+        Ok(())
+    }
+}
+
+async fn run(failures: u32, transient: bool, max_attempts: u32) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String) {
+    let nats = NatsServer::start().await;
+    let bus = EventBus::connect(&nats.url(), "test").await.unwrap();
+    bus.ensure_stream(&StreamSettings::default()).await.unwrap();
+    let handler = Arc::new(Flaky {
+        failures,
+        transient,
+        tries: AtomicU32::new(0),
+        applied: Mutex::new(Vec::new()),
+    });
+    let mut spec = ConsumerSpec::new("test", "baemin.events.call.cancelled").with_max_attempts(max_attempts);
+    spec.max_backoff = Duration::from_millis(20);
+    let stop = CancellationToken::new();
+    let task = spawn_consumer(&bus, spec, Arc::clone(&handler), stop.clone())
+        .await
+        .unwrap();
+    let envelope = new_envelope(
+        "test",
+        "call-1",
+        Event::CallCancelled(CallCancelled { reason: "x".into() }),
+    );
+    bus.jetstream()
+        .publish("baemin.events.call.cancelled", envelope.encode_to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let dead = deadletter::list(bus.jetstream()).await.unwrap();
+        if !dead.is_empty() || !handler.applied.lock().unwrap().is_empty() {
+            break dead;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event was neither applied nor dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Let any wrong extra delivery show up before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    task.await.unwrap();
+    (handler, dead, envelope.event_id)
+}
+
+#[tokio::test]
+async fn a_failing_event_is_tried_the_configured_number_of_times_then_dead_lettered_with_its_reason() {
+    let (handler, dead, _) = run(u32::MAX, false, 3).await;
+    assert_eq!(
+        handler.tries.load(Ordering::SeqCst),
+        3,
+        "exactly the configured attempts"
+    );
+    assert!(handler.applied.lock().unwrap().is_empty());
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].delivered, 3);
+    assert!(
+        dead[0].reason.contains("failed 3 times") && dead[0].reason.contains("an unclassified error"),
+        "{}",
+        dead[0].reason
+    );
+}
+
+#[tokio::test]
+async fn a_failure_that_clears_within_the_attempts_is_applied_once() {
+    let (handler, dead, id) = run(2, false, 3).await;
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(*handler.applied.lock().unwrap(), vec![id]);
+}
+
+#[tokio::test]
+async fn an_unavailable_dependency_is_retried_past_the_attempt_limit_and_nothing_is_dead_lettered() {
+    let (handler, dead, id) = run(6, true, 2).await;
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_eq!(handler.tries.load(Ordering::SeqCst), 7);
+    assert_eq!(*handler.applied.lock().unwrap(), vec![id]);
+}
