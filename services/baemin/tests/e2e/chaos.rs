@@ -271,3 +271,62 @@ async fn chaos_call_service_sigkilled_between_commit_and_publish_publishes_once_
     assert_eq!(pending, ledger.placed.len() as u64, "each CallPlaced published once");
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_every_event_delivered_again_twice_in_reverse_order_changes_nothing() {
+    let mesh = TestMesh::processes(DbKind::Sqlite, &[]).await;
+    let mut ledger = Ledger::default();
+    ledger.offer(&mesh.clients, 10).await;
+    ledger.complete_all(&mesh.clients).await;
+    ledger.offer(&mesh.clients, 3).await;
+    // Everything the services published, re-published twice, newest first and without Nats-Msg-Id (so
+    // the broker cannot dedupe): every consumer sees each event three times, mostly out of order.
+    let jetstream = async_nats::jetstream::new(async_nats::connect(mesh.nats.url()).await.unwrap());
+    let published = stream_messages(&jetstream).await;
+    for _ in 0..2 {
+        for (subject, payload) in published.iter().rev() {
+            jetstream
+                .publish(subject.clone(), payload.clone())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+    wait_consumed(&jetstream).await;
+    println!("redelivered: {} events, each twice more, newest first", published.len());
+    ledger.check("duplicates and reordering", &mesh).await;
+    mesh.stop().await;
+}
+
+/// Every message of the events stream, in order.
+async fn stream_messages(jetstream: &async_nats::jetstream::Context) -> Vec<(String, bytes::Bytes)> {
+    use futures::StreamExt;
+    let stream = jetstream.get_stream(baemin_mesh_events::STREAM_NAME).await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let total = consumer.cached_info().num_pending as usize;
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let message = messages.next().await.unwrap().unwrap();
+        out.push((message.subject.to_string(), message.payload.clone()));
+    }
+    out
+}
+
+/// Waits until every service's durable consumer (`<service>__<subject>`) has acknowledged everything.
+async fn wait_consumed(jetstream: &async_nats::jetstream::Context) {
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    loop {
+        let (_, lags) = baemin_mesh_events::consumer_lag(jetstream).await.unwrap();
+        let durables = lags.iter().filter(|l| l.name.contains("__"));
+        if durables.clone().all(|l| l.pending == 0 && l.ack_pending == 0) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "consumers still behind: {lags:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -102,14 +102,6 @@ async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_f
         (stats.completed, stats.settled_count, stats.revenue, stats.total_payouts),
         (1, 1, 500, 4_500)
     );
-    println!(
-        "ledger[duplicates and reordering]: 4 events published twice, newest first; placed 1, in report 1, \
-         completed {}, settled once {}, revenue {}, lost 0, duplicated {}",
-        stats.completed,
-        stats.settled_count,
-        stats.revenue,
-        stats.settled_count - 1
-    );
     mesh.stop().await;
 }
 
