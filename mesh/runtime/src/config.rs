@@ -30,6 +30,8 @@ pub struct ServiceConfig {
     /// `EVENT_ACK_WAIT`: how long events taken by an instance that died wait before being delivered
     /// again (default 10 s, at least 1 s).
     pub event_ack_wait: Duration,
+    /// `MAX_MESSAGE_BYTES`: largest request message accepted (default 64 KiB); larger is RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
     /// `BAEMIN_REQUIRE_IDENTITY`: refuse calls without caller identity (UNAUTHENTICATED) instead of
     /// trusting them as internal backends (default false).
     pub require_identity: bool,
@@ -92,9 +94,23 @@ impl ServiceConfig {
             startup_timeout: s.duration("STARTUP_TIMEOUT", Duration::from_secs(60))?,
             event_max_attempts,
             event_ack_wait,
+            max_message_bytes: max_message_bytes(s)?,
             require_identity: s.parse("BAEMIN_REQUIRE_IDENTITY", false)?,
         })
     }
+}
+
+/// `MAX_MESSAGE_BYTES`, at least 1 KiB (smaller would refuse ordinary requests), at most 4 MiB.
+pub fn max_message_bytes(s: &Settings<'_>) -> Result<usize, ConfigError> {
+    let max = s.parse("MAX_MESSAGE_BYTES", baemin_mesh_server::DEFAULT_MAX_MESSAGE_BYTES)?;
+    if !(1024..=4 * 1024 * 1024).contains(&max) {
+        return Err(ConfigError::new(
+            "MAX_MESSAGE_BYTES",
+            &max.to_string(),
+            "must be 1024..=4194304",
+        ));
+    }
+    Ok(max)
 }
 
 #[cfg(test)]
@@ -122,6 +138,7 @@ mod tests {
             ("EVENT_MAX_ATTEMPTS", "0"),
             ("EVENT_MAX_ATTEMPTS", "-1"),
             ("EVENT_ACK_WAIT", "200ms"),
+            ("MAX_MESSAGE_BYTES", "10"),
         ] {
             let env = [(key, value)];
             let err = ServiceConfig::from_settings("call", 8081, &Settings::new(&env)).unwrap_err();

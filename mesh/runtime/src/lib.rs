@@ -7,6 +7,6 @@ mod service;
 pub mod status;
 pub mod worker;
 
-pub use config::ServiceConfig;
+pub use config::{ServiceConfig, max_message_bytes};
 pub use runtime::{Runtime, StartupError};
 pub use service::{Service, serve_until_signal};

@@ -135,9 +135,14 @@ impl Runtime {
         let grace = self.config.shutdown_grace;
         let name = self.config.name;
         let served = {
-            let serve = self
-                .server
-                .serve(routes, self.config.require_identity, shutdown.clone());
+            let serve = self.server.serve(
+                routes,
+                baemin_mesh_server::ServeOptions {
+                    require_identity: self.config.require_identity,
+                    max_message_bytes: self.config.max_message_bytes,
+                },
+                shutdown.clone(),
+            );
             tokio::pin!(serve);
             let overdue = async {
                 shutdown.cancelled().await;

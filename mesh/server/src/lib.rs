@@ -5,6 +5,7 @@ pub mod config;
 mod deadline;
 pub mod identity;
 mod logging;
+mod message_limit;
 mod require_identity;
 mod serve;
 mod shutdown;
@@ -12,6 +13,7 @@ pub mod status;
 
 pub use deadline::{CallerDeadline, CallerDeadlineLayer, parse_grpc_timeout};
 pub use logging::init_logging;
+pub use message_limit::{DEFAULT_MAX_MESSAGE_BYTES, MessageLimit, MessageLimitLayer};
 pub use require_identity::{RequireIdentity, RequireIdentityLayer};
-pub use serve::{MeshServer, ServeError, Serving};
+pub use serve::{MeshServer, ServeError, ServeOptions, Serving};
 pub use shutdown::{Shutdown, wait_for_signal};

@@ -1,7 +1,7 @@
 //! Serving a service's gRPC routes with health (`grpc.health.v1`) and reflection (v1 and v1alpha),
 //! and draining gracefully on shutdown.
 
-use std::net::SocketAddr;
+use std::{future::Future, net::SocketAddr};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -39,6 +39,15 @@ impl Serving {
             self.reporter.set_service_status(*name, status).await;
         }
     }
+}
+
+/// How a service's server treats its callers.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Refuse calls without caller identity (UNAUTHENTICATED).
+    pub require_identity: bool,
+    /// Largest request message accepted; larger ones are RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
 }
 
 /// A gRPC server with the mesh's standard services around a service's own routes.
@@ -82,9 +91,14 @@ impl MeshServer {
         }
     }
 
-    /// Serves `routes` until `shutdown` is cancelled: health goes NOT_SERVING at once, in-flight RPCs
-    /// finish, then this returns. With `require_identity`, calls without a caller identity are refused.
-    pub async fn serve(self, routes: Routes, require_identity: bool, shutdown: Shutdown) -> Result<(), ServeError> {
+    /// `routes` with health and reflection (v1 and v1alpha, describing every mesh service) added, the
+    /// listener, and a future that completes once `shutdown` is cancelled and health went NOT_SERVING:
+    /// the parts of [`Self::serve`], for a server that needs its own layers (the edge gateway).
+    pub fn into_parts(
+        self,
+        routes: Routes,
+        shutdown: Shutdown,
+    ) -> Result<(Routes, TcpListenerStream, impl Future<Output = ()> + Send + 'static), ServeError> {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(baemin_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -102,15 +116,24 @@ impl MeshServer {
             shutdown.cancelled().await;
             serving.set(ServingStatus::NotServing).await;
         };
+        Ok((routes, TcpListenerStream::new(self.listener), drain))
+    }
+
+    /// Serves `routes` until `shutdown` is cancelled: health goes NOT_SERVING at once, in-flight RPCs
+    /// finish, then this returns. Calls with a message over the limit are RESOURCE_EXHAUSTED; with
+    /// `require_identity`, calls without a caller identity are refused.
+    pub async fn serve(self, routes: Routes, options: ServeOptions, shutdown: Shutdown) -> Result<(), ServeError> {
+        let (routes, incoming, drain) = self.into_parts(routes, shutdown)?;
         Server::builder()
             .tcp_nodelay(true)
             .layer(
                 tower::ServiceBuilder::new()
-                    .layer(crate::RequireIdentityLayer::new(require_identity))
-                    .layer(crate::CallerDeadlineLayer),
+                    .layer(crate::RequireIdentityLayer::new(options.require_identity))
+                    .layer(crate::CallerDeadlineLayer)
+                    .layer(crate::MessageLimitLayer::new(options.max_message_bytes)),
             )
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
+            .serve_with_incoming_shutdown(incoming, drain)
             .await?;
         Ok(())
     }

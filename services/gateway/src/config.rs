@@ -1,0 +1,216 @@
+//! The gateway's settings, from the environment. A bad value stops start-up with a message naming it.
+
+use std::{net::SocketAddr, time::Duration};
+
+use baemin_mesh_server::config::{ConfigError, Env, Settings};
+use http::HeaderValue;
+use tonic::transport::Endpoint;
+
+use crate::{auth::Verifier, rate::Rate};
+
+/// Everything the gateway needs to start.
+#[derive(Debug)]
+pub struct Config {
+    /// `GRPC_ADDR` (default `0.0.0.0:8080`): gRPC, grpc-web and the dashboard on one port.
+    pub listen_addr: SocketAddr,
+    /// `CALL_URL`, `RIDER_URL`, `PAYMENT_URL`, `REPORT_URL` (defaults `http://127.0.0.1:8081`..`8084`).
+    pub upstreams: [(&'static str, Endpoint); 4],
+    /// `GATEWAY_JWT_SECRET` (HS256, at least 32 bytes) or `GATEWAY_JWKS_FILE` (a JWKS document), with
+    /// optional `GATEWAY_JWT_ISSUER` and `GATEWAY_JWT_AUDIENCE`.
+    pub verifier: Verifier,
+    /// `GATEWAY_RATE_LIMIT` requests per second per subject (default 50), `GATEWAY_RATE_BURST` (default
+    /// twice the rate).
+    pub rate: Rate,
+    /// `MAX_MESSAGE_BYTES` (default 64 KiB).
+    pub max_message_bytes: usize,
+    /// `GATEWAY_MAX_CONCURRENT_STREAMS` per HTTP/2 connection (default 100).
+    pub max_concurrent_streams: u32,
+    /// `GATEWAY_CORS_ORIGINS`: browser origins allowed to call from another origin, comma-separated
+    /// (default none: the dashboard is served from the gateway's own origin and needs no CORS).
+    pub cors_origins: Vec<HeaderValue>,
+    /// `SHUTDOWN_GRACE` (default 20 s): how long open calls and streams may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// The upstream services: setting prefix, local default port, and the name used in messages.
+const UPSTREAMS: [(&str, u16, &str); 4] = [
+    ("CALL", 8081, "call"),
+    ("RIDER", 8082, "rider"),
+    ("PAYMENT", 8083, "payment"),
+    ("REPORT", 8084, "report"),
+];
+
+impl Config {
+    /// Reads the configuration from `env`.
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let s = Settings::new(env);
+        let listen_addr = s.parse("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?;
+        let upstreams = UPSTREAMS.map(|(prefix, port, name)| -> Result<_, ConfigError> {
+            let key = format!("{prefix}_URL");
+            let url = s.url(&key, &format!("http://127.0.0.1:{port}"), &["http", "https"])?;
+            let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| ConfigError::new(&key, &url, e))?;
+            Ok((name, endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true)))
+        });
+        let [call, rider, payment, report] = upstreams;
+        let upstreams = [call?, rider?, payment?, report?];
+        let per_second = s.parse("GATEWAY_RATE_LIMIT", 50.0_f64)?;
+        if !(per_second.is_finite() && per_second > 0.0) {
+            return Err(ConfigError::new(
+                "GATEWAY_RATE_LIMIT",
+                &per_second.to_string(),
+                "must be above 0",
+            ));
+        }
+        let burst = s.parse("GATEWAY_RATE_BURST", (per_second * 2.0).max(1.0))?;
+        if !(burst.is_finite() && burst >= 1.0) {
+            return Err(ConfigError::new(
+                "GATEWAY_RATE_BURST",
+                &burst.to_string(),
+                "must be at least 1",
+            ));
+        }
+        let max_concurrent_streams = s.parse("GATEWAY_MAX_CONCURRENT_STREAMS", 100_u32)?;
+        if max_concurrent_streams == 0 {
+            return Err(ConfigError::new(
+                "GATEWAY_MAX_CONCURRENT_STREAMS",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        Ok(Self {
+            listen_addr,
+            upstreams,
+            verifier: verifier(&s)?,
+            rate: Rate { per_second, burst },
+            max_message_bytes: baemin_mesh_runtime::max_message_bytes(&s)?,
+            max_concurrent_streams,
+            cors_origins: cors_origins(&s)?,
+            shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
+        })
+    }
+}
+
+fn verifier(s: &Settings<'_>) -> Result<Verifier, ConfigError> {
+    let verifier = match (s.raw("GATEWAY_JWT_SECRET"), s.raw("GATEWAY_JWKS_FILE")) {
+        (Some(secret), None) => {
+            Verifier::hs256(secret.as_bytes()).map_err(|e| ConfigError::new("GATEWAY_JWT_SECRET", "(hidden)", e))?
+        }
+        (None, Some(path)) => {
+            let json = std::fs::read_to_string(&path).map_err(|e| ConfigError::new("GATEWAY_JWKS_FILE", &path, e))?;
+            Verifier::jwks(&json).map_err(|e| ConfigError::new("GATEWAY_JWKS_FILE", &path, e))?
+        }
+        (Some(_), Some(path)) => {
+            return Err(ConfigError::new(
+                "GATEWAY_JWKS_FILE",
+                &path,
+                "set GATEWAY_JWT_SECRET or GATEWAY_JWKS_FILE, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "GATEWAY_JWT_SECRET",
+                "",
+                "the gateway authenticates every call: set GATEWAY_JWT_SECRET (HS256) or GATEWAY_JWKS_FILE",
+            ));
+        }
+    };
+    Ok(verifier
+        .with_issuer(s.raw("GATEWAY_JWT_ISSUER"))
+        .with_audience(s.raw("GATEWAY_JWT_AUDIENCE")))
+}
+
+fn cors_origins(s: &Settings<'_>) -> Result<Vec<HeaderValue>, ConfigError> {
+    let raw = s.string("GATEWAY_CORS_ORIGINS", "");
+    raw.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let valid = (origin.starts_with("http://") || origin.starts_with("https://")) && !origin.ends_with('/');
+            if !valid || origin == "*" {
+                return Err(ConfigError::new(
+                    "GATEWAY_CORS_ORIGINS",
+                    origin,
+                    "expected origins like https://ops.example.com (scheme and host, no path, no *)",
+                ));
+            }
+            HeaderValue::from_str(origin).map_err(|e| ConfigError::new("GATEWAY_CORS_ORIGINS", origin, e))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: (&str, &str) = ("GATEWAY_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+
+    #[test]
+    fn defaults_listen_on_8080_and_route_to_the_local_ports() {
+        let c = Config::from_env(&[SECRET]).unwrap();
+        assert_eq!(c.listen_addr.port(), 8080);
+        let uris: Vec<String> = c.upstreams.iter().map(|(_, e)| e.uri().to_string()).collect();
+        assert_eq!(
+            uris,
+            [
+                "http://127.0.0.1:8081/",
+                "http://127.0.0.1:8082/",
+                "http://127.0.0.1:8083/",
+                "http://127.0.0.1:8084/"
+            ]
+        );
+        assert_eq!(c.max_message_bytes, 64 * 1024);
+        assert_eq!(
+            c.rate,
+            Rate {
+                per_second: 50.0,
+                burst: 100.0
+            }
+        );
+        assert!(c.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn a_bad_setting_stops_start_up_naming_it() {
+        let cases: [[(&str, &str); 2]; 8] = [
+            [SECRET, ("GATEWAY_RATE_LIMIT", "0")],
+            [SECRET, ("GATEWAY_RATE_BURST", "0.5")],
+            [SECRET, ("GATEWAY_MAX_CONCURRENT_STREAMS", "0")],
+            [SECRET, ("GATEWAY_CORS_ORIGINS", "*")],
+            [SECRET, ("CALL_URL", "call:8081")],
+            [SECRET, ("MAX_MESSAGE_BYTES", "1")],
+            [("GATEWAY_JWT_SECRET", "short"), ("GRPC_ADDR", "0.0.0.0:8080")],
+            [SECRET, ("GATEWAY_JWKS_FILE", "/nonexistent/jwks.json")],
+        ];
+        let keys = [
+            "GATEWAY_RATE_LIMIT",
+            "GATEWAY_RATE_BURST",
+            "GATEWAY_MAX_CONCURRENT_STREAMS",
+            "GATEWAY_CORS_ORIGINS",
+            "CALL_URL",
+            "MAX_MESSAGE_BYTES",
+            "GATEWAY_JWT_SECRET",
+            "GATEWAY_JWKS_FILE",
+        ];
+        for (env, key) in cases.iter().zip(keys) {
+            let err = Config::from_env(env).unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+        }
+    }
+
+    #[test]
+    fn without_keys_the_gateway_does_not_start() {
+        let env: [(&str, &str); 0] = [];
+        let err = Config::from_env(&env).unwrap_err();
+        assert!(err.reason.contains("GATEWAY_JWKS_FILE"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_are_a_comma_separated_list() {
+        let c = Config::from_env(&[
+            SECRET,
+            ("GATEWAY_CORS_ORIGINS", "https://ops.example.com, http://localhost:5173"),
+        ])
+        .unwrap();
+        assert_eq!(c.cors_origins, ["https://ops.example.com", "http://localhost:5173"]);
+    }
+}

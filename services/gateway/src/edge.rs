@@ -1,0 +1,226 @@
+//! The edge proper: every gRPC call from outside (native, or grpc-web already translated) is
+//! authenticated, checked against the role policy and the caller's rate, stripped of any identity it
+//! claims for itself, given the verified one, and forwarded unchanged — path, metadata, deadline
+//! (`grpc-timeout`), body stream — to the service that owns it. The answer, status and trailers
+//! included, comes back unchanged.
+
+use std::{convert::Infallible, sync::Arc, task::Poll, time::Instant};
+
+use baemin_mesh_server::identity::{ROLE_HEADER, SUBJECT_HEADER};
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use tonic::{Status, body::Body, transport::Channel};
+use tower::{Service, ServiceExt};
+
+use crate::{
+    auth::{AuthError, Identity, Verifier},
+    policy::{self, Access},
+    rate::RateLimiter,
+};
+
+/// The upstream services, by full gRPC service name.
+#[derive(Clone)]
+pub struct Upstreams {
+    routes: Vec<(&'static str, &'static str, Channel)>,
+}
+
+impl Upstreams {
+    /// Routes each `(service name, short name, channel)`.
+    pub fn new(routes: Vec<(&'static str, &'static str, Channel)>) -> Self {
+        Self { routes }
+    }
+
+    fn find(&self, service: &str) -> Option<(&'static str, Channel)> {
+        self.routes
+            .iter()
+            .find(|(name, _, _)| *name == service)
+            .map(|(_, short, channel)| (*short, channel.clone()))
+    }
+}
+
+/// The proxying service; cheap to clone.
+#[derive(Clone)]
+pub struct Edge {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    verifier: Verifier,
+    limiter: RateLimiter,
+    upstreams: Upstreams,
+}
+
+impl Edge {
+    /// An edge verifying with `verifier`, limiting with `limiter`, forwarding to `upstreams`.
+    pub fn new(verifier: Verifier, limiter: RateLimiter, upstreams: Upstreams) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                verifier,
+                limiter,
+                upstreams,
+            }),
+        }
+    }
+}
+
+impl<B> Service<Request<B>> for Edge
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let request = request.map(Body::new);
+            Ok(match shared.admit(request) {
+                Ok((request, short, channel)) => forward(request, short, channel).await,
+                Err(status) => status.into_http(),
+            })
+        })
+    }
+}
+
+impl Shared {
+    /// Decides whether `request` goes through, and where; the refusal otherwise.
+    fn admit(&self, mut request: Request<Body>) -> Result<(Request<Body>, &'static str, Channel), Status> {
+        if !is_grpc(request.headers()) {
+            return Err(Status::unimplemented(
+                "not a gRPC request: send application/grpc or application/grpc-web",
+            ));
+        }
+        let path = request.uri().path();
+        let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
+            return Err(Status::unimplemented(format!("no such method: {path}")));
+        };
+        let roles = match policy::access(service, method) {
+            Access::Unknown => return Err(Status::unimplemented(format!("no such method: {service}/{method}"))),
+            Access::Internal => {
+                // Still authenticate first: an anonymous caller learns nothing but "who are you".
+                self.identify(request.headers())?;
+                return Err(Status::permission_denied(format!(
+                    "{service}/{method} is called inside the mesh only"
+                )));
+            }
+            Access::Roles(roles) => roles,
+        };
+        let identity = self.identify(request.headers())?;
+        if !roles.contains(&identity.role) {
+            return Err(Status::permission_denied(format!(
+                "role {} may not call {service}/{method}",
+                identity.role
+            )));
+        }
+        if let Err(wait) = self.limiter.check(&identity.subject, Instant::now()) {
+            return Err(Status::resource_exhausted(format!(
+                "rate limit for {} exceeded; retry in {} ms",
+                identity.subject,
+                wait.as_millis().max(1)
+            )));
+        }
+        let (short, channel) = self
+            .upstreams
+            .find(service)
+            .ok_or_else(|| Status::unimplemented(format!("no upstream for {service}")))?;
+        set_identity(request.headers_mut(), &identity)?;
+        Ok((request, short, channel))
+    }
+
+    fn identify(&self, headers: &HeaderMap) -> Result<Identity, Status> {
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        self.verifier.verify(authorization).map_err(|err| {
+            if !matches!(err, AuthError::Missing) {
+                tracing::info!(error = %err, "refused credentials");
+            }
+            Status::unauthenticated(err.to_string())
+        })
+    }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+/// Headers that belong to one hop (HTTP/1.1 from a browser), never forwarded over HTTP/2.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "authorization",
+];
+
+/// Drops what must not travel upstream (hop-by-hop headers, the bearer token, any identity the caller
+/// claimed for itself) and sets the verified identity.
+fn set_identity(headers: &mut HeaderMap, identity: &Identity) -> Result<(), Status> {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    let claimed: Vec<_> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-baemin-"))
+        .cloned()
+        .collect();
+    for key in claimed {
+        headers.remove(key);
+    }
+    if headers.get(header::TE).is_some_and(|te| te != "trailers") {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    let subject = HeaderValue::from_str(&identity.subject)
+        .map_err(|_| Status::unauthenticated("the token's subject is not a valid header value"))?;
+    headers.insert(SUBJECT_HEADER, subject);
+    headers.insert(ROLE_HEADER, HeaderValue::from_static(identity.role.as_str()));
+    Ok(())
+}
+
+async fn forward(request: Request<Body>, short: &'static str, channel: Channel) -> Response<Body> {
+    match channel.oneshot(request).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::warn!(upstream = short, error = %err, "upstream unreachable");
+            Status::unavailable(format!("the {short} service is unreachable")).into_http()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claimed_identity_and_the_token_never_travel_upstream() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-baemin-role", HeaderValue::from_static("admin"));
+        headers.insert("x-baemin-subject", HeaderValue::from_static("root"));
+        headers.insert("x-baemin-anything", HeaderValue::from_static("x"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        headers.insert("grpc-timeout", HeaderValue::from_static("2S"));
+        headers.insert("x-request-id", HeaderValue::from_static("abc"));
+        let identity = Identity {
+            subject: "r-7".into(),
+            role: crate::auth::Role::Rider,
+        };
+        set_identity(&mut headers, &identity).unwrap();
+        assert_eq!(headers[SUBJECT_HEADER], "r-7");
+        assert_eq!(headers[ROLE_HEADER], "rider");
+        assert!(headers.get("x-baemin-anything").is_none());
+        assert!(headers.get(header::AUTHORIZATION).is_none());
+        assert!(headers.get(header::CONNECTION).is_none());
+        assert_eq!(headers["grpc-timeout"], "2S", "the deadline travels on");
+        assert_eq!(headers["x-request-id"], "abc", "other metadata travels on");
+    }
+}

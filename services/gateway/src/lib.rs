@@ -1,0 +1,113 @@
+//! The edge gateway: one port (8080) for native gRPC over HTTP/2 and grpc-web over HTTP/1.1 or HTTP/2
+//! (binary and text), CORS for configured browser origins, JWT authentication, the role policy, a rate
+//! limit per subject, a message size limit, and the dashboard page. Calls are routed by gRPC service
+//! name to the service that owns them and come back unchanged. Health and reflection (describing every
+//! routed service) are answered by the gateway itself, without credentials.
+
+mod assets;
+pub mod auth;
+mod config;
+mod edge;
+pub mod policy;
+pub mod rate;
+
+use std::net::SocketAddr;
+
+use baemin_mesh_runtime::{Service, StartupError};
+use baemin_mesh_server::{
+    MeshServer, MessageLimitLayer, Shutdown,
+    config::{ConfigError, Env},
+};
+use baemin_proto::{
+    call::v1::call_service_server::SERVICE_NAME as CALL, payment::v1::payment_service_server::SERVICE_NAME as PAYMENT,
+    report::v1::report_service_server::SERVICE_NAME as REPORT, rider::v1::rider_service_server::SERVICE_NAME as RIDER,
+};
+use http::{HeaderName, Method};
+use tonic::{service::Routes, transport::Server};
+use tonic_health::ServingStatus;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use config::Config;
+pub use edge::{Edge, Upstreams};
+
+/// The gateway, bound, ready to run.
+pub struct Application {
+    config: Config,
+    server: MeshServer,
+}
+
+impl Service for Application {
+    const NAME: &'static str = "gateway";
+    type Config = Config;
+
+    fn config(env: &dyn Env) -> Result<Config, ConfigError> {
+        Config::from_env(env)
+    }
+
+    async fn build(config: Config) -> Result<Self, StartupError> {
+        let server = MeshServer::bind(config.listen_addr, &[CALL, RIDER, PAYMENT, REPORT]).await?;
+        Ok(Self { config, server })
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
+        let Self { config, server } = self;
+        let channels = config.upstreams.map(|(name, endpoint)| (name, endpoint.connect_lazy()));
+        let [call, rider, payment, report] = channels;
+        let upstreams = Upstreams::new(vec![
+            (CALL, call.0, call.1),
+            (RIDER, rider.0, rider.1),
+            (PAYMENT, payment.0, payment.1),
+            (REPORT, report.0, report.1),
+        ]);
+        let edge = Edge::new(config.verifier, rate::RateLimiter::new(config.rate), upstreams);
+        let routes = Routes::from(assets::routes().fallback_service(edge));
+        let serving = server.serving();
+        let (routes, incoming, drain) = server.into_parts(routes, shutdown.clone())?;
+        serving.set(ServingStatus::Serving).await;
+        tracing::info!(addr = %config.listen_addr, "gateway serving gRPC, grpc-web and the dashboard");
+        let serve = Server::builder()
+            .accept_http1(true)
+            .tcp_nodelay(true)
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .layer(cors(config.cors_origins))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(MessageLimitLayer::new(config.max_message_bytes))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, drain);
+        // Streams through the gateway (a dashboard's watch) last as long as their client: give open calls
+        // the grace period, then stop anyway.
+        let grace = config.shutdown_grace;
+        tokio::select! {
+            served = serve => served.map_err(|e| StartupError::Serve(e.into()))?,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "calls still open after the shutdown grace; stopping anyway");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// CORS for the configured origins only; the grpc-web headers a browser client sends and reads.
+fn cors(origins: Vec<http::HeaderValue>) -> CorsLayer {
+    let header = HeaderName::from_static;
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            http::header::CONTENT_TYPE,
+            http::header::AUTHORIZATION,
+            header("x-grpc-web"),
+            header("x-user-agent"),
+            header("grpc-timeout"),
+        ])
+        .expose_headers([
+            header("grpc-status"),
+            header("grpc-message"),
+            header("grpc-status-details-bin"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
