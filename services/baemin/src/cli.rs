@@ -31,6 +31,12 @@ pub struct UrlArgs {
     /// Report service URL.
     #[arg(long, env = "REPORT_URL", default_value = "http://127.0.0.1:8084", global = true)]
     pub report_url: String,
+    /// Call every service through the edge gateway at this URL instead (e.g. http://127.0.0.1:8080).
+    #[arg(long, env = "BAEMIN_GATEWAY", global = true)]
+    pub gateway: Option<String>,
+    /// Bearer token sent with every call (needed through the gateway; see `baemin token`).
+    #[arg(long, env = "BAEMIN_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// A service of the mesh.
@@ -44,11 +50,13 @@ pub enum ServiceName {
     Payment,
     /// Report (port 8084).
     Report,
+    /// The edge gateway (port 8080): gRPC, grpc-web and the dashboard.
+    Gateway,
 }
 
 impl ServiceName {
-    /// Every service, in start-up order (payment first: the others call it).
-    pub const ALL: [Self; 4] = [Self::Payment, Self::Call, Self::Rider, Self::Report];
+    /// Every service, in start-up order (payment first: the others call it; the gateway last).
+    pub const ALL: [Self; 5] = [Self::Payment, Self::Call, Self::Rider, Self::Report, Self::Gateway];
 
     /// The short name.
     pub fn as_str(self) -> &'static str {
@@ -57,6 +65,7 @@ impl ServiceName {
             Self::Rider => "rider",
             Self::Payment => "payment",
             Self::Report => "report",
+            Self::Gateway => "gateway",
         }
     }
 
@@ -67,8 +76,20 @@ impl ServiceName {
             Self::Rider => 8082,
             Self::Payment => 8083,
             Self::Report => 8084,
+            Self::Gateway => 8080,
         }
     }
+}
+
+/// A role a token can grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// A restaurant.
+    Restaurant,
+    /// A rider.
+    Rider,
+    /// The company's staff.
+    Admin,
 }
 
 /// Top-level commands.
@@ -87,6 +108,22 @@ pub enum Command {
     Serve {
         /// The service.
         service: ServiceName,
+    },
+    /// Mint a development token for the gateway, signed with its HS256 secret (`GATEWAY_JWT_SECRET`, or
+    /// the one `baemin up` keeps in `<data-dir>/jwt-secret`).
+    Token {
+        /// The role: restaurant, rider or admin.
+        #[arg(long)]
+        role: Role,
+        /// Who: a restaurant id, a rider id, or a staff member's name.
+        #[arg(long)]
+        subject: String,
+        /// How long it is valid, e.g. 30m, 12h (default 12h).
+        #[arg(long, default_value = "12h")]
+        ttl: String,
+        /// The data directory of `baemin up`, for its secret.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
     },
     /// Play the seed's scenario against a running mesh, printing each step.
     Scenario {

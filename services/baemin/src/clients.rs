@@ -5,7 +5,40 @@ use baemin_proto::{
     call::v1::call_service_client::CallServiceClient, payment::v1::payment_service_client::PaymentServiceClient,
     report::v1::report_service_client::ReportServiceClient, rider::v1::rider_service_client::RiderServiceClient,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+
+/// What every client sends through: a channel, plus the bearer token when one is configured.
+pub type Transport = InterceptedService<Channel, Credentials>;
+
+/// Adds `authorization: Bearer <token>` to every call when a token is configured (calls through the
+/// gateway); nothing otherwise (calls straight to a service, as an internal backend).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl Credentials {
+    /// Credentials sending `token`, if any.
+    pub fn bearer(token: Option<&str>) -> anyhow::Result<Self> {
+        token
+            .map(|t| {
+                MetadataValue::try_from(format!("Bearer {}", t.trim())).context("the token is not a valid header value")
+            })
+            .transpose()
+            .map(Self)
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// Where each service listens.
 #[derive(Debug, Clone)]
@@ -35,23 +68,31 @@ impl Default for Urls {
 #[derive(Clone)]
 pub struct Clients {
     /// `baemin.call.v1.CallService`.
-    pub call: CallServiceClient<Channel>,
+    pub call: CallServiceClient<Transport>,
     /// `baemin.rider.v1.RiderService`.
-    pub rider: RiderServiceClient<Channel>,
+    pub rider: RiderServiceClient<Transport>,
     /// `baemin.payment.v1.PaymentService`.
-    pub payment: PaymentServiceClient<Channel>,
+    pub payment: PaymentServiceClient<Transport>,
     /// `baemin.report.v1.ReportService`.
-    pub report: ReportServiceClient<Channel>,
+    pub report: ReportServiceClient<Transport>,
 }
 
 impl Clients {
-    /// Clients of the services at `urls`.
+    /// Clients of the services at `urls`, calling as an internal backend (no credentials).
     pub fn new(urls: &Urls) -> anyhow::Result<Self> {
+        Self::with_credentials(urls, &Credentials::default())
+    }
+
+    /// Clients of the services at `urls` sending `credentials` (for calls through the gateway).
+    pub fn with_credentials(urls: &Urls, credentials: &Credentials) -> anyhow::Result<Self> {
+        let transport = |url: &str| -> anyhow::Result<Transport> {
+            Ok(InterceptedService::new(channel(url)?, credentials.clone()))
+        };
         Ok(Self {
-            call: CallServiceClient::new(channel(&urls.call)?),
-            rider: RiderServiceClient::new(channel(&urls.rider)?),
-            payment: PaymentServiceClient::new(channel(&urls.payment)?),
-            report: ReportServiceClient::new(channel(&urls.report)?),
+            call: CallServiceClient::new(transport(&urls.call)?),
+            rider: RiderServiceClient::new(transport(&urls.rider)?),
+            payment: PaymentServiceClient::new(transport(&urls.payment)?),
+            report: ReportServiceClient::new(transport(&urls.report)?),
         })
     }
 }

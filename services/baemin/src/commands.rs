@@ -8,23 +8,42 @@ use futures::StreamExt;
 
 use crate::{
     cli::{CallCommand, Cli, Command, DeadLetterCommand, ListArgs, PaymentCommand, ReportCommand, RiderCommand},
-    clients::{Clients, Urls},
+    clients::{Clients, Credentials, Urls},
     print,
     scenario::{self, Script},
 };
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
-    let urls = Urls {
-        call: cli.urls.call_url,
-        rider: cli.urls.rider_url,
-        payment: cli.urls.payment_url,
-        report: cli.urls.report_url,
+    let urls = match &cli.urls.gateway {
+        Some(gateway) => Urls {
+            call: gateway.clone(),
+            rider: gateway.clone(),
+            payment: gateway.clone(),
+            report: gateway.clone(),
+        },
+        None => Urls {
+            call: cli.urls.call_url,
+            rider: cli.urls.rider_url,
+            payment: cli.urls.payment_url,
+            report: cli.urls.report_url,
+        },
     };
     let result = match cli.command {
         Command::Up { data_dir, port_offset } => return crate::launcher::up(&data_dir, port_offset).await,
         Command::Serve { service } => return crate::launcher::serve(service).await,
-        command => drive(command, &urls).await,
+        Command::Token {
+            role,
+            subject,
+            ttl,
+            data_dir,
+        } => crate::token::parse_ttl(&ttl)
+            .and_then(|ttl| crate::token::mint(role, &subject, ttl, &data_dir))
+            .map(|token| println!("{token}")),
+        command => match Credentials::bearer(cli.urls.token.as_deref()) {
+            Ok(credentials) => drive(command, &urls, &credentials).await,
+            Err(err) => Err(err),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,10 +57,10 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn drive(command: Command, urls: &Urls) -> anyhow::Result<()> {
-    let mut c = Clients::new(urls)?;
+async fn drive(command: Command, urls: &Urls, credentials: &Credentials) -> anyhow::Result<()> {
+    let mut c = Clients::with_credentials(urls, credentials)?;
     match command {
-        Command::Up { .. } | Command::Serve { .. } => unreachable_command(),
+        Command::Up { .. } | Command::Serve { .. } | Command::Token { .. } => unreachable_command(),
         Command::Scenario {
             restaurant,
             destination,

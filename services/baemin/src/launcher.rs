@@ -30,6 +30,7 @@ pub async fn serve(service: ServiceName) -> ExitCode {
         ServiceName::Rider => serve_until_signal::<baemin_rider::Application>().await,
         ServiceName::Payment => serve_until_signal::<baemin_payment::Application>().await,
         ServiceName::Report => serve_until_signal::<baemin_report::Application>().await,
+        ServiceName::Gateway => serve_until_signal::<baemin_gateway::Application>().await,
     }
 }
 
@@ -88,6 +89,7 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
     // `baemin dead-letters` finds the mesh's NATS here when NATS_URL is unset.
     std::fs::write(data_dir.join("nats.url"), format!("{nats_url}\n")).context("recording the NATS URL")?;
     let exe = std::env::current_exe().context("locating the baemin binary")?;
+    let jwt_secret = crate::token::ensure_secret(&data_dir)?;
     let mut services = Vec::new();
     for service in ServiceName::ALL {
         let addr = SocketAddr::from(([127, 0, 0, 1], port(service)));
@@ -101,10 +103,24 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
             );
         }
         let db = data_dir.join(format!("{}.db", service.as_str()));
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if service == ServiceName::Gateway {
+            for upstream in [
+                ServiceName::Call,
+                ServiceName::Rider,
+                ServiceName::Payment,
+                ServiceName::Report,
+            ] {
+                let key = format!("{}_URL", upstream.as_str().to_uppercase());
+                command.env(key, format!("http://127.0.0.1:{}", port(upstream)));
+            }
+            command.env("GATEWAY_JWT_SECRET", &jwt_secret);
+        } else {
+            command.env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()));
+        }
+        let child = command
             .args(["serve", service.as_str()])
             .env("GRPC_ADDR", addr.to_string())
-            .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()))
             .env("NATS_URL", &nats_url)
             .env(
                 "LOG_COLOR",
@@ -146,12 +162,16 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
     println!("Baemin Riders mesh is up. Data in {}", data_dir.display());
     println!("  {:<8} {:<24} {:>7}  database", "service", "gRPC", "pid");
     for (service, s) in &services {
+        let store = match service {
+            ServiceName::Gateway => "(none: gRPC + grpc-web + dashboard)".to_owned(),
+            _ => data_dir.join(format!("{}.db", service.as_str())).display().to_string(),
+        };
         println!(
             "  {:<8} {:<24} {:>7}  {}",
             service.as_str(),
             format!("http://127.0.0.1:{}", port(*service)),
             s.pid,
-            data_dir.join(format!("{}.db", service.as_str())).display()
+            store
         );
     }
     match &nats {
@@ -165,6 +185,24 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
         None => println!("  {:<8} {:<24} {:>7}  (external)", "nats", nats_url, "-"),
     }
     println!();
+    let dashboard_token = crate::token::mint(
+        crate::cli::Role::Admin,
+        "dashboard",
+        Duration::from_secs(12 * 3600),
+        &data_dir,
+    )?;
+    println!(
+        "Dashboard:  http://localhost:{}/#token={dashboard_token}",
+        port(ServiceName::Gateway)
+    );
+    println!(
+        "Tokens:     baemin token --role restaurant|rider|admin --subject <id> --data-dir {}",
+        data_dir.display()
+    );
+    println!(
+        "            then e.g. BAEMIN_GATEWAY=http://127.0.0.1:{} BAEMIN_TOKEN=<token> baemin call list",
+        port(ServiceName::Gateway)
+    );
     if port_offset == 0 {
         println!("Try:  baemin scenario      baemin report stats      grpcurl -plaintext 127.0.0.1:8081 list");
     } else {

@@ -9,5 +9,6 @@ mod print;
 pub mod rebuild;
 pub mod scenario;
 mod status;
+pub mod token;
 
 pub use commands::run;

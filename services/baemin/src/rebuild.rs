@@ -6,7 +6,6 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use anyhow::{Context, bail};
 use baemin_proto::report::v1::{self as pb, report_service_client::ReportServiceClient};
 use baemin_report::rebuild::{self, Rebuilt};
-use tonic::transport::Channel;
 
 /// How long `--compare` waits for the live report to apply what the rebuild read.
 const CATCH_UP: Duration = Duration::from_secs(10);
@@ -16,7 +15,11 @@ const SHOWN: usize = 20;
 
 /// Rebuilds into `into` from the events stream on the NATS at `nats_url`, prints the figures, and
 /// when `live` is given compares the result with the live report; fails if any row differs.
-pub async fn run(nats_url: &str, into: &str, live: Option<ReportServiceClient<Channel>>) -> anyhow::Result<()> {
+pub async fn run(
+    nats_url: &str,
+    into: &str,
+    live: Option<ReportServiceClient<crate::clients::Transport>>,
+) -> anyhow::Result<()> {
     let into = database_url(into);
     let jetstream = crate::status::jetstream(nats_url).await?;
     let rebuilt = rebuild::rebuild(&jetstream, &into)
@@ -103,7 +106,9 @@ async fn wait_for_live(jetstream: &async_nats::jetstream::Context, last: u64) ->
 }
 
 /// Every row the live report lists, newest call first.
-pub async fn live_rows(client: &mut ReportServiceClient<Channel>) -> anyhow::Result<Vec<pb::DeliveryView>> {
+pub async fn live_rows(
+    client: &mut ReportServiceClient<crate::clients::Transport>,
+) -> anyhow::Result<Vec<pb::DeliveryView>> {
     let (mut views, mut page_token) = (Vec::new(), String::new());
     loop {
         let page = client

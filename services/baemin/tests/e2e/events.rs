@@ -201,7 +201,7 @@ async fn every_service_reports_serving_and_answers_reflection_v1_and_v1alpha() {
     mesh.stop().await;
 }
 
-mod reflection {
+pub(crate) mod reflection {
     use futures::StreamExt;
     use tonic::transport::Channel;
 

@@ -94,13 +94,7 @@ impl Ledger {
 
     /// Rider `rider` accepts and picks up `call_id` once the rider service has it.
     pub async fn pick(&self, clients: &Clients, call_id: &str, rider_id: &str) {
-        let seen = eventually(PATIENCE, "the rider service to see the call", || {
-            let mut r = clients.rider.clone();
-            let call_id = call_id.to_owned();
-            async move { Ok(r.get_delivery(rider::GetDeliveryRequest { call_id }).await.ok()) }
-        })
-        .await;
-        assert!(seen.is_ok(), "call {call_id} never reached the rider service");
+        wait_for_rider_service(clients, call_id).await;
         let mut r = clients.rider.clone();
         r.accept_call(rider::AcceptCallRequest {
             call_id: call_id.to_owned(),
@@ -320,4 +314,15 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .expect("one row");
     row.try_get::<i64>("", "n").unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Waits until the rider service has learnt of `call_id` (from its CallPlaced event).
+pub async fn wait_for_rider_service(clients: &Clients, call_id: &str) {
+    let seen = eventually(PATIENCE, "the rider service to see the call", || {
+        let mut r = clients.rider.clone();
+        let call_id = call_id.to_owned();
+        async move { Ok(r.get_delivery(rider::GetDeliveryRequest { call_id }).await.ok()) }
+    })
+    .await;
+    assert!(seen.is_ok(), "call {call_id} never reached the rider service");
 }

@@ -9,6 +9,7 @@ mod chaos;
 mod chaos_db;
 mod events;
 mod flows;
+mod gateway;
 mod launcher;
 mod ledger;
 mod rebuild;

@@ -1,0 +1,125 @@
+//! Development tokens for the gateway: `baemin up` keeps an HS256 secret in `<data-dir>/jwt-secret`
+//! (created on first use, readable by its owner only) and hands it to the gateway; `baemin token` signs
+//! tokens with it. A deployment uses its identity provider's keys instead (`GATEWAY_JWKS_FILE`).
+
+use std::{
+    io::{Read, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context, bail};
+use baemin_gateway::auth::{Role, mint_hs256};
+
+use crate::cli;
+
+const SECRET_FILE: &str = "jwt-secret";
+
+/// The secret of the mesh in `data_dir`, created if there is none yet.
+pub fn ensure_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(SECRET_FILE);
+    if path.exists() {
+        return read_secret(&path);
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the gateway's secret")?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    Ok(secret)
+}
+
+fn read_secret(path: &Path) -> anyhow::Result<String> {
+    let secret = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(secret.trim().to_owned())
+}
+
+/// `GATEWAY_JWT_SECRET`, or the secret `baemin up` keeps in `data_dir`.
+fn secret(data_dir: &Path) -> anyhow::Result<String> {
+    if let Ok(secret) = std::env::var("GATEWAY_JWT_SECRET") {
+        return Ok(secret);
+    }
+    let path = data_dir.join(SECRET_FILE);
+    if !path.exists() {
+        bail!(
+            "no secret: set GATEWAY_JWT_SECRET, or run `baemin up` (it keeps one in {})",
+            path.display()
+        );
+    }
+    read_secret(&path)
+}
+
+/// A token for `subject` as `role`, valid for `ttl`.
+pub fn mint(role: cli::Role, subject: &str, ttl: Duration, data_dir: &Path) -> anyhow::Result<String> {
+    let role = match role {
+        cli::Role::Restaurant => Role::Restaurant,
+        cli::Role::Rider => Role::Rider,
+        cli::Role::Admin => Role::Admin,
+    };
+    if subject.trim().is_empty() {
+        bail!("the subject must not be empty");
+    }
+    Ok(mint_hs256(
+        secret(data_dir)?.as_bytes(),
+        subject.trim(),
+        role,
+        SystemTime::now() + ttl,
+    )?)
+}
+
+/// `30m`, `12h`, `7d`, `90s`.
+pub fn parse_ttl(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("ttl {text:?}: expected e.g. 30m, 12h, 7d"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" | "" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("ttl {text:?}: the unit must be s, m, h or d"),
+    };
+    if seconds == 0 {
+        bail!("ttl {text:?}: must be more than zero");
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_read_as_an_operator_writes_them() {
+        assert_eq!(parse_ttl("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_ttl("12h").unwrap(), Duration::from_secs(43_200));
+        assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(604_800));
+        assert!(parse_ttl("0h").is_err());
+        assert!(parse_ttl("soon").is_err());
+        assert!(parse_ttl("5y").is_err());
+    }
+
+    #[test]
+    fn the_secret_is_made_once_kept_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ensure_secret(dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(ensure_secret(dir.path()).unwrap(), first);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
