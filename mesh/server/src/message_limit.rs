@@ -22,6 +22,9 @@ use tower::{Layer, Service};
 /// The default limit: 64 KiB per message.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// The most of a refused request's body read before answering.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
 /// Wraps a service in a [`MessageLimit`].
 #[derive(Debug, Clone, Copy)]
 pub struct MessageLimitLayer {
@@ -76,7 +79,13 @@ where
             let (parts, body) = request.into_parts();
             let mut body = LimitedBody::new(body, max);
             match body.read_first_header().await {
-                Some(declared) if declared > max => Ok(too_large(declared, max).into_http()),
+                Some(declared) if declared > max => {
+                    // Read (a bounded amount of) what the client is still sending before answering: an
+                    // HTTP/1.1 client (grpc-web) cut off mid-request sees a broken pipe, not our status.
+                    let _ =
+                        http_body_util::BodyExt::collect(http_body_util::Limited::new(body.inner, DRAIN_LIMIT)).await;
+                    Ok(too_large(declared, max).into_http())
+                }
                 _ => inner.call(Request::from_parts(parts, Body::new(body))).await,
             }
         })

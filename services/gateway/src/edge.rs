@@ -9,6 +9,7 @@ use std::{convert::Infallible, sync::Arc, task::Poll, time::Instant};
 use baemin_mesh_server::identity::{ROLE_HEADER, SUBJECT_HEADER};
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http_body_util::BodyExt;
 use tonic::{Status, body::Body, transport::Channel};
 use tower::{Service, ServiceExt};
 
@@ -79,24 +80,30 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let request = request.map(Body::new);
-            Ok(match shared.admit(request) {
-                Ok((request, short, channel)) => forward(request, short, channel).await,
-                Err(status) => status.into_http(),
+            let (mut parts, body) = request.into_parts();
+            Ok(match shared.admit(&mut parts) {
+                Ok((short, channel)) => forward(Request::from_parts(parts, Body::new(body)), short, channel).await,
+                Err(status) => {
+                    // Read what the client is still sending before answering: an HTTP/1.1 client
+                    // (grpc-web) that is cut off mid-request sees a broken pipe, not our status.
+                    let _ = http_body_util::Limited::new(body, DRAIN_LIMIT).collect().await;
+                    status.into_http()
+                }
             })
         })
     }
 }
 
 impl Shared {
-    /// Decides whether `request` goes through, and where; the refusal otherwise.
-    fn admit(&self, mut request: Request<Body>) -> Result<(Request<Body>, &'static str, Channel), Status> {
-        if !is_grpc(request.headers()) {
+    /// Decides whether the request with `parts` goes through, and where (its headers then carry the
+    /// verified identity); the refusal otherwise.
+    fn admit(&self, parts: &mut http::request::Parts) -> Result<(&'static str, Channel), Status> {
+        if !is_grpc(&parts.headers) {
             return Err(Status::unimplemented(
                 "not a gRPC request: send application/grpc or application/grpc-web",
             ));
         }
-        let path = request.uri().path();
+        let path = parts.uri.path();
         let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
             return Err(Status::unimplemented(format!("no such method: {path}")));
         };
@@ -104,14 +111,14 @@ impl Shared {
             Access::Unknown => return Err(Status::unimplemented(format!("no such method: {service}/{method}"))),
             Access::Internal => {
                 // Still authenticate first: an anonymous caller learns nothing but "who are you".
-                self.identify(request.headers())?;
+                self.identify(&parts.headers)?;
                 return Err(Status::permission_denied(format!(
                     "{service}/{method} is called inside the mesh only"
                 )));
             }
             Access::Roles(roles) => roles,
         };
-        let identity = self.identify(request.headers())?;
+        let identity = self.identify(&parts.headers)?;
         if !roles.contains(&identity.role) {
             return Err(Status::permission_denied(format!(
                 "role {} may not call {service}/{method}",
@@ -129,8 +136,8 @@ impl Shared {
             .upstreams
             .find(service)
             .ok_or_else(|| Status::unimplemented(format!("no upstream for {service}")))?;
-        set_identity(request.headers_mut(), &identity)?;
-        Ok((request, short, channel))
+        set_identity(&mut parts.headers, &identity)?;
+        Ok((short, channel))
     }
 
     fn identify(&self, headers: &HeaderMap) -> Result<Identity, Status> {
@@ -143,6 +150,9 @@ impl Shared {
         })
     }
 }
+
+/// The most of a refused request's body read before answering (beyond it, the connection may close).
+const DRAIN_LIMIT: usize = 1024 * 1024;
 
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers

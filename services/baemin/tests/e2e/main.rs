@@ -14,3 +14,4 @@ mod launcher;
 mod ledger;
 mod rebuild;
 mod support;
+mod web;
