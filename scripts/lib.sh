@@ -58,3 +58,14 @@ ensure_postgres() {
   # A fresh Debian cluster asks for a password over TCP: give the postgres role the one the tests use.
   as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null 2>&1 || true
 }
+
+# The dashboard's Node packages (build check, grpc-web client and browser tests) and Debian's Chromium.
+ensure_dashboard_tools() {
+  command -v node >/dev/null || apt_install nodejs npm
+  (cd services/gateway/dashboard && npm ci --no-audit --no-fund --loglevel=error)
+  if [ -z "${CHROMIUM:-}" ]; then
+    command -v chromium >/dev/null || { echo "installing Chromium..." >&2; apt_install chromium; }
+    CHROMIUM=$(command -v chromium) || { echo "could not install chromium" >&2; return 1; }
+    export CHROMIUM
+  fi
+}

@@ -13,8 +13,11 @@ use http_body_util::BodyExt;
 use tonic::{Status, body::Body, transport::Channel};
 use tower::{Service, ServiceExt};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     auth::{AuthError, Identity, Verifier},
+    drain::EndOnDrain,
     policy::{self, Access},
     rate::RateLimiter,
 };
@@ -49,16 +52,19 @@ struct Shared {
     verifier: Verifier,
     limiter: RateLimiter,
     upstreams: Upstreams,
+    draining: CancellationToken,
 }
 
 impl Edge {
-    /// An edge verifying with `verifier`, limiting with `limiter`, forwarding to `upstreams`.
-    pub fn new(verifier: Verifier, limiter: RateLimiter, upstreams: Upstreams) -> Self {
+    /// An edge verifying with `verifier`, limiting with `limiter`, forwarding to `upstreams`; its
+    /// long streams end (UNAVAILABLE, "reconnect") once `draining` is cancelled.
+    pub fn new(verifier: Verifier, limiter: RateLimiter, upstreams: Upstreams, draining: CancellationToken) -> Self {
         Self {
             shared: Arc::new(Shared {
                 verifier,
                 limiter,
                 upstreams,
+                draining,
             }),
         }
     }
@@ -82,7 +88,15 @@ where
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             Ok(match shared.admit(&mut parts) {
-                Ok((short, channel)) => forward(Request::from_parts(parts, Body::new(body)), short, channel).await,
+                Ok((short, channel)) => {
+                    let long = parts.uri.path().rsplit('/').next().is_some_and(policy::is_long_stream);
+                    let response = forward(Request::from_parts(parts, Body::new(body)), short, channel).await;
+                    if long {
+                        response.map(|body| Body::new(EndOnDrain::new(body, shared.draining.clone())))
+                    } else {
+                        response
+                    }
+                }
                 Err(status) => {
                     // Read what the client is still sending before answering: an HTTP/1.1 client
                     // (grpc-web) that is cut off mid-request sees a broken pipe, not our status.

@@ -7,9 +7,11 @@
 mod assets;
 pub mod auth;
 mod config;
+mod drain;
 mod edge;
 pub mod policy;
 pub mod rate;
+mod web;
 
 use std::net::SocketAddr;
 
@@ -63,7 +65,12 @@ impl Service for Application {
             (PAYMENT, payment.0, payment.1),
             (REPORT, report.0, report.1),
         ]);
-        let edge = Edge::new(config.verifier, rate::RateLimiter::new(config.rate), upstreams);
+        let edge = Edge::new(
+            config.verifier,
+            rate::RateLimiter::new(config.rate),
+            upstreams,
+            shutdown.clone(),
+        );
         let routes = Routes::from(assets::routes().fallback_service(edge));
         let serving = server.serving();
         let (routes, incoming, drain) = server.into_parts(routes, shutdown.clone())?;
@@ -74,12 +81,12 @@ impl Service for Application {
             .tcp_nodelay(true)
             .max_concurrent_streams(config.max_concurrent_streams)
             .layer(cors(config.cors_origins))
-            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(web::GrpcWebOnlyLayer)
             .layer(MessageLimitLayer::new(config.max_message_bytes))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, drain);
-        // Streams through the gateway (a dashboard's watch) last as long as their client: give open calls
-        // the grace period, then stop anyway.
+        // Watches through the gateway end as soon as shutdown begins (see `drain`); anything else still
+        // open after the grace period is cut.
         let grace = config.shutdown_grace;
         tokio::select! {
             served = serve => served.map_err(|e| StartupError::Serve(e.into()))?,

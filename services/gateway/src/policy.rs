@@ -41,6 +41,11 @@ pub fn access(service: &str, method: &str) -> Access {
     Access::Roles(roles)
 }
 
+/// Whether `method` answers with a stream that lasts as long as its client (the watches).
+pub fn is_long_stream(method: &str) -> bool {
+    matches!(method, "WatchCall" | "WatchOpenCalls" | "WatchDeliveryViews")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

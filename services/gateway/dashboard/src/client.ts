@@ -27,6 +27,8 @@ export function getStats(client: Report, signal?: AbortSignal): Promise<GetStats
 }
 
 export type WatchEvents = {
+  /** A stream request was sent (first connection or a reconnection). */
+  connecting(): void;
   /** The stream is open (response headers or a row arrived). */
   live(): void;
   /** The stream ended or failed; the next attempt starts after `delayMs`. */
@@ -43,7 +45,7 @@ const MAX_DELAY_MS = 5_000;
  * Keeps one `WatchDeliveryViews({includeSnapshot: true})` stream open until `signal` aborts.
  * Each (re)connection replays the snapshot first, so rows are upserts by call id. When the stream ends or
  * fails for any reason other than UNAUTHENTICATED / PERMISSION_DENIED it waits (500 ms, doubling to 5 s,
- * reset once a stream is open again) and reconnects.
+ * back to 500 ms once a stream has been open) and reconnects.
  */
 export async function watchDeliveries(client: Report, on: WatchEvents, signal: AbortSignal): Promise<void> {
   let delay = FIRST_DELAY_MS;
@@ -57,6 +59,8 @@ export async function watchDeliveries(client: Report, on: WatchEvents, signal: A
         on.live();
       }
     };
+    const started = Date.now();
+    on.connecting();
     try {
       const stream = client.watchDeliveryViews({ includeSnapshot: true }, { signal, onHeader: opened });
       for await (const res of stream) {
@@ -72,6 +76,7 @@ export async function watchDeliveries(client: Report, on: WatchEvents, signal: A
       }
     }
     if (signal.aborted) return;
+    if (Date.now() - started > MAX_DELAY_MS) delay = FIRST_DELAY_MS; // it was up for a while: retry soon
     on.reconnecting(failure, delay);
     await sleep(delay, signal);
     delay = Math.min(delay * 2, MAX_DELAY_MS);

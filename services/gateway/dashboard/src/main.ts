@@ -41,17 +41,36 @@ function start(): void {
   view.hideSignIn();
   view.connection("reconnecting", "Connecting…");
 
-  const stats = statsRefresher(signal);
+  // "Live" once the stream's response headers or first row arrive. Some proxies hold a stream's headers back
+  // until its first message, so a GetStats answered while the watch request is open and has not failed
+  // counts too: the gateway and the report are reachable and the token is good.
+  let watching = false;
+  let live = false;
+  const goLive = () => {
+    if (live) return;
+    live = true;
+    view.connection("live", "Live");
+    view.touched();
+  };
+  const stats = statsRefresher(signal, () => {
+    if (watching) goLive();
+  });
   void watchDeliveries(
     client,
     {
-      live: () => {
-        view.connection("live", "Live");
-        view.touched();
+      connecting: () => {
+        watching = true;
         stats.soon();
       },
-      reconnecting: (err, delayMs) =>
-        view.connection("reconnecting", "Reconnecting…", `${describe(err)}; retrying in ${(delayMs / 1000).toFixed(1)} s`),
+      live: () => {
+        goLive();
+        stats.soon();
+      },
+      reconnecting: (err, delayMs) => {
+        watching = false;
+        live = false;
+        view.connection("reconnecting", "Reconnecting…", `${describe(err)}; retrying in ${(delayMs / 1000).toFixed(1)} s`);
+      },
       signedOut: (err) => signOut(err),
       row: (row) => {
         view.upsert(row);
@@ -64,7 +83,7 @@ function start(): void {
 }
 
 /** GetStats now, after row updates (debounced) and every 5 s, until `signal` aborts. */
-function statsRefresher(signal: AbortSignal): { soon(): void } {
+function statsRefresher(signal: AbortSignal, answered: () => void): { soon(): void } {
   let pending: ReturnType<typeof setTimeout> | undefined;
   let inFlight = false;
   let again = false;
@@ -80,6 +99,7 @@ function statsRefresher(signal: AbortSignal): { soon(): void } {
       if (signal.aborted) return;
       view.stats(s);
       view.touched();
+      answered();
     } catch (e) {
       const err = ConnectError.from(e);
       if (!signal.aborted && isAuthError(err)) signOut(err);
@@ -108,8 +128,7 @@ function signOut(err: ConnectError | null): void {
   session?.abort();
   session = null;
   sessionStorage.removeItem(TOKEN_KEY);
-  view.clearRows();
-  view.stats(null);
+  view.clear();
   if (err) {
     view.connection("signed-out", "Signed out", describe(err));
     view.showSignIn(`The gateway refused the token (${describe(err)}). Paste a valid admin token.`);
@@ -133,5 +152,4 @@ window.addEventListener("hashchange", () => {
 });
 
 takeTokenFromFragment();
-view.stats(null);
 start();

@@ -61,7 +61,9 @@ export class DashboardView {
   /** Inserts or updates one row, keyed by call id; rows stay newest first. */
   upsert(view: DeliveryView): void {
     if (!view.callId) return;
+    const version = view.updatedAt ? `${view.updatedAt.seconds}.${view.updatedAt.nanos}` : "";
     let tr = this.rows.get(view.callId);
+    if (tr && version && tr.dataset.version === version) return; // a snapshot replay after a reconnect
     if (!tr) {
       tr = this.doc.createElement("tr");
       tr.dataset.callId = view.callId;
@@ -76,14 +78,19 @@ export class DashboardView {
     }
     COLUMNS.forEach(([, fill], i) => fill(view, tr.cells[i]!));
     tr.dataset.status = enumName(DeliveryStatus, view.status).toLowerCase();
+    tr.dataset.version = version;
     flash(tr);
     this.empty.hidden = this.rows.size > 0;
   }
 
-  clearRows(): void {
+  /** Forgets every row, figure and update time (on sign-out). */
+  clear(): void {
     this.rows.clear();
     this.tbody.replaceChildren();
     this.empty.hidden = false;
+    this.stats(null);
+    this.lastUpdateEl.removeAttribute("datetime");
+    this.lastUpdateEl.textContent = "—";
   }
 
   stats(s: GetStatsResponse | null): void {
@@ -102,7 +109,7 @@ export class DashboardView {
   }
 
   connection(state: ConnectionState, label: string, detail = ""): void {
-    this.connectionEl.dataset.state = state;
+    if (this.connectionEl.dataset.state !== state) this.connectionEl.dataset.state = state;
     this.connectionEl.textContent = label;
     this.detailEl.textContent = detail;
     this.signOutButton.hidden = state === "signed-out";

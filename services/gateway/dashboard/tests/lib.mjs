@@ -94,7 +94,7 @@ export function expectCode(what, err, code) {
 
 /**
  * Retries `fn` while it fails with one of `codes` (eventual consistency, a gateway coming back) until
- * `WAIT_MS` has passed; then rethrows the last error.
+ * `WAIT_MS` has passed; then throws an Error naming the last code.
  */
 export async function retrying(what, codes, fn, waitMs = WAIT_MS) {
   const deadline = Date.now() + waitMs;
@@ -104,7 +104,7 @@ export async function retrying(what, codes, fn, waitMs = WAIT_MS) {
     } catch (e) {
       const err = ConnectError.from(e);
       if (!codes.includes(err.code) || Date.now() > deadline) {
-        fail(`${what}: ${Code[err.code]} ${err.rawMessage} (after ${attempt + 1} attempt(s))`);
+        throw new Error(`${what}: ${Code[err.code]} ${err.rawMessage} (after ${attempt + 1} attempt(s))`);
       }
       await sleep(Math.min(250 * 2 ** attempt, 2_000));
     }
