@@ -419,3 +419,112 @@ async fn the_gateway_answers_health_and_reflection_for_every_routed_service_with
     gateway.stop().await;
     mesh.stop().await;
 }
+
+/// POSTs `body` to `path` over plain HTTP/1.1 (what a browser without HTTP/2 sends) and returns the
+/// status line, the headers, and the de-chunked body.
+async fn http1_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (String, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut rest = &raw[split + 4..];
+    let (status, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
+    let mut body = Vec::new();
+    if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16).unwrap();
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+    } else {
+        body.extend_from_slice(rest);
+    }
+    (status.to_owned(), headers.to_owned(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_text_over_http1_is_answered_with_the_message_and_its_status_in_base64() {
+    use base64::Engine;
+    use prost::Message;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[]).await;
+    let admin = format!("Bearer {}", token(Role::Admin, "ops"));
+    // GetStats has an empty request: one frame, uncompressed, length 0.
+    let frame = b64.encode([0u8, 0, 0, 0, 0]);
+    let headers = [
+        ("content-type", "application/grpc-web-text"),
+        ("accept", "application/grpc-web-text"),
+        ("x-grpc-web", "1"),
+        ("authorization", admin.as_str()),
+    ];
+    let (status, head, body) = http1_post(
+        gateway.addr(),
+        "/baemin.report.v1.ReportService/GetStats",
+        &headers,
+        frame.as_bytes(),
+    )
+    .await;
+    assert!(status.contains("200"), "{status}\n{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/grpc-web-text"),
+        "{head}"
+    );
+    // The answer is base64 of frames: the message (flag 0x00), then the trailers (flag 0x80). Each
+    // frame may be encoded on its own, so decode piece by piece at padding boundaries.
+    let text = String::from_utf8(body).unwrap();
+    let mut frames = Vec::new();
+    for piece in text.split_inclusive('=').filter(|p| !p.trim_matches('=').is_empty()) {
+        frames.extend(b64.decode(piece).unwrap());
+    }
+    assert_eq!(frames[0], 0, "a message frame first");
+    let len = u32::from_be_bytes(frames[1..5].try_into().unwrap()) as usize;
+    let stats = report::GetStatsResponse::decode(&frames[5..5 + len]).unwrap();
+    assert_eq!(stats.called, 0);
+    let trailers = &frames[5 + len..];
+    assert_eq!(trailers[0], 0x80, "then the trailers frame");
+    let trailer_text = String::from_utf8_lossy(&trailers[5..]).to_ascii_lowercase();
+    assert!(trailer_text.contains("grpc-status:0"), "{trailer_text}");
+
+    // Without a token, the same request is refused — as a grpc-web answer the browser can read.
+    let (status, head, _) = http1_post(
+        gateway.addr(),
+        "/baemin.report.v1.ReportService/GetStats",
+        &headers[..3],
+        frame.as_bytes(),
+    )
+    .await;
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        head.to_ascii_lowercase().contains("grpc-status: 16"),
+        "UNAUTHENTICATED: {head}"
+    );
+    gateway.stop().await;
+    mesh.stop().await;
+}
