@@ -6,6 +6,7 @@ mod deadline;
 pub mod identity;
 mod logging;
 mod message_limit;
+pub mod probe;
 mod require_identity;
 mod serve;
 mod shutdown;

@@ -9,7 +9,6 @@ use std::{
 };
 
 use tokio::process::{Child, Command};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 /// How long a process gets to report SERVING, and to exit after SIGTERM.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -67,7 +66,7 @@ impl ServiceProcess {
         let Some(pid) = self.child.id() else {
             panic!("{}: exited before it was stopped", self.name);
         };
-        terminate(pid);
+        baemin_mesh_server::probe::terminate(pid);
         let status = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("{}: still running {PATIENCE:?} after SIGTERM", self.name))
@@ -82,7 +81,7 @@ impl ServiceProcess {
             if let Some(status) = self.exited() {
                 panic!("{}: exited with {status} before serving", self.name);
             }
-            if serving(&url).await {
+            if baemin_mesh_server::probe::is_serving(&url).await {
                 return;
             }
             assert!(
@@ -97,27 +96,4 @@ impl ServiceProcess {
     fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
-}
-
-/// SIGTERM to our own child `pid`.
-#[allow(unsafe_code)]
-fn terminate(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
-    // SAFETY: kill(2) with the pid of our own child, not yet reaped, and a valid signal has no memory effects.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-}
-
-async fn serving(url: &str) -> bool {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_owned()) else {
-        return false;
-    };
-    let Ok(channel) = endpoint.timeout(Duration::from_secs(1)).connect().await else {
-        return false;
-    };
-    HealthClient::new(channel)
-        .check(HealthCheckRequest { service: String::new() })
-        .await
-        .is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
 }

@@ -18,7 +18,6 @@ use tokio::{
     sync::mpsc,
 };
 use tokio_util::sync::CancellationToken;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 use crate::cli::ServiceName;
 
@@ -275,7 +274,7 @@ fn supervise(
             status = child.wait() => status,
             () = stop.cancelled() => {
                 if let Some(pid) = child.id() {
-                    terminate(pid);
+                    baemin_mesh_server::probe::terminate(pid);
                 }
                 match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
                     Ok(status) => status,
@@ -295,16 +294,6 @@ fn supervise(
     })
 }
 
-/// Sends SIGTERM to `pid`: the services drain on it (health NOT_SERVING, RPCs finish, outbox flushes).
-#[allow(unsafe_code)]
-fn terminate(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
-    // SAFETY: kill(2) with a pid of our own child and a valid signal number has no memory effects.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-}
-
 async fn prefix_lines(name: String, stream: impl AsyncRead + Unpin) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -314,15 +303,13 @@ async fn prefix_lines(name: String, stream: impl AsyncRead + Unpin) {
 
 /// Waits until the service at `addr` reports SERVING, failing early if a child exits meanwhile.
 async fn wait_serving(addr: SocketAddr, exited: &mut mpsc::UnboundedReceiver<Exited>) -> anyhow::Result<()> {
-    let channel = crate::clients::channel(&format!("http://{addr}"))?;
-    let mut health = HealthClient::new(channel);
+    let url = format!("http://{addr}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(exit) = exited.try_recv() {
             bail!("{} exited during start-up ({})", exit.name, exit.status);
         }
-        let status = health.check(HealthCheckRequest { service: String::new() }).await;
-        if status.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving) {
+        if baemin_mesh_server::probe::is_serving(&url).await {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
