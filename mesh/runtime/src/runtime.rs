@@ -134,28 +134,15 @@ impl Runtime {
         });
         let grace = self.config.shutdown_grace;
         let name = self.config.name;
-        let served = {
-            let serve = self.server.serve(
-                routes,
-                baemin_mesh_server::ServeOptions {
-                    require_identity: self.config.require_identity,
-                    max_message_bytes: self.config.max_message_bytes,
-                },
-                shutdown.clone(),
-            );
-            tokio::pin!(serve);
-            let overdue = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(grace).await;
-            };
-            tokio::select! {
-                served = &mut serve => served,
-                () = overdue => {
-                    tracing::warn!(service = name, "in-flight RPCs did not finish within {grace:?}; closing them");
-                    Ok(())
-                }
-            }
-        };
+        let serve = self.server.serve(
+            routes,
+            baemin_mesh_server::ServeOptions {
+                require_identity: self.config.require_identity,
+                max_message_bytes: self.config.max_message_bytes,
+            },
+            shutdown.clone(),
+        );
+        let served = baemin_mesh_server::within_grace(serve, &shutdown, grace, name).await;
         tracing::info!(service = name, "server drained; stopping consumers and workers");
         self.background.cancel();
         let tasks = async {

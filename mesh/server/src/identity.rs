@@ -9,6 +9,48 @@ pub const SUBJECT_HEADER: &str = "x-baemin-subject";
 /// Metadata key of the verified role: `restaurant`, `rider` or `admin`.
 pub const ROLE_HEADER: &str = "x-baemin-role";
 
+/// A role a verified caller has. The gateway reads it from the token's `role` claim and passes it on in
+/// [`ROLE_HEADER`]; `baemin token` mints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A restaurant: places, reads and cancels its own calls.
+    Restaurant,
+    /// A rider: takes calls and delivers them.
+    Rider,
+    /// The company's staff: sees everything.
+    Admin,
+}
+
+impl Role {
+    /// The name used in tokens and in `x-baemin-role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restaurant => "restaurant",
+            Self::Rider => "rider",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = IdentityError;
+
+    fn from_str(s: &str) -> Result<Self, IdentityError> {
+        match s {
+            "restaurant" => Ok(Self::Restaurant),
+            "rider" => Ok(Self::Rider),
+            "admin" => Ok(Self::Admin),
+            other => Err(IdentityError::UnknownRole(other.to_owned())),
+        }
+    }
+}
+
 /// The caller of an RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -46,11 +88,10 @@ impl Caller {
                 .map(str::to_owned)
                 .ok_or(IdentityError::MissingSubject(role))
         };
-        match role {
-            "admin" => subject("admin").map(Self::Admin),
-            "restaurant" => subject("restaurant").map(Self::Restaurant),
-            "rider" => subject("rider").map(Self::Rider),
-            other => Err(IdentityError::UnknownRole(other.to_owned())),
+        match role.parse::<Role>()? {
+            Role::Admin => subject("admin").map(Self::Admin),
+            Role::Restaurant => subject("restaurant").map(Self::Restaurant),
+            Role::Rider => subject("rider").map(Self::Rider),
         }
     }
 

@@ -16,5 +16,5 @@ pub use deadline::{CallerDeadline, CallerDeadlineLayer, parse_grpc_timeout};
 pub use logging::init_logging;
 pub use message_limit::{DEFAULT_MAX_MESSAGE_BYTES, MessageLimit, MessageLimitLayer};
 pub use require_identity::{RequireIdentity, RequireIdentityLayer};
-pub use serve::{MeshServer, ServeError, ServeOptions, Serving};
+pub use serve::{MeshServer, ServeError, ServeOptions, Serving, within_grace};
 pub use shutdown::{Shutdown, wait_for_signal};

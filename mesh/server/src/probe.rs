@@ -20,12 +20,11 @@ pub async fn is_serving(url: &str) -> bool {
 }
 
 /// Sends SIGTERM to our child `pid`: a service drains on it (health NOT_SERVING, RPCs finish, outbox
-/// flushes) and exits.
-#[allow(unsafe_code)]
+/// flushes) and exits. A pid that is not a process (any more) is ignored.
+#[cfg(unix)]
 pub fn terminate(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
-    // SAFETY: kill(2) with the pid of our own child, not yet reaped, and a valid signal has no memory effects.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
+    let pid = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
 }

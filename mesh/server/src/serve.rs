@@ -138,3 +138,25 @@ impl MeshServer {
         Ok(())
     }
 }
+
+/// Runs `serve` (a server that drains once `shutdown` is cancelled) to its end, but gives the drain at
+/// most `grace` after `shutdown`: calls still open then are cut, with a warning naming `name`.
+pub async fn within_grace<E>(
+    serve: impl Future<Output = Result<(), E>>,
+    shutdown: &Shutdown,
+    grace: std::time::Duration,
+    name: &str,
+) -> Result<(), E> {
+    tokio::pin!(serve);
+    let overdue = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = &mut serve => served,
+        () = overdue => {
+            tracing::warn!(service = name, "calls still open {grace:?} after shutdown began; closing them");
+            Ok(())
+        }
+    }
+}

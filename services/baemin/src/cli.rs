@@ -81,17 +81,6 @@ impl ServiceName {
     }
 }
 
-/// A role a token can grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Role {
-    /// A restaurant.
-    Restaurant,
-    /// A rider.
-    Rider,
-    /// The company's staff.
-    Admin,
-}
-
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -114,7 +103,7 @@ pub enum Command {
     Token {
         /// The role: restaurant, rider or admin.
         #[arg(long)]
-        role: Role,
+        role: baemin_mesh_server::identity::Role,
         /// Who: a restaurant id, a rider id, or a staff member's name.
         #[arg(long)]
         subject: String,

@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             ttl,
             data_dir,
         } => crate::token::parse_ttl(&ttl)
-            .and_then(|ttl| crate::token::mint(role, &subject, ttl, &data_dir))
+            .and_then(|ttl| crate::token::mint(&crate::token::secret(&data_dir)?, role, &subject, ttl))
             .map(|token| println!("{token}")),
         command => match Credentials::bearer(cli.urls.token.as_deref()) {
             Ok(credentials) => drive(command, &urls, &credentials).await,

@@ -88,7 +88,14 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
     // `baemin dead-letters` finds the mesh's NATS here when NATS_URL is unset.
     std::fs::write(data_dir.join("nats.url"), format!("{nats_url}\n")).context("recording the NATS URL")?;
     let exe = std::env::current_exe().context("locating the baemin binary")?;
-    let jwt_secret = crate::token::ensure_secret(&data_dir)?;
+    // The gateway verifies with this secret; the dashboard link below and `baemin token` sign with it.
+    let jwt_secret = crate::token::secret(&data_dir)?;
+    let dashboard_token = crate::token::mint(
+        &jwt_secret,
+        baemin_mesh_server::identity::Role::Admin,
+        "dashboard",
+        Duration::from_secs(12 * 3600),
+    )?;
     let mut services = Vec::new();
     for service in ServiceName::ALL {
         let addr = SocketAddr::from(([127, 0, 0, 1], port(service)));
@@ -184,12 +191,6 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
         None => println!("  {:<8} {:<24} {:>7}  (external)", "nats", nats_url, "-"),
     }
     println!();
-    let dashboard_token = crate::token::mint(
-        crate::cli::Role::Admin,
-        "dashboard",
-        Duration::from_secs(12 * 3600),
-        &data_dir,
-    )?;
     println!(
         "Dashboard:  http://localhost:{}/#token={dashboard_token}",
         port(ServiceName::Gateway)

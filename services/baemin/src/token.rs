@@ -12,12 +12,10 @@ use std::{
 use anyhow::{Context, bail};
 use baemin_gateway::auth::{Role, mint_hs256};
 
-use crate::cli;
-
 const SECRET_FILE: &str = "jwt-secret";
 
 /// The secret of the mesh in `data_dir`, created if there is none yet.
-pub fn ensure_secret(data_dir: &Path) -> anyhow::Result<String> {
+fn ensure_secret(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join(SECRET_FILE);
     if path.exists() {
         return read_secret(&path);
@@ -42,37 +40,18 @@ fn read_secret(path: &Path) -> anyhow::Result<String> {
     Ok(secret.trim().to_owned())
 }
 
-/// `GATEWAY_JWT_SECRET`, or the secret `baemin up` keeps in `data_dir`.
-fn secret(data_dir: &Path) -> anyhow::Result<String> {
-    if let Ok(secret) = std::env::var("GATEWAY_JWT_SECRET") {
-        return Ok(secret);
+/// The gateway's secret: `GATEWAY_JWT_SECRET` when set, else the one kept in `data_dir` (created if
+/// there is none yet). `baemin up` gives the gateway this same secret, and `baemin token` signs with it.
+pub fn secret(data_dir: &Path) -> anyhow::Result<String> {
+    match std::env::var("GATEWAY_JWT_SECRET") {
+        Ok(secret) if !secret.trim().is_empty() => Ok(secret),
+        _ => ensure_secret(data_dir),
     }
-    let path = data_dir.join(SECRET_FILE);
-    if !path.exists() {
-        bail!(
-            "no secret: set GATEWAY_JWT_SECRET, or run `baemin up` (it keeps one in {})",
-            path.display()
-        );
-    }
-    read_secret(&path)
 }
 
-/// A token for `subject` as `role`, valid for `ttl`.
-pub fn mint(role: cli::Role, subject: &str, ttl: Duration, data_dir: &Path) -> anyhow::Result<String> {
-    let role = match role {
-        cli::Role::Restaurant => Role::Restaurant,
-        cli::Role::Rider => Role::Rider,
-        cli::Role::Admin => Role::Admin,
-    };
-    if subject.trim().is_empty() {
-        bail!("the subject must not be empty");
-    }
-    Ok(mint_hs256(
-        secret(data_dir)?.as_bytes(),
-        subject.trim(),
-        role,
-        SystemTime::now() + ttl,
-    )?)
+/// A token for `subject` as `role`, valid for `ttl`, signed with `secret`.
+pub fn mint(secret: &str, role: Role, subject: &str, ttl: Duration) -> anyhow::Result<String> {
+    Ok(mint_hs256(secret.as_bytes(), subject, role, SystemTime::now() + ttl)?)
 }
 
 /// `30m`, `12h`, `7d`, `90s`.

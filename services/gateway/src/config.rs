@@ -6,6 +6,11 @@ use baemin_mesh_server::config::{ConfigError, Env, Settings};
 use http::HeaderValue;
 use tonic::transport::Endpoint;
 
+use baemin_proto::{
+    call::v1::call_service_server::SERVICE_NAME as CALL, payment::v1::payment_service_server::SERVICE_NAME as PAYMENT,
+    report::v1::report_service_server::SERVICE_NAME as REPORT, rider::v1::rider_service_server::SERVICE_NAME as RIDER,
+};
+
 use crate::{auth::Verifier, rate::Rate};
 
 /// Everything the gateway needs to start.
@@ -13,8 +18,9 @@ use crate::{auth::Verifier, rate::Rate};
 pub struct Config {
     /// `GRPC_ADDR` (default `0.0.0.0:8080`): gRPC, grpc-web and the dashboard on one port.
     pub listen_addr: SocketAddr,
-    /// `CALL_URL`, `RIDER_URL`, `PAYMENT_URL`, `REPORT_URL` (defaults `http://127.0.0.1:8081`..`8084`).
-    pub upstreams: [(&'static str, Endpoint); 4],
+    /// `CALL_URL`, `RIDER_URL`, `PAYMENT_URL`, `REPORT_URL` (defaults `http://127.0.0.1:8081`..`8084`):
+    /// (gRPC service name, short name, endpoint).
+    pub upstreams: Vec<(&'static str, &'static str, Endpoint)>,
     /// `GATEWAY_JWT_SECRET` (HS256, at least 32 bytes) or `GATEWAY_JWKS_FILE` (a JWKS document), with
     /// optional `GATEWAY_JWT_ISSUER` and `GATEWAY_JWT_AUDIENCE`.
     pub verifier: Verifier,
@@ -32,12 +38,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
-/// The upstream services: setting prefix, local default port, and the name used in messages.
-const UPSTREAMS: [(&str, u16, &str); 4] = [
-    ("CALL", 8081, "call"),
-    ("RIDER", 8082, "rider"),
-    ("PAYMENT", 8083, "payment"),
-    ("REPORT", 8084, "report"),
+/// The upstream services: gRPC service name, setting prefix, local default port, name used in messages.
+const UPSTREAMS: [(&str, &str, u16, &str); 4] = [
+    (CALL, "CALL", 8081, "call"),
+    (RIDER, "RIDER", 8082, "rider"),
+    (PAYMENT, "PAYMENT", 8083, "payment"),
+    (REPORT, "REPORT", 8084, "report"),
 ];
 
 impl Config {
@@ -45,14 +51,19 @@ impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let s = Settings::new(env);
         let listen_addr = s.parse("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?;
-        let upstreams = UPSTREAMS.map(|(prefix, port, name)| -> Result<_, ConfigError> {
-            let key = format!("{prefix}_URL");
-            let url = s.url(&key, &format!("http://127.0.0.1:{port}"), &["http", "https"])?;
-            let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| ConfigError::new(&key, &url, e))?;
-            Ok((name, endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true)))
-        });
-        let [call, rider, payment, report] = upstreams;
-        let upstreams = [call?, rider?, payment?, report?];
+        let upstreams = UPSTREAMS
+            .iter()
+            .map(|&(service, prefix, port, name)| -> Result<_, ConfigError> {
+                let key = format!("{prefix}_URL");
+                let url = s.url(&key, &format!("http://127.0.0.1:{port}"), &["http", "https"])?;
+                let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| ConfigError::new(&key, &url, e))?;
+                Ok((
+                    service,
+                    name,
+                    endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let per_second = s.parse("GATEWAY_RATE_LIMIT", 50.0_f64)?;
         if !(per_second.is_finite() && per_second > 0.0) {
             return Err(ConfigError::new(
@@ -148,7 +159,7 @@ mod tests {
     fn defaults_listen_on_8080_and_route_to_the_local_ports() {
         let c = Config::from_env(&[SECRET]).unwrap();
         assert_eq!(c.listen_addr.port(), 8080);
-        let uris: Vec<String> = c.upstreams.iter().map(|(_, e)| e.uri().to_string()).collect();
+        let uris: Vec<String> = c.upstreams.iter().map(|(_, _, e)| e.uri().to_string()).collect();
         assert_eq!(
             uris,
             [

@@ -215,7 +215,8 @@ async fn forward(request: Request<Body>, short: &'static str, channel: Channel) 
         Ok(response) => response,
         Err(err) => {
             tracing::warn!(upstream = short, error = %err, "upstream unreachable");
-            Status::unavailable(format!("the {short} service is unreachable")).into_http()
+            baemin_mesh_server::status::unavailable(&format!("the {short} service"), "unreachable from the gateway")
+                .into_http()
         }
     }
 }

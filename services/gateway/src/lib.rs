@@ -9,8 +9,8 @@ pub mod auth;
 mod config;
 mod drain;
 mod edge;
-pub mod policy;
-pub mod rate;
+mod policy;
+mod rate;
 mod web;
 
 use std::net::SocketAddr;
@@ -19,10 +19,7 @@ use baemin_mesh_runtime::{Service, StartupError};
 use baemin_mesh_server::{
     MeshServer, MessageLimitLayer, Shutdown,
     config::{ConfigError, Env},
-};
-use baemin_proto::{
-    call::v1::call_service_server::SERVICE_NAME as CALL, payment::v1::payment_service_server::SERVICE_NAME as PAYMENT,
-    report::v1::report_service_server::SERVICE_NAME as REPORT, rider::v1::rider_service_server::SERVICE_NAME as RIDER,
+    within_grace,
 };
 use http::{HeaderName, Method};
 use tonic::{service::Routes, transport::Server};
@@ -30,7 +27,7 @@ use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use config::Config;
-pub use edge::{Edge, Upstreams};
+use edge::{Edge, Upstreams};
 
 /// The gateway, bound, ready to run.
 pub struct Application {
@@ -47,7 +44,8 @@ impl Service for Application {
     }
 
     async fn build(config: Config) -> Result<Self, StartupError> {
-        let server = MeshServer::bind(config.listen_addr, &[CALL, RIDER, PAYMENT, REPORT]).await?;
+        // Health speaks for the gateway only (""): whether call or report are up is theirs to say.
+        let server = MeshServer::bind(config.listen_addr, &[]).await?;
         Ok(Self { config, server })
     }
 
@@ -57,14 +55,13 @@ impl Service for Application {
 
     async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
         let Self { config, server } = self;
-        let channels = config.upstreams.map(|(name, endpoint)| (name, endpoint.connect_lazy()));
-        let [call, rider, payment, report] = channels;
-        let upstreams = Upstreams::new(vec![
-            (CALL, call.0, call.1),
-            (RIDER, rider.0, rider.1),
-            (PAYMENT, payment.0, payment.1),
-            (REPORT, report.0, report.1),
-        ]);
+        let upstreams = Upstreams::new(
+            config
+                .upstreams
+                .into_iter()
+                .map(|(service, short, endpoint)| (service, short, endpoint.connect_lazy()))
+                .collect(),
+        );
         let edge = Edge::new(
             config.verifier,
             rate::RateLimiter::new(config.rate),
@@ -87,14 +84,9 @@ impl Service for Application {
             .serve_with_incoming_shutdown(incoming, drain);
         // Watches through the gateway end as soon as shutdown begins (see `drain`); anything else still
         // open after the grace period is cut.
-        let grace = config.shutdown_grace;
-        tokio::select! {
-            served = serve => served.map_err(|e| StartupError::Serve(e.into()))?,
-            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(?grace, "calls still open after the shutdown grace; stopping anyway");
-            }
-        }
-        Ok(())
+        within_grace(serve, &shutdown, config.shutdown_grace, Self::NAME)
+            .await
+            .map_err(|e| StartupError::Serve(e.into()))
     }
 }
 

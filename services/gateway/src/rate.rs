@@ -25,18 +25,27 @@ struct Bucket {
 /// One token bucket per subject.
 pub struct RateLimiter {
     rate: Rate,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
 }
 
-/// Beyond this many tracked callers, full (idle) buckets are dropped.
+struct Buckets {
+    by_subject: HashMap<String, Bucket>,
+    pruned_at: Option<Instant>,
+}
+
+/// Beyond this many tracked callers, full (idle) buckets are dropped, at most once a second.
 const PRUNE_ABOVE: usize = 10_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 impl RateLimiter {
     /// A limiter allowing each subject `rate`.
     pub fn new(rate: Rate) -> Self {
         Self {
             rate,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_subject: HashMap::new(),
+                pruned_at: None,
+            }),
         }
     }
 
@@ -44,9 +53,15 @@ impl RateLimiter {
     /// the next request would be allowed.
     pub fn check(&self, subject: &str, now: Instant) -> Result<(), Duration> {
         let Rate { per_second, burst } = self.rate;
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() > PRUNE_ABOVE {
+        let mut guard = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Buckets {
+            by_subject: buckets,
+            pruned_at,
+        } = &mut *guard;
+        let due = pruned_at.is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY);
+        if buckets.len() > PRUNE_ABOVE && due {
             buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst);
+            *pruned_at = Some(now);
         }
         let bucket = match buckets.get_mut(subject) {
             Some(bucket) => bucket,
@@ -115,6 +130,9 @@ mod tests {
             limiter.check(&format!("s-{n}"), t).unwrap();
         }
         limiter.check("late", t + Duration::from_secs(10)).unwrap();
-        assert!(limiter.buckets.lock().unwrap().len() < 10, "idle buckets were dropped");
+        assert!(
+            limiter.buckets.lock().unwrap().by_subject.len() < 10,
+            "idle buckets were dropped"
+        );
     }
 }

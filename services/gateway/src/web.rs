@@ -1,6 +1,6 @@
 //! grpc-web for grpc-web requests only. tonic-web answers every other HTTP/1.1 request with 400, which
 //! would hide the dashboard's page; so requests are told apart by content type first, and only
-//! `application/grpc-web*` ones are translated.
+//! `application/grpc-web*` ones are translated. CORS preflights are answered by the CORS layer outside.
 
 use std::task::{Context, Poll};
 
@@ -38,9 +38,6 @@ fn is_grpc_web<B>(request: &Request<B>) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc-web"))
-        // A CORS preflight for a grpc-web call is answered by the CORS layer outside; let tonic-web see
-        // any that get here too.
-        || request.method() == http::Method::OPTIONS
 }
 
 impl<S> Service<Request<Body>> for GrpcWebOnly<S>

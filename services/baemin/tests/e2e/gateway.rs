@@ -420,10 +420,11 @@ async fn the_gateway_answers_health_and_reflection_for_every_routed_service_with
     mesh.stop().await;
 }
 
-/// POSTs `body` to `path` over plain HTTP/1.1 (what a browser without HTTP/2 sends) and returns the
-/// status line, the headers, and the de-chunked body.
-async fn http1_post(
+/// Sends `method path` with `body` over plain HTTP/1.1 (what a browser without HTTP/2 sends) and
+/// returns the status line, the headers, and the de-chunked body.
+async fn http1(
     addr: std::net::SocketAddr,
+    method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
@@ -431,7 +432,7 @@ async fn http1_post(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -483,8 +484,9 @@ async fn grpc_web_text_over_http1_is_answered_with_the_message_and_its_status_in
         ("x-grpc-web", "1"),
         ("authorization", admin.as_str()),
     ];
-    let (status, head, body) = http1_post(
+    let (status, head, body) = http1(
         gateway.addr(),
+        "POST",
         "/baemin.report.v1.ReportService/GetStats",
         &headers,
         frame.as_bytes(),
@@ -513,8 +515,9 @@ async fn grpc_web_text_over_http1_is_answered_with_the_message_and_its_status_in
     assert!(trailer_text.contains("grpc-status:0"), "{trailer_text}");
 
     // Without a token, the same request is refused — as a grpc-web answer the browser can read.
-    let (status, head, _) = http1_post(
+    let (status, head, _) = http1(
         gateway.addr(),
+        "POST",
         "/baemin.report.v1.ReportService/GetStats",
         &headers[..3],
         frame.as_bytes(),
@@ -526,5 +529,81 @@ async fn grpc_web_text_over_http1_is_answered_with_the_message_and_its_status_in
         "UNAUTHENTICATED: {head}"
     );
     gateway.stop().await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_preflight_is_allowed_from_a_configured_origin_only() {
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[("GATEWAY_CORS_ORIGINS", "https://ops.example.com")]).await;
+    let preflight = |origin: &'static str| {
+        let addr = gateway.addr();
+        async move {
+            let headers = [
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+                (
+                    "access-control-request-headers",
+                    "content-type,authorization,x-grpc-web",
+                ),
+            ];
+            http1(
+                addr,
+                "OPTIONS",
+                "/baemin.report.v1.ReportService/GetStats",
+                &headers,
+                b"",
+            )
+            .await
+        }
+    };
+    let (status, head, _) = preflight("https://ops.example.com").await;
+    let head = head.to_ascii_lowercase();
+    assert!(status.contains("200"), "{status}\n{head}");
+    assert!(
+        head.contains("access-control-allow-origin: https://ops.example.com"),
+        "{head}"
+    );
+    assert!(head.contains("authorization"), "the token header may be sent: {head}");
+    let (_, head, _) = preflight("https://evil.example.com").await;
+    assert!(
+        !head.to_ascii_lowercase().contains("access-control-allow-origin"),
+        "another origin is not allowed: {head}"
+    );
+    gateway.stop().await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_through_the_gateway_ends_with_unavailable_when_the_gateway_drains_and_it_stops_at_once() {
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    // A long grace: stopping must not need it.
+    let gateway = start_gateway(&mesh, &[("SHUTDOWN_GRACE", "30s")]).await;
+    let admin = through(&gateway.url(), Some(&token(Role::Admin, "ops")));
+    let mut watch = admin
+        .report
+        .clone()
+        .watch_delivery_views(report::WatchDeliveryViewsRequest {
+            call_id: String::new(),
+            include_snapshot: true,
+        })
+        .await
+        .expect("the watch opens")
+        .into_inner();
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(gateway.stop());
+    let ended = tokio::time::timeout(PATIENCE, watch.next())
+        .await
+        .expect("the watch ends when the gateway drains")
+        .expect("with a status, not silently");
+    let status = ended.expect_err("an end with a status");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("reconnect"), "{status:?}");
+    stopping.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the gateway stopped without waiting out its grace: {:?}",
+        started.elapsed()
+    );
     mesh.stop().await;
 }

@@ -13,6 +13,9 @@ pub enum MintError {
     /// The secret is too short to be safe.
     #[error("the HS256 secret must be at least 32 bytes")]
     ShortSecret,
+    /// The subject is empty or too long.
+    #[error("{0}")]
+    Subject(String),
     /// Signing failed.
     #[error("signing the token: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
@@ -28,9 +31,10 @@ struct Claims<'a> {
 
 /// A token for `subject` with `role`, valid until `expires_at`, signed with `secret`.
 pub fn mint_hs256(secret: &[u8], subject: &str, role: Role, expires_at: SystemTime) -> Result<String, MintError> {
-    if secret.len() < 32 {
+    if secret.len() < super::MIN_SECRET_BYTES {
         return Err(MintError::ShortSecret);
     }
+    let subject = super::valid_subject(subject).map_err(MintError::Subject)?;
     let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     let now = unix(SystemTime::now());
     let claims = Claims {

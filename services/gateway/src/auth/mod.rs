@@ -6,50 +6,22 @@ mod mint;
 
 use std::{fmt, str::FromStr};
 
+pub use baemin_mesh_server::identity::Role;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
 
 pub use mint::{MintError, mint_hs256};
 
-/// The role a token grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// A restaurant: places, reads and cancels its own calls.
-    Restaurant,
-    /// A rider: takes calls and delivers them.
-    Rider,
-    /// The company's staff: sees everything.
-    Admin,
-}
+/// The shortest HS256 secret accepted, for verifying and for minting.
+const MIN_SECRET_BYTES: usize = 32;
 
-impl Role {
-    /// The name used in tokens and in `x-baemin-role`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Restaurant => "restaurant",
-            Self::Rider => "rider",
-            Self::Admin => "admin",
-        }
+/// `subject` trimmed, if it is 1 to 128 characters: what a token may name, minted or verified.
+fn valid_subject(subject: &str) -> Result<&str, String> {
+    let subject = subject.trim();
+    if subject.is_empty() || subject.chars().count() > 128 {
+        return Err("the subject must be 1 to 128 characters".into());
     }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "restaurant" => Ok(Self::Restaurant),
-            "rider" => Ok(Self::Rider),
-            "admin" => Ok(Self::Admin),
-            other => Err(format!("role {other:?} is not one of restaurant, rider, admin")),
-        }
-    }
+    Ok(subject)
 }
 
 /// A verified caller.
@@ -138,7 +110,7 @@ struct Claims {
 impl Verifier {
     /// Tokens signed with HS256 and `secret` (at least 32 bytes).
     pub fn hs256(secret: &[u8]) -> Result<Self, KeyError> {
-        if secret.len() < 32 {
+        if secret.len() < MIN_SECRET_BYTES {
             return Err(KeyError::ShortSecret);
         }
         Ok(Self {
@@ -230,12 +202,16 @@ impl Verifier {
             }
             _ => AuthError::Invalid(e.to_string()),
         })?;
-        let role = data.claims.role.parse().map_err(AuthError::Claims)?;
-        let subject = data.claims.sub.trim().to_owned();
-        if subject.is_empty() || subject.len() > 128 {
-            return Err(AuthError::Claims("the subject must be 1 to 128 characters".into()));
-        }
-        Ok(Identity { subject, role })
+        let role = data
+            .claims
+            .role
+            .parse()
+            .map_err(|e: baemin_mesh_server::identity::IdentityError| AuthError::Claims(e.to_string()))?;
+        let subject = valid_subject(&data.claims.sub).map_err(AuthError::Claims)?;
+        Ok(Identity {
+            subject: subject.to_owned(),
+            role,
+        })
     }
 }
 
