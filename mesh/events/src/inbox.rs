@@ -3,8 +3,6 @@
 
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, TryInsertResult};
 
-use crate::Envelope;
-
 /// The `inbox_events` table.
 pub mod entity {
     use sea_orm::entity::prelude::*;
@@ -29,11 +27,11 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Records `envelope` as applied inside `txn`. `true` the first time; `false` if it was applied
-/// before, in which case the caller applies nothing and just commits (and acks).
-pub async fn first_delivery<C: ConnectionTrait>(txn: &C, subject: &str, envelope: &Envelope) -> Result<bool, DbErr> {
+/// Records event `event_id` (from `subject`) as applied inside `txn`. `true` the first time; `false` if
+/// it was applied before, in which case the caller applies nothing and just commits (and acks).
+pub async fn first_delivery<C: ConnectionTrait>(txn: &C, subject: &str, event_id: &str) -> Result<bool, DbErr> {
     let row = entity::ActiveModel {
-        event_id: Set(envelope.event_id.clone()),
+        event_id: Set(event_id.to_owned()),
         subject: Set(subject.to_owned()),
         processed_at: Set(crate::envelope::now_millis()),
     };
@@ -70,11 +68,14 @@ mod tests {
         let event = Event::CallCancelled(Default::default());
         let envelope = new_envelope("test", "call", event);
         let other = new_envelope("test", "call", Event::CallCancelled(Default::default()));
-        assert!(first_delivery(&db, "s", &envelope).await.unwrap());
+        assert!(first_delivery(&db, "s", &envelope.event_id).await.unwrap());
         assert!(
-            !first_delivery(&db, "s", &envelope).await.unwrap(),
+            !first_delivery(&db, "s", &envelope.event_id).await.unwrap(),
             "a redelivery applies nothing"
         );
-        assert!(first_delivery(&db, "s", &other).await.unwrap(), "another event is new");
+        assert!(
+            first_delivery(&db, "s", &other.event_id).await.unwrap(),
+            "another event is new"
+        );
     }
 }

@@ -511,7 +511,7 @@ impl CallApp {
         for _ in 0..RACE_RETRIES {
             let txn = self.db.begin().await?;
             if let Some((subject, event_id)) = inbox
-                && !events::first_delivery(&txn, subject, event_id).await?
+                && !baemin_mesh_events::inbox::first_delivery(&txn, subject, event_id).await?
             {
                 let current = db::find(&txn, call_id).await?;
                 txn.commit().await?;

@@ -285,6 +285,14 @@ async fn delivery_events_converge_and_a_redelivered_event_applies_once() {
     assert_eq!(end.rider_id, Some(rider("r-1")));
     assert_eq!(end.payment_state, PaymentState::Settled);
     assert_eq!(end.settled_amount, Some(2_700));
+    // Only the inbox can tell this one apart: the same event id with another payout would change the
+    // settled amount if it were applied.
+    let tampered = DeliveryEvent::Completed {
+        rider: rider("r-1"),
+        rider_payout: 1,
+    };
+    app.follow(delivery(id, tampered, "e-3")).await.unwrap();
+    assert_eq!(app.get(&COMPANY, id).await.unwrap().settled_amount, Some(2_700));
 }
 
 #[tokio::test]

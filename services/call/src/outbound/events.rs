@@ -2,7 +2,6 @@
 
 use baemin_mesh_events::{Envelope, Event, new_envelope};
 use baemin_proto::events::v1::{CallCancelled, CallPlaced};
-use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::domain::{Call, PaymentState};
 
@@ -37,13 +36,4 @@ pub fn cancelled(call: &Call) -> Envelope {
                 .unwrap_or_default(),
         }),
     )
-}
-
-/// Records event `event_id` from `subject` as applied inside `txn`; `false` if it was applied before.
-pub async fn first_delivery<C: ConnectionTrait>(txn: &C, subject: &str, event_id: &str) -> Result<bool, DbErr> {
-    let seen = Envelope {
-        event_id: event_id.to_owned(),
-        ..Envelope::default()
-    };
-    baemin_mesh_events::inbox::first_delivery(txn, subject, &seen).await
 }

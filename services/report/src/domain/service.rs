@@ -63,7 +63,7 @@ impl ReportApp {
     /// nothing. Returns whether the row changed (and was announced to watchers).
     pub async fn project(&self, subject: &str, event_id: &str, fact: &Fact) -> Result<bool, ReportError> {
         let txn = self.db.begin().await?;
-        if !db::first_delivery(&txn, subject, event_id).await? {
+        if !baemin_mesh_events::inbox::first_delivery(&txn, subject, event_id).await? {
             txn.commit().await?;
             return Ok(false);
         }

@@ -1,7 +1,6 @@
 //! The `delivery_views` table, the row ⇄ domain conversion, and the stats aggregates.
 
 use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, RestaurantId, RiderId};
-use baemin_mesh_events::Envelope;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QueryResult, QuerySelect, Statement,
@@ -60,16 +59,6 @@ pub mod entity {
 }
 
 use entity::Column;
-
-/// Records event `event_id` as applied inside `txn`; `false` if it was applied before.
-pub async fn first_delivery<C: ConnectionTrait>(txn: &C, subject: &str, event_id: &str) -> Result<bool, DbErr> {
-    // The inbox keys on the event id only; the rest of the envelope stays in the adapter.
-    let envelope = Envelope {
-        event_id: event_id.to_owned(),
-        ..Envelope::default()
-    };
-    baemin_mesh_events::inbox::first_delivery(txn, subject, &envelope).await
-}
 
 /// The row of `call_id`, created empty if missing, locked until `txn` ends (PostgreSQL; SQLite has
 /// one writer anyway).

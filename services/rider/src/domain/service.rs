@@ -145,7 +145,7 @@ impl RiderApp {
     ) -> Result<(), RiderError> {
         for _ in 0..RACE_RETRIES {
             let txn = self.db.begin().await?;
-            if !events::first_delivery(&txn, receipt).await? {
+            if !baemin_mesh_events::inbox::first_delivery(&txn, &receipt.subject, &receipt.event_id).await? {
                 txn.commit().await?;
                 return Ok(());
             }
@@ -179,7 +179,7 @@ impl RiderApp {
     pub async fn on_call_cancelled(&self, receipt: &Receipt, call_id: CallId, at: Millis) -> Result<(), RiderError> {
         for _ in 0..RACE_RETRIES {
             let txn = self.db.begin().await?;
-            if !events::first_delivery(&txn, receipt).await? {
+            if !baemin_mesh_events::inbox::first_delivery(&txn, &receipt.subject, &receipt.event_id).await? {
                 txn.commit().await?;
                 return Ok(());
             }

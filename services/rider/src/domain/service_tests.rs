@@ -583,6 +583,14 @@ async fn a_redelivered_event_applies_nothing_twice() {
         .unwrap();
     assert_eq!(t.status(&call_id).await, DeliveryStatus::Accepted);
     assert!(board.try_recv().is_err(), "nothing reopened on the board");
+    // Only the inbox can tell this one apart: the same event id carrying a cancellation would cancel
+    // the delivery if it were applied.
+    t.app.on_call_cancelled(&placed, call_id.clone(), 900).await.unwrap();
+    assert_eq!(
+        t.status(&call_id).await,
+        DeliveryStatus::Accepted,
+        "an event id seen before is not applied again, whatever it carries"
+    );
 }
 
 #[tokio::test]

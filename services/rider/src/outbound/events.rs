@@ -2,9 +2,8 @@
 
 use baemin_mesh_events::{Envelope, Event, new_envelope};
 use baemin_proto::events::v1::{CallAccepted, DeliveryCompleted, DeliveryPicked};
-use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::domain::{Delivery, Receipt};
+use crate::domain::Delivery;
 
 /// The producer name on every envelope this service writes.
 const PRODUCER: &str = "rider";
@@ -37,15 +36,4 @@ pub fn delivery_completed(d: &Delivery) -> Envelope {
         settlement_pending: d.settlement.is_none(),
     });
     new_envelope(PRODUCER, d.call_id.as_str(), event)
-}
-
-/// Records the event of `receipt` in the inbox inside `txn`: `true` the first time, `false` for a
-/// redelivery (apply nothing, just commit).
-pub async fn first_delivery<C: ConnectionTrait>(txn: &C, receipt: &Receipt) -> Result<bool, DbErr> {
-    // The inbox keys on the event id alone; the rest of the envelope is not needed to record it.
-    let key = Envelope {
-        event_id: receipt.event_id.clone(),
-        ..Envelope::default()
-    };
-    baemin_mesh_events::inbox::first_delivery(txn, &receipt.subject, &key).await
 }

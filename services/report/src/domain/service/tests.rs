@@ -175,6 +175,17 @@ async fn a_redelivered_event_changes_nothing_the_second_time() {
     let subject = "baemin.events.call.placed";
     assert!(app.project(subject, &envelope.event_id, &fact).await.unwrap());
     assert!(!app.project(subject, &envelope.event_id, &fact).await.unwrap());
+    // Only the inbox can tell this one apart: the same event id with another fee would change the row.
+    let tampered = Envelope {
+        event: Some(placed("store-1", 9_999)),
+        ..envelope.clone()
+    };
+    let tampered = crate::inbound::events::fact_of(&tampered).unwrap();
+    assert!(!app.project(subject, &envelope.event_id, &tampered).await.unwrap());
+    assert_eq!(
+        app.get(&Viewer::Company, &call_id).await.unwrap().fee.map(|f| f.krw()),
+        Some(3_000)
+    );
 }
 
 #[tokio::test]
