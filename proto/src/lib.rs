@@ -22,6 +22,19 @@ pub mod payment {
     pub mod v1 {
         tonic::include_proto!("baemin.payment.v1");
     }
+
+    /// Payment's machine-readable refusal reasons (`google.rpc.ErrorInfo`, AIP-193): part of its contract,
+    /// so the callers that branch on them and payment that sends them name them once, here.
+    pub mod reasons {
+        /// The `ErrorInfo.domain` of every reason below.
+        pub const DOMAIN: &str = "payment.baemin";
+        /// The fee was voided: the call was cancelled.
+        pub const FEE_VOIDED: &str = "FEE_VOIDED";
+        /// The fee was settled already: it can no longer be voided.
+        pub const FEE_SETTLED: &str = "FEE_SETTLED";
+        /// The fee was settled to another rider.
+        pub const SETTLED_WITH_ANOTHER_RIDER: &str = "SETTLED_WITH_ANOTHER_RIDER";
+    }
 }
 
 /// `baemin.report.v1`: the company's read model.

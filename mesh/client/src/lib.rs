@@ -8,5 +8,5 @@ pub mod retry;
 mod stack;
 
 pub use breaker::{BreakerConfig, BreakerHandle, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier};
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, outcome_unknown};
 pub use stack::{ClientError, ClientSettings, MeshChannel, connect_lazy};

@@ -61,6 +61,24 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Whether a call that ended with `code` may or may not have taken effect, or may succeed if made again
+/// later: the dependency is down, slow, overloaded or lost a race (UNAVAILABLE, DEADLINE_EXCEEDED,
+/// CANCELLED, UNKNOWN, INTERNAL, RESOURCE_EXHAUSTED, ABORTED). Callers keep what they owe and try
+/// again (idempotently) instead of treating it as the dependency's answer. Not the breaker's question
+/// ("is the dependency failing?": [`crate::GrpcClassifier`]) — ABORTED and CANCELLED do not open it.
+pub fn outcome_unknown(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Internal
+            | Code::ResourceExhausted
+            | Code::Aborted
+    )
+}
+
 fn retryable(status: &Status) -> bool {
     status.code() == Code::Unavailable && !refused_by_circuit(status) && !shed_by_limit(status)
 }

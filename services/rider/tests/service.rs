@@ -51,7 +51,7 @@ fn refusal(reason: &str, message: &str) -> Status {
     Status::with_error_details(
         Code::FailedPrecondition,
         message,
-        ErrorDetails::with_error_info(reason, "payment.baemin", HashMap::new()),
+        ErrorDetails::with_error_info(reason, baemin_proto::payment::reasons::DOMAIN, HashMap::new()),
     )
 }
 
@@ -71,7 +71,10 @@ impl PaymentService for FakePayment {
             return Err(Status::unavailable("payment is restarting"));
         }
         if self.voided.lock().unwrap().contains(&req.call_id) {
-            return Err(refusal("FEE_VOIDED", "the fee was voided"));
+            return Err(refusal(
+                baemin_proto::payment::reasons::FEE_VOIDED,
+                "the fee was voided",
+            ));
         }
         if self.settled_elsewhere.lock().unwrap().contains(&req.call_id) {
             return Err(refusal(

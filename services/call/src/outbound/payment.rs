@@ -1,7 +1,7 @@
 //! The [`Payments`] port over `baemin.payment.v1.PaymentService`, through the mesh client stack.
 
 use baemin_kernel::{CallId, Fee};
-use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, RetryPolicy, connect_lazy};
+use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, RetryPolicy, connect_lazy, outcome_unknown};
 use baemin_proto::payment::v1::{RegisterCostRequest, VoidCostRequest, payment_service_client::PaymentServiceClient};
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
@@ -65,12 +65,14 @@ impl Payments for PaymentClient {
 /// Payment's answer, by what the call service can do about it.
 fn classify(status: Status) -> PaymentCallError {
     match status.code() {
+        code if outcome_unknown(code) => PaymentCallError::Unavailable(status.message().to_owned()),
         Code::FailedPrecondition | Code::AlreadyExists | Code::InvalidArgument | Code::OutOfRange => {
             PaymentCallError::Refused(status.message().to_owned())
         }
         Code::NotFound => PaymentCallError::NotFound,
-        // Unavailable, DeadlineExceeded, Cancelled, Unknown, Internal, ResourceExhausted, Aborted and
-        // the rest: the outcome is unknown or transient.
+        // PERMISSION_DENIED, UNAUTHENTICATED, UNIMPLEMENTED, DATA_LOSS: payment or the mesh is
+        // misconfigured; keep what is owed (the intent stays, the repair worker retries) rather than
+        // give up on a fee that may exist.
         _ => PaymentCallError::Unavailable(status.message().to_owned()),
     }
 }

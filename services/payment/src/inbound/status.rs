@@ -7,15 +7,17 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::{PaymentError, Refusal};
 
+use baemin_proto::payment::reasons;
+
 /// The `google.rpc.ErrorInfo` domain of payment's machine-readable reasons.
-pub const ERROR_DOMAIN: &str = "payment.baemin";
+pub const ERROR_DOMAIN: &str = reasons::DOMAIN;
 
 /// The `google.rpc.ErrorInfo` reason of a refusal: stable names callers branch on (AIP-193).
 pub fn reason(refusal: Refusal) -> &'static str {
     match refusal {
-        Refusal::FeeVoided => "FEE_VOIDED",
-        Refusal::FeeSettled => "FEE_SETTLED",
-        Refusal::SettledWithAnotherRider => "SETTLED_WITH_ANOTHER_RIDER",
+        Refusal::FeeVoided => reasons::FEE_VOIDED,
+        Refusal::FeeSettled => reasons::FEE_SETTLED,
+        Refusal::SettledWithAnotherRider => reasons::SETTLED_WITH_ANOTHER_RIDER,
     }
 }
 

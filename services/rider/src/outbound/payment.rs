@@ -1,20 +1,17 @@
-//! The payment service behind the domain's [`Payments`] port: a tonic client on the mesh channel
-//! (deadline now; the breaker and retry layers slot into `baemin_mesh_client`).
+//! The payment service behind the domain's [`Payments`] port: a tonic client on the mesh client stack
+//! (in-flight limit, circuit breaker, deadline), its idempotent `Settle` retried within a budget.
 
 use baemin_kernel::{CallId, RiderId, Settlement};
-use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, RetryPolicy, connect_lazy};
-use baemin_proto::payment::v1::{PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient};
+use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, RetryPolicy, connect_lazy, outcome_unknown};
+use baemin_proto::payment::{
+    reasons,
+    v1::{PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient},
+};
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::domain::{PaymentCallError, Payments};
-
-/// The `google.rpc.ErrorInfo` domain of payment's refusal reasons.
-const PAYMENT_ERROR_DOMAIN: &str = "payment.baemin";
-
-/// The refusal reason that means "the fee was voided": the call was cancelled.
-const FEE_VOIDED: &str = "FEE_VOIDED";
 
 /// Payment over gRPC.
 #[derive(Clone)]
@@ -81,13 +78,7 @@ fn classify(status: Status) -> PaymentCallError {
         status.message().to_owned()
     };
     match status.code() {
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Cancelled
-        | Code::Unknown
-        | Code::Internal
-        | Code::ResourceExhausted
-        | Code::Aborted => PaymentCallError::Unavailable(message),
+        code if outcome_unknown(code) => PaymentCallError::Unavailable(message),
         Code::FailedPrecondition if voided(&status) => PaymentCallError::Voided(message),
         Code::FailedPrecondition => PaymentCallError::Refused(message),
         Code::NotFound => PaymentCallError::NotFound(message),
@@ -100,7 +91,7 @@ fn classify(status: Status) -> PaymentCallError {
 fn voided(status: &Status) -> bool {
     status
         .get_details_error_info()
-        .is_some_and(|info| info.reason == FEE_VOIDED && info.domain == PAYMENT_ERROR_DOMAIN)
+        .is_some_and(|info| info.reason == reasons::FEE_VOIDED && info.domain == reasons::DOMAIN)
 }
 
 #[cfg(test)]
@@ -122,11 +113,11 @@ mod tests {
     #[test]
     fn only_the_fee_voided_reason_means_the_call_was_cancelled() {
         assert_eq!(
-            classify(refusal("FEE_VOIDED", "payment.baemin")),
+            classify(refusal(reasons::FEE_VOIDED, reasons::DOMAIN)),
             PaymentCallError::Voided("refused".into())
         );
         for other in [
-            refusal("SETTLED_WITH_ANOTHER_RIDER", "payment.baemin"),
+            refusal(reasons::SETTLED_WITH_ANOTHER_RIDER, reasons::DOMAIN),
             refusal("FEE_SETTLED", "payment.baemin"),
             refusal("FEE_VOIDED", "elsewhere.example"),
             Status::failed_precondition("the fee was voided"),
