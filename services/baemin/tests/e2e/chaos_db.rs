@@ -79,6 +79,10 @@ async fn chaos_payment_database_down_refuses_calls_with_unavailable_and_loses_no
         .await
         .expect_err("payment's database is down");
     assert_database_unavailable(&status, "payment");
+    // Its health stays SERVING: its answers are the designed ones, and an orchestrator that pulled every
+    // replica for a shared database would turn a partial outage into a total one (README).
+    let payment_url = format!("http://{}", mesh.addr(Svc::Payment).expect("payment runs"));
+    assert!(baemin_mesh_server::probe::is_serving(&payment_url).await);
     // The food was delivered: completions go through with their settlement deferred.
     for (id, rider_id) in under_way.iter().zip(["r-a", "r-b"]) {
         ledger.complete(&clients, id, rider_id).await;

@@ -306,3 +306,33 @@ async fn a_poison_event_is_dead_lettered_with_its_reason_consumers_go_on_and_it_
     );
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_starting_without_nats_waits_for_it_and_is_not_serving_until_it_is_there() {
+    let mut nats = baemin_mesh_testkit::NatsServer::start().await;
+    nats.stop();
+    let mut dbs = baemin_mesh_testkit::TestDatabases::new(DbKind::Sqlite);
+    let addr = format!("127.0.0.1:{}", baemin_mesh_testkit::free_port());
+    let env = vec![
+        ("NATS_URL", nats.url()),
+        ("DATABASE_URL", dbs.url_for("report").await),
+        ("GRPC_ADDR", addr.clone()),
+        ("STARTUP_TIMEOUT", "60s".to_owned()),
+    ];
+    let starting =
+        tokio::spawn(
+            async move { baemin_mesh_testkit::RunningService::start::<baemin_report::Application>(&env).await },
+        );
+    // Start-up keeps retrying NATS; meanwhile the port is bound but nothing reports SERVING, so a
+    // readiness probe keeps the instance out of rotation.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(!starting.is_finished(), "start-up waits for NATS");
+    assert!(!baemin_mesh_server::probe::is_serving(&format!("http://{addr}")).await);
+    nats.restart().await;
+    let running = tokio::time::timeout(PATIENCE, starting)
+        .await
+        .expect("start-up finishes once NATS is there")
+        .unwrap();
+    assert!(baemin_mesh_server::probe::is_serving(&running.url()).await);
+    running.stop().await;
+}
