@@ -3,10 +3,12 @@
 
 pub mod breaker;
 pub mod deadline;
+mod endpoint;
 pub mod limit;
 pub mod retry;
 mod stack;
 
 pub use breaker::{BreakerConfig, BreakerHandle, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier};
+pub use endpoint::endpoint;
 pub use retry::{RetryPolicy, outcome_unknown};
 pub use stack::{ClientError, ClientSettings, MeshChannel, connect_lazy};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use baemin_mesh_server::config::{ConfigError, Settings};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tower::ServiceBuilder;
 
 use crate::{
@@ -48,7 +48,7 @@ impl ClientSettings {
         let url_key = format!("{prefix}_URL");
         let url = s.url(&url_key, default_url, &["http", "https"])?;
         // The channel is built at start-up from this URL; refuse here what it would refuse there.
-        if let Err(err) = Endpoint::from_shared(url.clone()) {
+        if let Err(err) = crate::endpoint(&url, None) {
             return Err(ConfigError::new(&url_key, &url, err));
         }
         let deadline = s.duration(&format!("{prefix}_DEADLINE"), Duration::from_secs(2))?;
@@ -114,7 +114,7 @@ pub enum ClientError {
 /// A channel to `settings.url` that connects on first use and reconnects by itself, wrapped in the
 /// mesh layers. Building it never touches the network, so a service starts even if the dependency is down.
 pub fn connect_lazy(settings: &ClientSettings) -> Result<MeshChannel, ClientError> {
-    let endpoint = Endpoint::from_shared(settings.url.clone())
+    let endpoint = crate::endpoint(&settings.url, None)
         .map_err(|source| ClientError::InvalidUrl {
             dependency: settings.dependency,
             url: settings.url.clone(),

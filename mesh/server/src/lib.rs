@@ -11,6 +11,7 @@ mod require_identity;
 mod serve;
 mod shutdown;
 pub mod status;
+pub mod tls;
 
 pub use deadline::{CallerDeadline, CallerDeadlineLayer, parse_grpc_timeout};
 pub use logging::init_logging;

@@ -4,8 +4,10 @@
 use std::{future::Future, net::SocketAddr};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{service::Routes, transport::Server};
+use tonic::{
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::Shutdown;
@@ -98,7 +100,7 @@ impl MeshServer {
         self,
         routes: Routes,
         shutdown: Shutdown,
-    ) -> Result<(Routes, TcpListenerStream, impl Future<Output = ()> + Send + 'static), ServeError> {
+    ) -> Result<(Routes, TcpIncoming, impl Future<Output = ()> + Send + 'static), ServeError> {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(baemin_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -116,7 +118,10 @@ impl MeshServer {
             shutdown.cancelled().await;
             serving.set(ServingStatus::NotServing).await;
         };
-        Ok((routes, TcpListenerStream::new(self.listener), drain))
+        // Nagle off: gRPC writes small frames it wants sent now (the builder's `tcp_nodelay` only
+        // applies to listeners tonic binds itself).
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        Ok((routes, incoming, drain))
     }
 
     /// Serves `routes` until `shutdown` is cancelled: health goes NOT_SERVING at once, in-flight RPCs
@@ -125,7 +130,6 @@ impl MeshServer {
     pub async fn serve(self, routes: Routes, options: ServeOptions, shutdown: Shutdown) -> Result<(), ServeError> {
         let (routes, incoming, drain) = self.into_parts(routes, shutdown)?;
         Server::builder()
-            .tcp_nodelay(true)
             .layer(
                 tower::ServiceBuilder::new()
                     .layer(crate::RequireIdentityLayer::new(options.require_identity))

@@ -7,6 +7,7 @@ mod nats;
 mod process;
 mod proxy;
 mod service;
+pub mod tls;
 
 pub use db::{DbKind, TestDatabases};
 pub use nats::NatsServer;

@@ -37,6 +37,10 @@ pub struct UrlArgs {
     /// Bearer token sent with every call (needed through the gateway; see `baemin token`).
     #[arg(long, env = "BAEMIN_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of a CA to trust, besides the system's roots, for https:// URLs (a gateway with a
+    /// private or development certificate).
+    #[arg(long, env = "BAEMIN_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A service of the mesh.

@@ -1,5 +1,7 @@
 //! gRPC clients of the four services, from their URLs.
 
+use std::path::Path;
+
 use anyhow::Context;
 use baemin_proto::{
     call::v1::call_service_client::CallServiceClient, payment::v1::payment_service_client::PaymentServiceClient,
@@ -8,7 +10,7 @@ use baemin_proto::{
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::Channel,
 };
 
 /// What every client sends through: a channel, plus the bearer token when one is configured.
@@ -37,6 +39,27 @@ impl Interceptor for Credentials {
             request.metadata_mut().insert("authorization", value.clone());
         }
         Ok(request)
+    }
+}
+
+/// Which servers `https://` URLs may be: any the system's roots vouch for, and those of a private CA
+/// when one is given (`--ca-file`: a company CA, or the CA of a development certificate).
+#[derive(Debug, Clone, Default)]
+pub struct Trust(Option<Vec<u8>>);
+
+impl Trust {
+    /// The system's roots, plus the PEM certificates in `path` when given.
+    pub fn ca_file(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let pem = std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        anyhow::ensure!(
+            pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----"),
+            "{} holds no PEM certificate",
+            path.display()
+        );
+        Ok(Self(Some(pem)))
     }
 }
 
@@ -85,8 +108,13 @@ impl Clients {
 
     /// Clients of the services at `urls` sending `credentials` (for calls through the gateway).
     pub fn with_credentials(urls: &Urls, credentials: &Credentials) -> anyhow::Result<Self> {
+        Self::connect(urls, credentials, &Trust::default())
+    }
+
+    /// Clients of the services at `urls` sending `credentials`, verifying `https://` servers with `trust`.
+    pub fn connect(urls: &Urls, credentials: &Credentials, trust: &Trust) -> anyhow::Result<Self> {
         let transport = |url: &str| -> anyhow::Result<Transport> {
-            Ok(InterceptedService::new(channel(url)?, credentials.clone()))
+            Ok(InterceptedService::new(channel_trusting(url, trust)?, credentials.clone()))
         };
         Ok(Self {
             call: CallServiceClient::new(transport(&urls.call)?),
@@ -99,7 +127,12 @@ impl Clients {
 
 /// A lazily connecting channel to `url`.
 pub fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())
+    channel_trusting(url, &Trust::default())
+}
+
+/// A lazily connecting channel to `url`, verifying an `https://` server with `trust`.
+pub fn channel_trusting(url: &str, trust: &Trust) -> anyhow::Result<Channel> {
+    Ok(baemin_mesh_client::endpoint(url, trust.0.as_deref())
         .with_context(|| format!("invalid URL {url}"))?
         .connect_timeout(std::time::Duration::from_secs(3))
         .connect_lazy())

@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use crate::{
     cli::{CallCommand, Cli, Command, DeadLetterCommand, ListArgs, PaymentCommand, ReportCommand, RiderCommand},
-    clients::{Clients, Credentials, Urls},
+    clients::{Clients, Credentials, Trust, Urls},
     print,
     scenario::{self, Script},
 };
@@ -40,9 +40,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => crate::token::parse_ttl(&ttl)
             .and_then(|ttl| crate::token::mint(&crate::token::secret(&data_dir)?, role, &subject, ttl))
             .map(|token| println!("{token}")),
-        command => match Credentials::bearer(cli.urls.token.as_deref()) {
-            Ok(credentials) => drive(command, &urls, &credentials).await,
-            Err(err) => Err(err),
+        command => match (
+            Credentials::bearer(cli.urls.token.as_deref()),
+            Trust::ca_file(cli.urls.ca_file.as_deref()),
+        ) {
+            (Ok(credentials), Ok(trust)) => drive(command, &urls, &credentials, &trust).await,
+            (Err(err), _) | (_, Err(err)) => Err(err),
         },
     };
     match result {
@@ -57,8 +60,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn drive(command: Command, urls: &Urls, credentials: &Credentials) -> anyhow::Result<()> {
-    let mut c = Clients::with_credentials(urls, credentials)?;
+async fn drive(command: Command, urls: &Urls, credentials: &Credentials, trust: &Trust) -> anyhow::Result<()> {
+    let mut c = Clients::connect(urls, credentials, trust)?;
     match command {
         Command::Up { .. } | Command::Serve { .. } | Command::Token { .. } => unreachable_command(),
         Command::Scenario {

@@ -120,7 +120,13 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
                 let key = format!("{}_URL", upstream.as_str().to_uppercase());
                 command.env(key, format!("http://127.0.0.1:{}", port(upstream)));
             }
-            command.env("GATEWAY_JWT_SECRET", &jwt_secret);
+            // The local mesh is plaintext on loopback (its probes and printed links are http://); TLS on
+            // the listener is for a deployed `baemin serve gateway`.
+            command
+                .env("GATEWAY_JWT_SECRET", &jwt_secret)
+                .env_remove("GATEWAY_JWKS_FILE")
+                .env_remove("GATEWAY_TLS_CERT")
+                .env_remove("GATEWAY_TLS_KEY");
         } else {
             command.env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()));
         }

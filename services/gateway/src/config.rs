@@ -2,9 +2,11 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use baemin_mesh_server::config::{ConfigError, Env, Settings};
+use baemin_mesh_server::{
+    config::{ConfigError, Env, Settings},
+    tls::{Tls, TlsFiles},
+};
 use http::HeaderValue;
-use tonic::transport::Endpoint;
 
 use baemin_proto::{
     call::v1::call_service_server::SERVICE_NAME as CALL, payment::v1::payment_service_server::SERVICE_NAME as PAYMENT,
@@ -20,7 +22,7 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// `CALL_URL`, `RIDER_URL`, `PAYMENT_URL`, `REPORT_URL` (defaults `http://127.0.0.1:8081`..`8084`):
     /// (gRPC service name, short name, endpoint).
-    pub upstreams: Vec<(&'static str, &'static str, Endpoint)>,
+    pub upstreams: Vec<(&'static str, &'static str, tonic::transport::Endpoint)>,
     /// `GATEWAY_JWT_SECRET` (HS256, at least 32 bytes) or `GATEWAY_JWKS_FILE` (a JWKS document), with
     /// optional `GATEWAY_JWT_ISSUER` and `GATEWAY_JWT_AUDIENCE`.
     pub verifier: Verifier,
@@ -36,6 +38,10 @@ pub struct Config {
     pub cors_origins: Vec<HeaderValue>,
     /// `SHUTDOWN_GRACE` (default 20 s): how long open calls and streams may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `GATEWAY_TLS_CERT` and `GATEWAY_TLS_KEY` (PEM files, both or neither): TLS on the listener, for
+    /// gRPC over HTTP/2 and grpc-web over HTTP/1.1 or HTTP/2 alike. Without them the gateway speaks
+    /// plaintext (behind an ingress or a mesh sidecar that terminates TLS).
+    pub tls: Option<Tls>,
 }
 
 /// The upstream services: gRPC service name, setting prefix, local default port, name used in messages.
@@ -56,7 +62,7 @@ impl Config {
             .map(|&(service, prefix, port, name)| -> Result<_, ConfigError> {
                 let key = format!("{prefix}_URL");
                 let url = s.url(&key, &format!("http://127.0.0.1:{port}"), &["http", "https"])?;
-                let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| ConfigError::new(&key, &url, e))?;
+                let endpoint = baemin_mesh_client::endpoint(&url, None).map_err(|e| ConfigError::new(&key, &url, e))?;
                 Ok((
                     service,
                     name,
@@ -97,6 +103,7 @@ impl Config {
             max_concurrent_streams,
             cors_origins: cors_origins(&s)?,
             shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
+            tls: tls(&s)?,
         })
     }
 }
@@ -128,6 +135,29 @@ fn verifier(s: &Settings<'_>) -> Result<Verifier, ConfigError> {
     Ok(verifier
         .with_issuer(s.raw("GATEWAY_JWT_ISSUER"))
         .with_audience(s.raw("GATEWAY_JWT_AUDIENCE")))
+}
+
+fn tls(s: &Settings<'_>) -> Result<Option<Tls>, ConfigError> {
+    let files = match (s.raw("GATEWAY_TLS_CERT"), s.raw("GATEWAY_TLS_KEY")) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        },
+        (Some(cert), None) => {
+            return Err(ConfigError::new("GATEWAY_TLS_KEY", "", format!("GATEWAY_TLS_CERT is {cert}: set the key too")));
+        }
+        (None, Some(key)) => {
+            return Err(ConfigError::new("GATEWAY_TLS_CERT", "", format!("GATEWAY_TLS_KEY is {key}: set the certificate too")));
+        }
+    };
+    Tls::load(&files).map(Some).map_err(|e| {
+        let (key, path) = match e.path() {
+            Some(path) if path == files.key && path != files.cert => ("GATEWAY_TLS_KEY", path),
+            _ => ("GATEWAY_TLS_CERT", files.cert.as_path()),
+        };
+        ConfigError::new(key, &path.display().to_string(), e)
+    })
 }
 
 fn cors_origins(s: &Settings<'_>) -> Result<Vec<HeaderValue>, ConfigError> {
@@ -213,6 +243,39 @@ mod tests {
         let env: [(&str, &str); 0] = [];
         let err = Config::from_env(&env).unwrap_err();
         assert!(err.reason.contains("GATEWAY_JWKS_FILE"), "{err}");
+    }
+
+    fn test_tls_file(name: &str) -> String {
+        format!("{}/../../mesh/testkit/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn tls_takes_a_certificate_and_its_key_or_neither() {
+        let cert: &str = &test_tls_file("localhost.pem");
+        let key: &str = &test_tls_file("localhost.key");
+        let c = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", cert), ("GATEWAY_TLS_KEY", key)]).unwrap();
+        assert!(c.tls.is_some());
+        assert!(Config::from_env(&[SECRET]).unwrap().tls.is_none());
+
+        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", cert)]).unwrap_err();
+        assert_eq!(err.key, "GATEWAY_TLS_KEY", "a certificate without its key: {err}");
+        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_KEY", key)]).unwrap_err();
+        assert_eq!(err.key, "GATEWAY_TLS_CERT", "a key without its certificate: {err}");
+    }
+
+    #[test]
+    fn a_tls_file_that_cannot_serve_stops_start_up_naming_its_setting() {
+        let cert: &str = &test_tls_file("localhost.pem");
+        let key: &str = &test_tls_file("localhost.key");
+        let other: &str = &test_tls_file("other.key");
+        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", cert), ("GATEWAY_TLS_KEY", other)]).unwrap_err();
+        assert_eq!(err.key, "GATEWAY_TLS_CERT", "a key that is not the certificate's: {err}");
+        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", cert), ("GATEWAY_TLS_KEY", "/nonexistent.key")])
+            .unwrap_err();
+        assert_eq!(err.key, "GATEWAY_TLS_KEY", "{err}");
+        assert!(err.value.contains("nonexistent.key"), "{err}");
+        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", key), ("GATEWAY_TLS_KEY", key)]).unwrap_err();
+        assert_eq!(err.key, "GATEWAY_TLS_CERT", "a key where the certificate should be: {err}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use baemin_mesh_server::{
     config::{ConfigError, Env},
     within_grace,
 };
+use futures::FutureExt;
 use http::{HeaderName, Method};
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
@@ -72,16 +73,22 @@ impl Service for Application {
         let serving = server.serving();
         let (routes, incoming, drain) = server.into_parts(routes, shutdown.clone())?;
         serving.set(ServingStatus::Serving).await;
-        tracing::info!(addr = %config.listen_addr, "gateway serving gRPC, grpc-web and the dashboard");
-        let serve = Server::builder()
+        tracing::info!(
+            addr = %config.listen_addr,
+            tls = config.tls.is_some(),
+            "gateway serving gRPC, grpc-web and the dashboard"
+        );
+        let router = Server::builder()
             .accept_http1(true)
-            .tcp_nodelay(true)
             .max_concurrent_streams(config.max_concurrent_streams)
             .layer(cors(config.cors_origins))
             .layer(web::GrpcWebOnlyLayer)
             .layer(MessageLimitLayer::new(config.max_message_bytes))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, drain);
+            .add_routes(routes);
+        let serve = match &config.tls {
+            Some(tls) => router.serve_with_incoming_shutdown(tls.incoming(incoming), drain).boxed(),
+            None => router.serve_with_incoming_shutdown(incoming, drain).boxed(),
+        };
         // Watches through the gateway end as soon as shutdown begins (see `drain`); anything else still
         // open after the grace period is cut.
         within_grace(serve, &shutdown, config.shutdown_grace, Self::NAME)

@@ -422,17 +422,29 @@ async fn the_gateway_answers_health_and_reflection_for_every_routed_service_with
 
 /// Sends `method path` with `body` over plain HTTP/1.1 (what a browser without HTTP/2 sends) and
 /// returns the status line, the headers, and the de-chunked body.
-async fn http1(
+pub(crate) async fn http1(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (String, String, Vec<u8>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    http1_over(stream, &addr.to_string(), method, path, headers, body).await
+}
+
+/// [`http1`] over an open connection (plain or TLS) to `host`.
+pub(crate) async fn http1_over(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (String, String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -605,5 +617,49 @@ async fn a_watch_through_the_gateway_ends_with_unavailable_when_the_gateway_drai
         "the gateway stopped without waiting out its grace: {:?}",
         started.elapsed()
     );
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrent_stream_limit_a_connection_waits_for_a_free_stream() {
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[("GATEWAY_MAX_CONCURRENT_STREAMS", "2")]).await;
+    // One client, one HTTP/2 connection: two open watches take both of its streams.
+    let admin = through(&gateway.url(), Some(&token(Role::Admin, "ops"))).report;
+    let watch = || {
+        let mut client = admin.clone();
+        async move {
+            client
+                .watch_delivery_views(report::WatchDeliveryViewsRequest {
+                    call_id: String::new(),
+                    include_snapshot: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let first = watch().await;
+    let _second = watch().await;
+    let mut stats = std::pin::pin!({
+        let mut client = admin.clone();
+        async move { client.get_stats(report::GetStatsRequest {}).await }
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), stats.as_mut()).await.is_err(),
+        "a third call on the connection waits while both streams are open"
+    );
+    drop(first);
+    let stats = tokio::time::timeout(PATIENCE, stats)
+        .await
+        .expect("it goes once a stream is free");
+    stats.expect("and is answered");
+    // Other connections have their own streams.
+    let other = through(&gateway.url(), Some(&token(Role::Admin, "ops"))).report;
+    tokio::time::timeout(PATIENCE, other.clone().get_stats(report::GetStatsRequest {}))
+        .await
+        .expect("answered")
+        .unwrap();
+    gateway.stop().await;
     mesh.stop().await;
 }
