@@ -1,5 +1,6 @@
-// The dashboard in a real headless Chromium, against a real gateway: it goes live, follows a delivery's
-// whole lifecycle without reload, survives a gateway restart, and leaves a screenshot.
+// The dashboard in a real headless Chromium, against a real gateway: signing in by pasting a token (bad
+// tokens refused with the gateway's reason, sign-out forgets the token), then it goes live, follows a
+// delivery's whole lifecycle without reload, survives a gateway restart, and leaves a screenshot.
 //
 // Environment: GATEWAY_URL, ADMIN_TOKEN, RESTAURANT_TOKEN (store-1), RIDER_TOKEN (r-7), SCREENSHOT (PNG path),
 // CHROMIUM (default /usr/bin/chromium).
@@ -117,8 +118,66 @@ async function accept(api, callId) {
   });
 }
 
+/** Sign-in on a page of its own: no token, a malformed one, a rider's, then the admin's, then sign-out. */
+async function signInFlow() {
+  const p = await browser.newPage();
+  p.on("pageerror", (err) => pageErrors.push(err.message));
+  const state = () => p.locator(connection).getAttribute("data-state");
+  const form = '[data-testid="signin"]';
+  const message = '[data-testid="signin-message"]';
+  const submit = async (token) => {
+    await p.fill(`${form} input[name="token"]`, token);
+    await p.click(`${form} button[type="submit"]`);
+  };
+  const refused = async (what, reason) => {
+    try {
+      await p.waitForFunction(
+        ([f, m, want]) => !document.querySelector(f).hidden && document.querySelector(m).textContent.includes(want),
+        [form, message, reason],
+        { timeout: WAIT_MS },
+      );
+    } catch {
+      throw new Failure(`${what}: the sign-in form does not say "${reason}" (it says "${await p.locator(message).textContent()}")`);
+    }
+    check((await state()) === "signed-out", `${what}: connection is ${await state()}, not signed-out`);
+    check((await p.evaluate(() => sessionStorage.getItem("baemin.dashboard.token"))) === null, `${what}: the refused token was kept`);
+  };
+
+  await p.goto(`${gatewayUrl}/`, { waitUntil: "load", timeout: WAIT_MS });
+  await p.waitForSelector(`${form}:not([hidden])`, { timeout: WAIT_MS });
+  check((await state()) === "signed-out", `without a token the connection is ${await state()}`);
+  ok("without a token the page asks for one");
+
+  await submit("not-a-jwt");
+  await refused("a malformed token", "refused the token");
+  ok(`a malformed token: ${await p.locator(message).textContent()}`);
+  await submit(rider);
+  await refused("a rider's token", "refused the token");
+  ok(`a rider's token: ${await p.locator(message).textContent()}`);
+
+  await submit(`Bearer ${admin}`);
+  try {
+    await p.waitForSelector(`${connection}[data-state="live"]`, { timeout: WAIT_MS });
+  } catch {
+    throw new Failure(`the admin token pasted: connection is ${await state()}, not live`);
+  }
+  check(await p.locator(form).isHidden(), "the sign-in form is still shown when live");
+  check((await p.evaluate(() => sessionStorage.getItem("baemin.dashboard.token"))) === admin, "the pasted token is not in sessionStorage");
+  ok("the admin token pasted (with its Bearer prefix): live");
+
+  await p.click('[data-testid="sign-out"]');
+  await p.waitForSelector(`${form}:not([hidden])`, { timeout: WAIT_MS });
+  check((await state()) === "signed-out", `after sign-out the connection is ${await state()}`);
+  check((await p.evaluate(() => sessionStorage.getItem("baemin.dashboard.token"))) === null, "sign-out kept the token");
+  check((await p.locator('[data-testid="deliveries"] tbody tr').count()) === 0, "sign-out left rows on the screen");
+  ok("sign-out: token forgotten, rows cleared, sign-in form shown");
+  await p.close();
+}
+
 let exitCode = 0;
 try {
+  await signInFlow();
+
   // Open the page with the token in the fragment.
   await page.goto(`${gatewayUrl}/#token=${admin}`, { waitUntil: "load", timeout: WAIT_MS });
   await waitState("live", "first connection");
@@ -221,6 +280,19 @@ try {
   const third = await placeCall(api, "browser test: after restart");
   await waitRow(third, "call placed after the restart");
   ok(`row ${third} placed after the restart appeared`);
+  try {
+    await page.waitForFunction(
+      (rows) => {
+        const waiting = [...document.querySelectorAll(`${rows} td[data-field="status"]`)].filter((td) => td.textContent === "CALLED");
+        return document.querySelector('[data-stat="called"]')?.getAttribute("data-value") === String(waiting.length) && waiting.length > 0;
+      },
+      '[data-testid="deliveries"] tbody tr',
+      { timeout: WAIT_MS },
+    );
+  } catch {
+    throw new Failure(`after the restart the CALLED count (${await stat("called")}) never matched the CALLED rows`);
+  }
+  ok(`stats after the restart: called ${await stat("called")}, as many as CALLED rows`);
 
   // No reload at any point.
   check(loads === 1, `the page loaded ${loads} times`);
