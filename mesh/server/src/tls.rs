@@ -219,7 +219,13 @@ mod tests {
     fn a_key_given_as_the_certificate_is_refused_as_holding_no_certificate() {
         let error = Tls::load(&files("localhost.key", "localhost.key")).unwrap_err();
         assert!(
-            matches!(error, TlsError::Missing { what: "PEM certificate", .. }),
+            matches!(
+                error,
+                TlsError::Missing {
+                    what: "PEM certificate",
+                    ..
+                }
+            ),
             "{error}"
         );
     }
@@ -228,7 +234,13 @@ mod tests {
     fn a_certificate_given_as_the_key_is_refused_as_holding_no_key() {
         let error = Tls::load(&files("localhost.pem", "localhost.pem")).unwrap_err();
         assert!(
-            matches!(error, TlsError::Missing { what: "PEM private key", .. }),
+            matches!(
+                error,
+                TlsError::Missing {
+                    what: "PEM private key",
+                    ..
+                }
+            ),
             "{error}"
         );
     }

@@ -114,7 +114,10 @@ impl Clients {
     /// Clients of the services at `urls` sending `credentials`, verifying `https://` servers with `trust`.
     pub fn connect(urls: &Urls, credentials: &Credentials, trust: &Trust) -> anyhow::Result<Self> {
         let transport = |url: &str| -> anyhow::Result<Transport> {
-            Ok(InterceptedService::new(channel_trusting(url, trust)?, credentials.clone()))
+            Ok(InterceptedService::new(
+                channel_trusting(url, trust)?,
+                credentials.clone(),
+            ))
         };
         Ok(Self {
             call: CallServiceClient::new(transport(&urls.call)?),

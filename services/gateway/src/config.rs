@@ -145,10 +145,18 @@ fn tls(s: &Settings<'_>) -> Result<Option<Tls>, ConfigError> {
             key: key.into(),
         },
         (Some(cert), None) => {
-            return Err(ConfigError::new("GATEWAY_TLS_KEY", "", format!("GATEWAY_TLS_CERT is {cert}: set the key too")));
+            return Err(ConfigError::new(
+                "GATEWAY_TLS_KEY",
+                "",
+                format!("GATEWAY_TLS_CERT is {cert}: set the key too"),
+            ));
         }
         (None, Some(key)) => {
-            return Err(ConfigError::new("GATEWAY_TLS_CERT", "", format!("GATEWAY_TLS_KEY is {key}: set the certificate too")));
+            return Err(ConfigError::new(
+                "GATEWAY_TLS_CERT",
+                "",
+                format!("GATEWAY_TLS_KEY is {key}: set the certificate too"),
+            ));
         }
     };
     Tls::load(&files).map(Some).map_err(|e| {
@@ -269,13 +277,23 @@ mod tests {
         let key: &str = &test_tls_file("localhost.key");
         let other: &str = &test_tls_file("other.key");
         let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", cert), ("GATEWAY_TLS_KEY", other)]).unwrap_err();
-        assert_eq!(err.key, "GATEWAY_TLS_CERT", "a key that is not the certificate's: {err}");
-        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", cert), ("GATEWAY_TLS_KEY", "/nonexistent.key")])
-            .unwrap_err();
+        assert_eq!(
+            err.key, "GATEWAY_TLS_CERT",
+            "a key that is not the certificate's: {err}"
+        );
+        let err = Config::from_env(&[
+            SECRET,
+            ("GATEWAY_TLS_CERT", cert),
+            ("GATEWAY_TLS_KEY", "/nonexistent.key"),
+        ])
+        .unwrap_err();
         assert_eq!(err.key, "GATEWAY_TLS_KEY", "{err}");
         assert!(err.value.contains("nonexistent.key"), "{err}");
         let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", key), ("GATEWAY_TLS_KEY", key)]).unwrap_err();
-        assert_eq!(err.key, "GATEWAY_TLS_CERT", "a key where the certificate should be: {err}");
+        assert_eq!(
+            err.key, "GATEWAY_TLS_CERT",
+            "a key where the certificate should be: {err}"
+        );
     }
 
     #[test]

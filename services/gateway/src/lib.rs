@@ -86,7 +86,9 @@ impl Service for Application {
             .layer(MessageLimitLayer::new(config.max_message_bytes))
             .add_routes(routes);
         let serve = match &config.tls {
-            Some(tls) => router.serve_with_incoming_shutdown(tls.incoming(incoming), drain).boxed(),
+            Some(tls) => router
+                .serve_with_incoming_shutdown(tls.incoming(incoming), drain)
+                .boxed(),
             None => router.serve_with_incoming_shutdown(incoming, drain).boxed(),
         };
         // Watches through the gateway end as soon as shutdown begins (see `drain`); anything else still

@@ -646,7 +646,9 @@ async fn past_the_concurrent_stream_limit_a_connection_waits_for_a_free_stream()
         async move { client.get_stats(report::GetStatsRequest {}).await }
     });
     assert!(
-        tokio::time::timeout(Duration::from_millis(500), stats.as_mut()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(500), stats.as_mut())
+            .await
+            .is_err(),
         "a third call on the connection waits while both streams are open"
     );
     drop(first);

@@ -135,7 +135,12 @@ async fn over_tls_plaintext_clients_and_clients_not_trusting_the_certificate_are
     let gateway = start_tls_gateway(&mesh).await;
     let port = gateway.addr().port();
 
-    let plaintext = through(&format!("http://localhost:{port}"), Role::Restaurant, "store-1", &test_ca());
+    let plaintext = through(
+        &format!("http://localhost:{port}"),
+        Role::Restaurant,
+        "store-1",
+        &test_ca(),
+    );
     let status = plaintext.call.clone().place_call(place_request()).await.unwrap_err();
     // The client reads the server's TLS alert as a broken HTTP/2 frame.
     assert!(
@@ -179,12 +184,9 @@ async fn clients_that_connect_and_never_finish_their_handshake_hold_up_nobody() 
         "store-1",
         &test_ca(),
     );
-    let placed = tokio::time::timeout(
-        Duration::from_secs(5),
-        store.call.clone().place_call(place_request()),
-    )
-    .await
-    .expect("served while the silent connections wait, well before their handshake timeout");
+    let placed = tokio::time::timeout(Duration::from_secs(5), store.call.clone().place_call(place_request()))
+        .await
+        .expect("served while the silent connections wait, well before their handshake timeout");
     placed.expect("the call placed");
     drop(silent);
     gateway.stop().await;
