@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use baemin_mesh_server::config::{ConfigError, Settings};
+use baemin_mesh_telemetry::{GrpcClient, GrpcClientLayer, Metrics};
 use tonic::transport::Channel;
 use tower::ServiceBuilder;
 
@@ -13,10 +14,11 @@ use crate::{
 };
 
 /// The transport under every mesh client: a lazily connecting HTTP/2 channel behind the mesh layers,
-/// outermost first: in-flight limit (a shed call never reaches the breaker: the dependency was not
+/// outermost first: telemetry (a client span per call, its context sent as `traceparent`, latency by
+/// method and code: refusals by the layers below included), in-flight limit (a shed call never reaches the breaker: the dependency was not
 /// asked), circuit breaker (so deadline expiries count as failures), deadline, channel. Retries of
 /// idempotent calls wrap the whole stack ([`crate::RetryPolicy`]), so each attempt passes every layer.
-pub type MeshChannel = InFlightLimit<CircuitBreaker<Deadline<Channel>>>;
+pub type MeshChannel = GrpcClient<InFlightLimit<CircuitBreaker<Deadline<Channel>>>>;
 
 /// How a client reaches one dependency.
 #[derive(Debug, Clone)]
@@ -113,7 +115,7 @@ pub enum ClientError {
 
 /// A channel to `settings.url` that connects on first use and reconnects by itself, wrapped in the
 /// mesh layers. Building it never touches the network, so a service starts even if the dependency is down.
-pub fn connect_lazy(settings: &ClientSettings) -> Result<MeshChannel, ClientError> {
+pub fn connect_lazy(settings: &ClientSettings, metrics: &Metrics) -> Result<MeshChannel, ClientError> {
     let endpoint = crate::endpoint(&settings.url, None)
         .map_err(|source| ClientError::InvalidUrl {
             dependency: settings.dependency,
@@ -131,8 +133,10 @@ pub fn connect_lazy(settings: &ClientSettings) -> Result<MeshChannel, ClientErro
                 dependency: settings.dependency,
                 source,
             }
-        })?;
+        })?
+        .observed(metrics);
     Ok(ServiceBuilder::new()
+        .layer(GrpcClientLayer::new(metrics))
         .layer(InFlightLimitLayer::new(settings.dependency, settings.max_in_flight))
         .layer(breaker)
         .layer(DeadlineLayer::new(settings.dependency, settings.deadline))

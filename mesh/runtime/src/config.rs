@@ -12,6 +12,8 @@ pub struct ServiceConfig {
     pub name: &'static str,
     /// `GRPC_ADDR`: where the gRPC server listens (default `0.0.0.0:<the service's port>`).
     pub listen_addr: SocketAddr,
+    /// `ADMIN_ADDR`: the admin HTTP port, `/metrics`, `/livez`, `/readyz` (default: gRPC port + 1000).
+    pub admin_addr: SocketAddr,
     /// `DATABASE_URL`: `sqlite://PATH?mode=rwc` (default `sqlite://data/<name>.db?mode=rwc`) or `postgres://...`.
     pub database_url: String,
     /// `DATABASE_POOL_SIZE`: connections to PostgreSQL (SQLite always uses one).
@@ -82,6 +84,7 @@ impl ServiceConfig {
         Ok(Self {
             name,
             listen_addr,
+            admin_addr: s.admin_addr(listen_addr)?,
             database_url,
             database_pool_size,
             nats_url,
@@ -122,6 +125,7 @@ mod tests {
         let env: [(&str, &str); 0] = [];
         let c = ServiceConfig::from_settings("call", 8081, &Settings::new(&env)).unwrap();
         assert_eq!(c.listen_addr.port(), 8081);
+        assert_eq!(c.admin_addr.port(), 9081);
         assert_eq!(c.database_url, "sqlite://data/call.db?mode=rwc");
         assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
     }

@@ -10,3 +10,4 @@ pub mod worker;
 pub use config::{ServiceConfig, max_message_bytes};
 pub use runtime::{Runtime, StartupError};
 pub use service::{Service, serve_until_signal};
+pub use baemin_mesh_telemetry::Metrics;

@@ -51,7 +51,7 @@ impl Runtime {
         config: ServiceConfig,
         grpc_services: &[&'static str],
     ) -> Result<Self, StartupError> {
-        let server = MeshServer::bind(config.listen_addr, grpc_services).await?;
+        let server = MeshServer::bind(config.listen_addr, config.admin_addr, grpc_services).await?;
         let deadline = tokio::time::Instant::now() + config.startup_timeout;
         let db = retry_until(deadline, "the database", || {
             baemin_mesh_store::connect::<M>(&config.database_url, config.database_pool_size)
@@ -89,6 +89,16 @@ impl Runtime {
     /// The address the gRPC server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// The address of the admin port (`/metrics`, `/livez`, `/readyz`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server.admin_addr()
+    }
+
+    /// The service's metrics registry.
+    pub fn metrics(&self) -> &baemin_mesh_telemetry::Metrics {
+        self.server.metrics()
     }
 
     /// The token background work of the service should stop on (cancelled after the server drained).

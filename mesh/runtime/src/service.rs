@@ -7,8 +7,9 @@ use std::{future::Future, net::SocketAddr, process::ExitCode};
 use baemin_mesh_server::{
     Shutdown,
     config::{ConfigError, Env, ProcessEnv},
-    init_logging, wait_for_signal,
+    wait_for_signal,
 };
+use baemin_mesh_telemetry::TelemetrySettings;
 
 use crate::StartupError;
 
@@ -28,6 +29,9 @@ pub trait Service: Sized + Send + 'static {
     /// The bound gRPC address.
     fn local_addr(&self) -> SocketAddr;
 
+    /// The bound admin address (`/metrics`, `/livez`, `/readyz`).
+    fn admin_addr(&self) -> SocketAddr;
+
     /// Serves until `shutdown`, then drains and stops in order.
     fn run(self, shutdown: Shutdown) -> impl Future<Output = Result<(), StartupError>> + Send;
 }
@@ -35,7 +39,19 @@ pub trait Service: Sized + Send + 'static {
 /// Runs service `S` configured from the process environment until SIGTERM or Ctrl-C: what a container
 /// (and `baemin serve`) runs. Exit code 2 for bad configuration, 1 for a failure.
 pub async fn serve_until_signal<S: Service>() -> ExitCode {
-    init_logging("info");
+    let telemetry = match TelemetrySettings::from_lookup(|key| std::env::var(key).ok()) {
+        Ok(settings) => baemin_mesh_telemetry::init(S::NAME, env!("CARGO_PKG_VERSION"), &settings),
+        Err(err) => {
+            eprintln!("{}: {err}", S::NAME);
+            return ExitCode::from(2);
+        }
+    };
+    let code = serve::<S>().await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve<S: Service>() -> ExitCode {
     let config = match S::config(&ProcessEnv) {
         Ok(config) => config,
         Err(err) => {

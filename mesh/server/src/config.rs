@@ -86,6 +86,22 @@ impl<'a> Settings<'a> {
         }
     }
 
+    /// `ADMIN_ADDR`, the admin HTTP port (metrics, probes): by default the gRPC address with the port
+    /// 1000 higher (8081 -> 9081), or port 0 when the gRPC port is 0 (tests).
+    pub fn admin_addr(&self, grpc: std::net::SocketAddr) -> Result<std::net::SocketAddr, ConfigError> {
+        let port = match grpc.port() {
+            0 => 0,
+            p => p.checked_add(1000).ok_or_else(|| {
+                ConfigError::new("ADMIN_ADDR", "", format!("set it: GRPC_ADDR's port {p} + 1000 is not a port"))
+            })?,
+        };
+        let addr = self.parse("ADMIN_ADDR", std::net::SocketAddr::new(grpc.ip(), port))?;
+        if addr.port() != 0 && addr.port() == grpc.port() && (addr.ip() == grpc.ip() || addr.ip().is_unspecified() || grpc.ip().is_unspecified()) {
+            return Err(ConfigError::new("ADMIN_ADDR", &addr.to_string(), "must differ from GRPC_ADDR"));
+        }
+        Ok(addr)
+    }
+
     /// `key` as a duration in milliseconds (`250`, `250ms`) or seconds (`2s`), or `default`.
     pub fn duration(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
         let Some(v) = self.raw(key) else {

@@ -4,7 +4,6 @@
 pub mod config;
 mod deadline;
 pub mod identity;
-mod logging;
 mod message_limit;
 pub mod probe;
 mod require_identity;
@@ -14,8 +13,7 @@ pub mod status;
 pub mod tls;
 
 pub use deadline::{CallerDeadline, CallerDeadlineLayer, parse_grpc_timeout};
-pub use logging::init_logging;
 pub use message_limit::{DEFAULT_MAX_MESSAGE_BYTES, MessageLimit, MessageLimitLayer};
 pub use require_identity::{RequireIdentity, RequireIdentityLayer};
-pub use serve::{MeshServer, ServeError, ServeOptions, Serving, within_grace};
+pub use serve::{AdminHandle, MeshServer, ServeError, ServeOptions, ServeParts, Serving, within_grace};
 pub use shutdown::{Shutdown, wait_for_signal};

@@ -10,6 +10,9 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
+use baemin_mesh_telemetry::{AdminServer, GrpcServerLayer, Metrics, Readiness};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
 use crate::Shutdown;
 
 /// Serving failed: the listener, reflection set-up or the HTTP/2 server.
@@ -31,11 +34,14 @@ pub enum ServeError {
 pub struct Serving {
     reporter: HealthReporter,
     services: Vec<&'static str>,
+    readiness: Readiness,
 }
 
 impl Serving {
-    /// Reports `status` for the whole server ("") and for every named service.
+    /// Reports `status` for the whole server ("") and for every named service, over gRPC health and
+    /// the admin port's `/readyz`.
     pub async fn set(&self, status: ServingStatus) {
+        self.readiness.set(status == ServingStatus::Serving);
         self.reporter.set_service_status("", status).await;
         for name in &self.services {
             self.reporter.set_service_status(*name, status).await;
@@ -52,18 +58,51 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
 }
 
-/// A gRPC server with the mesh's standard services around a service's own routes.
+/// A gRPC server with the mesh's standard services around a service's own routes, and its admin
+/// HTTP port (metrics, probes), which serves from the moment it is bound until the server is dropped.
 pub struct MeshServer {
     listener: TcpListener,
     services: Vec<&'static str>,
     reporter: HealthReporter,
     health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    metrics: Metrics,
+    readiness: Readiness,
+    admin_addr: SocketAddr,
+    admin: AdminHandle,
+}
+
+/// Keeps the admin port serving while held.
+pub struct AdminHandle(#[allow(dead_code, reason = "held for its Drop")] DropGuard);
+
+/// What [`MeshServer::into_parts`] hands a server with layers of its own (the edge gateway).
+pub struct ServeParts<F> {
+    /// The routes with health and reflection added.
+    pub routes: Routes,
+    /// The gRPC listener's connections.
+    pub incoming: TcpIncoming,
+    /// Completes once shutdown began and health went NOT_SERVING.
+    pub drain: F,
+    /// Spans and RPC metrics: put it inside any protocol translation (grpc-web), so it sees gRPC.
+    pub telemetry: GrpcServerLayer,
+    /// Keep it until serving ended: the admin port stops when it is dropped.
+    pub admin: AdminHandle,
 }
 
 impl MeshServer {
-    /// Binds `addr` (port 0 picks a free port). `services` are the full gRPC names served, for health.
-    pub async fn bind(addr: SocketAddr, services: &[&'static str]) -> Result<Self, ServeError> {
+    /// Binds `addr` for gRPC and `admin_addr` for the admin port (port 0 picks a free port), and starts
+    /// the admin port. `services` are the full gRPC names served, for health.
+    pub async fn bind(
+        addr: SocketAddr,
+        admin_addr: SocketAddr,
+        services: &[&'static str],
+    ) -> Result<Self, ServeError> {
         let listener = TcpListener::bind(addr).await?;
+        let admin_server = AdminServer::bind(admin_addr).await?;
+        let admin_addr = admin_server.local_addr();
+        let metrics = Metrics::new();
+        let readiness = Readiness::default();
+        let stop_admin = CancellationToken::new();
+        tokio::spawn(admin_server.serve(metrics.clone(), readiness.clone(), stop_admin.clone()));
         let reporter = HealthReporter::new();
         let health = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
@@ -73,9 +112,23 @@ impl MeshServer {
             services: services.to_vec(),
             reporter,
             health,
+            metrics,
+            readiness,
+            admin_addr,
+            admin: AdminHandle(stop_admin.drop_guard()),
         };
         server.serving().set(ServingStatus::NotServing).await;
         Ok(server)
+    }
+
+    /// The address of the admin port (`/metrics`, `/livez`, `/readyz`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The server's metrics registry, for everything else the service measures.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The address actually bound.
@@ -90,6 +143,7 @@ impl MeshServer {
         Serving {
             reporter: self.reporter.clone(),
             services: self.services.clone(),
+            readiness: self.readiness.clone(),
         }
     }
 
@@ -100,7 +154,7 @@ impl MeshServer {
         self,
         routes: Routes,
         shutdown: Shutdown,
-    ) -> Result<(Routes, TcpIncoming, impl Future<Output = ()> + Send + 'static), ServeError> {
+    ) -> Result<ServeParts<impl Future<Output = ()> + Send + 'static>, ServeError> {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(baemin_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -121,24 +175,32 @@ impl MeshServer {
         // Nagle off: gRPC writes small frames it wants sent now (the builder's `tcp_nodelay` only
         // applies to listeners tonic binds itself).
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        Ok((routes, incoming, drain))
+        Ok(ServeParts {
+            routes,
+            incoming,
+            drain,
+            telemetry: GrpcServerLayer::new(&self.metrics),
+            admin: self.admin,
+        })
     }
 
     /// Serves `routes` until `shutdown` is cancelled: health goes NOT_SERVING at once, in-flight RPCs
     /// finish, then this returns. Calls with a message over the limit are RESOURCE_EXHAUSTED; with
     /// `require_identity`, calls without a caller identity are refused.
     pub async fn serve(self, routes: Routes, options: ServeOptions, shutdown: Shutdown) -> Result<(), ServeError> {
-        let (routes, incoming, drain) = self.into_parts(routes, shutdown)?;
+        let parts = self.into_parts(routes, shutdown)?;
         Server::builder()
             .layer(
                 tower::ServiceBuilder::new()
+                    .layer(parts.telemetry)
                     .layer(crate::RequireIdentityLayer::new(options.require_identity))
                     .layer(crate::CallerDeadlineLayer)
                     .layer(crate::MessageLimitLayer::new(options.max_message_bytes)),
             )
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, drain)
+            .add_routes(parts.routes)
+            .serve_with_incoming_shutdown(parts.incoming, parts.drain)
             .await?;
+        drop(parts.admin);
         Ok(())
     }
 }

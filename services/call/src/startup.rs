@@ -36,8 +36,8 @@ impl Service for Application {
     }
 
     async fn build(config: Config) -> Result<Self, StartupError> {
-        let payments = PaymentClient::connect(&config.payment)?;
         let mut runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
+        let payments = PaymentClient::connect(&config.payment, runtime.metrics())?;
         let app = Arc::new(CallApp::new(
             runtime.db().clone(),
             runtime.outbox().clone(),
@@ -65,6 +65,10 @@ impl Service for Application {
 
     fn local_addr(&self) -> SocketAddr {
         self.runtime.local_addr()
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        self.runtime.admin_addr()
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {

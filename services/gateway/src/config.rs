@@ -20,6 +20,8 @@ use crate::{auth::Verifier, rate::Rate};
 pub struct Config {
     /// `GRPC_ADDR` (default `0.0.0.0:8080`): gRPC, grpc-web and the dashboard on one port.
     pub listen_addr: SocketAddr,
+    /// `ADMIN_ADDR` (default `0.0.0.0:9080`): `/metrics`, `/livez`, `/readyz`.
+    pub admin_addr: SocketAddr,
     /// `CALL_URL`, `RIDER_URL`, `PAYMENT_URL`, `REPORT_URL` (defaults `http://127.0.0.1:8081`..`8084`):
     /// (gRPC service name, short name, endpoint).
     pub upstreams: Vec<(&'static str, &'static str, tonic::transport::Endpoint)>,
@@ -96,6 +98,7 @@ impl Config {
         }
         Ok(Self {
             listen_addr,
+            admin_addr: s.admin_addr(listen_addr)?,
             upstreams,
             verifier: verifier(&s)?,
             rate: Rate { per_second, burst },

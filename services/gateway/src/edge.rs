@@ -10,7 +10,11 @@ use baemin_mesh_server::identity::{ROLE_HEADER, SUBJECT_HEADER};
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body_util::BodyExt;
+use baemin_mesh_telemetry::GrpcClient;
 use tonic::{Status, body::Body, transport::Channel};
+
+/// A channel to an upstream service, with a client span and metrics per call.
+pub type Upstream = GrpcClient<Channel>;
 use tower::{Service, ServiceExt};
 
 use tokio_util::sync::CancellationToken;
@@ -25,16 +29,16 @@ use crate::{
 /// The upstream services, by full gRPC service name.
 #[derive(Clone)]
 pub struct Upstreams {
-    routes: Vec<(&'static str, &'static str, Channel)>,
+    routes: Vec<(&'static str, &'static str, Upstream)>,
 }
 
 impl Upstreams {
     /// Routes each `(service name, short name, channel)`.
-    pub fn new(routes: Vec<(&'static str, &'static str, Channel)>) -> Self {
+    pub fn new(routes: Vec<(&'static str, &'static str, Upstream)>) -> Self {
         Self { routes }
     }
 
-    fn find(&self, service: &str) -> Option<(&'static str, Channel)> {
+    fn find(&self, service: &str) -> Option<(&'static str, Upstream)> {
         self.routes
             .iter()
             .find(|(name, _, _)| *name == service)
@@ -111,7 +115,7 @@ where
 impl Shared {
     /// Decides whether the request with `parts` goes through, and where (its headers then carry the
     /// verified identity); the refusal otherwise.
-    fn admit(&self, parts: &mut http::request::Parts) -> Result<(&'static str, Channel), Status> {
+    fn admit(&self, parts: &mut http::request::Parts) -> Result<(&'static str, Upstream), Status> {
         if !is_grpc(&parts.headers) {
             return Err(Status::unimplemented(
                 "not a gRPC request: send application/grpc or application/grpc-web",
@@ -210,9 +214,9 @@ fn set_identity(headers: &mut HeaderMap, identity: &Identity) -> Result<(), Stat
     Ok(())
 }
 
-async fn forward(request: Request<Body>, short: &'static str, channel: Channel) -> Response<Body> {
-    match channel.oneshot(request).await {
-        Ok(response) => response,
+async fn forward(request: Request<Body>, short: &'static str, upstream: Upstream) -> Response<Body> {
+    match upstream.oneshot(request).await {
+        Ok(response) => response.map(Body::new),
         Err(err) => {
             tracing::warn!(upstream = short, error = %err, "upstream unreachable");
             baemin_mesh_server::status::unavailable(&format!("the {short} service"), "unreachable from the gateway")

@@ -21,7 +21,9 @@ use baemin_mesh_server::{
     config::{ConfigError, Env},
     within_grace,
 };
+use baemin_mesh_telemetry::GrpcClientLayer;
 use futures::FutureExt;
+use tower::Layer;
 use http::{HeaderName, Method};
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
@@ -46,7 +48,7 @@ impl Service for Application {
 
     async fn build(config: Config) -> Result<Self, StartupError> {
         // Health speaks for the gateway only (""): whether call or report are up is theirs to say.
-        let server = MeshServer::bind(config.listen_addr, &[]).await?;
+        let server = MeshServer::bind(config.listen_addr, config.admin_addr, &[]).await?;
         Ok(Self { config, server })
     }
 
@@ -54,13 +56,18 @@ impl Service for Application {
         self.server.local_addr()
     }
 
+    fn admin_addr(&self) -> SocketAddr {
+        self.server.admin_addr()
+    }
+
     async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
         let Self { config, server } = self;
+        let client = GrpcClientLayer::new(server.metrics());
         let upstreams = Upstreams::new(
             config
                 .upstreams
                 .into_iter()
-                .map(|(service, short, endpoint)| (service, short, endpoint.connect_lazy()))
+                .map(|(service, short, endpoint)| (service, short, client.layer(endpoint.connect_lazy())))
                 .collect(),
         );
         let edge = Edge::new(
@@ -71,7 +78,7 @@ impl Service for Application {
         );
         let routes = Routes::from(assets::routes().fallback_service(edge));
         let serving = server.serving();
-        let (routes, incoming, drain) = server.into_parts(routes, shutdown.clone())?;
+        let parts = server.into_parts(routes, shutdown.clone())?;
         serving.set(ServingStatus::Serving).await;
         tracing::info!(
             addr = %config.listen_addr,
@@ -83,19 +90,25 @@ impl Service for Application {
             .max_concurrent_streams(config.max_concurrent_streams)
             .layer(cors(config.cors_origins))
             .layer(web::GrpcWebOnlyLayer)
+            // Inside grpc-web translation, so it sees gRPC and its trailers.
+            .layer(
+                tower::ServiceBuilder::new()
+                    .map_response(|r: http::Response<_>| r.map(tonic::body::Body::new))
+                    .layer(parts.telemetry),
+            )
             .layer(MessageLimitLayer::new(config.max_message_bytes))
-            .add_routes(routes);
+            .add_routes(parts.routes);
         let serve = match &config.tls {
             Some(tls) => router
-                .serve_with_incoming_shutdown(tls.incoming(incoming), drain)
+                .serve_with_incoming_shutdown(tls.incoming(parts.incoming), parts.drain)
                 .boxed(),
-            None => router.serve_with_incoming_shutdown(incoming, drain).boxed(),
+            None => router.serve_with_incoming_shutdown(parts.incoming, parts.drain).boxed(),
         };
         // Watches through the gateway end as soon as shutdown begins (see `drain`); anything else still
         // open after the grace period is cut.
-        within_grace(serve, &shutdown, config.shutdown_grace, Self::NAME)
-            .await
-            .map_err(|e| StartupError::Serve(e.into()))
+        let served = within_grace(serve, &shutdown, config.shutdown_grace, Self::NAME).await;
+        drop(parts.admin);
+        served.map_err(|e| StartupError::Serve(e.into()))
     }
 }
 

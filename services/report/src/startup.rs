@@ -56,6 +56,10 @@ impl Service for Application {
         self.runtime.local_addr()
     }
 
+    fn admin_addr(&self) -> SocketAddr {
+        self.runtime.admin_addr()
+    }
+
     async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
         self.runtime.run(self.routes, shutdown).await
     }

@@ -33,8 +33,8 @@ impl Service for Application {
     }
 
     async fn build(config: Config) -> Result<Self, StartupError> {
-        let payments = GrpcPayments::connect(&config.payment)?;
         let mut runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
+        let payments = GrpcPayments::connect(&config.payment, runtime.metrics())?;
         let app = Arc::new(RiderApp::new(
             runtime.db().clone(),
             runtime.outbox().clone(),
@@ -63,6 +63,10 @@ impl Service for Application {
 
     fn local_addr(&self) -> SocketAddr {
         self.runtime.local_addr()
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        self.runtime.admin_addr()
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {

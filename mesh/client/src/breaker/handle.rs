@@ -1,7 +1,7 @@
 //! The circuit shared by every clone of a breaker, and the read-only [`BreakerHandle`] on it.
 
 use std::{
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
     time::Duration,
 };
 
@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{
     config::BreakerConfig,
+    observe::Observer,
     state::{Circuit, Metrics, Permit, State, Transition, Transitions},
 };
 
@@ -18,6 +19,7 @@ use super::{
 pub(crate) struct Shared {
     dependency: &'static str,
     circuit: Mutex<Circuit>,
+    observer: OnceLock<Observer>,
 }
 
 impl Shared {
@@ -25,6 +27,19 @@ impl Shared {
         Self {
             dependency,
             circuit: Mutex::new(Circuit::new(config, Instant::now())),
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// Reports into `metrics` from now on (the first registry given wins).
+    pub(crate) fn observe(&self, metrics: &baemin_mesh_telemetry::Metrics) {
+        let _ = self.observer.set(Observer::new(metrics, self.dependency));
+    }
+
+    /// A call was refused in `state`.
+    pub(crate) fn refused(&self, state: State) {
+        if let Some(observer) = self.observer.get() {
+            observer.refused(state);
         }
     }
 
@@ -63,6 +78,9 @@ impl Shared {
         let Some(Transition { from, to, tally }) = transition else {
             return;
         };
+        if let Some(observer) = self.observer.get() {
+            observer.entered(to);
+        }
         let dependency = self.dependency;
         let (calls, failure_rate, slow_call_rate) = (tally.calls, tally.failure_rate(), tally.slow_call_rate());
         match to {

@@ -31,6 +31,12 @@ impl<C: Classify> CircuitBreakerLayer<C> {
 }
 
 impl<C> CircuitBreakerLayer<C> {
+    /// Reports the circuit's state, transitions and refusals into `metrics`.
+    pub fn observed(self, metrics: &baemin_mesh_telemetry::Metrics) -> Self {
+        self.shared.observe(metrics);
+        self
+    }
+
     /// A read-only view of the circuit, to keep once the layer is consumed by a `ServiceBuilder`.
     pub fn handle(&self) -> BreakerHandle {
         BreakerHandle::new(Arc::clone(&self.shared))

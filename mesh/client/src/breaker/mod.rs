@@ -18,6 +18,7 @@ mod config;
 mod future;
 mod handle;
 mod layer;
+mod observe;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -112,7 +113,10 @@ where
                 let call = Call::new(Arc::clone(&self.shared), Arc::clone(&self.classifier), permit, now);
                 ResponseFuture::admitted(self.inner.call(request), call)
             }
-            Err(state) => ResponseFuture::refused(refusal(self.shared.dependency(), state)),
+            Err(state) => {
+                self.shared.refused(state);
+                ResponseFuture::refused(refusal(self.shared.dependency(), state))
+            }
         }
     }
 }

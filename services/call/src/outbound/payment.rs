@@ -18,8 +18,8 @@ pub struct PaymentClient {
 
 impl PaymentClient {
     /// A client of the payment service at `url`; each call ends within `deadline`.
-    pub fn connect(settings: &ClientSettings) -> Result<Self, ClientError> {
-        let channel = connect_lazy(settings)?;
+    pub fn connect(settings: &ClientSettings, metrics: &baemin_mesh_runtime::Metrics) -> Result<Self, ClientError> {
+        let channel = connect_lazy(settings, metrics)?;
         Ok(Self {
             client: PaymentServiceClient::new(channel),
             retry: RetryPolicy::default(),

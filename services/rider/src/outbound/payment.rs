@@ -22,8 +22,8 @@ pub struct GrpcPayments {
 
 impl GrpcPayments {
     /// A client of the payment service at `url`; connects on first use, so start-up never waits for it.
-    pub fn connect(settings: &ClientSettings) -> Result<Self, ClientError> {
-        let channel = connect_lazy(settings)?;
+    pub fn connect(settings: &ClientSettings, metrics: &baemin_mesh_runtime::Metrics) -> Result<Self, ClientError> {
+        let channel = connect_lazy(settings, metrics)?;
         Ok(Self {
             client: PaymentServiceClient::new(channel),
             retry: RetryPolicy::default(),
@@ -163,6 +163,7 @@ mod tests {
         let settings = baemin_mesh_server::config::Settings::new(&env);
         let payments = GrpcPayments::connect(
             &ClientSettings::from_settings("payment", "PAYMENT", "http://x:1", &settings).unwrap(),
+            &baemin_mesh_runtime::Metrics::new(),
         )
         .unwrap();
         let call_id = CallId::generate();
