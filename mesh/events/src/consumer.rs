@@ -7,10 +7,13 @@ use async_nats::jetstream::{
     self, AckKind,
     consumer::{self, AckPolicy, Consumer, DeliverPolicy},
 };
+use baemin_mesh_telemetry::{Counter, Family, Gauge, Metrics, propagation};
 use futures::{FutureExt, StreamExt};
 use prost::Message;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     BusError, Envelope, EventBus, STREAM_NAME,
@@ -97,6 +100,50 @@ impl ConsumerSpec {
 /// Events pulled at once: small enough that a batch is applied well within the ack wait.
 const BATCH: usize = 32;
 
+/// How often a consumer's pending count is sampled.
+const PENDING_SAMPLE: Duration = Duration::from_secs(5);
+
+type Labels = Vec<(&'static str, String)>;
+
+/// What the consumers of one service report: `baemin_events_processed_total{consumer,outcome}`
+/// (`applied`, `retried`, `dead_lettered`), `baemin_events_redelivered_total{consumer}` (deliveries
+/// after the first) and `baemin_consumer_pending{consumer}` (not yet delivered or not yet acked).
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    processed: Family<Labels, Counter>,
+    redelivered: Family<Labels, Counter>,
+    pending: Family<Labels, Gauge>,
+}
+
+impl ConsumerMetrics {
+    /// Registers the families in `metrics` (once per registry).
+    pub fn new(metrics: &Metrics) -> Self {
+        Self {
+            processed: metrics.register(
+                "events_processed",
+                "Event deliveries handled, by outcome",
+                Family::default(),
+            ),
+            redelivered: metrics.register(
+                "events_redelivered",
+                "Deliveries of an event after its first",
+                Family::default(),
+            ),
+            pending: metrics.register(
+                "consumer_pending",
+                "Events of the consumer's subject not yet delivered, or delivered and not yet acked",
+                Family::default(),
+            ),
+        }
+    }
+
+    fn processed(&self, consumer: &str, outcome: &'static str) {
+        self.processed
+            .get_or_create(&vec![("consumer", consumer.to_owned()), ("outcome", outcome.to_owned())])
+            .inc();
+    }
+}
+
 /// Deliveries of a failing event before it is dead-lettered, unless configured otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
@@ -105,6 +152,7 @@ pub async fn spawn_consumer<H: EventHandler>(
     bus: &EventBus,
     spec: ConsumerSpec,
     handler: Arc<H>,
+    metrics: ConsumerMetrics,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, BusError> {
     let consumer_error = |source: Box<dyn std::error::Error + Send + Sync>| BusError::Consumer {
@@ -131,13 +179,31 @@ pub async fn spawn_consumer<H: EventHandler>(
         })
         .await
         .map_err(|e| consumer_error(Box::new(e)))?;
-    Ok(tokio::spawn(run(
-        bus.jetstream().clone(),
-        consumer,
-        spec,
-        handler,
-        shutdown,
-    )))
+    let sampler = sample_pending(consumer.clone(), spec.durable.clone(), metrics.clone(), shutdown.clone());
+    let run = run(bus.jetstream().clone(), consumer, spec, handler, metrics, shutdown);
+    Ok(tokio::spawn(async move {
+        tokio::join!(run, sampler);
+    }))
+}
+
+/// Sets `baemin_consumer_pending` every few seconds until `shutdown`.
+async fn sample_pending(
+    consumer: Consumer<consumer::pull::Config>,
+    durable: String,
+    metrics: ConsumerMetrics,
+    shutdown: CancellationToken,
+) {
+    let gauge = metrics.pending.get_or_create(&vec![("consumer", durable)]).clone();
+    loop {
+        if let Ok(info) = consumer.get_info().await {
+            let pending = info.num_pending.saturating_add(info.num_ack_pending as u64);
+            gauge.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PENDING_SAMPLE) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 async fn run<H: EventHandler>(
@@ -145,6 +211,7 @@ async fn run<H: EventHandler>(
     consumer: Consumer<consumer::pull::Config>,
     spec: ConsumerSpec,
     handler: Arc<H>,
+    metrics: ConsumerMetrics,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -176,7 +243,7 @@ async fn run<H: EventHandler>(
             };
             match next {
                 Some(Ok(message)) => {
-                    if let Some(pause) = process(&jetstream, &spec, handler.as_ref(), message).await {
+                    if let Some(pause) = process(&jetstream, &spec, handler.as_ref(), &metrics, message).await {
                         // A dependency is failing: slow down instead of churning through the batch.
                         tokio::select! {
                             () = tokio::time::sleep(pause) => {}
@@ -194,17 +261,62 @@ async fn run<H: EventHandler>(
     }
 }
 
-/// Applies one message and acks it; returns a pause when the handler failed transiently.
+/// Applies one message and acks it, in a consumer span that is a child of the producer's (the trace
+/// context in the message's headers); returns a pause when the handler failed transiently.
 async fn process<H: EventHandler>(
     jetstream: &jetstream::Context,
     spec: &ConsumerSpec,
     handler: &H,
+    metrics: &ConsumerMetrics,
     message: async_nats::jetstream::Message,
 ) -> Option<Duration> {
     let subject = message.subject.to_string();
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+    let span = tracing::info_span!(
+        "event.process",
+        otel.name = %format!("{subject} process"),
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.destination.name = %subject,
+        messaging.consumer.group.name = %spec.durable,
+        messaging.message.delivery_count = delivered,
+        messaging.message.id = Empty,
+    );
+    if let Some(headers) = &message.headers {
+        let _ = span.set_parent(propagation::extract_with(|key| {
+            headers.get(key).map(|v| v.as_str().to_owned())
+        }));
+    }
+    if delivered > 1 {
+        metrics
+            .redelivered
+            .get_or_create(&vec![("consumer", spec.durable.clone())])
+            .inc();
+    }
+    let (pause, outcome) = apply(jetstream, spec, handler, message, subject, delivered)
+        .instrument(span.clone())
+        .await;
+    if outcome != "applied" {
+        span.record("otel.status_code", "ERROR");
+    }
+    metrics.processed(&spec.durable, outcome);
+    pause
+}
+
+/// [`process`] without the telemetry: the pause, and `applied`, `retried` or `dead_lettered`.
+async fn apply<H: EventHandler>(
+    jetstream: &jetstream::Context,
+    spec: &ConsumerSpec,
+    handler: &H,
+    message: async_nats::jetstream::Message,
+    subject: String,
+    delivered: i64,
+) -> (Option<Duration>, &'static str) {
     let outcome = match Envelope::decode(message.payload.as_ref()) {
         Ok(envelope) if envelope.event.is_some() && !envelope.event_id.is_empty() => {
+            tracing::Span::current().record("messaging.message.id", envelope.event_id.as_str());
             // A panicking handler must not kill the consumer task (nothing would restart it).
             AssertUnwindSafe(handler.handle(&subject, envelope))
                 .catch_unwind()
@@ -254,10 +366,15 @@ async fn process<H: EventHandler>(
             }
         }
     };
+    let outcome = match ack {
+        AckKind::Ack => "applied",
+        AckKind::Term => "dead_lettered",
+        _ => "retried",
+    };
     if let Err(err) = message.ack_with(ack).await {
         tracing::warn!(consumer = %spec.durable, %subject, error = %err, "ack failed; the event will be redelivered");
     }
-    pause
+    (pause, outcome)
 }
 
 /// 250 ms after the first failure, doubling per delivery, at most `max`.

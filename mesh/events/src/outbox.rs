@@ -2,7 +2,7 @@
 //! a relay publishes unsent rows to JetStream (with `Nats-Msg-Id` = event id) and marks them sent.
 //! A crash between commit and publish loses nothing: the row is still there at the next start.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::IntoFuture, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use prost::Message;
@@ -12,8 +12,11 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
     sea_query::Expr,
 };
+use baemin_mesh_telemetry::{Counter, Histogram, Metrics, propagation};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{Envelope, envelope::now_millis};
 
@@ -82,7 +85,8 @@ impl Outbox {
             event_id: Set(envelope.event_id.clone()),
             subject: Set(baemin_proto::events::subject_of(event).to_owned()),
             payload: Set(envelope.encode_to_vec()),
-            traceparent: Set(None),
+            // The trace the change belongs to, continued by the relay's publish span.
+            traceparent: Set(propagation::traceparent_of(&Span::current())),
             created_at: Set(now_millis()),
             published_at: Set(None),
         };
@@ -97,16 +101,58 @@ impl Outbox {
         Ok(())
     }
 
-    /// The relay publishing this outbox.
-    pub fn relay(&self, db: DatabaseConnection, jetstream: jetstream::Context) -> OutboxRelay {
+    /// The relay publishing this outbox, reporting into `metrics`.
+    pub fn relay(&self, db: DatabaseConnection, jetstream: jetstream::Context, metrics: &Metrics) -> OutboxRelay {
         OutboxRelay {
             db,
             jetstream,
             wake: self.wake.clone(),
             batch: 256,
             idle_poll: Duration::from_millis(500),
+            metrics: RelayMetrics::new(metrics),
         }
     }
+}
+
+/// `baemin_outbox_backlog`, `baemin_outbox_published_total`, `baemin_outbox_publish_failures_total`,
+/// `baemin_outbox_publish_delay_seconds` (commit to JetStream's ack).
+#[derive(Clone)]
+struct RelayMetrics {
+    backlog: baemin_mesh_telemetry::Gauge,
+    published: Counter,
+    failures: Counter,
+    delay: Histogram,
+}
+
+impl RelayMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        Self {
+            backlog: metrics.gauge("outbox_backlog", "Events committed but not yet acknowledged by JetStream"),
+            published: metrics.counter("outbox_published", "Events the relay published"),
+            failures: metrics.counter("outbox_publish_failures", "Relay batches that failed to publish"),
+            delay: metrics.latency("outbox_publish_delay", "From an event's commit to JetStream's ack"),
+        }
+    }
+}
+
+/// The producer span of one event: a child of the change that wrote it, its context sent on as
+/// `traceparent`. Rows written without a trace get none.
+fn publish_span(row: &entity::Model) -> Span {
+    let Some(traceparent) = &row.traceparent else {
+        return Span::none();
+    };
+    let span = tracing::info_span!(
+        "outbox.publish",
+        otel.name = %format!("{} publish", row.subject),
+        otel.kind = "producer",
+        otel.status_code = Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.destination.name = %row.subject,
+        messaging.message.id = %row.event_id,
+    );
+    let _ = span.set_parent(propagation::from_traceparent(traceparent));
+    span
 }
 
 /// Publishes outbox rows in order, pipelined, and marks them sent once JetStream acknowledged them.
@@ -116,6 +162,7 @@ pub struct OutboxRelay {
     wake: Arc<Notify>,
     batch: u64,
     idle_poll: Duration,
+    metrics: RelayMetrics,
 }
 
 /// Publishing failed; the rows stay pending and are retried.
@@ -147,28 +194,49 @@ impl OutboxRelay {
         let mut pending = Vec::with_capacity(rows.len());
         let mut failure = None;
         for row in &rows {
-            let message = PublishMessage::build()
+            let span = publish_span(row);
+            let mut message = PublishMessage::build()
                 .payload(row.payload.clone().into())
                 .message_id(&row.event_id);
-            match self.jetstream.send_publish(row.subject.clone(), message).await {
-                Ok(ack) => pending.push((row.id, ack)),
+            let mut trace_headers = Vec::new();
+            propagation::inject_with(&span.context(), |key, value| trace_headers.push((key.to_owned(), value)));
+            for (key, value) in trace_headers {
+                message = message.header(key.as_str(), value.as_str());
+            }
+            let sent = self
+                .jetstream
+                .send_publish(row.subject.clone(), message)
+                .instrument(span.clone())
+                .await;
+            match sent {
+                Ok(ack) => pending.push((row, ack, span)),
                 Err(err) => {
+                    span.record("otel.status_code", "ERROR");
                     failure = Some(RelayError::Publish(Box::new(err)));
                     break;
                 }
             }
         }
         let mut acked = Vec::with_capacity(pending.len());
-        for (id, ack) in pending {
-            match ack.await {
-                Ok(_) => acked.push(id),
+        for (row, ack, span) in pending {
+            match ack.into_future().instrument(span.clone()).await {
+                Ok(_) => {
+                    acked.push(row.id);
+                    let delay = now_millis().saturating_sub(row.created_at).max(0) as f64 / 1000.0;
+                    self.metrics.delay.observe(delay);
+                }
                 Err(err) => {
+                    span.record("otel.status_code", "ERROR");
                     failure.get_or_insert(RelayError::Publish(Box::new(err)));
                     break;
                 }
             }
         }
         let published = acked.len();
+        self.metrics.published.inc_by(published as u64);
+        if failure.is_some() {
+            self.metrics.failures.inc();
+        }
         if !acked.is_empty() {
             let txn = self.db.begin().await?;
             entity::Entity::update_many()
@@ -188,10 +256,22 @@ impl OutboxRelay {
         }
     }
 
+    /// Sets `baemin_outbox_backlog` from the table.
+    async fn sample_backlog(&self) {
+        if let Ok(n) = backlog(&self.db).await {
+            self.metrics.backlog.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Relays until `shutdown`, then flushes what is left (best effort) and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        let mut sampled = tokio::time::Instant::now() - Duration::from_secs(1);
         loop {
+            if sampled.elapsed() >= Duration::from_secs(1) {
+                self.sample_backlog().await;
+                sampled = tokio::time::Instant::now();
+            }
             match self.relay_once().await {
                 Ok(n) if n as u64 >= self.batch => continue,
                 Ok(_) => {

@@ -13,9 +13,10 @@ use std::{
 };
 
 use baemin_mesh_events::{
-    ConsumerSpec, Envelope, Event, EventBus, EventHandler, HandleError, StreamSettings, deadletter, new_envelope,
+    ConsumerMetrics, ConsumerSpec, Envelope, Event, EventBus, EventHandler, HandleError, StreamSettings, deadletter, new_envelope,
     spawn_consumer,
 };
+use baemin_mesh_telemetry::Metrics;
 use baemin_mesh_testkit::NatsServer;
 use baemin_proto::events::v1::CallCancelled;
 use prost::Message;
@@ -43,7 +44,11 @@ impl EventHandler for Flaky {
     }
 }
 
-async fn run(failures: u32, transient: bool, max_attempts: u32) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String) {
+async fn run(
+    failures: u32,
+    transient: bool,
+    max_attempts: u32,
+) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
     let nats = NatsServer::start().await;
     let bus = EventBus::connect(&nats.url(), "test").await.unwrap();
     bus.ensure_stream(&StreamSettings::default()).await.unwrap();
@@ -56,7 +61,8 @@ async fn run(failures: u32, transient: bool, max_attempts: u32) -> (Arc<Flaky>, 
     let mut spec = ConsumerSpec::new("test", "baemin.events.call.cancelled").with_max_attempts(max_attempts);
     spec.max_backoff = Duration::from_millis(20);
     let stop = CancellationToken::new();
-    let task = spawn_consumer(&bus, spec, Arc::clone(&handler), stop.clone())
+    let metrics = Metrics::new();
+    let task = spawn_consumer(&bus, spec, Arc::clone(&handler), ConsumerMetrics::new(&metrics), stop.clone())
         .await
         .unwrap();
     let envelope = new_envelope(
@@ -86,12 +92,12 @@ async fn run(failures: u32, transient: bool, max_attempts: u32) -> (Arc<Flaky>, 
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.cancel();
     task.await.unwrap();
-    (handler, dead, envelope.event_id)
+    (handler, dead, envelope.event_id, metrics)
 }
 
 #[tokio::test]
 async fn a_failing_event_is_tried_the_configured_number_of_times_then_dead_lettered_with_its_reason() {
-    let (handler, dead, _) = run(u32::MAX, false, 3).await;
+    let (handler, dead, _, metrics) = run(u32::MAX, false, 3).await;
     assert_eq!(
         handler.tries.load(Ordering::SeqCst),
         3,
@@ -105,18 +111,26 @@ async fn a_failing_event_is_tried_the_configured_number_of_times_then_dead_lette
         "{}",
         dead[0].reason
     );
+    let text = metrics.encode();
+    for line in [
+        r#"baemin_events_processed_total{consumer="test__baemin_events_call_cancelled",outcome="retried"} 2"#,
+        r#"baemin_events_processed_total{consumer="test__baemin_events_call_cancelled",outcome="dead_lettered"} 1"#,
+        r#"baemin_events_redelivered_total{consumer="test__baemin_events_call_cancelled"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
 }
 
 #[tokio::test]
 async fn a_failure_that_clears_within_the_attempts_is_applied_once() {
-    let (handler, dead, id) = run(2, false, 3).await;
+    let (handler, dead, id, _) = run(2, false, 3).await;
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(*handler.applied.lock().unwrap(), vec![id]);
 }
 
 #[tokio::test]
 async fn an_unavailable_dependency_is_retried_past_the_attempt_limit_and_nothing_is_dead_lettered() {
-    let (handler, dead, id) = run(6, true, 2).await;
+    let (handler, dead, id, _) = run(6, true, 2).await;
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(handler.tries.load(Ordering::SeqCst), 7);
     assert_eq!(*handler.applied.lock().unwrap(), vec![id]);

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use baemin_mesh_events::{BusError, ConsumerSpec, EventBus, EventHandler, Outbox, spawn_consumer};
+use baemin_mesh_events::{BusError, ConsumerMetrics, ConsumerSpec, EventBus, EventHandler, Outbox, spawn_consumer};
 use baemin_mesh_server::{MeshServer, ServeError, Shutdown};
 use baemin_mesh_store::StoreError;
 use sea_orm::DatabaseConnection;
@@ -41,6 +41,7 @@ pub struct Runtime {
     draining: CancellationToken,
     background: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    consumer_metrics: Option<ConsumerMetrics>,
 }
 
 impl Runtime {
@@ -73,6 +74,7 @@ impl Runtime {
             draining: CancellationToken::new(),
             background: CancellationToken::new(),
             tasks: Vec::new(),
+            consumer_metrics: None,
         })
     }
 
@@ -123,7 +125,11 @@ impl Runtime {
             ack_wait: self.config.event_ack_wait,
             ..ConsumerSpec::new(self.config.name, subject).with_max_attempts(self.config.event_max_attempts)
         };
-        let task = spawn_consumer(&self.bus, spec, handler, self.background.clone()).await?;
+        let metrics = self
+            .consumer_metrics
+            .get_or_insert_with(|| ConsumerMetrics::new(self.server.metrics()))
+            .clone();
+        let task = spawn_consumer(&self.bus, spec, handler, metrics, self.background.clone()).await?;
         self.tasks.push(task);
         Ok(())
     }
@@ -133,7 +139,9 @@ impl Runtime {
     /// the outbox relay flushes what they wrote. Each stage waits at most `SHUTDOWN_GRACE`.
     pub async fn run(mut self, routes: Routes, shutdown: Shutdown) -> Result<(), StartupError> {
         let relay_stop = CancellationToken::new();
-        let relay = self.outbox.relay(self.db.clone(), self.bus.jetstream().clone());
+        let relay = self
+            .outbox
+            .relay(self.db.clone(), self.bus.jetstream().clone(), self.server.metrics());
         let relay = tokio::spawn(relay.run(relay_stop.clone()));
         self.server.serving().set(ServingStatus::Serving).await;
         let draining = self.draining.clone();

@@ -27,6 +27,8 @@ impl ServiceProcess {
         let name = args.join(" ");
         let child = Command::new(program)
             .args(args)
+            // A free admin port unless the test names one (gRPC port + 1000 may be taken).
+            .env("ADMIN_ADDR", "127.0.0.1:0")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("GRPC_ADDR", addr.to_string())
             .env(

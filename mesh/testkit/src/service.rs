@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 /// One service running in the test's process.
 pub struct RunningService {
     addr: SocketAddr,
+    admin_addr: SocketAddr,
     shutdown: Shutdown,
     task: JoinHandle<Result<(), StartupError>>,
 }
@@ -18,14 +19,21 @@ impl RunningService {
     pub async fn start<S: Service>(env: &[(&str, String)]) -> Self {
         let mut vars: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         vars.entry("GRPC_ADDR".into()).or_insert_with(|| "127.0.0.1:0".into());
+        vars.entry("ADMIN_ADDR".into()).or_insert_with(|| "127.0.0.1:0".into());
         let config = S::config(&vars).unwrap_or_else(|e| panic!("{} config: {e}", S::NAME));
         let service = S::build(config)
             .await
             .unwrap_or_else(|e| panic!("{} start: {e}: {:?}", S::NAME, std::error::Error::source(&e)));
         let addr = service.local_addr();
+        let admin_addr = service.admin_addr();
         let shutdown = Shutdown::new();
         let task = tokio::spawn(service.run(shutdown.clone()));
-        Self { addr, shutdown, task }
+        Self {
+            addr,
+            admin_addr,
+            shutdown,
+            task,
+        }
     }
 
     /// `http://127.0.0.1:<port>` of the service.
@@ -36,6 +44,11 @@ impl RunningService {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://127.0.0.1:<admin port>`: `/metrics`, `/livez`, `/readyz`.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
     }
 
     /// Stops the service gracefully and waits until it has.

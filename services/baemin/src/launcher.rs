@@ -133,6 +133,7 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
         let child = command
             .args(["serve", service.as_str()])
             .env("GRPC_ADDR", addr.to_string())
+            .env("ADMIN_ADDR", admin_addr(addr).to_string())
             .env("NATS_URL", &nats_url)
             .env(
                 "LOG_COLOR",
@@ -172,29 +173,32 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
 
     println!();
     println!("Baemin Riders mesh is up. Data in {}", data_dir.display());
-    println!("  {:<8} {:<24} {:>7}  database", "service", "gRPC", "pid");
+    println!("  {:<8} {:<24} {:<30} {:>7}  database", "service", "gRPC", "metrics", "pid");
     for (service, s) in &services {
         let store = match service {
             ServiceName::Gateway => "(none: gRPC + grpc-web + dashboard)".to_owned(),
             _ => data_dir.join(format!("{}.db", service.as_str())).display().to_string(),
         };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port(*service)));
         println!(
-            "  {:<8} {:<24} {:>7}  {}",
+            "  {:<8} {:<24} {:<30} {:>7}  {}",
             service.as_str(),
-            format!("http://127.0.0.1:{}", port(*service)),
+            format!("http://{addr}"),
+            format!("http://{}/metrics", admin_addr(addr)),
             s.pid,
             store
         );
     }
     match &nats {
         Some(n) => println!(
-            "  {:<8} {:<24} {:>7}  {} (own nats-server)",
+            "  {:<8} {:<24} {:<30} {:>7}  {} (own nats-server)",
             "nats",
             nats_url,
+            "",
             n.pid,
             data_dir.join("nats").display()
         ),
-        None => println!("  {:<8} {:<24} {:>7}  (external)", "nats", nats_url, "-"),
+        None => println!("  {:<8} {:<24} {:<30} {:>7}  (external)", "nats", nats_url, "", "-"),
     }
     println!();
     println!(
@@ -408,4 +412,9 @@ async fn start_nats(data_dir: &Path) -> anyhow::Result<(String, Child)> {
         store.display()
     );
     Ok((format!("nats://127.0.0.1:{port}"), child))
+}
+
+/// The admin port of the service on `grpc`: 1000 above it, as the services default to.
+fn admin_addr(grpc: std::net::SocketAddr) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(grpc.ip(), grpc.port().saturating_add(1000))
 }
