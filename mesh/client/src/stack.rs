@@ -127,12 +127,10 @@ pub fn connect_lazy(settings: &ClientSettings, metrics: &Metrics) -> Result<Mesh
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
     let channel = endpoint.connect_lazy();
-    let breaker =
-        CircuitBreakerLayer::new(settings.dependency, settings.breaker.clone(), GrpcClassifier).map_err(|source| {
-            ClientError::Breaker {
-                dependency: settings.dependency,
-                source,
-            }
+    let breaker = CircuitBreakerLayer::new(settings.dependency, settings.breaker.clone(), GrpcClassifier)
+        .map_err(|source| ClientError::Breaker {
+            dependency: settings.dependency,
+            source,
         })?
         .observed(metrics);
     Ok(ServiceBuilder::new()

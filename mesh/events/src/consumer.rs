@@ -139,7 +139,10 @@ impl ConsumerMetrics {
 
     fn processed(&self, consumer: &str, outcome: &'static str) {
         self.processed
-            .get_or_create(&vec![("consumer", consumer.to_owned()), ("outcome", outcome.to_owned())])
+            .get_or_create(&vec![
+                ("consumer", consumer.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
             .inc();
     }
 }
@@ -179,7 +182,12 @@ pub async fn spawn_consumer<H: EventHandler>(
         })
         .await
         .map_err(|e| consumer_error(Box::new(e)))?;
-    let sampler = sample_pending(consumer.clone(), spec.durable.clone(), metrics.clone(), shutdown.clone());
+    let sampler = sample_pending(
+        consumer.clone(),
+        spec.durable.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let run = run(bus.jetstream().clone(), consumer, spec, handler, metrics, shutdown);
     Ok(tokio::spawn(async move {
         tokio::join!(run, sampler);

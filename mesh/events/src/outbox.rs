@@ -5,6 +5,7 @@
 use std::{future::IntoFuture, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, message::PublishMessage};
+use baemin_mesh_telemetry::{Counter, Family, Histogram, Metrics, propagation};
 use prost::Message;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -12,7 +13,6 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
     sea_query::Expr,
 };
-use baemin_mesh_telemetry::{Counter, Histogram, Metrics, propagation};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, field::Empty};
@@ -114,12 +114,12 @@ impl Outbox {
     }
 }
 
-/// `baemin_outbox_backlog`, `baemin_outbox_published_total`, `baemin_outbox_publish_failures_total`,
+/// `baemin_outbox_backlog`, `baemin_outbox_published_total{subject}`, `baemin_outbox_publish_failures_total`,
 /// `baemin_outbox_publish_delay_seconds` (commit to JetStream's ack).
 #[derive(Clone)]
 struct RelayMetrics {
     backlog: baemin_mesh_telemetry::Gauge,
-    published: Counter,
+    published: Family<Vec<(&'static str, String)>, Counter>,
     failures: Counter,
     delay: Histogram,
 }
@@ -127,8 +127,15 @@ struct RelayMetrics {
 impl RelayMetrics {
     fn new(metrics: &Metrics) -> Self {
         Self {
-            backlog: metrics.gauge("outbox_backlog", "Events committed but not yet acknowledged by JetStream"),
-            published: metrics.counter("outbox_published", "Events the relay published"),
+            backlog: metrics.gauge(
+                "outbox_backlog",
+                "Events committed but not yet acknowledged by JetStream",
+            ),
+            published: metrics.register(
+                "outbox_published",
+                "Events the relay published, by subject: each is one change stored (a call placed, accepted, …)",
+                Family::default(),
+            ),
             failures: metrics.counter("outbox_publish_failures", "Relay batches that failed to publish"),
             delay: metrics.latency("outbox_publish_delay", "From an event's commit to JetStream's ack"),
         }
@@ -199,7 +206,9 @@ impl OutboxRelay {
                 .payload(row.payload.clone().into())
                 .message_id(&row.event_id);
             let mut trace_headers = Vec::new();
-            propagation::inject_with(&span.context(), |key, value| trace_headers.push((key.to_owned(), value)));
+            propagation::inject_with(&span.context(), |key, value| {
+                trace_headers.push((key.to_owned(), value))
+            });
             for (key, value) in trace_headers {
                 message = message.header(key.as_str(), value.as_str());
             }
@@ -222,6 +231,10 @@ impl OutboxRelay {
             match ack.into_future().instrument(span.clone()).await {
                 Ok(_) => {
                     acked.push(row.id);
+                    self.metrics
+                        .published
+                        .get_or_create(&vec![("subject", row.subject.clone())])
+                        .inc();
                     let delay = now_millis().saturating_sub(row.created_at).max(0) as f64 / 1000.0;
                     self.metrics.delay.observe(delay);
                 }
@@ -233,7 +246,6 @@ impl OutboxRelay {
             }
         }
         let published = acked.len();
-        self.metrics.published.inc_by(published as u64);
         if failure.is_some() {
             self.metrics.failures.inc();
         }

@@ -13,8 +13,8 @@ use std::{
 };
 
 use baemin_mesh_events::{
-    ConsumerMetrics, ConsumerSpec, Envelope, Event, EventBus, EventHandler, HandleError, StreamSettings, deadletter, new_envelope,
-    spawn_consumer,
+    ConsumerMetrics, ConsumerSpec, Envelope, Event, EventBus, EventHandler, HandleError, StreamSettings, deadletter,
+    new_envelope, spawn_consumer,
 };
 use baemin_mesh_telemetry::Metrics;
 use baemin_mesh_testkit::NatsServer;
@@ -62,9 +62,15 @@ async fn run(
     spec.max_backoff = Duration::from_millis(20);
     let stop = CancellationToken::new();
     let metrics = Metrics::new();
-    let task = spawn_consumer(&bus, spec, Arc::clone(&handler), ConsumerMetrics::new(&metrics), stop.clone())
-        .await
-        .unwrap();
+    let task = spawn_consumer(
+        &bus,
+        spec,
+        Arc::clone(&handler),
+        ConsumerMetrics::new(&metrics),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
     let envelope = new_envelope(
         "test",
         "call-1",

@@ -7,7 +7,7 @@ mod service;
 pub mod status;
 pub mod worker;
 
+pub use baemin_mesh_telemetry::{Counter, Gauge, Metrics};
 pub use config::{ServiceConfig, max_message_bytes};
 pub use runtime::{Runtime, StartupError};
 pub use service::{Service, serve_until_signal};
-pub use baemin_mesh_telemetry::Metrics;

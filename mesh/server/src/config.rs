@@ -92,12 +92,23 @@ impl<'a> Settings<'a> {
         let port = match grpc.port() {
             0 => 0,
             p => p.checked_add(1000).ok_or_else(|| {
-                ConfigError::new("ADMIN_ADDR", "", format!("set it: GRPC_ADDR's port {p} + 1000 is not a port"))
+                ConfigError::new(
+                    "ADMIN_ADDR",
+                    "",
+                    format!("set it: GRPC_ADDR's port {p} + 1000 is not a port"),
+                )
             })?,
         };
         let addr = self.parse("ADMIN_ADDR", std::net::SocketAddr::new(grpc.ip(), port))?;
-        if addr.port() != 0 && addr.port() == grpc.port() && (addr.ip() == grpc.ip() || addr.ip().is_unspecified() || grpc.ip().is_unspecified()) {
-            return Err(ConfigError::new("ADMIN_ADDR", &addr.to_string(), "must differ from GRPC_ADDR"));
+        if addr.port() != 0
+            && addr.port() == grpc.port()
+            && (addr.ip() == grpc.ip() || addr.ip().is_unspecified() || grpc.ip().is_unspecified())
+        {
+            return Err(ConfigError::new(
+                "ADMIN_ADDR",
+                &addr.to_string(),
+                "must differ from GRPC_ADDR",
+            ));
         }
         Ok(addr)
     }

@@ -91,11 +91,7 @@ pub struct ServeParts<F> {
 impl MeshServer {
     /// Binds `addr` for gRPC and `admin_addr` for the admin port (port 0 picks a free port), and starts
     /// the admin port. `services` are the full gRPC names served, for health.
-    pub async fn bind(
-        addr: SocketAddr,
-        admin_addr: SocketAddr,
-        services: &[&'static str],
-    ) -> Result<Self, ServeError> {
+    pub async fn bind(addr: SocketAddr, admin_addr: SocketAddr, services: &[&'static str]) -> Result<Self, ServeError> {
         let listener = TcpListener::bind(addr).await?;
         let admin_server = AdminServer::bind(admin_addr).await?;
         let admin_addr = admin_server.local_addr();

@@ -14,8 +14,10 @@ use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::Subscribe
 use crate::logfmt::WithTraceIds;
 
 /// Noisy dependencies are kept to warnings unless `RUST_LOG` says otherwise.
-const QUIET: &str =
-    "sea_orm_migration=warn,sqlx=warn,async_nats=warn,h2=warn,hyper=warn,tower=warn,opentelemetry=warn";
+const QUIET: &str = "sea_orm_migration=warn,sqlx=warn,async_nats=warn,h2=warn,hyper=warn,tower=warn,opentelemetry=warn";
+
+/// What is traced whatever `RUST_LOG` says: the mesh's spans (targets `baemin…`), warnings elsewhere.
+const TRACED: &str = "warn,baemin=info";
 
 /// How the process reports, from the environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,7 +159,10 @@ pub fn init(service: &'static str, version: &'static str, settings: &TelemetrySe
             .json()
             .with_current_span(true)
             .event_format(WithTraceIds::json(
-                tracing_subscriber::fmt::format().json().with_current_span(true),
+                tracing_subscriber::fmt::format()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true),
             ))
             .boxed()
     } else {
@@ -167,17 +172,12 @@ pub fn init(service: &'static str, version: &'static str, settings: &TelemetrySe
             ))
             .boxed()
     };
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    if tracing_subscriber::registry()
-        .with(filter)
-        .with(otel)
-        .with(lines)
-        .try_init()
-        .is_ok()
-    {
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
+    // `RUST_LOG` decides which lines are written, not which spans are traced: the mesh's own spans
+    // (and the events inside them) always reach OpenTelemetry.
+    let lines = lines.with_filter(EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info")));
+    let otel = otel.with_filter(EnvFilter::new(TRACED));
+    if tracing_subscriber::registry().with(otel).with(lines).try_init().is_ok() {
+        opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     }
     Telemetry { provider }
 }

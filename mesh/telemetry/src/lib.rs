@@ -19,6 +19,4 @@ pub use admin::{AdminServer, Readiness};
 pub use grpc::{GrpcClient, GrpcClientLayer, GrpcServer, GrpcServerLayer};
 pub use init::{Telemetry, TelemetryError, TelemetrySettings, init};
 pub use metrics::{Metrics, RpcLabels};
-pub use prometheus_client::metrics::{
-    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
-};
+pub use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram};

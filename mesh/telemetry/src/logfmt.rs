@@ -34,7 +34,8 @@ where
     N: for<'a> FormatFields<'a> + 'static,
 {
     let span = ctx.lookup_current()?;
-    let cx = tracing::dispatcher::get_default(|dispatch| tracing_opentelemetry::get_otel_context(&span.id(), dispatch))?;
+    let cx =
+        tracing::dispatcher::get_default(|dispatch| tracing_opentelemetry::get_otel_context(&span.id(), dispatch))?;
     let span_context = cx.span().span_context().clone();
     span_context
         .is_valid()

@@ -21,10 +21,7 @@ pub fn context_of(span: &Span) -> Context {
 /// Puts `cx` into `headers` (nothing when `cx` carries no valid span).
 pub fn inject_http(cx: &Context, headers: &mut http::HeaderMap) {
     inject_with(cx, |key, value| {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::try_from(key),
-            http::HeaderValue::try_from(value),
-        ) {
+        if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(key), http::HeaderValue::try_from(value)) {
             headers.insert(name, value);
         }
     });
@@ -104,7 +101,11 @@ mod tests {
     use super::*;
 
     fn remote(sampled: bool) -> Context {
-        let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
         Context::new().with_remote_span_context(SpanContext::new(
             TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             SpanId::from_hex("00f067aa0ba902b7").unwrap(),

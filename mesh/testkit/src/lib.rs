@@ -4,6 +4,7 @@
 
 mod db;
 mod nats;
+mod otlp;
 mod process;
 mod proxy;
 mod service;
@@ -11,6 +12,7 @@ pub mod tls;
 
 pub use db::{DbKind, TestDatabases};
 pub use nats::NatsServer;
+pub use otlp::{CollectedSpan, OtlpCollector};
 pub use process::ServiceProcess;
 pub use proxy::SlowProxy;
 pub use service::RunningService;

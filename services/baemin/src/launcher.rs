@@ -173,7 +173,10 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
 
     println!();
     println!("Baemin Riders mesh is up. Data in {}", data_dir.display());
-    println!("  {:<8} {:<24} {:<30} {:>7}  database", "service", "gRPC", "metrics", "pid");
+    println!(
+        "  {:<8} {:<24} {:<30} {:>7}  database",
+        "service", "gRPC", "metrics", "pid"
+    );
     for (service, s) in &services {
         let store = match service {
             ServiceName::Gateway => "(none: gRPC + grpc-web + dashboard)".to_owned(),

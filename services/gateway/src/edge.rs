@@ -7,10 +7,10 @@
 use std::{convert::Infallible, sync::Arc, task::Poll, time::Instant};
 
 use baemin_mesh_server::identity::{ROLE_HEADER, SUBJECT_HEADER};
+use baemin_mesh_telemetry::GrpcClient;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body_util::BodyExt;
-use baemin_mesh_telemetry::GrpcClient;
 use tonic::{Status, body::Body, transport::Channel};
 
 /// A channel to an upstream service, with a client span and metrics per call.

@@ -23,10 +23,10 @@ use baemin_mesh_server::{
 };
 use baemin_mesh_telemetry::GrpcClientLayer;
 use futures::FutureExt;
-use tower::Layer;
 use http::{HeaderName, Method};
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
+use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use config::Config;

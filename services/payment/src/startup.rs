@@ -10,7 +10,12 @@ use baemin_mesh_server::{
 use baemin_proto::payment::v1::payment_service_server::{PaymentServiceServer, SERVICE_NAME};
 use tonic::service::Routes;
 
-use crate::{Config, domain::PaymentApp, inbound::grpc::PaymentGrpc, outbound::migration::Migrator};
+use crate::{
+    Config,
+    domain::{PaymentApp, PaymentMetrics},
+    inbound::grpc::PaymentGrpc,
+    outbound::migration::Migrator,
+};
 
 /// The payment service, bound and connected, ready to run.
 pub struct Application {
@@ -28,11 +33,10 @@ impl Service for Application {
 
     async fn build(config: Config) -> Result<Self, StartupError> {
         let runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
-        let app = Arc::new(PaymentApp::new(
-            runtime.db().clone(),
-            runtime.outbox().clone(),
-            config.commission,
-        ));
+        let app = Arc::new(
+            PaymentApp::new(runtime.db().clone(), runtime.outbox().clone(), config.commission)
+                .with_metrics(PaymentMetrics::new(runtime.metrics())),
+        );
         let routes = Routes::new(PaymentServiceServer::new(PaymentGrpc::new(app)));
         Ok(Self { runtime, routes })
     }

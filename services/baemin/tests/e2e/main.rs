@@ -15,4 +15,5 @@ mod launcher;
 mod ledger;
 mod rebuild;
 mod support;
+mod telemetry;
 mod web;

@@ -41,7 +41,8 @@ pub enum Run {
 /// One running service, either way.
 pub enum Running {
     InProcess(RunningService),
-    Process(ServiceProcess),
+    /// The process and its admin address.
+    Process(ServiceProcess, SocketAddr),
 }
 
 impl Running {
@@ -49,14 +50,22 @@ impl Running {
     pub fn url(&self) -> String {
         match self {
             Self::InProcess(s) => s.url(),
-            Self::Process(p) => p.url(),
+            Self::Process(p, _) => p.url(),
+        }
+    }
+
+    /// `http://127.0.0.1:<admin port>` of the service: `/metrics`, `/livez`, `/readyz`.
+    pub fn admin_url(&self) -> String {
+        match self {
+            Self::InProcess(s) => s.admin_url(),
+            Self::Process(_, admin) => format!("http://{admin}"),
         }
     }
 
     fn addr(&self) -> SocketAddr {
         match self {
             Self::InProcess(s) => s.addr(),
-            Self::Process(p) => p.addr(),
+            Self::Process(p, _) => p.addr(),
         }
     }
 
@@ -64,7 +73,7 @@ impl Running {
     pub async fn stop(self) {
         match self {
             Self::InProcess(s) => s.stop().await,
-            Self::Process(p) => p.stop().await,
+            Self::Process(p, _) => p.stop().await,
         }
     }
 }
@@ -159,8 +168,11 @@ impl TestMesh {
             Run::Processes => {
                 let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
                 env.retain(|(k, _)| *k != "GRPC_ADDR");
+                let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                env.push(("ADMIN_ADDR", admin.to_string()));
                 let binary = std::path::Path::new(env!("CARGO_BIN_EXE_baemin"));
-                Running::Process(ServiceProcess::start(binary, &["serve", svc.name()], &env, addr).await)
+                let process = ServiceProcess::start(binary, &["serve", svc.name()], &env, addr).await;
+                Running::Process(process, admin)
             }
         };
         let url = running.url();
@@ -194,7 +206,7 @@ impl TestMesh {
     /// Kills `svc` with SIGKILL: no drain, no flush, whatever it was doing. Only for [`Run::Processes`].
     pub async fn kill_service(&mut self, svc: Svc) {
         match self.slot(svc).take() {
-            Some(Running::Process(process)) => process.kill().await,
+            Some(Running::Process(process, _)) => process.kill().await,
             Some(Running::InProcess(_)) => panic!("only a service running as its own process can be killed"),
             None => {}
         }
@@ -209,6 +221,17 @@ impl TestMesh {
     /// The database URL of `svc`.
     pub fn database_url(&self, svc: Svc) -> &str {
         &self.database_urls[svc as usize]
+    }
+
+    /// The admin URL of `svc` while it runs.
+    pub fn admin_url(&self, svc: Svc) -> Option<String> {
+        let running = match svc {
+            Svc::Payment => &self.payment,
+            Svc::Call => &self.call,
+            Svc::Rider => &self.rider,
+            Svc::Report => &self.report,
+        };
+        running.as_ref().map(Running::admin_url)
     }
 
     /// Where `svc` listens (or last listened).

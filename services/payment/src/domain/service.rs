@@ -5,7 +5,7 @@ use baemin_kernel::{CallId, CommissionRate, Fee, RiderId, now_millis};
 use baemin_mesh_events::Outbox;
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
-use super::{Change, Payment, PaymentError};
+use super::{Change, Payment, PaymentError, PaymentMetrics};
 use crate::outbound::{db, events};
 
 /// How often a command re-reads after losing a race before giving up (a lost race re-decides on the
@@ -17,12 +17,23 @@ pub struct PaymentApp {
     db: DatabaseConnection,
     outbox: Outbox,
     commission: CommissionRate,
+    metrics: PaymentMetrics,
 }
 
 impl PaymentApp {
     /// The application over its database and outbox.
     pub fn new(db: DatabaseConnection, outbox: Outbox, commission: CommissionRate) -> Self {
-        Self { db, outbox, commission }
+        Self {
+            db,
+            outbox,
+            commission,
+            metrics: PaymentMetrics::default(),
+        }
+    }
+
+    /// The same, counting the money that moves into `metrics`.
+    pub fn with_metrics(self, metrics: PaymentMetrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Registers `fee` for `call_id`; the same fee again returns the existing payment.
@@ -41,6 +52,7 @@ impl PaymentApp {
                     if db::insert(&txn, &payment).await? {
                         self.outbox.enqueue(&txn, &events::announce(&payment)).await?;
                         self.outbox.commit(txn).await?;
+                        self.metrics.stored(&payment);
                         return Ok(payment);
                     }
                     // A concurrent registration of the same call won; decide again on its row.
@@ -90,6 +102,7 @@ impl PaymentApp {
                     if db::update_from(&txn, &next, current.status).await? {
                         self.outbox.enqueue(&txn, &events::announce(&next)).await?;
                         self.outbox.commit(txn).await?;
+                        self.metrics.stored(&next);
                         return Ok(next);
                     }
                     // Another command changed the payment meanwhile; decide again on what it did.
