@@ -201,6 +201,13 @@ async fn sample_pending(
     metrics: ConsumerMetrics,
     shutdown: CancellationToken,
 ) {
+    // Every series exists from the start (at 0), so rates and alerts see the first occurrence.
+    for outcome in ["applied", "retried", "dead_lettered"] {
+        let _ = metrics
+            .processed
+            .get_or_create(&vec![("consumer", durable.clone()), ("outcome", outcome.to_owned())]);
+    }
+    let _ = metrics.redelivered.get_or_create(&vec![("consumer", durable.clone())]);
     let gauge = metrics.pending.get_or_create(&vec![("consumer", durable)]).clone();
     loop {
         if let Ok(info) = consumer.get_info().await {

@@ -143,6 +143,11 @@ impl Runtime {
             .outbox
             .relay(self.db.clone(), self.bus.jetstream().clone(), self.server.metrics());
         let relay = tokio::spawn(relay.run(relay_stop.clone()));
+        self.spawn(sample_pool(
+            self.db.clone(),
+            self.server.metrics().clone(),
+            self.background.clone(),
+        ));
         self.server.serving().set(ServingStatus::Serving).await;
         let draining = self.draining.clone();
         let signal = shutdown.clone();
@@ -179,6 +184,28 @@ impl Runtime {
         self.db.clone().close().await.ok();
         tracing::info!(service = name, "stopped");
         Ok(served?)
+    }
+}
+
+/// Sets `baemin_db_pool_connections{state="in_use"|"idle"}` every few seconds until `stop`.
+async fn sample_pool(db: DatabaseConnection, metrics: baemin_mesh_telemetry::Metrics, stop: CancellationToken) {
+    use baemin_mesh_telemetry::{Family, Gauge};
+    let family: Family<Vec<(&'static str, &'static str)>, Gauge> = metrics.register(
+        "db_pool_connections",
+        "Database connections of the pool, by state",
+        Family::default(),
+    );
+    let in_use = family.get_or_create(&vec![("state", "in_use")]).clone();
+    let idle = family.get_or_create(&vec![("state", "idle")]).clone();
+    loop {
+        let (open, free) = baemin_mesh_store::pool_usage(&db);
+        let free = i64::try_from(free).unwrap_or(i64::MAX);
+        idle.set(free);
+        in_use.set(i64::from(open) - free);
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            () = stop.cancelled() => return,
+        }
     }
 }
 

@@ -3,6 +3,6 @@
 mod connect;
 mod unavailable;
 
-pub use connect::{Backend, StoreError, connect, sqlite_url};
+pub use connect::{Backend, StoreError, connect, pool_usage, sqlite_url};
 pub use sea_orm::DatabaseConnection;
 pub use unavailable::{is_contention, is_transient, is_unavailable};

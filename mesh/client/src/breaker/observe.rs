@@ -31,14 +31,19 @@ impl Observer {
             "Calls the circuit refused without calling the dependency",
             Family::<Labels, Counter>::default(),
         );
+        let transitions: Family<Labels, Counter> = metrics.register(
+            "breaker_transitions",
+            "Times the circuit entered a state",
+            Family::default(),
+        );
+        // Every series exists from the start (at 0), so rates and alerts see the first transition.
+        for to in [State::Closed, State::Open, State::HalfOpen] {
+            let _ = transitions.get_or_create(&vec![("dependency", dependency), ("to", to.as_str())]);
+        }
         Self {
             dependency,
             state: state.get_or_create(&labels).clone(),
-            transitions: metrics.register(
-                "breaker_transitions",
-                "Times the circuit entered a state",
-                Family::default(),
-            ),
+            transitions,
             refused: refused.get_or_create(&labels).clone(),
         }
     }

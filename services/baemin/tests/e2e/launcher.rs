@@ -11,11 +11,15 @@ use tokio::{
 
 const BAEMIN: &str = env!("CARGO_BIN_EXE_baemin");
 
-/// An offset that puts 8081..=8084 on ports nobody listens on.
+/// An offset that puts 8080..=8084 and their admin ports 9080..=9084 on ports nobody listens on.
 fn free_port_offset() -> u16 {
     (0..200u16)
         .map(|i| 20_000 + i * 7 + (std::process::id() % 7) as u16)
-        .find(|offset| (8080..=8084).all(|p| std::net::TcpListener::bind(("127.0.0.1", p + offset)).is_ok()))
+        .find(|offset| {
+            (8080..=8084)
+                .chain(9080..=9084)
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", p + offset)).is_ok())
+        })
         .expect("a free block of ports")
 }
 
@@ -59,8 +63,9 @@ async fn baemin_up_runs_each_service_as_a_process_survives_one_stopping_and_stop
     });
     let mut stdout = BufReader::new(up.stdout.take().expect("stdout")).lines();
 
-    // The table: "  <service> <url> <pid> <database>".
+    // The table: "  <service> <url> <metrics url> <pid> <database>" (nats has no metrics URL).
     let mut pids = HashMap::new();
+    let mut metrics_urls = Vec::new();
     let table = async {
         let mut in_table = false;
         while let Ok(Some(line)) = stdout.next_line().await {
@@ -70,10 +75,11 @@ async fn baemin_up_runs_each_service_as_a_process_survives_one_stopping_and_stop
                 break;
             } else if in_table {
                 let cols: Vec<&str> = line.split_whitespace().collect();
-                if let [name, _, pid, ..] = cols[..]
-                    && let Ok(pid) = pid.parse::<u32>()
+                if let Some((name, rest)) = cols.split_first()
+                    && let Some(pid) = rest.iter().find_map(|c| c.parse::<u32>().ok())
                 {
-                    pids.insert(name.to_owned(), pid);
+                    pids.insert((*name).to_owned(), pid);
+                    metrics_urls.extend(rest.iter().filter(|c| c.ends_with("/metrics")).map(|c| (*c).to_owned()));
                 }
             }
         }
@@ -98,6 +104,20 @@ async fn baemin_up_runs_each_service_as_a_process_survives_one_stopping_and_stop
         .unwrap_or_else(|| panic!("a token in the link: {dashboard}"));
     for name in ["call", "rider", "payment", "report", "gateway", "nats"] {
         assert!(pids.contains_key(name), "{name} runs as its own process: {pids:?}");
+    }
+    assert_eq!(metrics_urls.len(), 5, "a metrics URL per service: {metrics_urls:?}");
+    for url in &metrics_urls {
+        let addr: std::net::SocketAddr = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics")
+            .parse()
+            .unwrap();
+        let (status, _, body) = crate::gateway::http1(addr, "GET", "/metrics", &[], &[]).await;
+        assert!(status.contains("200"), "{url}: {status}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("baemin_rpc_server_duration_seconds"),
+            "{url}"
+        );
     }
     let own = std::process::id();
     assert!(pids.values().all(|pid| *pid != own));

@@ -91,6 +91,9 @@ async fn after_the_seed_scenario_each_admin_port_counts_what_happened() {
         value(&call, "baemin_breaker_refused_total", &[("dependency", "payment")]),
         0.0
     );
+    let pool = value(&call, "baemin_db_pool_connections", &[("state", "idle")])
+        + value(&call, "baemin_db_pool_connections", &[("state", "in_use")]);
+    assert!(pool >= 1.0, "the pool's connections are counted: {pool}");
     let placed = [("subject", "baemin.events.call.placed")];
     assert_eq!(value(&call, "baemin_outbox_published_total", &placed), 1.0);
 
@@ -368,5 +371,128 @@ async fn json_log_lines_carry_trace_ids_inside_rpcs_and_never_a_token_or_the_sec
         assert_eq!(trace_id.len(), 32, "{line}");
         assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
     }
+    mesh.stop().await;
+}
+
+/// Every metric name the mesh exports, from the text of `/metrics`: sample names, and the names a
+/// registered family's samples take (`_total`, `_bucket`, `_count`, `_sum`) even before its first sample.
+fn exported_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_count", "_sum"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            names.insert(line[..end].to_owned());
+        }
+    }
+    names
+}
+
+/// The metric names `expr` selects, parsed as PromQL (Grafana's `$__rate_interval` read as 5m).
+fn metrics_in(expr: &str) -> Vec<String> {
+    use promql_parser::parser::{self, Expr};
+    fn walk(expr: &Expr, out: &mut Vec<String>) {
+        match expr {
+            Expr::VectorSelector(v) => out.extend(v.name.clone()),
+            Expr::MatrixSelector(m) => out.extend(m.vs.name.clone()),
+            Expr::Aggregate(a) => {
+                walk(&a.expr, out);
+                if let Some(p) = &a.param {
+                    walk(p, out);
+                }
+            }
+            Expr::Unary(u) => walk(&u.expr, out),
+            Expr::Binary(b) => {
+                walk(&b.lhs, out);
+                walk(&b.rhs, out);
+            }
+            Expr::Paren(p) => walk(&p.expr, out),
+            Expr::Subquery(s) => walk(&s.expr, out),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| walk(a, out)),
+            Expr::Extension(_) | Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+        }
+    }
+    let expr = expr.replace("$__rate_interval", "5m");
+    let parsed = parser::parse(&expr).unwrap_or_else(|e| panic!("does not parse as PromQL: {e}\n{expr}"));
+    let mut names = Vec::new();
+    walk(&parsed, &mut names);
+    assert!(!names.is_empty(), "selects no metric: {expr}");
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_rules_and_the_dashboard_parse_and_use_only_metrics_the_services_export() {
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = crate::gateway::start_gateway(&mesh, &[]).await;
+    let script = Script {
+        patience: PATIENCE,
+        ..Script::default()
+    };
+    scenario::play(&mesh.clients, &script, &mut |_| {}).await.unwrap();
+    let mut exported = std::collections::BTreeSet::new();
+    let admins = [Svc::Call, Svc::Rider, Svc::Payment, Svc::Report]
+        .map(|svc| mesh.admin_url(svc).unwrap())
+        .into_iter()
+        .chain([gateway.admin_url()]);
+    for admin in admins {
+        let addr: SocketAddr = admin.trim_start_matches("http://").parse().unwrap();
+        let (_, _, body) = crate::gateway::http1(addr, "GET", "/metrics", &[], &[]).await;
+        exported.extend(exported_names(&String::from_utf8(body).unwrap()));
+    }
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../helm/observability");
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("alerts.yaml")).unwrap()).unwrap();
+    let mut alerts = Vec::new();
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let name = rule["alert"].as_str().expect("every rule is an alert").to_owned();
+            let expr = rule["expr"].as_str().unwrap_or_else(|| panic!("{name}: no expr"));
+            for metric in metrics_in(expr) {
+                assert!(
+                    exported.contains(&metric),
+                    "{name} uses {metric}, which no service exports"
+                );
+            }
+            assert!(rule["annotations"]["summary"].is_string(), "{name}: no summary");
+            alerts.push(name);
+        }
+    }
+    for wanted in [
+        "BaeminCircuitOpen",
+        "BaeminEventLagHigh",
+        "BaeminSettlementBacklogGrowing",
+        "BaeminDeadLetters",
+        "BaeminRpcErrorRatio",
+    ] {
+        assert!(alerts.iter().any(|a| a == wanted), "{wanted} missing from {alerts:?}");
+    }
+
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("grafana-dashboard.json")).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8);
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            for metric in metrics_in(target["expr"].as_str().expect("expr")) {
+                assert!(
+                    exported.contains(&metric),
+                    "panel {} uses {metric}, which no service exports",
+                    panel["title"]
+                );
+            }
+        }
+    }
+    gateway.stop().await;
     mesh.stop().await;
 }
