@@ -2,6 +2,7 @@
 //! gRPC port, run its consumers and outbox relay, and on shutdown stop them in order.
 
 mod config;
+mod db_telemetry;
 mod runtime;
 mod service;
 pub mod status;

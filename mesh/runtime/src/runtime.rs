@@ -54,10 +54,11 @@ impl Runtime {
     ) -> Result<Self, StartupError> {
         let server = MeshServer::bind(config.listen_addr, config.admin_addr, grpc_services).await?;
         let deadline = tokio::time::Instant::now() + config.startup_timeout;
-        let db = retry_until(deadline, "the database", || {
+        let mut db = retry_until(deadline, "the database", || {
             baemin_mesh_store::connect::<M>(&config.database_url, config.database_pool_size)
         })
         .await?;
+        crate::db_telemetry::observe(&mut db, server.metrics());
         let bus = retry_until(deadline, "NATS", || async {
             let bus = EventBus::connect(&config.nats_url, config.name).await?;
             bus.ensure_stream(&config.stream).await?;

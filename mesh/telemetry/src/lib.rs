@@ -18,5 +18,5 @@ pub mod propagation;
 pub use admin::{AdminServer, Readiness};
 pub use grpc::{GrpcClient, GrpcClientLayer, GrpcServer, GrpcServerLayer};
 pub use init::{Telemetry, TelemetryError, TelemetrySettings, init};
-pub use metrics::{Metrics, RpcLabels};
+pub use metrics::{LatencyBuckets, Metrics, RpcLabels};
 pub use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram};

@@ -113,6 +113,14 @@ impl Metrics {
         self.register_with_unit(name, help, Unit::Seconds, LatencyBuckets.new_metric())
     }
 
+    /// A family of latency histograms `baemin_<name>_seconds` by the labels `L`.
+    pub fn latency_family<L>(&self, name: &str, help: &str) -> Family<L, Histogram, LatencyBuckets>
+    where
+        L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.register_with_unit(name, help, Unit::Seconds, Family::new_with_constructor(LatencyBuckets))
+    }
+
     /// Everything registered, in the Prometheus/OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();

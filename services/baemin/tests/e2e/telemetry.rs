@@ -94,6 +94,11 @@ async fn after_the_seed_scenario_each_admin_port_counts_what_happened() {
     let pool = value(&call, "baemin_db_pool_connections", &[("state", "idle")])
         + value(&call, "baemin_db_pool_connections", &[("state", "in_use")]);
     assert!(pool >= 1.0, "the pool's connections are counted: {pool}");
+    let inserts = [("operation", "INSERT"), ("outcome", "ok")];
+    assert!(
+        value(&call, "baemin_db_statement_duration_seconds_count", &inserts) >= 2.0,
+        "the call and its outbox row"
+    );
     let placed = [("subject", "baemin.events.call.placed")];
     assert_eq!(value(&call, "baemin_outbox_published_total", &placed), 1.0);
 
@@ -211,6 +216,11 @@ async fn a_delivery_step_is_one_trace_across_call_payment_rider_and_report_over_
     assert_eq!(place.kind, "server");
     assert_eq!(place.attribute("rpc.system"), Some("grpc"));
     assert_eq!(place.attribute("rpc.grpc.status_code"), Some("0"));
+    assert!(
+        place.events.iter().any(|e| e == "db.statement"),
+        "its database statements are events of the span: {:?}",
+        place.events
+    );
     let trace = trace_of(&spans, place);
     let register_client = find(&trace, "call", "baemin.payment.v1.PaymentService/RegisterCost");
     assert_eq!(register_client.kind, "client");

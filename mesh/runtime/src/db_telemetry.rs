@@ -1,0 +1,83 @@
+//! What the database does, seen from telemetry: every statement is timed into
+//! `baemin_db_statement_duration_seconds{operation,outcome}` and noted as a `db.statement` event on the
+//! span it ran in (the RPC or event being handled), with its operation and duration — never its
+//! values, which may hold personal data.
+
+use std::time::Duration;
+
+use baemin_mesh_telemetry::{Family, Histogram, LatencyBuckets, Metrics};
+use opentelemetry::KeyValue;
+use sea_orm::{DatabaseConnection, DbBackend};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Reports every statement `db` runs (transactions included) into `metrics` and the current span.
+pub(crate) fn observe(db: &mut DatabaseConnection, metrics: &Metrics) {
+    let durations: Family<Labels, Histogram, LatencyBuckets> = metrics.latency_family(
+        "db_statement_duration",
+        "Time each database statement took, by operation and outcome",
+    );
+    let system = match db.get_database_backend() {
+        DbBackend::Postgres => "postgresql",
+        DbBackend::Sqlite => "sqlite",
+        _ => "other_sql",
+    };
+    db.set_metric_callback(move |info| {
+        let operation = operation(&info.statement.sql);
+        let outcome = if info.failed { "error" } else { "ok" };
+        durations
+            .get_or_create(&vec![("operation", operation), ("outcome", outcome)])
+            .observe(info.elapsed.as_secs_f64());
+        note(system, operation, info.elapsed, info.failed);
+    });
+}
+
+fn note(system: &'static str, operation: &'static str, elapsed: Duration, failed: bool) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    span.add_event(
+        "db.statement",
+        vec![
+            KeyValue::new("db.system.name", system),
+            KeyValue::new("db.operation.name", operation),
+            KeyValue::new("db.duration_ms", elapsed.as_secs_f64() * 1000.0),
+            KeyValue::new("error", failed),
+        ],
+    );
+}
+
+/// The statement's operation, from its first keyword.
+fn operation(sql: &str) -> &'static str {
+    let first = sql.split_whitespace().next().unwrap_or("");
+    const KNOWN: [&str; 10] = [
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "CREATE",
+        "WITH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|k| first.eq_ignore_ascii_case(k))
+        .unwrap_or("OTHER")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operation;
+
+    #[test]
+    fn statements_are_named_by_their_first_keyword_only() {
+        assert_eq!(operation("  select * from calls where id = $1"), "SELECT");
+        assert_eq!(operation("INSERT INTO outbox_events VALUES (?)"), "INSERT");
+        assert_eq!(operation("PRAGMA journal_mode=WAL"), "OTHER");
+    }
+}
