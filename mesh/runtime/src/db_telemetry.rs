@@ -1,12 +1,16 @@
 //! What the database does, seen from telemetry: every statement is timed into
-//! `baemin_db_statement_duration_seconds{operation,outcome}` and noted as a `db.statement` event on the
-//! span it ran in (the RPC or event being handled), with its operation and duration — never its
-//! values, which may hold personal data.
+//! `baemin_db_statement_duration_seconds{operation,outcome}` and becomes a client span (`db.system.name`,
+//! `db.operation.name`) under the span it ran in — the RPC or event being handled — so a transaction
+//! shows as its statements (sea-orm reports statements only, not BEGIN and COMMIT). Never the values,
+//! which may hold personal data.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use baemin_mesh_telemetry::{Family, Histogram, LatencyBuckets, Metrics};
-use opentelemetry::KeyValue;
+use opentelemetry::{
+    KeyValue, global,
+    trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _},
+};
 use sea_orm::{DatabaseConnection, DbBackend};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -33,20 +37,31 @@ pub(crate) fn observe(db: &mut DatabaseConnection, metrics: &Metrics) {
     });
 }
 
+/// A span for a statement that just ran for `elapsed`, as a child of the current span.
 fn note(system: &'static str, operation: &'static str, elapsed: Duration, failed: bool) {
-    let span = tracing::Span::current();
-    if span.is_disabled() {
+    let current = tracing::Span::current();
+    if current.is_disabled() {
         return;
     }
-    span.add_event(
-        "db.statement",
-        vec![
+    let parent = current.context();
+    if !parent.span().span_context().is_sampled() {
+        return;
+    }
+    let tracer = global::tracer("baemin.db");
+    let end = SystemTime::now();
+    let mut span = tracer
+        .span_builder(operation)
+        .with_kind(SpanKind::Client)
+        .with_start_time(end.checked_sub(elapsed).unwrap_or(end))
+        .with_attributes([
             KeyValue::new("db.system.name", system),
             KeyValue::new("db.operation.name", operation),
-            KeyValue::new("db.duration_ms", elapsed.as_secs_f64() * 1000.0),
-            KeyValue::new("error", failed),
-        ],
-    );
+        ])
+        .start_with_context(&tracer, &parent);
+    if failed {
+        span.set_status(Status::error("the statement failed"));
+    }
+    span.end_with_timestamp(end);
 }
 
 /// The statement's operation, from its first keyword.

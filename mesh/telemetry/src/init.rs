@@ -178,6 +178,8 @@ pub fn init(service: &'static str, version: &'static str, settings: &TelemetrySe
     let otel = otel.with_filter(EnvFilter::new(TRACED));
     if tracing_subscriber::registry().with(otel).with(lines).try_init().is_ok() {
         opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+        // For spans made with the OpenTelemetry API directly (database statements, timed afterwards).
+        opentelemetry::global::set_tracer_provider(provider.clone());
     }
     Telemetry { provider }
 }
