@@ -42,3 +42,61 @@ async fn a_serialization_failure_is_aborted_and_says_nothing_was_written() {
     assert!(status.message().contains("nothing was written"), "{status:?}");
     db.close().await.ok();
 }
+
+mod replicas {
+    use sea_orm_migration::prelude::*;
+
+    /// A migration slow enough that replicas starting together overlap in it.
+    pub struct Slow;
+
+    impl MigrationName for Slow {
+        fn name(&self) -> &str {
+            "m20261125_000001_slow_table"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Slow {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .get_connection()
+                .execute_unprepared("SELECT pg_sleep(0.2); CREATE TABLE slow (id INT PRIMARY KEY)")
+                .await?;
+            Ok(())
+        }
+    }
+
+    pub struct Migrator;
+
+    impl MigratorTrait for Migrator {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            vec![Box::new(Slow)]
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_migrate_once_and_all_start() {
+    let mut dbs = TestDatabases::new(DbKind::Postgres);
+    let url = dbs.url_for("replicas").await;
+    let starts = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { baemin_mesh_store::connect::<replicas::Migrator>(&url, 2).await })
+    });
+    for start in futures::future::join_all(starts).await {
+        start.unwrap().expect("every replica starts");
+    }
+    let db = Database::connect(&url).await.unwrap();
+    let applied = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(applied, 1, "the migration ran once");
+    db.close().await.ok();
+}

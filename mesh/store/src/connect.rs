@@ -96,8 +96,29 @@ pub async fn connect<M: MigratorTrait>(url: &str, pool_size: u32) -> Result<Data
         url: redact(url),
         source,
     })?;
-    M::up(&db, None).await.map_err(StoreError::Migrate)?;
+    migrate::<M>(&db, backend).await.map_err(StoreError::Migrate)?;
     Ok(db)
+}
+
+/// Key of the advisory lock migrations hold ("baemin" in ASCII): per database, so services sharing a
+/// PostgreSQL server do not wait for each other.
+const MIGRATION_LOCK: i64 = 0x6261_656d_696e;
+
+/// Brings the schema up to date. On PostgreSQL every replica of a service may start at once (a rolling
+/// update, a scale-up): the migrations run in one transaction holding an advisory lock, so one replica
+/// migrates while the others wait, then find nothing left to do; a failure leaves no half-applied schema.
+async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, backend: Backend) -> Result<(), DbErr> {
+    match backend {
+        Backend::Sqlite => M::up(db, None).await,
+        Backend::Postgres => {
+            use sea_orm::{ConnectionTrait, TransactionTrait};
+            let txn = db.begin().await?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                .await?;
+            M::up(&txn, None).await?;
+            txn.commit().await
+        }
+    }
 }
 
 fn sqlite_dir(url: &str) -> Option<&Path> {
