@@ -154,6 +154,13 @@ pub enum Command {
         #[command(subcommand)]
         command: DeadLetterCommand,
     },
+    /// Check `grpc.health.v1` of each URL: prints each answer, fails unless every one is SERVING
+    /// (the Helm chart's `helm test`).
+    Health {
+        /// gRPC URLs, e.g. http://baemin-call:8081.
+        #[arg(required = true)]
+        urls: Vec<String>,
+    },
     /// How far behind each consumer is, dead letters, and the outbox backlog of a local mesh.
     Status {
         /// Where the mesh's NATS is.

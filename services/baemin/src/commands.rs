@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Up { data_dir, port_offset } => return crate::launcher::up(&data_dir, port_offset).await,
         Command::Serve { service } => return crate::launcher::serve(service).await,
+        Command::Health { urls } => return health(&urls).await,
         Command::Token {
             role,
             subject,
@@ -60,10 +61,23 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// `baemin health`: SERVING from every URL, or a failure naming those that are not.
+async fn health(urls: &[String]) -> ExitCode {
+    let mut all = true;
+    for url in urls {
+        let serving = baemin_mesh_server::probe::is_serving(url).await;
+        println!("{url}: {}", if serving { "SERVING" } else { "NOT SERVING" });
+        all &= serving;
+    }
+    if all { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
 async fn drive(command: Command, urls: &Urls, credentials: &Credentials, trust: &Trust) -> anyhow::Result<()> {
     let mut c = Clients::connect(urls, credentials, trust)?;
     match command {
-        Command::Up { .. } | Command::Serve { .. } | Command::Token { .. } => unreachable_command(),
+        Command::Up { .. } | Command::Serve { .. } | Command::Token { .. } | Command::Health { .. } => {
+            unreachable_command()
+        }
         Command::Scenario {
             restaurant,
             destination,

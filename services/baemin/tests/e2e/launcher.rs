@@ -129,6 +129,17 @@ async fn baemin_up_runs_each_service_as_a_process_survives_one_stopping_and_stop
         format!("--payment-url={}", url(8083)),
         format!("--report-url={}", url(8084)),
     ];
+    // What the chart's `helm test` runs: every service SERVING.
+    let health_urls: Vec<String> = (8080..=8084).map(url).collect();
+    let health_args: Vec<&str> = std::iter::once("health")
+        .chain(health_urls.iter().map(String::as_str))
+        .collect();
+    let health = cli(&[], &health_args).await;
+    assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stdout));
+    assert_eq!(String::from_utf8_lossy(&health.stdout).matches(": SERVING").count(), 5);
+    let nobody = cli(&[], &["health", "http://127.0.0.1:1"]).await;
+    assert!(!nobody.status.success(), "nothing listening is not healthy");
+
     let scenario = cli(&urls, &["scenario"]).await;
     let printed = String::from_utf8_lossy(&scenario.stdout);
     assert!(
