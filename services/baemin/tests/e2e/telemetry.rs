@@ -466,7 +466,7 @@ async fn the_alert_rules_and_the_dashboard_parse_and_use_only_metrics_the_servic
         exported.extend(exported_names(&String::from_utf8(body).unwrap()));
     }
 
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../helm/observability");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../helm/baemin/files");
     let rules: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(dir.join("alerts.yaml")).unwrap()).unwrap();
     let mut alerts = Vec::new();
