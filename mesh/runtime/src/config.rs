@@ -24,6 +24,9 @@ pub struct ServiceConfig {
     pub stream: StreamSettings,
     /// `SHUTDOWN_GRACE`: longest wait for each stage of shutdown (RPCs, consumers and workers, outbox).
     pub shutdown_grace: Duration,
+    /// `SHUTDOWN_DELAY` (default 0): after SIGTERM, how long new calls are still accepted while health
+    /// says NOT_SERVING, so load balancers stop sending before the port closes (Kubernetes: a few seconds).
+    pub shutdown_delay: Duration,
     /// `STARTUP_TIMEOUT`: how long start-up waits for the database and NATS to become reachable.
     pub startup_timeout: Duration,
     /// `EVENT_MAX_ATTEMPTS`: deliveries of an event whose handler fails unexpectedly before it is
@@ -94,6 +97,7 @@ impl ServiceConfig {
                 ..StreamSettings::default()
             },
             shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
+            shutdown_delay: s.duration("SHUTDOWN_DELAY", Duration::ZERO)?,
             startup_timeout: s.duration("STARTUP_TIMEOUT", Duration::from_secs(60))?,
             event_max_attempts,
             event_ack_wait,

@@ -52,7 +52,9 @@ impl Runtime {
         config: ServiceConfig,
         grpc_services: &[&'static str],
     ) -> Result<Self, StartupError> {
-        let server = MeshServer::bind(config.listen_addr, config.admin_addr, grpc_services).await?;
+        let server = MeshServer::bind(config.listen_addr, config.admin_addr, grpc_services)
+            .await?
+            .drain_delay(config.shutdown_delay);
         let deadline = tokio::time::Instant::now() + config.startup_timeout;
         let mut db = retry_until(deadline, "the database", || {
             baemin_mesh_store::connect::<M>(&config.database_url, config.database_pool_size)

@@ -69,6 +69,7 @@ pub struct MeshServer {
     readiness: Readiness,
     admin_addr: SocketAddr,
     admin: AdminHandle,
+    drain_delay: std::time::Duration,
 }
 
 /// Keeps the admin port serving while held.
@@ -112,9 +113,18 @@ impl MeshServer {
             readiness,
             admin_addr,
             admin: AdminHandle(stop_admin.drop_guard()),
+            drain_delay: std::time::Duration::ZERO,
         };
         server.serving().set(ServingStatus::NotServing).await;
         Ok(server)
+    }
+
+    /// On shutdown, keep accepting new calls for `delay` after health went NOT_SERVING: behind a load
+    /// balancer or Kubernetes endpoints, callers learn of the shutdown with a lag, and calls sent in it
+    /// would otherwise find the port closed.
+    pub fn drain_delay(mut self, delay: std::time::Duration) -> Self {
+        self.drain_delay = delay;
+        self
     }
 
     /// The address of the admin port (`/metrics`, `/livez`, `/readyz`).
@@ -164,9 +174,11 @@ impl MeshServer {
             .add_service(self.health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
+        let delay = self.drain_delay;
         let drain = async move {
             shutdown.cancelled().await;
             serving.set(ServingStatus::NotServing).await;
+            tokio::time::sleep(delay).await;
         };
         // Nagle off: gRPC writes small frames it wants sent now (the builder's `tcp_nodelay` only
         // applies to listeners tonic binds itself).

@@ -51,6 +51,11 @@ impl RunningService {
         format!("http://{}", self.admin_addr)
     }
 
+    /// Starts the graceful shutdown (as SIGTERM would) without waiting for it; [`Self::stop`] waits.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Stops the service gracefully and waits until it has.
     pub async fn stop(self) {
         self.shutdown.cancel();

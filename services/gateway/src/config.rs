@@ -40,6 +40,9 @@ pub struct Config {
     pub cors_origins: Vec<HeaderValue>,
     /// `SHUTDOWN_GRACE` (default 20 s): how long open calls and streams may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `SHUTDOWN_DELAY` (default 0): after SIGTERM, how long new calls are still accepted while health
+    /// says NOT_SERVING, so load balancers stop sending before the port closes (Kubernetes: a few seconds).
+    pub shutdown_delay: Duration,
     /// `GATEWAY_TLS_CERT` and `GATEWAY_TLS_KEY` (PEM files, both or neither): TLS on the listener, for
     /// gRPC over HTTP/2 and grpc-web over HTTP/1.1 or HTTP/2 alike. Without them the gateway speaks
     /// plaintext (behind an ingress or a mesh sidecar that terminates TLS).
@@ -106,6 +109,7 @@ impl Config {
             max_concurrent_streams,
             cors_origins: cors_origins(&s)?,
             shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
+            shutdown_delay: s.duration("SHUTDOWN_DELAY", Duration::ZERO)?,
             tls: tls(&s)?,
         })
     }

@@ -48,7 +48,9 @@ impl Service for Application {
 
     async fn build(config: Config) -> Result<Self, StartupError> {
         // Health speaks for the gateway only (""): whether call or report are up is theirs to say.
-        let server = MeshServer::bind(config.listen_addr, config.admin_addr, &[]).await?;
+        let server = MeshServer::bind(config.listen_addr, config.admin_addr, &[])
+            .await?
+            .drain_delay(config.shutdown_delay);
         Ok(Self { config, server })
     }
 

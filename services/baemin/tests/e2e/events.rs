@@ -336,3 +336,39 @@ async fn a_service_starting_without_nats_waits_for_it_and_is_not_serving_until_i
     assert!(baemin_mesh_server::probe::is_serving(&running.url()).await);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_the_shutdown_delay_health_says_not_serving_but_calls_are_still_answered() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let mut mesh =
+        crate::support::TestMesh::start_with(baemin_mesh_testkit::DbKind::Sqlite, &[("SHUTDOWN_DELAY", "2s")]).await;
+    let Some(crate::support::Running::InProcess(payment)) = mesh.payment.take() else {
+        panic!("payment runs in process");
+    };
+    payment.begin_shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let channel = baemin::clients::channel(&payment.url()).unwrap();
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .expect("still answering")
+        .into_inner();
+    assert_eq!(
+        health.status(),
+        ServingStatus::NotServing,
+        "load balancers are told to stop"
+    );
+    let status = baemin_proto::payment::v1::payment_service_client::PaymentServiceClient::new(channel)
+        .get_payment(baemin_proto::payment::v1::GetPaymentRequest {
+            call_id: "0190c3c8-0000-7000-8000-000000000000".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::NotFound,
+        "a call sent meanwhile is answered: {status:?}"
+    );
+    payment.stop().await;
+    mesh.stop().await;
+}
