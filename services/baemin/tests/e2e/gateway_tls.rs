@@ -18,7 +18,6 @@ use tokio_rustls::{
         pki_types::{CertificateDer, ServerName, pem::PemObject},
     },
 };
-use tonic::Code;
 
 use crate::{
     gateway::{http1_over, start_gateway, token},
@@ -40,6 +39,11 @@ fn through(url: &str, role: Role, subject: &str, trust: &Trust) -> Clients {
         report: url.to_owned(),
     };
     Clients::connect(&urls, &Credentials::bearer(Some(&token(role, subject))).unwrap(), trust).unwrap()
+}
+
+/// Whether the call failed in the transport (connection, TLS) rather than being answered.
+fn from_transport(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some())
 }
 
 fn test_ca() -> Trust {
@@ -143,11 +147,9 @@ async fn over_tls_plaintext_clients_and_clients_not_trusting_the_certificate_are
     );
     let status = plaintext.call.clone().place_call(place_request()).await.unwrap_err();
     // The client reads the server's TLS alert as a broken HTTP/2 frame, or finds the connection closed
-    // under it: a transport failure either way, never an answer.
-    assert!(
-        matches!(status.code(), Code::Unavailable | Code::Internal | Code::Unknown),
-        "plaintext to a TLS port: {status:?}"
-    );
+    // under it: which code that maps to varies (UNAVAILABLE, INTERNAL, UNKNOWN, CANCELLED), but it is a
+    // transport failure, never an answer from the gateway.
+    assert!(from_transport(&status), "plaintext to a TLS port: {status:?}");
 
     // The system's roots alone do not vouch for the test CA's certificate.
     let untrusting = through(
@@ -157,7 +159,7 @@ async fn over_tls_plaintext_clients_and_clients_not_trusting_the_certificate_are
         &Trust::default(),
     );
     let status = untrusting.call.clone().place_call(place_request()).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "unknown issuer: {status:?}");
+    assert!(from_transport(&status), "unknown issuer: {status:?}");
 
     let mut internal = mesh.clients.call.clone();
     let stored = internal.list_calls(call::ListCallsRequest {
