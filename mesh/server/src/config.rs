@@ -89,17 +89,14 @@ impl<'a> Settings<'a> {
     /// `ADMIN_ADDR`, the admin HTTP port (metrics, probes): by default the gRPC address with the port
     /// 1000 higher (8081 -> 9081), or port 0 when the gRPC port is 0 (tests).
     pub fn admin_addr(&self, grpc: std::net::SocketAddr) -> Result<std::net::SocketAddr, ConfigError> {
-        let port = match grpc.port() {
-            0 => 0,
-            p => p.checked_add(1000).ok_or_else(|| {
-                ConfigError::new(
-                    "ADMIN_ADDR",
-                    "",
-                    format!("set it: GRPC_ADDR's port {p} + 1000 is not a port"),
-                )
-            })?,
-        };
-        let addr = self.parse("ADMIN_ADDR", std::net::SocketAddr::new(grpc.ip(), port))?;
+        let default = default_admin_addr(grpc).ok_or_else(|| {
+            ConfigError::new(
+                "ADMIN_ADDR",
+                "",
+                format!("set it: GRPC_ADDR's port {} + 1000 is not a port", grpc.port()),
+            )
+        })?;
+        let addr = self.parse("ADMIN_ADDR", default)?;
         if addr.port() != 0
             && addr.port() == grpc.port()
             && (addr.ip() == grpc.ip() || addr.ip().is_unspecified() || grpc.ip().is_unspecified())
@@ -153,6 +150,16 @@ impl<'a> Settings<'a> {
             ))
         }
     }
+}
+
+/// The admin address that goes with gRPC address `grpc`: the same host, port + 1000 (8081 -> 9081), or
+/// port 0 when `grpc`'s is 0; `None` when port + 1000 is not a port.
+pub fn default_admin_addr(grpc: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    let port = match grpc.port() {
+        0 => 0,
+        p => p.checked_add(1000)?,
+    };
+    Some(std::net::SocketAddr::new(grpc.ip(), port))
 }
 
 #[cfg(test)]

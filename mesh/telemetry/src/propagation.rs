@@ -13,11 +13,6 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The header carrying the trace context.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// The OpenTelemetry context of `span`.
-pub fn context_of(span: &Span) -> Context {
-    span.context()
-}
-
 /// Puts `cx` into `headers` (nothing when `cx` carries no valid span).
 pub fn inject_http(cx: &Context, headers: &mut http::HeaderMap) {
     inject_with(cx, |key, value| {

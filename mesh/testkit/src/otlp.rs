@@ -33,8 +33,6 @@ pub struct CollectedSpan {
     pub kind: &'static str,
     /// String and integer attributes, as strings.
     pub attributes: Vec<(String, String)>,
-    /// Names of the span's events.
-    pub events: Vec<String>,
 }
 
 impl CollectedSpan {
@@ -99,7 +97,6 @@ impl TraceService for Store {
                         .iter()
                         .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
                         .collect(),
-                    events: span.events.into_iter().map(|e| e.name).collect(),
                 });
             }
         }

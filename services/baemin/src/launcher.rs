@@ -133,7 +133,7 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
         let child = command
             .args(["serve", service.as_str()])
             .env("GRPC_ADDR", addr.to_string())
-            .env("ADMIN_ADDR", admin_addr(addr).to_string())
+            .env("ADMIN_ADDR", admin_addr_of(addr).to_string())
             .env("NATS_URL", &nats_url)
             .env(
                 "LOG_COLOR",
@@ -187,7 +187,7 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
             "  {:<8} {:<24} {:<30} {:>7}  {}",
             service.as_str(),
             format!("http://{addr}"),
-            format!("http://{}/metrics", admin_addr(addr)),
+            format!("http://{}/metrics", admin_addr_of(addr)),
             s.pid,
             store
         );
@@ -417,7 +417,7 @@ async fn start_nats(data_dir: &Path) -> anyhow::Result<(String, Child)> {
     Ok((format!("nats://127.0.0.1:{port}"), child))
 }
 
-/// The admin port of the service on `grpc`: 1000 above it, as the services default to.
-fn admin_addr(grpc: std::net::SocketAddr) -> std::net::SocketAddr {
-    std::net::SocketAddr::new(grpc.ip(), grpc.port().saturating_add(1000))
+/// The admin address of the service on `grpc`, as the services default to (port 0 if there is none).
+fn admin_addr_of(grpc: SocketAddr) -> SocketAddr {
+    baemin_mesh_server::config::default_admin_addr(grpc).unwrap_or_else(|| SocketAddr::new(grpc.ip(), 0))
 }

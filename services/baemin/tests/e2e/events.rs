@@ -358,6 +358,9 @@ async fn during_the_shutdown_delay_health_says_not_serving_but_calls_are_still_a
         ServingStatus::NotServing,
         "load balancers are told to stop"
     );
+    let admin: std::net::SocketAddr = payment.admin_url().trim_start_matches("http://").parse().unwrap();
+    let (ready, _, _) = crate::gateway::http1(admin, "GET", "/readyz", &[], &[]).await;
+    assert!(ready.contains("503"), "so are HTTP probes: {ready}");
     let status = baemin_proto::payment::v1::payment_service_client::PaymentServiceClient::new(channel)
         .get_payment(baemin_proto::payment::v1::GetPaymentRequest {
             call_id: "0190c3c8-0000-7000-8000-000000000000".into(),

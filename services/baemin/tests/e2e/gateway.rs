@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use baemin::clients::{Clients, Credentials, Urls};
+use baemin::clients::{Clients, Credentials, Trust, Urls};
 use baemin_gateway::auth::{Role, mint_hs256};
 use baemin_mesh_testkit::{DbKind, RunningService};
 use baemin_proto::{call::v1 as call, payment::v1 as payment, report::v1 as report, rider::v1 as rider};
@@ -38,13 +38,18 @@ pub async fn start_gateway(mesh: &TestMesh, extra: &[(&str, &str)]) -> RunningSe
 
 /// Clients of every service through the gateway at `url`, sending `token`.
 pub fn through(url: &str, token: Option<&str>) -> Clients {
+    through_trusting(url, token, &Trust::default())
+}
+
+/// [`through`], verifying an `https://` gateway with `trust`.
+pub fn through_trusting(url: &str, token: Option<&str>, trust: &Trust) -> Clients {
     let urls = Urls {
         call: url.to_owned(),
         rider: url.to_owned(),
         payment: url.to_owned(),
         report: url.to_owned(),
     };
-    Clients::with_credentials(&urls, &Credentials::bearer(token).unwrap()).unwrap()
+    Clients::connect(&urls, &Credentials::bearer(token).unwrap(), trust).unwrap()
 }
 
 fn place_request(restaurant: &str) -> call::PlaceCallRequest {

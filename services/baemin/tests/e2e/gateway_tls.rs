@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use baemin::clients::{Clients, Credentials, Trust, Urls};
+use baemin::clients::{Clients, Trust};
 use baemin_gateway::auth::Role;
 use baemin_mesh_testkit::{DbKind, RunningService, tls};
 use baemin_proto::{call::v1 as call, report::v1 as report};
@@ -20,7 +20,7 @@ use tokio_rustls::{
 };
 
 use crate::{
-    gateway::{http1_over, start_gateway, token},
+    gateway::{http1_over, start_gateway, through_trusting, token},
     support::{TestMesh, request_id},
 };
 
@@ -32,13 +32,7 @@ async fn start_tls_gateway(mesh: &TestMesh) -> RunningService {
 
 /// Clients of every service through the gateway at `url`, as `role` `subject`, trusting `trust`.
 fn through(url: &str, role: Role, subject: &str, trust: &Trust) -> Clients {
-    let urls = Urls {
-        call: url.to_owned(),
-        rider: url.to_owned(),
-        payment: url.to_owned(),
-        report: url.to_owned(),
-    };
-    Clients::connect(&urls, &Credentials::bearer(Some(&token(role, subject))).unwrap(), trust).unwrap()
+    through_trusting(url, Some(&token(role, subject)), trust)
 }
 
 /// Whether the call failed in the transport (connection, TLS) rather than being answered.
