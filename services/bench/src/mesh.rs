@@ -1,0 +1,275 @@
+//! The mesh under measurement: started by the harness (its own nats-server, every service as its own
+//! process on free ports, fresh SQLite files or PostgreSQL databases, all in a temporary directory and
+//! removed afterwards), or a running one found by its URLs.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use baemin::cli::ServiceName;
+use sea_orm::{ConnectionTrait, Database};
+use tokio::{process::Child, process::Command, time::Instant};
+
+use crate::cli::{DbKind, Options};
+
+/// Where the services of a mesh are.
+#[derive(Debug, Clone)]
+pub struct Urls {
+    /// The edge gateway.
+    pub gateway: String,
+    /// The four services, straight.
+    pub services: baemin::clients::Urls,
+}
+
+/// A service process the harness started.
+pub struct Process {
+    /// Which service.
+    pub service: ServiceName,
+    /// From spawning the process to its health reporting SERVING (fresh database: migrations included).
+    pub startup: Duration,
+    child: Child,
+}
+
+impl Process {
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// A mesh to measure.
+pub struct Mesh {
+    /// "sqlite", "postgres" or "running".
+    pub label: String,
+    /// Its addresses.
+    pub urls: Urls,
+    /// The gateway's HS256 secret, to mint tokens with.
+    pub jwt_secret: String,
+    /// Service processes, in start-up order (empty for a running mesh).
+    pub processes: Vec<Process>,
+    nats: Option<Child>,
+    databases: Vec<String>,
+    postgres_url: String,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// The gateway's per-caller rate limit in a started mesh: far above what one restaurant of the
+/// benchmark sends (the default 50/s protects a real gateway from one noisy client).
+const BENCH_RATE_LIMIT: &str = "1000000";
+
+impl Mesh {
+    /// A running mesh (e.g. `baemin up`), its gateway secret read from `data_dir`.
+    pub fn running(data_dir: &Path, options: &Options) -> anyhow::Result<Self> {
+        Ok(Self {
+            label: "running".into(),
+            urls: Urls {
+                gateway: options.gateway_url.clone(),
+                services: baemin::clients::Urls {
+                    call: options.call_url.clone(),
+                    rider: options.rider_url.clone(),
+                    payment: options.payment_url.clone(),
+                    report: options.report_url.clone(),
+                },
+            },
+            jwt_secret: baemin::token::secret(data_dir)?,
+            processes: Vec::new(),
+            nats: None,
+            databases: Vec::new(),
+            postgres_url: String::new(),
+            dir: None,
+        })
+    }
+
+    /// Starts nats-server and every service on `db`, each process timed to SERVING.
+    pub async fn start(exe: &Path, db: DbKind, postgres_url: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("baemin-bench-").tempdir()?;
+        std::fs::create_dir_all(dir.path().join("logs"))?;
+        let (nats_url, nats) = baemin::launcher::start_nats(dir.path()).await?;
+        // Lives as long as this temporary mesh on loopback; v7's random bits twice over.
+        let jwt_secret = format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple());
+        let mut mesh = Self {
+            label: db.as_str().into(),
+            urls: Urls {
+                gateway: String::new(),
+                services: baemin::clients::Urls::default(),
+            },
+            jwt_secret,
+            processes: Vec::new(),
+            nats: Some(nats),
+            databases: Vec::new(),
+            postgres_url: postgres_url.to_owned(),
+            dir: Some(dir),
+        };
+        let addrs: Vec<(ServiceName, SocketAddr)> = ServiceName::ALL
+            .iter()
+            .map(|&s| Ok((s, free_addr()?)))
+            .collect::<anyhow::Result<_>>()?;
+        let url_of = |service: ServiceName| {
+            addrs
+                .iter()
+                .find(|(s, _)| *s == service)
+                .map(|(_, a)| format!("http://{a}"))
+                .unwrap_or_default()
+        };
+        mesh.urls = Urls {
+            gateway: url_of(ServiceName::Gateway),
+            services: baemin::clients::Urls {
+                call: url_of(ServiceName::Call),
+                rider: url_of(ServiceName::Rider),
+                payment: url_of(ServiceName::Payment),
+                report: url_of(ServiceName::Report),
+            },
+        };
+        for &(service, addr) in &addrs {
+            let mut env: Vec<(String, String)> = vec![
+                ("GRPC_ADDR".into(), addr.to_string()),
+                ("ADMIN_ADDR".into(), "127.0.0.1:0".into()),
+                ("NATS_URL".into(), nats_url.clone()),
+                ("PAYMENT_URL".into(), url_of(ServiceName::Payment)),
+                ("RUST_LOG".into(), "warn".into()),
+                ("LOG_COLOR".into(), "never".into()),
+            ];
+            if service == ServiceName::Gateway {
+                for upstream in [
+                    ServiceName::Call,
+                    ServiceName::Rider,
+                    ServiceName::Payment,
+                    ServiceName::Report,
+                ] {
+                    env.push((format!("{}_URL", upstream.as_str().to_uppercase()), url_of(upstream)));
+                }
+                env.push(("GATEWAY_JWT_SECRET".into(), mesh.jwt_secret.clone()));
+                env.push(("GATEWAY_RATE_LIMIT".into(), BENCH_RATE_LIMIT.into()));
+            } else {
+                let url = mesh.database_url(db, service).await?;
+                env.push(("DATABASE_URL".into(), url));
+            }
+            let process = mesh.spawn(exe, service, addr, &env).await?;
+            mesh.processes.push(process);
+        }
+        Ok(mesh)
+    }
+
+    async fn database_url(&mut self, db: DbKind, service: ServiceName) -> anyhow::Result<String> {
+        match db {
+            DbKind::Sqlite => Ok(format!(
+                "sqlite://{}/{}.db?mode=rwc",
+                self.dir_path().display(),
+                service.as_str()
+            )),
+            DbKind::Postgres => {
+                let name = format!("baemin_bench_{}_{}", uuid::Uuid::now_v7().simple(), service.as_str());
+                let admin = Database::connect(&self.postgres_url)
+                    .await
+                    .with_context(|| "connecting to PostgreSQL (--postgres-url / BENCH_POSTGRES_URL)".to_string())?;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .with_context(|| format!("CREATE DATABASE {name}"))?;
+                admin.close().await.ok();
+                self.databases.push(name.clone());
+                Ok(with_database(&self.postgres_url, &name))
+            }
+        }
+    }
+
+    fn dir_path(&self) -> PathBuf {
+        self.dir.as_ref().map(|d| d.path().to_owned()).unwrap_or_default()
+    }
+
+    async fn spawn(
+        &self,
+        exe: &Path,
+        service: ServiceName,
+        addr: SocketAddr,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Process> {
+        let log_path = self.dir_path().join("logs").join(format!("{}.log", service.as_str()));
+        let log = std::fs::File::create(&log_path)?;
+        let started = Instant::now();
+        let mut child = Command::new(exe)
+            .args(["serve", service.as_str()])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", service.as_str()))?;
+        let url = format!("http://{addr}");
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!("{} exited with {status} during start-up:\n{tail}", service.as_str());
+            }
+            if baemin_mesh_server::probe::is_serving(&url).await {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("{} not SERVING after 60 s", service.as_str());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(Process {
+            service,
+            startup: started.elapsed(),
+            child,
+        })
+    }
+
+    /// Stops the services (SIGTERM: they drain), then nats-server; drops the databases it created.
+    pub async fn stop(mut self) {
+        for process in self.processes.iter_mut().rev() {
+            if let Some(pid) = process.child.id() {
+                baemin_mesh_server::probe::terminate(pid);
+            }
+            if tokio::time::timeout(Duration::from_secs(30), process.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = process.child.kill().await;
+            }
+        }
+        if let Some(mut nats) = self.nats.take() {
+            if let Some(pid) = nats.id() {
+                baemin_mesh_server::probe::terminate(pid);
+            }
+            if tokio::time::timeout(Duration::from_secs(10), nats.wait())
+                .await
+                .is_err()
+            {
+                let _ = nats.kill().await;
+            }
+        }
+        if !self.databases.is_empty() {
+            if let Ok(admin) = Database::connect(&self.postgres_url).await {
+                for name in std::mem::take(&mut self.databases) {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+                admin.close().await.ok();
+            }
+        }
+        drop(self.dir.take());
+    }
+}
+
+/// A free loopback address (bound then released: the service binds it a moment later).
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// `url` naming database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
