@@ -10,7 +10,7 @@ mod proxy;
 mod service;
 pub mod tls;
 
-pub use db::{DbKind, TestDatabases};
+pub use db::{DbKind, TestDatabases, postgres_admin_url};
 pub use nats::NatsServer;
 pub use otlp::{CollectedSpan, OtlpCollector};
 pub use process::ServiceProcess;

@@ -108,13 +108,7 @@ impl Mesh {
             .iter()
             .map(|&s| Ok((s, free_addr()?)))
             .collect::<anyhow::Result<_>>()?;
-        let url_of = |service: ServiceName| {
-            addrs
-                .iter()
-                .find(|(s, _)| *s == service)
-                .map(|(_, a)| format!("http://{a}"))
-                .unwrap_or_default()
-        };
+        let url_of = |service| url_of(&addrs, service);
         mesh.urls = Urls {
             gateway: url_of(ServiceName::Gateway),
             services: baemin::clients::Urls {
@@ -124,11 +118,29 @@ impl Mesh {
                 report: url_of(ServiceName::Report),
             },
         };
-        for &(service, addr) in &addrs {
+        match mesh.start_services(exe, db, &addrs, &nats_url).await {
+            Ok(()) => Ok(mesh),
+            Err(err) => {
+                // Nothing left behind: processes stopped, databases dropped.
+                mesh.stop().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn start_services(
+        &mut self,
+        exe: &Path,
+        db: DbKind,
+        addrs: &[(ServiceName, SocketAddr)],
+        nats_url: &str,
+    ) -> anyhow::Result<()> {
+        let url_of = |service| url_of(addrs, service);
+        for &(service, addr) in addrs {
             let mut env: Vec<(String, String)> = vec![
                 ("GRPC_ADDR".into(), addr.to_string()),
                 ("ADMIN_ADDR".into(), "127.0.0.1:0".into()),
-                ("NATS_URL".into(), nats_url.clone()),
+                ("NATS_URL".into(), nats_url.to_owned()),
                 ("PAYMENT_URL".into(), url_of(ServiceName::Payment)),
                 ("RUST_LOG".into(), "warn".into()),
                 ("LOG_COLOR".into(), "never".into()),
@@ -142,16 +154,16 @@ impl Mesh {
                 ] {
                     env.push((format!("{}_URL", upstream.as_str().to_uppercase()), url_of(upstream)));
                 }
-                env.push(("GATEWAY_JWT_SECRET".into(), mesh.jwt_secret.clone()));
+                env.push(("GATEWAY_JWT_SECRET".into(), self.jwt_secret.clone()));
                 env.push(("GATEWAY_RATE_LIMIT".into(), BENCH_RATE_LIMIT.into()));
             } else {
-                let url = mesh.database_url(db, service).await?;
+                let url = self.database_url(db, service).await?;
                 env.push(("DATABASE_URL".into(), url));
             }
-            let process = mesh.spawn(exe, service, addr, &env).await?;
-            mesh.processes.push(process);
+            let process = self.spawn(exe, service, addr, &env).await?;
+            self.processes.push(process);
         }
-        Ok(mesh)
+        Ok(())
     }
 
     async fn database_url(&mut self, db: DbKind, service: ServiceName) -> anyhow::Result<String> {
@@ -245,18 +257,27 @@ impl Mesh {
                 let _ = nats.kill().await;
             }
         }
-        if !self.databases.is_empty() {
-            if let Ok(admin) = Database::connect(&self.postgres_url).await {
-                for name in std::mem::take(&mut self.databases) {
-                    let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-                admin.close().await.ok();
+        if !self.databases.is_empty()
+            && let Ok(admin) = Database::connect(&self.postgres_url).await
+        {
+            for name in std::mem::take(&mut self.databases) {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
             }
+            admin.close().await.ok();
         }
         drop(self.dir.take());
     }
+}
+
+/// `http://<addr>` of `service` among `addrs`.
+fn url_of(addrs: &[(ServiceName, SocketAddr)], service: ServiceName) -> String {
+    addrs
+        .iter()
+        .find(|(s, _)| *s == service)
+        .map(|(_, a)| format!("http://{a}"))
+        .unwrap_or_default()
 }
 
 /// A free loopback address (bound then released: the service binds it a moment later).

@@ -1,0 +1,114 @@
+//! A smoke run of the harness: every scenario for a moment on a mesh of its own, on SQLite and on
+//! PostgreSQL. It checks that the harness runs and reports every figure — not what the figures are
+//! (speed is judged by `scripts/bench` on a quiet machine, never by a test).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use serde_json::Value;
+
+fn number(v: &Value, path: &str) -> f64 {
+    let found = path
+        .split('.')
+        .try_fold(v, |v, key| v.get(key))
+        .unwrap_or_else(|| panic!("results.json has no {path}"));
+    found
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number: {found}"))
+}
+
+#[test]
+fn a_smoke_run_reports_every_figure_for_both_databases() {
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_baemin-bench"))
+        .args([
+            "--smoke",
+            "--progress",
+            "lines",
+            "--databases",
+            "sqlite,postgres",
+            "--out",
+        ])
+        .arg(out.path())
+        .env("BENCH_POSTGRES_URL", baemin_mesh_testkit::postgres_admin_url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "baemin-bench failed:\n{stderr}\n{stdout}");
+
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap()).unwrap();
+    let markdown = std::fs::read_to_string(out.path().join("results.md")).unwrap();
+    assert!(
+        stdout.contains(markdown.trim()),
+        "the Markdown is printed too:\n{stdout}"
+    );
+
+    for figure in [
+        "without_ns",
+        "with_ns",
+        "without_allocs",
+        "with_allocs",
+        "open_p50_ns",
+        "open_p99_ns",
+    ] {
+        number(&results["breaker"], figure);
+    }
+    assert!(number(&results["breaker"], "open_p99_ns") > 0.0);
+
+    let runs = results["runs"].as_array().unwrap();
+    let databases: Vec<&str> = runs.iter().map(|r| r["database"].as_str().unwrap()).collect();
+    assert_eq!(databases, ["sqlite", "postgres"]);
+    for run in runs {
+        let db = run["database"].as_str().unwrap();
+        for scenario in [
+            "echo",
+            "place_gateway.calls",
+            "place_direct.calls",
+            "lifecycle.deliveries",
+            "get_view",
+            "list_views",
+            "lag.calls",
+        ] {
+            let ok = number(run, &format!("{scenario}.ok"));
+            assert!(ok > 0.0, "{db}: {scenario} made no successful call: {}", run[scenario]);
+            for figure in [
+                "throughput",
+                "ratio_to_echo",
+                "latency_ms.p50",
+                "latency_ms.p99",
+                "latency_ms.max",
+            ] {
+                assert!(
+                    number(run, &format!("{scenario}.{figure}")) > 0.0,
+                    "{db}: {scenario}.{figure}"
+                );
+            }
+        }
+        for lag in ["place_gateway.lag", "place_direct.lag", "lag.lag"] {
+            assert!(
+                number(run, &format!("{lag}.calls")) > 0.0,
+                "{db}: {lag} measured nothing"
+            );
+            number(run, &format!("{lag}.latency_ms.p99"));
+            number(run, &format!("{lag}.drain_ms"));
+        }
+        assert!(
+            number(run, "lifecycle.settled_in_report") > 0.0,
+            "{db}: nothing settled"
+        );
+        let services: Vec<&str> = run["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                for figure in ["startup_ms", "rss_idle_mib", "rss_end_mib", "rss_peak_mib"] {
+                    assert!(number(s, figure) > 0.0, "{db}: {figure} of {s}");
+                }
+                s["service"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(services, ["payment", "call", "rider", "report", "gateway"], "{db}");
+        assert!(markdown.contains(&format!("### Mesh on {db}")));
+    }
+}
