@@ -13,7 +13,9 @@ pub mod outbox;
 
 pub use baemin_proto::events::v1::{Envelope, envelope::Event};
 pub use bus::{BusError, EventBus, STREAM_NAME, StreamSettings};
-pub use consumer::{ConsumerMetrics, ConsumerSpec, DEFAULT_MAX_ATTEMPTS, EventHandler, HandleError, spawn_consumer};
+pub use consumer::{
+    ConsumerMetrics, ConsumerSpec, DEFAULT_MAX_ATTEMPTS, EventHandler, HandleError, LANES, spawn_consumer,
+};
 pub use envelope::new_envelope;
 pub use lag::{ConsumerLag, consumer_lag};
 pub use local::{nats_server_binary, nats_server_version, syncs_every_write};

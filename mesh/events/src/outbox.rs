@@ -10,7 +10,7 @@ use prost::Message;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
     sea_query::Expr,
 };
 use tokio::sync::Notify;
@@ -250,13 +250,12 @@ impl OutboxRelay {
             self.metrics.failures.inc();
         }
         if !acked.is_empty() {
-            let txn = self.db.begin().await?;
+            // One statement, atomic by itself: no BEGIN/COMMIT round trips around it.
             entity::Entity::update_many()
                 .col_expr(entity::Column::PublishedAt, Expr::value(now_millis()))
                 .filter(entity::Column::Id.is_in(acked))
-                .exec(&txn)
+                .exec(&self.db)
                 .await?;
-            txn.commit().await?;
         }
         match failure {
             Some(err) if published == 0 => Err(err),

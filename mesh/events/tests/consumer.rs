@@ -141,3 +141,86 @@ async fn an_unavailable_dependency_is_retried_past_the_attempt_limit_and_nothing
     assert_eq!(handler.tries.load(Ordering::SeqCst), 7);
     assert_eq!(*handler.applied.lock().unwrap(), vec![id]);
 }
+
+/// Takes a while per event and records, per call, the order it applied them in and how many it was
+/// applying at once.
+#[derive(Default)]
+struct Slow {
+    in_flight: AtomicU32,
+    most_at_once: AtomicU32,
+    applied: Mutex<Vec<(String, String)>>,
+}
+
+impl EventHandler for Slow {
+    async fn handle(&self, _subject: &str, envelope: Envelope) -> Result<(), HandleError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let Some(Event::CallCancelled(c)) = envelope.event else {
+            return Err(HandleError::Rejected("unexpected event".into()));
+        };
+        self.applied.lock().unwrap().push((envelope.call_id, c.reason));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn events_of_different_calls_apply_concurrently_and_each_calls_events_in_order() {
+    const CALLS: usize = 16;
+    const PER_CALL: usize = 5;
+    let nats = NatsServer::start().await;
+    let bus = EventBus::connect(&nats.url(), "test").await.unwrap();
+    bus.ensure_stream(&StreamSettings::default()).await.unwrap();
+    for step in 0..PER_CALL {
+        for call in 0..CALLS {
+            let envelope = new_envelope(
+                "test",
+                &format!("call-{call}"),
+                Event::CallCancelled(CallCancelled {
+                    reason: step.to_string(),
+                }),
+            );
+            bus.jetstream()
+                .publish("baemin.events.call.cancelled", envelope.encode_to_vec().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+    let handler = Arc::new(Slow::default());
+    let stop = CancellationToken::new();
+    let task = spawn_consumer(
+        &bus,
+        ConsumerSpec::new("test", "baemin.events.call.cancelled"),
+        Arc::clone(&handler),
+        ConsumerMetrics::new(&Metrics::new()),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while handler.applied.lock().unwrap().len() < CALLS * PER_CALL {
+        assert!(tokio::time::Instant::now() < deadline, "not every event was applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    task.await.unwrap();
+
+    let applied = handler.applied.lock().unwrap().clone();
+    for call in 0..CALLS {
+        let call_id = format!("call-{call}");
+        let steps: Vec<&str> = applied
+            .iter()
+            .filter(|(c, _)| *c == call_id)
+            .map(|(_, step)| step.as_str())
+            .collect();
+        assert_eq!(steps, ["0", "1", "2", "3", "4"], "{call_id}'s events out of order");
+    }
+    let most = handler.most_at_once.load(Ordering::SeqCst);
+    assert!(
+        most > 1 && most <= baemin_mesh_events::LANES as u32,
+        "applied {most} at once; expected several, at most one per lane"
+    );
+}

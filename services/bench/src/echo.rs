@@ -98,6 +98,11 @@ impl EchoProcess {
         ))?))
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops it.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {

@@ -47,6 +47,8 @@ const MAX_OPEN_IN_FLIGHT: u64 = 20_000;
 pub struct Measured {
     /// Calls that succeeded inside the measured window.
     pub ok: u64,
+    /// Calls that ended during the whole scenario, warm-up included (for CPU time per call).
+    pub all: u64,
     /// Calls that failed inside the measured window.
     pub errors: u64,
     /// The first failure, for the report.
@@ -77,6 +79,7 @@ pub fn record(h: &mut Histogram<u64>, d: Duration) {
 }
 
 struct Tally {
+    all: u64,
     ok: u64,
     errors: u64,
     first_error: Option<String>,
@@ -86,6 +89,7 @@ struct Tally {
 impl Tally {
     fn new() -> Self {
         Self {
+            all: 0,
             ok: 0,
             errors: 0,
             first_error: None,
@@ -109,6 +113,7 @@ impl Tally {
     }
 
     fn merge(&mut self, other: Self) {
+        self.all += other.all;
         self.ok += other.ok;
         self.errors += other.errors;
         if self.first_error.is_none() {
@@ -139,6 +144,7 @@ where
     clear_progress(plan.progress);
     Measured {
         ok: tally.ok,
+        all: tally.all,
         errors: tally.errors,
         first_error: tally.first_error,
         window: plan.duration,
@@ -164,6 +170,7 @@ where
                     }
                     let outcome = op().await;
                     let answered = Instant::now();
+                    tally.all += 1;
                     if sent >= measure_from && answered <= end {
                         tally.note(outcome, answered - sent);
                         done.fetch_add(1, Ordering::Relaxed);
@@ -230,6 +237,7 @@ where
                 let outcome = op().await;
                 let answered = Instant::now();
                 in_flight.fetch_sub(1, Ordering::Relaxed);
+                lock(&total).all += 1;
                 if measured && answered <= end + Duration::from_secs(10) {
                     lock(&total).note(outcome, answered - due_at);
                     done.fetch_add(1, Ordering::Relaxed);

@@ -61,6 +61,9 @@ pub struct Mesh {
 /// benchmark sends (the default 50/s protects a real gateway from one noisy client).
 const BENCH_RATE_LIMIT: &str = "1000000";
 
+/// `BENCH_SERVICE_<KEY>=<value>` sets `<KEY>=<value>` for every service of a started mesh.
+pub const SERVICE_ENV_PREFIX: &str = "BENCH_SERVICE_";
+
 impl Mesh {
     /// A running mesh (e.g. `baemin up`), its gateway secret read from `data_dir`.
     pub fn running(data_dir: &Path, options: &Options) -> anyhow::Result<Self> {
@@ -160,6 +163,12 @@ impl Mesh {
                 let url = self.database_url(db, service).await?;
                 env.push(("DATABASE_URL".into(), url));
             }
+            // Tuning experiments: BENCH_SERVICE_X=v in the harness's environment sets X=v for every service.
+            env.extend(std::env::vars().filter_map(|(key, value)| {
+                key.strip_prefix(SERVICE_ENV_PREFIX)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| (k.to_owned(), value))
+            }));
             let process = self.spawn(exe, service, addr, &env).await?;
             self.processes.push(process);
         }
@@ -231,6 +240,20 @@ impl Mesh {
             startup: started.elapsed(),
             child,
         })
+    }
+
+    /// The processes whose CPU time is worth watching: the services, and nats-server when started here.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let services = self
+            .processes
+            .iter()
+            .filter_map(|p| Some((p.service.as_str().to_owned(), p.pid()?)));
+        let nats = self
+            .nats
+            .as_ref()
+            .and_then(Child::id)
+            .map(|pid| ("nats".to_owned(), pid));
+        services.chain(nats).collect()
     }
 
     /// Stops the services (SIGTERM: they drain), then nats-server; drops the databases it created.

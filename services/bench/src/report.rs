@@ -74,8 +74,21 @@ pub struct MeshRun {
     pub lag: LagRun,
     /// Through the gateway as a share of direct.
     pub gateway_to_direct: f64,
+    /// CPU time per call of each process, by scenario (services and nats-server only when started
+    /// by the harness).
+    pub cpu_ms_per_call: Vec<CpuRow>,
     /// Per service process (empty for a running mesh).
     pub services: Vec<Footprint>,
+}
+
+/// Where the CPU went in one scenario: milliseconds of CPU per call, by process, warm-up and the
+/// event pipeline's catching up included.
+#[derive(Debug, Serialize)]
+pub struct CpuRow {
+    /// The scenario.
+    pub scenario: String,
+    /// (process, CPU ms per call).
+    pub ms_per_call: Vec<(String, f64)>,
 }
 
 /// Throughput and latency of one scenario.
@@ -311,6 +324,23 @@ impl Results {
             lag_row(&mut out, "during PlaceCall via gateway", &run.place_gateway.lag);
             lag_row(&mut out, "during PlaceCall direct", &run.place_direct.lag);
             lag_row(&mut out, &format!("at {:.0}/s", run.lag.rate), &run.lag.lag);
+            if let Some(first) = run.cpu_ms_per_call.first() {
+                out.push_str("\n| CPU ms per call |");
+                for (process, _) in &first.ms_per_call {
+                    let _ = write!(out, " {process} |");
+                }
+                out.push_str(" total |\n| --- |");
+                out.push_str(&" ---: |".repeat(first.ms_per_call.len() + 1));
+                out.push('\n');
+                for row in &run.cpu_ms_per_call {
+                    let _ = write!(out, "| {} |", row.scenario);
+                    for (_, ms) in &row.ms_per_call {
+                        let _ = write!(out, " {ms:.3} |");
+                    }
+                    let total: f64 = row.ms_per_call.iter().map(|(_, ms)| ms).sum();
+                    let _ = writeln!(out, " {total:.3} |");
+                }
+            }
             if !run.services.is_empty() {
                 out.push_str(
                     "\n| service | start-up to SERVING ms | RSS idle MiB | RSS end of load MiB | RSS peak MiB |\n",

@@ -9,10 +9,10 @@ use crate::{
     breaker,
     cli::Options,
     echo::EchoProcess,
-    footprint::{self, Rss},
+    footprint::{self, CpuSample, Rss},
     load::Plan,
     mesh::Mesh,
-    report::{Figure, Footprint, Lag, LagRun, Lifecycle, Machine, MeshRun, Placed, Results, Settings},
+    report::{CpuRow, Figure, Footprint, Lag, LagRun, Lifecycle, Machine, MeshRun, Placed, Results, Settings},
     scenarios::{self, Target},
 };
 
@@ -92,16 +92,39 @@ async fn measure_mesh(
         .map(|p| p.pid().and_then(footprint::rss))
         .collect();
 
+    let mut pids = mesh.pids();
+    pids.push(("harness".into(), std::process::id()));
+    if let Some(pid) = echo.pid() {
+        pids.push(("echo".into(), pid));
+    }
+    let mut cpu = Vec::new();
+    let mut sample = CpuSample::take(&pids);
+    let mut account = |scenario: &str, calls: u64| {
+        let now = CpuSample::take(&pids);
+        cpu.push(CpuRow {
+            scenario: scenario.to_owned(),
+            ms_per_call: now.per_call_since(&sample, calls),
+        });
+        sample = now;
+    };
+
     let echo_run = scenarios::echo(&plan, concurrency, echo).await?;
+    account("raw tonic echo", echo_run.all);
     let reference = echo_run.throughput();
     // The lifecycle first: the board of open calls is still small (PlaceCall alone leaves calls open).
     let lifecycle = scenarios::lifecycle(&target).await?;
+    account("full lifecycle (per delivery)", lifecycle.deliveries.all);
     let direct = scenarios::place_call(&target, false).await?;
+    account("PlaceCall direct", direct.calls.all);
     let gateway = scenarios::place_call(&target, true).await?;
+    account("PlaceCall via gateway", gateway.calls.all);
     let rate = lag_rate.unwrap_or(direct.calls.throughput() / 2.0).max(1.0);
     let lag = scenarios::lag_at(&target, rate).await?;
+    account("PlaceCall at the lag rate", lag.calls.all);
     let get_view = scenarios::get_view(&target).await?;
+    account("GetDeliveryView", get_view.all);
     let list_views = scenarios::list_views(&target).await?;
+    account("ListDeliveryViews", list_views.all);
     let end: Vec<Option<Rss>> = mesh
         .processes
         .iter()
@@ -131,6 +154,7 @@ async fn measure_mesh(
             calls: Figure::of(&lag.calls, reference),
             lag: Lag::of(&lag.sightings.lags(), lag.drain),
         },
+        cpu_ms_per_call: cpu,
         services: mesh
             .processes
             .iter()
