@@ -78,8 +78,8 @@ async fn run(calls: u32) -> anyhow::Result<BreakerCost> {
     let mut with = stack(&metrics, breaker()?, answering(0));
     // Warm up both: the window fills, lazily built state (metric series, spans) settles.
     for _ in 0..1_000 {
-        call(&mut without).await?;
-        call(&mut with).await?;
+        call(&mut without).await.map_err(anyhow::Error::from_boxed)?;
+        call(&mut with).await.map_err(anyhow::Error::from_boxed)?;
     }
     let (mut without_ns, mut with_ns) = (f64::MAX, f64::MAX);
     let (mut without_allocs, mut with_allocs) = (0.0, 0.0);
@@ -172,27 +172,23 @@ async fn round<S: MeshService>(service: &mut S, calls: u32) -> anyhow::Result<(f
     let started = std::time::Instant::now();
     let counter = Counter::start();
     for _ in 0..calls {
-        call(service).await?;
+        call(service).await.map_err(anyhow::Error::from_boxed)?;
     }
     let allocs = counter.stop();
     let ns = started.elapsed().as_nanos() as f64 / f64::from(calls);
     Ok((ns, allocs as f64 / f64::from(calls)))
 }
 
-/// One call: ready, call, read the body to its end (the breaker judges statuses there too).
-async fn call<S: MeshService>(service: &mut S) -> anyhow::Result<()> {
+/// One call: ready, call, read the body to its end (the breaker judges statuses there too). The error
+/// is the stack's own (an `anyhow` error would capture a backtrace under RUST_BACKTRACE=1 and be
+/// measured with the refusal).
+async fn call<S: MeshService>(service: &mut S) -> Result<(), tower::BoxError> {
     let mut request = Request::new(());
     *request.uri_mut() = Uri::from_static(PATH);
-    let response = service
-        .ready()
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?
-        .call(request)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let response = service.ready().await?.call(request).await?;
     let mut body = response.into_body();
     while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
-        frame.map_err(|_| anyhow::anyhow!("body error"))?;
+        frame.map_err(|_| "the response body failed")?;
     }
     Ok(())
 }

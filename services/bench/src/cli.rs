@@ -108,6 +108,9 @@ pub struct Options {
     /// Calls per round of the breaker micro-benchmark (five rounds per variant).
     #[arg(long, default_value_t = 200_000)]
     pub breaker_calls: u32,
+    /// Only the breaker micro-benchmark (no mesh, no echo): for work on the breaker.
+    #[arg(long)]
+    pub breaker_only: bool,
     /// Where results.json and results.md are written.
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,

@@ -36,9 +36,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     let breaker = breaker::measure(options.breaker_calls)?;
 
-    let echo = EchoProcess::start(&exe).await?;
     let mut runs = Vec::new();
-    if let Some(data_dir) = &options.running {
+    let echo = EchoProcess::start(&exe).await?;
+    if options.breaker_only {
+        // Measured above; nothing else.
+    } else if let Some(data_dir) = &options.running {
         let mesh = Mesh::running(data_dir, &options)?;
         runs.push(measure_mesh(&mesh, &echo, plan, concurrency, options.lag_rate).await?);
     } else {

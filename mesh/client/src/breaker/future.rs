@@ -65,10 +65,10 @@ where
                     let Some(mut call) = call.take() else {
                         return Poll::Ready(Ok(response.map(ResponseBody::settled)));
                     };
-                    call.answered();
+                    let at = call.answered();
                     let response = match code_from_head(&response) {
                         Some(code) => {
-                            call.finish_code(code);
+                            call.finish_code_at(code, at);
                             response.map(ResponseBody::settled)
                         }
                         None => response.map(|body| ResponseBody::watched(body, call)),

@@ -15,17 +15,18 @@ use super::{
 /// shares one circuit: one layer per dependency.
 pub struct CircuitBreakerLayer<C = GrpcClassifier> {
     shared: Arc<Shared>,
-    classifier: Arc<C>,
+    classifier: C,
 }
 
 impl<C: Classify> CircuitBreakerLayer<C> {
-    /// A closed circuit for `dependency` (named in errors and logs), judged by `classifier`.
+    /// A closed circuit for `dependency` (named in errors and logs), judged by `classifier` (cloned
+    /// into every call: keep it cheap to clone, as [`GrpcClassifier`] and plain closures are).
     /// Refuses a configuration the circuit cannot work with.
     pub fn new(dependency: &'static str, config: BreakerConfig, classifier: C) -> Result<Self, BreakerConfigError> {
         config.validate()?;
         Ok(Self {
             shared: Arc::new(Shared::new(dependency, config)),
-            classifier: Arc::new(classifier),
+            classifier,
         })
     }
 }
@@ -43,11 +44,11 @@ impl<C> CircuitBreakerLayer<C> {
     }
 }
 
-impl<C> Clone for CircuitBreakerLayer<C> {
+impl<C: Clone> Clone for CircuitBreakerLayer<C> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
-            classifier: Arc::clone(&self.classifier),
+            classifier: self.classifier.clone(),
         }
     }
 }
@@ -60,10 +61,10 @@ impl<C> fmt::Debug for CircuitBreakerLayer<C> {
     }
 }
 
-impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
+impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::new(inner, Arc::clone(&self.shared), Arc::clone(&self.classifier))
+        CircuitBreaker::new(inner, Arc::clone(&self.shared), self.classifier.clone())
     }
 }

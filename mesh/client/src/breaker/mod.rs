@@ -48,11 +48,11 @@ use self::{call::Call, handle::Shared};
 pub struct CircuitBreaker<S, C = GrpcClassifier> {
     inner: S,
     shared: Arc<Shared>,
-    classifier: Arc<C>,
+    classifier: C,
 }
 
 impl<S, C> CircuitBreaker<S, C> {
-    fn new(inner: S, shared: Arc<Shared>, classifier: Arc<C>) -> Self {
+    fn new(inner: S, shared: Arc<Shared>, classifier: C) -> Self {
         Self {
             inner,
             shared,
@@ -71,13 +71,9 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 }
 
-impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
-        Self::new(
-            self.inner.clone(),
-            Arc::clone(&self.shared),
-            Arc::clone(&self.classifier),
-        )
+        Self::new(self.inner.clone(), Arc::clone(&self.shared), self.classifier.clone())
     }
 }
 
@@ -94,7 +90,7 @@ impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for CircuitBreaker<S, C>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<tower::BoxError>,
-    C: Classify,
+    C: Classify + Clone,
 {
     type Response = Response<ResponseBody<ResBody, C>>;
     type Error = tower::BoxError;
@@ -110,7 +106,7 @@ where
         let now = Instant::now();
         match self.shared.acquire(now) {
             Ok(permit) => {
-                let call = Call::new(Arc::clone(&self.shared), Arc::clone(&self.classifier), permit, now);
+                let call = Call::new(Arc::clone(&self.shared), self.classifier.clone(), permit, now);
                 ResponseFuture::admitted(self.inner.call(request), call)
             }
             Err(state) => {
