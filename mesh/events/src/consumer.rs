@@ -3,7 +3,9 @@
 //!
 //! A consumer applies events in [`LANES`] lanes: the events of one call go through the same lane, one
 //! after another in delivery order; events of different calls are applied concurrently (handlers are
-//! already safe for that: replicas of a service share the durable consumer). One event at a time
+//! already safe for that: replicas of a service share the durable consumer). Delivery order is not
+//! always publication order — a redelivered event (after a retry, or given back by a stopping
+//! consumer) comes after later ones — which the handlers' inbox and state checks already allow for. One event at a time
 //! would bound a consumer by the round trips of one transaction — on PostgreSQL, fewer events a second
 //! than the mesh produces.
 
@@ -77,7 +79,9 @@ pub struct ConsumerSpec {
     pub max_attempts: u32,
     /// How long the server waits for the ack of a delivered event before delivering it again. This is
     /// how long the events a crashed (SIGKILLed) instance had taken wait before another instance, or
-    /// the restarted one, gets them; it must exceed the time a batch takes to apply.
+    /// the restarted one, gets them; it must exceed the time a lane takes to apply the events queued
+    /// ahead of one (up to [`LANES`] lanes of a few events each are in flight; a later delivery is
+    /// applied once all the same, by the inbox).
     pub ack_wait: Duration,
 }
 
@@ -230,6 +234,9 @@ async fn sample_pending(
 /// Events of different calls applied at once by one consumer (see the module documentation).
 pub const LANES: usize = 8;
 
+/// Events waiting per lane; the pull waits while the lane of the next event is full.
+const LANE_QUEUE: usize = 4;
+
 async fn run<H: EventHandler>(
     jetstream: jetstream::Context,
     consumer: Consumer<consumer::pull::Config>,
@@ -241,7 +248,8 @@ async fn run<H: EventHandler>(
     let spec = Arc::new(spec);
     let (lanes, workers): (Vec<_>, Vec<_>) = (0..LANES)
         .map(|_| {
-            let (tx, rx) = tokio::sync::mpsc::channel(BATCH);
+            // Short queues: a lane that pauses (a failing dependency) holds few events past their ack wait.
+            let (tx, rx) = tokio::sync::mpsc::channel(LANE_QUEUE);
             let worker = tokio::spawn(lane(
                 jetstream.clone(),
                 Arc::clone(&spec),
@@ -254,8 +262,11 @@ async fn run<H: EventHandler>(
         })
         .unzip();
     pull(&consumer, &spec, &lanes, &shutdown).await;
-    // Each lane finishes the event it is applying; events still queued are not acked, so JetStream
-    // redelivers them (to this service's next start, or another replica) after the ack wait.
+    if !shutdown.is_cancelled() {
+        tracing::error!(consumer = %spec.durable, "a lane of this consumer stopped; the consumer stops with it");
+    }
+    // Each lane finishes the event it is applying and gives the queued ones back (nak): JetStream
+    // redelivers them at once, to this service's next start or another replica.
     drop(lanes);
     for worker in workers {
         let _ = worker.await;
@@ -293,16 +304,29 @@ async fn pull(
         backoff = Duration::from_millis(200);
         loop {
             let next = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    give_back_buffered(&mut messages).await;
+                    return;
+                }
                 next = messages.next() => next,
-                () = shutdown.cancelled() => return,
             };
             match next {
                 Some(Ok(message)) => {
                     let lane = &lanes[lane_of(&message)];
                     // Waits while that lane is full (back-pressure), but never past shutdown.
-                    tokio::select! {
-                        sent = lane.send(message) => if sent.is_err() { return },
-                        () = shutdown.cancelled() => return,
+                    let slot = tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => {
+                            give_back(message).await;
+                            give_back_buffered(&mut messages).await;
+                            return;
+                        }
+                        slot = lane.reserve() => slot,
+                    };
+                    match slot {
+                        Ok(slot) => slot.send(message),
+                        Err(_) => return,
                     }
                 }
                 Some(Err(err)) => {
@@ -312,6 +336,20 @@ async fn pull(
                 None => break,
             }
         }
+    }
+}
+
+/// Hands a delivered message back to JetStream for redelivery now (instead of after the ack wait).
+async fn give_back(message: async_nats::jetstream::Message) {
+    if let Err(err) = message.ack_with(AckKind::Nak(None)).await {
+        tracing::debug!(error = %err, "nak at shutdown failed; the event is redelivered after the ack wait");
+    }
+}
+
+/// Gives back the messages the pull stream has already received but not handed out.
+async fn give_back_buffered(messages: &mut consumer::pull::Stream) {
+    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        give_back(message).await;
     }
 }
 
@@ -338,19 +376,24 @@ async fn lane<H: EventHandler>(
 ) {
     loop {
         let message = tokio::select! {
-            message = queue.recv() => message,
+            biased;
             () = shutdown.cancelled() => None,
+            message = queue.recv() => message,
         };
         let Some(message) = message else {
-            return;
+            break;
         };
         if let Some(pause) = process(&jetstream, &spec, handler.as_ref(), &metrics, message).await {
             // A dependency is failing: slow down instead of churning through the queue.
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
             }
         }
+    }
+    queue.close();
+    while let Ok(message) = queue.try_recv() {
+        give_back(message).await;
     }
 }
 

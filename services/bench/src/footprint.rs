@@ -35,29 +35,60 @@ pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ticks * 10))
 }
 
+/// CPU time of every process named `comm` (e.g. all of a PostgreSQL server's processes), summed.
+pub fn cpu_time_of_all(comm: &str) -> Option<std::time::Duration> {
+    let mut total = std::time::Duration::ZERO;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let named = std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm);
+        if named && let Some(used) = cpu_time(pid) {
+            total += used;
+        }
+    }
+    Some(total)
+}
+
+/// A process, or a group of them, whose CPU time is watched.
+#[derive(Debug, Clone)]
+pub enum Watched {
+    /// One process: (name, pid).
+    Process(String, u32),
+    /// Every process with this command name (processes that ended between two samples are missed).
+    All(&'static str),
+}
+
 /// CPU time of named processes, to be compared before and after a scenario.
 #[derive(Debug, Clone)]
 pub struct CpuSample(Vec<(String, Option<std::time::Duration>)>);
 
 impl CpuSample {
-    /// The CPU time of each of `processes` (name, pid) now.
-    pub fn take(processes: &[(String, u32)]) -> Self {
+    /// The CPU time of each of `watched` now.
+    pub fn take(watched: &[Watched]) -> Self {
         Self(
-            processes
+            watched
                 .iter()
-                .map(|(name, pid)| (name.clone(), cpu_time(*pid)))
+                .map(|w| match w {
+                    Watched::Process(name, pid) => (name.clone(), cpu_time(*pid)),
+                    Watched::All(comm) => (format!("{comm} (all)"), cpu_time_of_all(comm)),
+                })
                 .collect(),
         )
     }
 
-    /// CPU milliseconds each process used since `earlier`, per one of `calls`.
-    pub fn per_call_since(&self, earlier: &Self, calls: u64) -> Vec<(String, f64)> {
+    /// CPU milliseconds each process used since `earlier`, per one of `calls` (None for a process that
+    /// was not running at both samples, or when no call ended).
+    pub fn per_call_since(&self, earlier: &Self, calls: u64) -> Vec<(String, Option<f64>)> {
         self.0
             .iter()
             .zip(&earlier.0)
-            .filter_map(|((name, now), (_, then))| {
-                let used = now.as_ref()?.saturating_sub(*then.as_ref()?);
-                Some((name.clone(), used.as_secs_f64() * 1000.0 / calls.max(1) as f64))
+            .map(|((name, now), (_, then))| {
+                let per_call = (|| {
+                    let used = now.as_ref()?.saturating_sub(*then.as_ref()?);
+                    (calls > 0).then(|| used.as_secs_f64() * 1000.0 / calls as f64)
+                })();
+                (name.clone(), per_call)
             })
             .collect()
     }

@@ -1,7 +1,12 @@
 //! Load: closed loop (N callers, each making its next call when the last one returns) and open loop
 //! (calls started at a fixed rate whatever the answers do), a warm-up that is not measured, and latency
-//! in an HDR histogram. Open-loop latency is counted from when a call was due, not from when it was
-//! sent, so a stalled server cannot hide its queue (coordinated omission).
+//! in an HDR histogram.
+//!
+//! Closed loop: the calls that *end* inside the measured window count, whenever they started (calls
+//! still running at the window's end balance those already running at its start). Open loop: every
+//! call *due* inside the window counts, its latency from when it was due, not from when it was sent,
+//! so a stalled server cannot hide its queue (coordinated omission). A call gets [`CALL_TIMEOUT`];
+//! one that has not ended by then is an error, never silently left out.
 
 use std::{
     future::Future,
@@ -37,6 +42,9 @@ pub enum Shape {
     /// Calls started at this rate per second.
     Open(f64),
 }
+
+/// Longest a call of any scenario may take before it counts as failed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Open loop: more calls than this in flight means the target has stopped answering; later calls are
 /// counted as errors rather than piling up.
@@ -129,7 +137,14 @@ where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let op = Arc::new(op);
+    let op = Arc::new(move || {
+        let call = op();
+        async move {
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}")))
+        }
+    });
     let started = Instant::now();
     let measure_from = started + plan.warmup;
     let end = measure_from + plan.duration;
@@ -171,7 +186,7 @@ where
                     let outcome = op().await;
                     let answered = Instant::now();
                     tally.all += 1;
-                    if sent >= measure_from && answered <= end {
+                    if answered >= measure_from && answered <= end {
                         tally.note(outcome, answered - sent);
                         done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -238,7 +253,7 @@ where
                 let answered = Instant::now();
                 in_flight.fetch_sub(1, Ordering::Relaxed);
                 lock(&total).all += 1;
-                if measured && answered <= end + Duration::from_secs(10) {
+                if measured {
                     lock(&total).note(outcome, answered - due_at);
                     done.fetch_add(1, Ordering::Relaxed);
                 }

@@ -30,12 +30,20 @@ async fn main() -> ExitCode {
     match cli.command {
         Some(cli::Hidden::Serve { service }) => baemin::launcher::serve(service).await,
         Some(cli::Hidden::Echo { addr }) => echo::serve_until_signal(&addr).await,
-        None => match run::run(cli.options).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("baemin-bench: {err:#}");
-                ExitCode::FAILURE
+        None => {
+            // On Ctrl-C or SIGTERM the run is dropped: its processes are killed (kill on drop) and its
+            // temporary directory and databases removed (`Mesh`'s drop).
+            let outcome = tokio::select! {
+                outcome = run::run(cli.options) => outcome,
+                () = baemin_mesh_server::wait_for_signal() => Err(anyhow::anyhow!("interrupted")),
+            };
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("baemin-bench: {err:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }

@@ -280,18 +280,47 @@ impl Mesh {
                 let _ = nats.kill().await;
             }
         }
-        if !self.databases.is_empty()
-            && let Ok(admin) = Database::connect(&self.postgres_url).await
-        {
-            for name in std::mem::take(&mut self.databases) {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            }
-            admin.close().await.ok();
-        }
+        drop_databases(&self.postgres_url, std::mem::take(&mut self.databases)).await;
         drop(self.dir.take());
     }
+}
+
+impl Drop for Mesh {
+    /// A run cut short (Ctrl-C, an error, a panic): the processes die with their handles (kill on
+    /// drop), the temporary directory with its guard; the databases are dropped here.
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut self.databases);
+        if names.is_empty() {
+            return;
+        }
+        let url = self.postgres_url.clone();
+        // Inside the runtime: on a thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(drop_databases(&url, names));
+            }
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn drop_databases(postgres_url: &str, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let Ok(admin) = Database::connect(postgres_url).await else {
+        eprintln!("cannot reach PostgreSQL to drop {}", names.join(", "));
+        return;
+    };
+    for name in names {
+        if let Err(err) = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+        {
+            eprintln!("DROP DATABASE {name}: {err}");
+        }
+    }
+    admin.close().await.ok();
 }
 
 /// `http://<addr>` of `service` among `addrs`.

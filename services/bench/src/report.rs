@@ -87,8 +87,8 @@ pub struct MeshRun {
 pub struct CpuRow {
     /// The scenario.
     pub scenario: String,
-    /// (process, CPU ms per call).
-    pub ms_per_call: Vec<(String, f64)>,
+    /// (process, CPU ms per call; null when the process was gone or no call ended).
+    pub ms_per_call: Vec<(String, Option<f64>)>,
 }
 
 /// Throughput and latency of one scenario.
@@ -104,8 +104,8 @@ pub struct Figure {
     pub errors: u64,
     /// The first failure.
     pub first_error: Option<String>,
-    /// Latency, milliseconds.
-    pub latency_ms: Percentiles,
+    /// Latency of the successful calls, milliseconds (null when none succeeded).
+    pub latency_ms: Option<Percentiles>,
 }
 
 /// Latency percentiles, milliseconds.
@@ -122,15 +122,18 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// From a histogram of microseconds.
-    pub fn of_micros(h: &Histogram<u64>) -> Self {
+    /// From a histogram of microseconds; None when it holds nothing (nothing to report, rather than 0).
+    pub fn of_micros(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        Self {
+        Some(Self {
             p50: ms(0.50),
             p90: ms(0.90),
             p99: ms(0.99),
             max: h.max() as f64 / 1000.0,
-        }
+        })
     }
 }
 
@@ -167,11 +170,11 @@ pub struct Lag {
     /// Shown before the PlaceCall answer arrived (counted as 0).
     pub seen_first: u64,
     /// Over all calls, milliseconds.
-    pub latency_ms: Percentiles,
+    pub latency_ms: Option<Percentiles>,
     /// p99 of the calls placed in the first third of the run, milliseconds.
-    pub first_third_p99_ms: f64,
+    pub first_third_p99_ms: Option<f64>,
     /// p99 of the calls placed in the last third (growing lag: the pipeline falls behind).
-    pub last_third_p99_ms: f64,
+    pub last_third_p99_ms: Option<f64>,
     /// From the end of the load until the report showed every call, milliseconds.
     pub drain_ms: Option<f64>,
 }
@@ -190,13 +193,14 @@ impl Lag {
             h
         };
         let all = p99(&sorted);
+        let p99_ms = |part: &[(tokio::time::Instant, Duration)]| Percentiles::of_micros(&p99(part)).map(|p| p.p99);
         Self {
             calls: sorted.len() as u64,
             unseen: lags.unseen,
             seen_first: lags.seen_first,
             latency_ms: Percentiles::of_micros(&all),
-            first_third_p99_ms: p99(&sorted[..third]).value_at_quantile(0.99) as f64 / 1000.0,
-            last_third_p99_ms: p99(&sorted[sorted.len() - third..]).value_at_quantile(0.99) as f64 / 1000.0,
+            first_third_p99_ms: p99_ms(&sorted[..third]),
+            last_third_p99_ms: p99_ms(&sorted[sorted.len() - third..]),
             drain_ms: drain.map(|d| d.as_secs_f64() * 1000.0),
         }
     }
@@ -244,30 +248,33 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn row(out: &mut String, name: &str, f: &Figure) {
+    let l = f.latency_ms.as_ref();
     let _ = writeln!(
         out,
-        "| {name} | {:.0} | {:.1} % | {:.2} | {:.2} | {:.2} | {} |",
+        "| {name} | {:.0} | {:.1} % | {} | {} | {} | {} |",
         f.throughput,
         f.ratio_to_echo * 100.0,
-        f.latency_ms.p50,
-        f.latency_ms.p99,
-        f.latency_ms.max,
+        opt(l.map(|l| l.p50), 2),
+        opt(l.map(|l| l.p99), 2),
+        opt(l.map(|l| l.max), 2),
         f.errors
     );
 }
 
 fn lag_row(out: &mut String, name: &str, l: &Lag) {
+    let p = l.latency_ms.as_ref();
     let _ = writeln!(
         out,
-        "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} → {:.1} | {} | {} |",
+        "| {name} | {} | {} | {} | {} | {} → {} | {} | {} | {} |",
         l.calls,
-        l.latency_ms.p50,
-        l.latency_ms.p99,
-        l.latency_ms.max,
-        l.first_third_p99_ms,
-        l.last_third_p99_ms,
+        opt(p.map(|p| p.p50), 1),
+        opt(p.map(|p| p.p99), 1),
+        opt(p.map(|p| p.max), 1),
+        opt(l.first_third_p99_ms, 1),
+        opt(l.last_third_p99_ms, 1),
         opt(l.drain_ms, 0),
-        l.unseen
+        l.unseen,
+        l.seen_first
     );
 }
 
@@ -318,9 +325,9 @@ impl Results {
                 run.lifecycle.settled_in_report
             );
             out.push_str(
-                "| event lag (PlaceCall OK → report stream) | calls | p50 ms | p99 ms | max ms | p99 first → last third | drain ms | unseen |\n",
+                "| event lag (PlaceCall OK → report stream) | calls | p50 ms | p99 ms | max ms | p99 first → last third | drain ms | unseen | shown before OK |\n",
             );
-            out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
             lag_row(&mut out, "during PlaceCall via gateway", &run.place_gateway.lag);
             lag_row(&mut out, "during PlaceCall direct", &run.place_direct.lag);
             lag_row(&mut out, &format!("at {:.0}/s", run.lag.rate), &run.lag.lag);
@@ -335,10 +342,10 @@ impl Results {
                 for row in &run.cpu_ms_per_call {
                     let _ = write!(out, "| {} |", row.scenario);
                     for (_, ms) in &row.ms_per_call {
-                        let _ = write!(out, " {ms:.3} |");
+                        let _ = write!(out, " {} |", opt(*ms, 3));
                     }
-                    let total: f64 = row.ms_per_call.iter().map(|(_, ms)| ms).sum();
-                    let _ = writeln!(out, " {total:.3} |");
+                    let total: Option<f64> = row.ms_per_call.iter().map(|(_, ms)| *ms).sum();
+                    let _ = writeln!(out, " {} |", opt(total, 3));
                 }
             }
             if !run.services.is_empty() {

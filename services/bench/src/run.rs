@@ -7,9 +7,9 @@ use anyhow::Context;
 
 use crate::{
     breaker,
-    cli::Options,
+    cli::{DbKind, Options},
     echo::EchoProcess,
-    footprint::{self, CpuSample, Rss},
+    footprint::{self, CpuSample, Rss, Watched},
     load::Plan,
     mesh::Mesh,
     report::{CpuRow, Figure, Footprint, Lag, LagRun, Lifecycle, Machine, MeshRun, Placed, Results, Settings},
@@ -37,24 +37,24 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let breaker = breaker::measure(options.breaker_calls)?;
 
     let mut runs = Vec::new();
-    let echo = EchoProcess::start(&exe).await?;
-    if options.breaker_only {
-        // Measured above; nothing else.
-    } else if let Some(data_dir) = &options.running {
-        let mesh = Mesh::running(data_dir, &options)?;
-        runs.push(measure_mesh(&mesh, &echo, plan, concurrency, options.lag_rate).await?);
-    } else {
-        for &db in &options.databases {
-            eprintln!("starting a mesh on {}", db.as_str());
-            let mesh = Mesh::start(&exe, db, &options.postgres_url)
-                .await
-                .with_context(|| format!("starting the mesh on {}", db.as_str()))?;
-            let measured = measure_mesh(&mesh, &echo, plan, concurrency, options.lag_rate).await;
-            mesh.stop().await;
-            runs.push(measured?);
+    if !options.breaker_only {
+        let echo = EchoProcess::start(&exe).await?;
+        if let Some(data_dir) = &options.running {
+            let mesh = Mesh::running(data_dir, &options)?;
+            runs.push(measure_mesh(&mesh, &echo, plan, concurrency, options.lag_rate).await?);
+        } else {
+            for &db in &options.databases {
+                eprintln!("starting a mesh on {}", db.as_str());
+                let mesh = Mesh::start(&exe, db, &options.postgres_url)
+                    .await
+                    .with_context(|| format!("starting the mesh on {}", db.as_str()))?;
+                let measured = measure_mesh(&mesh, &echo, plan, concurrency, options.lag_rate).await;
+                mesh.stop().await;
+                runs.push(measured?);
+            }
         }
+        echo.stop().await;
     }
-    echo.stop().await;
 
     let results = Results {
         machine: machine().await,
@@ -94,10 +94,18 @@ async fn measure_mesh(
         .map(|p| p.pid().and_then(footprint::rss))
         .collect();
 
-    let mut pids = mesh.pids();
-    pids.push(("harness".into(), std::process::id()));
+    let mut pids: Vec<Watched> = mesh
+        .pids()
+        .into_iter()
+        .map(|(name, pid)| Watched::Process(name, pid))
+        .collect();
+    if mesh.label == DbKind::Postgres.as_str() {
+        // The database server works for the mesh too (on this machine, only for it during the run).
+        pids.push(Watched::All("postgres"));
+    }
+    pids.push(Watched::Process("harness".into(), std::process::id()));
     if let Some(pid) = echo.pid() {
-        pids.push(("echo".into(), pid));
+        pids.push(Watched::Process("echo".into(), pid));
     }
     let mut cpu = Vec::new();
     let mut sample = CpuSample::take(&pids);
