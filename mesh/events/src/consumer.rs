@@ -80,9 +80,12 @@ pub struct ConsumerSpec {
     /// How long the server waits for the ack of a delivered event before delivering it again. This is
     /// how long the events a crashed (SIGKILLed) instance had taken wait before another instance, or
     /// the restarted one, gets them; it must exceed the time a lane takes to apply the events queued
-    /// ahead of one (up to [`LANES`] lanes of a few events each are in flight; a later delivery is
+    /// ahead of one (up to `lanes` lanes of a few events each are in flight; a later delivery is
     /// applied once all the same, by the inbox).
     pub ack_wait: Duration,
+    /// Events of different calls applied at once (default [`LANES`]); each holds a database
+    /// connection while it applies one, so more lanes than the pool has connections only queue.
+    pub lanes: usize,
 }
 
 impl ConsumerSpec {
@@ -95,6 +98,7 @@ impl ConsumerSpec {
             max_backoff: Duration::from_secs(30),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             ack_wait: Duration::from_secs(10),
+            lanes: LANES,
         }
     }
 
@@ -231,7 +235,8 @@ async fn sample_pending(
     }
 }
 
-/// Events of different calls applied at once by one consumer (see the module documentation).
+/// Events of different calls applied at once by one consumer, unless configured otherwise (see the
+/// module documentation).
 pub const LANES: usize = 8;
 
 /// Events waiting per lane; the pull waits while the lane of the next event is full.
@@ -246,7 +251,7 @@ async fn run<H: EventHandler>(
     shutdown: CancellationToken,
 ) {
     let spec = Arc::new(spec);
-    let (lanes, workers): (Vec<_>, Vec<_>) = (0..LANES)
+    let (lanes, workers): (Vec<_>, Vec<_>) = (0..spec.lanes.max(1))
         .map(|_| {
             // Short queues: a lane that pauses (a failing dependency) holds few events past their ack wait.
             let (tx, rx) = tokio::sync::mpsc::channel(LANE_QUEUE);
@@ -313,7 +318,7 @@ async fn pull(
             };
             match next {
                 Some(Ok(message)) => {
-                    let lane = &lanes[lane_of(&message)];
+                    let lane = &lanes[lane_of(&message, lanes.len())];
                     // Waits while that lane is full (back-pressure), but never past shutdown.
                     let slot = tokio::select! {
                         biased;
@@ -355,14 +360,14 @@ async fn give_back_buffered(messages: &mut consumer::pull::Stream) {
 
 /// The lane of a message: by its call id, so one call's events stay in order (an undecodable message
 /// goes to lane 0, where `apply` rejects it).
-fn lane_of(message: &async_nats::jetstream::Message) -> usize {
+fn lane_of(message: &async_nats::jetstream::Message, lanes: usize) -> usize {
     use std::hash::{Hash, Hasher};
     let Ok(envelope) = Envelope::decode(message.payload.as_ref()) else {
         return 0;
     };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     envelope.call_id.hash(&mut hasher);
-    (hasher.finish() % LANES as u64) as usize
+    (hasher.finish() % lanes.max(1) as u64) as usize
 }
 
 /// Applies the messages of one lane in order until its queue closes or `shutdown`.

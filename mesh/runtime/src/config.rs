@@ -35,6 +35,9 @@ pub struct ServiceConfig {
     /// `EVENT_ACK_WAIT`: how long events taken by an instance that died wait before being delivered
     /// again (default 10 s, at least 1 s).
     pub event_ack_wait: Duration,
+    /// `EVENT_LANES`: events of different calls each consumer applies at once (default 8, 1..=64);
+    /// one call's events always go one after another.
+    pub event_lanes: usize,
     /// `MAX_MESSAGE_BYTES`: largest request message accepted (default 64 KiB); larger is RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
     /// `BAEMIN_REQUIRE_IDENTITY`: refuse calls without caller identity (UNAUTHENTICATED) instead of
@@ -84,6 +87,14 @@ impl ServiceConfig {
                 "must be at least 1s",
             ));
         }
+        let event_lanes = s.parse("EVENT_LANES", baemin_mesh_events::LANES)?;
+        if !(1..=64).contains(&event_lanes) {
+            return Err(ConfigError::new(
+                "EVENT_LANES",
+                &event_lanes.to_string(),
+                "must be 1..=64",
+            ));
+        }
         Ok(Self {
             name,
             listen_addr,
@@ -101,6 +112,7 @@ impl ServiceConfig {
             startup_timeout: s.duration("STARTUP_TIMEOUT", Duration::from_secs(60))?,
             event_max_attempts,
             event_ack_wait,
+            event_lanes,
             max_message_bytes: max_message_bytes(s)?,
             require_identity: s.parse("BAEMIN_REQUIRE_IDENTITY", false)?,
         })
@@ -146,6 +158,8 @@ mod tests {
             ("EVENT_MAX_ATTEMPTS", "0"),
             ("EVENT_MAX_ATTEMPTS", "-1"),
             ("EVENT_ACK_WAIT", "200ms"),
+            ("EVENT_LANES", "0"),
+            ("EVENT_LANES", "1000"),
             ("MAX_MESSAGE_BYTES", "10"),
         ] {
             let env = [(key, value)];

@@ -126,6 +126,7 @@ impl Runtime {
     pub async fn consume<H: EventHandler>(&mut self, subject: &str, handler: Arc<H>) -> Result<(), StartupError> {
         let spec = ConsumerSpec {
             ack_wait: self.config.event_ack_wait,
+            lanes: self.config.event_lanes,
             ..ConsumerSpec::new(self.config.name, subject).with_max_attempts(self.config.event_max_attempts)
         };
         let metrics = self
