@@ -33,6 +33,8 @@ pub struct CollectedSpan {
     pub kind: &'static str,
     /// String and integer attributes, as strings.
     pub attributes: Vec<(String, String)>,
+    /// The span's events: (name, attributes as strings).
+    pub events: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl CollectedSpan {
@@ -96,6 +98,18 @@ impl TraceService for Store {
                         .attributes
                         .iter()
                         .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                        .collect(),
+                    events: span
+                        .events
+                        .iter()
+                        .map(|e| {
+                            let attributes = e
+                                .attributes
+                                .iter()
+                                .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                                .collect();
+                            (e.name.clone(), attributes)
+                        })
                         .collect(),
                 });
             }

@@ -297,6 +297,60 @@ async fn a_delivery_step_is_one_trace_across_call_payment_rider_and_report_over_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_shows_in_the_trace_as_its_transition_and_each_refusal() {
+    let collector = OtlpCollector::start().await;
+    let endpoint = collector.endpoint();
+    let mut mesh = TestMesh::processes(DbKind::Sqlite, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
+    mesh.kill_service(Svc::Payment).await;
+    // Payment is gone: calls fail until the window (10 calls at least) opens the circuit, then fail fast.
+    let mut refused = 0;
+    for i in 0..30 {
+        let placed = mesh
+            .clients
+            .call
+            .clone()
+            .place_call(call::PlaceCallRequest {
+                request_id: format!("open-circuit-{i}"),
+                restaurant_id: "store-1".into(),
+                destination: "서울".into(),
+                fee: 3_000,
+            })
+            .await;
+        let status = placed.expect_err("payment is down: PlaceCall cannot succeed");
+        if status.message().contains("circuit is open") {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the circuit never opened");
+    mesh.stop_service(Svc::Call).await;
+
+    let events: Vec<(String, Vec<(String, String)>)> = collector
+        .spans()
+        .into_iter()
+        .filter(|s| s.service == "call")
+        .flat_map(|s| s.events)
+        .collect();
+    let opened = events
+        .iter()
+        .filter(|(name, _)| name.starts_with("circuit opened"))
+        .count();
+    assert_eq!(opened, 1, "the transition to open is one span event: {events:?}");
+    let refusals: Vec<&Vec<(String, String)>> = events
+        .iter()
+        .filter(|(name, _)| name == "circuit refused the call")
+        .map(|(_, attributes)| attributes)
+        .collect();
+    assert_eq!(refusals.len(), refused, "every refused call is a span event");
+    assert!(
+        refusals
+            .iter()
+            .all(|a| a.contains(&("breaker.dependency".into(), "payment".into()))
+                && a.contains(&("breaker.state".into(), "open".into()))),
+        "{refusals:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_carry_trace_ids_inside_rpcs_and_never_a_token_or_the_secret() {
     use baemin_gateway::auth::Role;
     use baemin_mesh_server::probe;
