@@ -410,16 +410,21 @@ impl CallApp {
                     Err(CallError::RequestIdReused(new.request_id.to_string()))
                 };
             }
-            let existing = intents::find(&txn, key).await?;
-            let reserved = match Registration::decide(existing.as_ref(), fingerprint) {
-                IntentStep::Conflict => {
-                    return Err(CallError::RequestIdReused(new.request_id.to_string()));
-                }
-                IntentStep::BeingVoided => return Err(being_rolled_back()),
-                IntentStep::Reuse(call_id) => intents::touch(&txn, key, &call_id, now).await?.then_some(call_id),
-                IntentStep::Fresh => {
-                    let intent = Registration::fresh(new, now);
-                    intents::insert(&txn, &intent).await?.then_some(intent.call_id)
+            // Most requests are new: claim the key with a fresh intent, and read the one standing only if
+            // that fails (a retry of this request, or a different request under the same id).
+            let intent = Registration::fresh(new, now);
+            let reserved = if intents::insert(&txn, &intent).await? {
+                Some(intent.call_id)
+            } else {
+                let existing = intents::find(&txn, key).await?;
+                match Registration::decide(existing.as_ref(), fingerprint) {
+                    IntentStep::Conflict => {
+                        return Err(CallError::RequestIdReused(new.request_id.to_string()));
+                    }
+                    IntentStep::BeingVoided => return Err(being_rolled_back()),
+                    IntentStep::Reuse(call_id) => intents::touch(&txn, key, &call_id, now).await?.then_some(call_id),
+                    // Gone between the two statements (stored by a concurrent attempt): decide again.
+                    IntentStep::Fresh => None,
                 }
             };
             if let Some(call_id) = reserved {

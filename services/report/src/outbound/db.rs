@@ -63,17 +63,17 @@ use entity::Column;
 /// The row of `call_id`, created empty if missing, locked until `txn` ends (PostgreSQL; SQLite has
 /// one writer anyway).
 pub async fn lock_or_create<C: ConnectionTrait>(txn: &C, call_id: &CallId) -> Result<DeliveryView, DbErr> {
-    // Insert first so there is a row to lock even for the first event of a call: a concurrent
-    // transaction inserting the same call waits here for us, then sees our row.
-    entity::Entity::insert(to_row(&DeliveryView::unseen(call_id.clone())))
-        .on_conflict_do_nothing_on([Column::CallId])
-        .exec_without_returning(txn)
+    // One statement: insert the row of a call seen for the first time, or "update" the existing row to
+    // itself — which locks it as SELECT … FOR UPDATE would on PostgreSQL (a concurrent transaction
+    // projecting the same call waits here for our commit, then sees our row) — and return it.
+    let row = entity::Entity::insert(to_row(&DeliveryView::unseen(call_id.clone())))
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(Column::CallId)
+                .update_column(Column::CallId)
+                .to_owned(),
+        )
+        .exec_with_returning(txn)
         .await?;
-    let row = entity::Entity::find_by_id(call_id.as_str())
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("delivery_views row {call_id}")))?;
     to_domain(row)
 }
 
