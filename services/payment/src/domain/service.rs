@@ -40,24 +40,23 @@ impl PaymentApp {
     pub async fn register(&self, call_id: CallId, fee: Fee) -> Result<Payment, PaymentError> {
         for _ in 0..RACE_RETRIES {
             let txn = self.db.begin().await?;
-            match db::find(&txn, &call_id).await? {
-                Some(existing) => {
-                    txn.commit().await?;
-                    return match existing.register_again(fee)? {
-                        Change::Apply(p) | Change::AlreadyDone(p) => Ok(p),
-                    };
-                }
-                None => {
-                    let payment = Payment::register(call_id.clone(), fee, now_millis());
-                    if db::insert(&txn, &payment).await? {
-                        self.outbox.enqueue(&txn, &events::announce(&payment)).await?;
-                        self.outbox.commit(txn).await?;
-                        self.metrics.stored(&payment);
-                        return Ok(payment);
-                    }
-                    // A concurrent registration of the same call won; decide again on its row.
-                }
+            // Most registrations are new: insert first, and read the standing payment only if there is
+            // one (a retry, or a concurrent registration of the same call that won).
+            let payment = Payment::register(call_id.clone(), fee, now_millis());
+            if db::insert(&txn, &payment).await? {
+                self.outbox.enqueue(&txn, &events::announce(&payment)).await?;
+                self.outbox.commit(txn).await?;
+                self.metrics.stored(&payment);
+                return Ok(payment);
             }
+            if let Some(existing) = db::find(&txn, &call_id).await? {
+                txn.commit().await?;
+                return match existing.register_again(fee)? {
+                    Change::Apply(p) | Change::AlreadyDone(p) => Ok(p),
+                };
+            }
+            // The conflicting row is not visible to us yet (a concurrent registration still
+            // committing): decide again.
         }
         Err(PaymentError::Contention(format!(
             "call {call_id} is being registered concurrently; retry"
