@@ -110,31 +110,15 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
         }
         let db = data_dir.join(format!("{}.db", service.as_str()));
         let mut command = Command::new(&exe);
-        if service == ServiceName::Gateway {
-            for upstream in [
-                ServiceName::Call,
-                ServiceName::Rider,
-                ServiceName::Payment,
-                ServiceName::Report,
-            ] {
-                let key = format!("{}_URL", upstream.as_str().to_uppercase());
-                command.env(key, format!("http://127.0.0.1:{}", port(upstream)));
-            }
-            // The local mesh is plaintext on loopback (its probes and printed links are http://); TLS on
-            // the listener is for a deployed `baemin serve gateway`.
-            command
-                .env("GATEWAY_JWT_SECRET", &jwt_secret)
-                .env_remove("GATEWAY_JWKS_FILE")
-                .env_remove("GATEWAY_TLS_CERT")
-                .env_remove("GATEWAY_TLS_KEY");
-        } else {
+        let url_of = |s: ServiceName| format!("http://127.0.0.1:{}", port(s));
+        wire(&mut command, service, &url_of, &nats_url, &jwt_secret);
+        if service != ServiceName::Gateway {
             command.env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()));
         }
         let child = command
             .args(["serve", service.as_str()])
             .env("GRPC_ADDR", addr.to_string())
             .env("ADMIN_ADDR", admin_addr_of(addr).to_string())
-            .env("NATS_URL", &nats_url)
             .env(
                 "LOG_COLOR",
                 if std::io::stderr().is_terminal() {
@@ -142,10 +126,6 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
                 } else {
                     "never"
                 },
-            )
-            .env(
-                "PAYMENT_URL",
-                format!("http://127.0.0.1:{}", port(ServiceName::Payment)),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -248,6 +228,37 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
     stop_all(services, nats, &stop_services, &stop_nats).await;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Wires `service` of a local mesh to the others: the NATS URL, payment's URL (call and rider call it),
+/// and for the gateway its upstreams at `url_of` and the HS256 `jwt_secret` it verifies with. A local
+/// mesh is plaintext on loopback (its probes and printed links are http://) and signs its own tokens:
+/// the gateway's TLS and JWKS settings of the environment are not passed on.
+pub fn wire(
+    command: &mut Command,
+    service: ServiceName,
+    url_of: &dyn Fn(ServiceName) -> String,
+    nats_url: &str,
+    jwt_secret: &str,
+) {
+    command
+        .env("NATS_URL", nats_url)
+        .env("PAYMENT_URL", url_of(ServiceName::Payment));
+    if service == ServiceName::Gateway {
+        for upstream in [
+            ServiceName::Call,
+            ServiceName::Rider,
+            ServiceName::Payment,
+            ServiceName::Report,
+        ] {
+            command.env(format!("{}_URL", upstream.as_str().to_uppercase()), url_of(upstream));
+        }
+        command
+            .env("GATEWAY_JWT_SECRET", jwt_secret)
+            .env_remove("GATEWAY_JWKS_FILE")
+            .env_remove("GATEWAY_TLS_CERT")
+            .env_remove("GATEWAY_TLS_KEY");
+    }
 }
 
 /// Stops services first (so their outboxes can flush to NATS), then NATS.

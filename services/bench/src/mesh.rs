@@ -140,36 +140,25 @@ impl Mesh {
     ) -> anyhow::Result<()> {
         let url_of = |service| url_of(addrs, service);
         for &(service, addr) in addrs {
-            let mut env: Vec<(String, String)> = vec![
-                ("GRPC_ADDR".into(), addr.to_string()),
-                ("ADMIN_ADDR".into(), "127.0.0.1:0".into()),
-                ("NATS_URL".into(), nats_url.to_owned()),
-                ("PAYMENT_URL".into(), url_of(ServiceName::Payment)),
-                ("RUST_LOG".into(), "warn".into()),
-                ("LOG_COLOR".into(), "never".into()),
-            ];
+            let mut command = Command::new(exe);
+            baemin::launcher::wire(&mut command, service, &url_of, nats_url, &self.jwt_secret);
+            command
+                .env("GRPC_ADDR", addr.to_string())
+                .env("ADMIN_ADDR", "127.0.0.1:0")
+                .env("RUST_LOG", "warn")
+                .env("LOG_COLOR", "never");
             if service == ServiceName::Gateway {
-                for upstream in [
-                    ServiceName::Call,
-                    ServiceName::Rider,
-                    ServiceName::Payment,
-                    ServiceName::Report,
-                ] {
-                    env.push((format!("{}_URL", upstream.as_str().to_uppercase()), url_of(upstream)));
-                }
-                env.push(("GATEWAY_JWT_SECRET".into(), self.jwt_secret.clone()));
-                env.push(("GATEWAY_RATE_LIMIT".into(), BENCH_RATE_LIMIT.into()));
+                command.env("GATEWAY_RATE_LIMIT", BENCH_RATE_LIMIT);
             } else {
-                let url = self.database_url(db, service).await?;
-                env.push(("DATABASE_URL".into(), url));
+                command.env("DATABASE_URL", self.database_url(db, service).await?);
             }
             // Tuning experiments: BENCH_SERVICE_X=v in the harness's environment sets X=v for every service.
-            env.extend(std::env::vars().filter_map(|(key, value)| {
+            command.envs(std::env::vars().filter_map(|(key, value)| {
                 key.strip_prefix(SERVICE_ENV_PREFIX)
                     .filter(|k| !k.is_empty())
                     .map(|k| (k.to_owned(), value))
             }));
-            let process = self.spawn(exe, service, addr, &env).await?;
+            let process = self.spawn(command, service, addr).await?;
             self.processes.push(process);
         }
         Ok(())
@@ -202,19 +191,14 @@ impl Mesh {
         self.dir.as_ref().map(|d| d.path().to_owned()).unwrap_or_default()
     }
 
-    async fn spawn(
-        &self,
-        exe: &Path,
-        service: ServiceName,
-        addr: SocketAddr,
-        env: &[(String, String)],
-    ) -> anyhow::Result<Process> {
+    /// Runs `command` as `serve <service>`, its output to the run's log directory, and times it from
+    /// spawn until its health on `addr` says SERVING.
+    async fn spawn(&self, mut command: Command, service: ServiceName, addr: SocketAddr) -> anyhow::Result<Process> {
         let log_path = self.dir_path().join("logs").join(format!("{}.log", service.as_str()));
         let log = std::fs::File::create(&log_path)?;
         let started = Instant::now();
-        let mut child = Command::new(exe)
+        let mut child = command
             .args(["serve", service.as_str()])
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -10,10 +10,10 @@ use crate::{
     cli::{DbKind, Options},
     echo::EchoProcess,
     footprint::{self, CpuSample, Rss, Watched},
-    load::Plan,
+    load::{Plan, Shape},
     mesh::Mesh,
     report::{CpuRow, Figure, Footprint, Lag, LagRun, Lifecycle, Machine, MeshRun, Placed, Results, Settings},
-    scenarios::{self, Target},
+    scenarios::{self, Route, Target},
 };
 
 /// Runs every scenario the options ask for and writes the results.
@@ -124,12 +124,13 @@ async fn measure_mesh(
     // The lifecycle first: the board of open calls is still small (PlaceCall alone leaves calls open).
     let lifecycle = scenarios::lifecycle(&target).await?;
     account("full lifecycle (per delivery)", lifecycle.deliveries.all);
-    let direct = scenarios::place_call(&target, false).await?;
+    let closed = Shape::Closed(concurrency);
+    let direct = scenarios::place_calls(&target, Route::Direct, closed).await?;
     account("PlaceCall direct", direct.calls.all);
-    let gateway = scenarios::place_call(&target, true).await?;
+    let gateway = scenarios::place_calls(&target, Route::Gateway, closed).await?;
     account("PlaceCall via gateway", gateway.calls.all);
     let rate = lag_rate.unwrap_or(direct.calls.throughput() / 2.0).max(1.0);
-    let lag = scenarios::lag_at(&target, rate).await?;
+    let lag = scenarios::place_calls(&target, Route::Direct, Shape::Open(rate)).await?;
     account("PlaceCall at the lag rate", lag.calls.all);
     let get_view = scenarios::get_view(&target).await?;
     account("GetDeliveryView", get_view.all);

@@ -114,24 +114,31 @@ pub struct Placed {
     pub drain: Option<Duration>,
 }
 
-/// PlaceCall, closed loop: through the gateway (as restaurants with tokens) or straight to the call
-/// service (as an internal backend), with the report's stream watched for every call.
-pub async fn place_call(target: &Target, through_gateway: bool) -> anyhow::Result<Placed> {
+/// Who PlaceCall goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Through the gateway, as restaurants with tokens.
+    Gateway,
+    /// Straight to the call service, as an internal backend.
+    Direct,
+}
+
+/// PlaceCall under `shape`, with the report's stream watched for every call (event lag, drain).
+pub async fn place_calls(target: &Target, route: Route, shape: Shape) -> anyhow::Result<Placed> {
     let sightings = Sightings::default();
     let watcher = watch_report(target, sightings.clone()).await?;
     let n = Arc::new(AtomicU64::new(0));
     let (t, s) = (target.clone(), sightings.clone());
-    let name = if through_gateway {
-        "PlaceCall via gateway"
-    } else {
-        "PlaceCall direct"
+    let name = match (route, shape) {
+        (Route::Gateway, _) => "PlaceCall via gateway".to_owned(),
+        (Route::Direct, Shape::Closed(_)) => "PlaceCall direct".to_owned(),
+        (Route::Direct, Shape::Open(rate)) => format!("event lag @ {rate:.0}/s"),
     };
-    let calls = drive(name, &target.plan, Shape::Closed(target.concurrency), move || {
+    let calls = drive(&name, &target.plan, shape, move || {
         let i = n.fetch_add(1, Ordering::Relaxed);
-        let mut client = if through_gateway {
-            t.via_gateway[i as usize % ACTORS].clone()
-        } else {
-            t.clients.call.clone()
+        let mut client = match route {
+            Route::Gateway => t.via_gateway[i as usize % ACTORS].clone(),
+            Route::Direct => t.clients.call.clone(),
         };
         let (run, s) = (t.run.clone(), s.clone());
         async move {
@@ -141,38 +148,6 @@ pub async fn place_call(target: &Target, through_gateway: bool) -> anyhow::Resul
             Ok(())
         }
     })
-    .await;
-    let drain = drained(&sightings, Duration::from_secs(30)).await;
-    watcher.abort();
-    Ok(Placed {
-        calls,
-        sightings,
-        drain,
-    })
-}
-
-/// PlaceCall at a fixed rate (open loop), straight to the call service, the report's stream watched.
-pub async fn lag_at(target: &Target, rate: f64) -> anyhow::Result<Placed> {
-    let sightings = Sightings::default();
-    let watcher = watch_report(target, sightings.clone()).await?;
-    let n = Arc::new(AtomicU64::new(0));
-    let (t, s) = (target.clone(), sightings.clone());
-    let calls = drive(
-        &format!("event lag @ {rate:.0}/s"),
-        &target.plan,
-        Shape::Open(rate),
-        move || {
-            let i = n.fetch_add(1, Ordering::Relaxed);
-            let mut client = t.clients.call.clone();
-            let (run, s) = (t.run.clone(), s.clone());
-            async move {
-                let placed = client.place_call(place_request(&run, i)).await?.into_inner();
-                let id = placed.call.context("PlaceCall answered no call")?.call_id;
-                s.placed(id, Instant::now());
-                Ok(())
-            }
-        },
-    )
     .await;
     let drain = drained(&sightings, Duration::from_secs(30)).await;
     watcher.abort();
