@@ -57,7 +57,7 @@ impl TestDatabases {
                     db.close().await.ok();
                     self.created.push(name.clone());
                 }
-                replace_database(&admin, &name)
+                with_database(&admin, &name)
             }
         }
     }
@@ -108,7 +108,8 @@ async fn admin_execute(statements: &[String]) {
     db.close().await.ok();
 }
 
-fn replace_database(url: &str, name: &str) -> String {
+/// `url` (a PostgreSQL URL) naming database `name` instead of its own, query kept.
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
     match query {

@@ -2,6 +2,7 @@
 //! fresh databases (SQLite files or PostgreSQL databases) that are removed afterwards, and services
 //! started in-process on port 0 or as their own OS processes (to be SIGKILLed).
 
+pub mod alloc;
 mod db;
 mod nats;
 mod otlp;
@@ -10,7 +11,7 @@ mod proxy;
 mod service;
 pub mod tls;
 
-pub use db::{DbKind, TestDatabases, postgres_admin_url};
+pub use db::{DbKind, TestDatabases, postgres_admin_url, with_database};
 pub use nats::NatsServer;
 pub use otlp::{CollectedSpan, OtlpCollector};
 pub use process::ServiceProcess;

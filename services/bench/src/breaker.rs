@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use http::{HeaderValue, Request, Response, Uri};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, layer::util::Identity};
 
-use crate::alloc::Counter;
+use baemin_mesh_testkit::alloc::Counter;
 
 /// What the micro-benchmark measured.
 #[derive(Debug, Clone, serde::Serialize)]

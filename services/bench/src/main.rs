@@ -3,7 +3,6 @@
 //! memory and start-up — next to a raw tonic echo measured in the same run, and writes the figures as
 //! JSON and as a Markdown table. See BENCHMARKS.md.
 
-mod alloc;
 mod breaker;
 mod cli;
 mod echo;
@@ -22,7 +21,7 @@ use clap::Parser;
 /// Allocations are counted only on a thread that asks (the breaker micro-benchmark); for every other
 /// thread, and in the service processes this binary runs, it is the system allocator.
 #[global_allocator]
-static GLOBAL: alloc::Counting = alloc::Counting;
+static GLOBAL: baemin_mesh_testkit::alloc::Counting = baemin_mesh_testkit::alloc::Counting;
 
 #[tokio::main]
 async fn main() -> ExitCode {

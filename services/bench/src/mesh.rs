@@ -182,7 +182,7 @@ impl Mesh {
                     .with_context(|| format!("CREATE DATABASE {name}"))?;
                 admin.close().await.ok();
                 self.databases.push(name.clone());
-                Ok(with_database(&self.postgres_url, &name))
+                Ok(baemin_mesh_testkit::with_database(&self.postgres_url, &name))
             }
         }
     }
@@ -319,14 +319,4 @@ fn url_of(addrs: &[(ServiceName, SocketAddr)], service: ServiceName) -> String {
 /// A free loopback address (bound then released: the service binds it a moment later).
 fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// `url` naming database `name` instead of its own.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
 }

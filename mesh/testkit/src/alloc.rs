@@ -1,5 +1,6 @@
 //! A global allocator that counts the allocations a thread makes while it asks for counting, and is the
-//! system allocator otherwise (one thread-local flag read per allocation).
+//! system allocator otherwise (one thread-local flag read per allocation). A binary or test installs it
+//! with `#[global_allocator] static GLOBAL: Counting = Counting;`.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
