@@ -44,44 +44,69 @@ impl EventHandler for Flaky {
     }
 }
 
+const SUBJECT: &str = "baemin.events.call.cancelled";
+
+/// A bus on a fresh nats-server, with the events stream.
+async fn bus_on(nats: &NatsServer) -> EventBus {
+    let bus = EventBus::connect(&nats.url(), "test").await.unwrap();
+    bus.ensure_stream(&StreamSettings::default()).await.unwrap();
+    bus
+}
+
+/// Publishes a CallCancelled of `call_id` with `reason` (the tests' marker); returns its event id.
+async fn publish(bus: &EventBus, call_id: &str, reason: &str) -> String {
+    let envelope = new_envelope(
+        "test",
+        call_id,
+        Event::CallCancelled(CallCancelled { reason: reason.into() }),
+    );
+    bus.jetstream()
+        .publish(SUBJECT, envelope.encode_to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    envelope.event_id
+}
+
+/// Runs a consumer of `spec` feeding `handler`, reporting into `metrics`, until the token is cancelled.
+async fn consume<H: EventHandler>(
+    bus: &EventBus,
+    spec: ConsumerSpec,
+    handler: &Arc<H>,
+    metrics: &Metrics,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let task = spawn_consumer(
+        bus,
+        spec,
+        Arc::clone(handler),
+        ConsumerMetrics::new(metrics),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    (stop, task)
+}
+
 async fn run(
     failures: u32,
     transient: bool,
     max_attempts: u32,
 ) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
     let nats = NatsServer::start().await;
-    let bus = EventBus::connect(&nats.url(), "test").await.unwrap();
-    bus.ensure_stream(&StreamSettings::default()).await.unwrap();
+    let bus = bus_on(&nats).await;
     let handler = Arc::new(Flaky {
         failures,
         transient,
         tries: AtomicU32::new(0),
         applied: Mutex::new(Vec::new()),
     });
-    let mut spec = ConsumerSpec::new("test", "baemin.events.call.cancelled").with_max_attempts(max_attempts);
+    let mut spec = ConsumerSpec::new("test", SUBJECT).with_max_attempts(max_attempts);
     spec.max_backoff = Duration::from_millis(20);
-    let stop = CancellationToken::new();
     let metrics = Metrics::new();
-    let task = spawn_consumer(
-        &bus,
-        spec,
-        Arc::clone(&handler),
-        ConsumerMetrics::new(&metrics),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
-    let envelope = new_envelope(
-        "test",
-        "call-1",
-        Event::CallCancelled(CallCancelled { reason: "x".into() }),
-    );
-    bus.jetstream()
-        .publish("baemin.events.call.cancelled", envelope.encode_to_vec().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let (stop, task) = consume(&bus, spec, &handler, &metrics).await;
+    let event_id = publish(&bus, "call-1", "x").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let dead = loop {
         let dead = deadletter::list(bus.jetstream()).await.unwrap();
@@ -98,7 +123,7 @@ async fn run(
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.cancel();
     task.await.unwrap();
-    (handler, dead, envelope.event_id, metrics)
+    (handler, dead, event_id, metrics)
 }
 
 #[tokio::test]
@@ -171,39 +196,17 @@ async fn events_of_different_calls_apply_concurrently_and_each_calls_events_in_o
     const CALLS: usize = 16;
     const PER_CALL: usize = 5;
     let nats = NatsServer::start().await;
-    let bus = EventBus::connect(&nats.url(), "test").await.unwrap();
-    bus.ensure_stream(&StreamSettings::default()).await.unwrap();
+    let bus = bus_on(&nats).await;
     for step in 0..PER_CALL {
         for call in 0..CALLS {
-            let envelope = new_envelope(
-                "test",
-                &format!("call-{call}"),
-                Event::CallCancelled(CallCancelled {
-                    reason: step.to_string(),
-                }),
-            );
-            bus.jetstream()
-                .publish("baemin.events.call.cancelled", envelope.encode_to_vec().into())
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+            publish(&bus, &format!("call-{call}"), &step.to_string()).await;
         }
     }
     let handler = Arc::new(Slow {
         delay: Duration::from_millis(20),
         ..Slow::default()
     });
-    let stop = CancellationToken::new();
-    let task = spawn_consumer(
-        &bus,
-        ConsumerSpec::new("test", "baemin.events.call.cancelled"),
-        Arc::clone(&handler),
-        ConsumerMetrics::new(&Metrics::new()),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let (stop, task) = consume(&bus, ConsumerSpec::new("test", SUBJECT), &handler, &Metrics::new()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while handler.applied.lock().unwrap().len() < CALLS * PER_CALL {
         assert!(tokio::time::Instant::now() < deadline, "not every event was applied");
@@ -230,39 +233,17 @@ async fn events_of_different_calls_apply_concurrently_and_each_calls_events_in_o
 async fn events_queued_when_a_consumer_stops_go_to_the_next_one_at_once_not_after_the_ack_wait() {
     const EVENTS: usize = 20;
     let nats = NatsServer::start().await;
-    let bus = EventBus::connect(&nats.url(), "test").await.unwrap();
-    bus.ensure_stream(&StreamSettings::default()).await.unwrap();
+    let bus = bus_on(&nats).await;
     // One call: every event in the same lane, most of them queued behind a slow first one.
     for step in 0..EVENTS {
-        let envelope = new_envelope(
-            "test",
-            "call-1",
-            Event::CallCancelled(CallCancelled {
-                reason: step.to_string(),
-            }),
-        );
-        bus.jetstream()
-            .publish("baemin.events.call.cancelled", envelope.encode_to_vec().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish(&bus, "call-1", &step.to_string()).await;
     }
-    let spec = || ConsumerSpec::new("test", "baemin.events.call.cancelled");
+    let spec = || ConsumerSpec::new("test", SUBJECT);
     let first = Arc::new(Slow {
         delay: Duration::from_millis(300),
         ..Slow::default()
     });
-    let stop = CancellationToken::new();
-    let task = spawn_consumer(
-        &bus,
-        spec(),
-        Arc::clone(&first),
-        ConsumerMetrics::new(&Metrics::new()),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let (stop, task) = consume(&bus, spec(), &first, &Metrics::new()).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     stop.cancel();
     task.await.unwrap();
@@ -274,16 +255,7 @@ async fn events_queued_when_a_consumer_stops_go_to_the_next_one_at_once_not_afte
 
     let restarted = tokio::time::Instant::now();
     let second = Arc::new(Slow::default());
-    let stop = CancellationToken::new();
-    let task = spawn_consumer(
-        &bus,
-        spec(),
-        Arc::clone(&second),
-        ConsumerMetrics::new(&Metrics::new()),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let (stop, task) = consume(&bus, spec(), &second, &Metrics::new()).await;
     while first.applied.lock().unwrap().len() + second.applied.lock().unwrap().len() < EVENTS {
         assert!(
             restarted.elapsed() < Duration::from_secs(5),
