@@ -181,6 +181,7 @@ impl Mesh {
                     .await
                     .with_context(|| format!("CREATE DATABASE {name}"))?;
                 admin.close().await.ok();
+                eprintln!("created PostgreSQL database {name} (dropped at the end)");
                 self.databases.push(name.clone());
                 Ok(baemin_mesh_testkit::with_database(&self.postgres_url, &name))
             }

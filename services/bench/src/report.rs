@@ -185,15 +185,16 @@ impl Lag {
         let mut sorted = lags.lags.clone();
         sorted.sort_by_key(|(placed, _)| *placed);
         let third = sorted.len() / 3;
-        let p99 = |part: &[(tokio::time::Instant, Duration)]| {
+        let histogram_of = |part: &[(tokio::time::Instant, Duration)]| {
             let mut h = crate::load::histogram();
             for (_, lag) in part {
                 crate::load::record(&mut h, *lag);
             }
             h
         };
-        let all = p99(&sorted);
-        let p99_ms = |part: &[(tokio::time::Instant, Duration)]| Percentiles::of_micros(&p99(part)).map(|p| p.p99);
+        let all = histogram_of(&sorted);
+        let p99_ms =
+            |part: &[(tokio::time::Instant, Duration)]| Percentiles::of_micros(&histogram_of(part)).map(|p| p.p99);
         Self {
             calls: sorted.len() as u64,
             unseen: lags.unseen,

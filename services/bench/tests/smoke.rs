@@ -143,3 +143,91 @@ fn a_smoke_run_reports_every_figure_for_both_databases() {
         assert!(markdown.contains(&format!("### Mesh on {db}")));
     }
 }
+
+#[tokio::test]
+async fn an_interrupted_run_leaves_no_database_no_directory_and_no_listening_process_behind() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut bench = tokio::process::Command::new(env!("CARGO_BIN_EXE_baemin-bench"))
+        .args([
+            "--databases",
+            "postgres",
+            "--duration",
+            "60s",
+            "--progress",
+            "lines",
+            "--breaker-calls",
+            "1000",
+        ])
+        .arg("--out")
+        .arg(tempfile::tempdir().unwrap().path())
+        .env("BENCH_POSTGRES_URL", baemin_mesh_testkit::postgres_admin_url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // stdout names the run's nats-server and its directory; stderr the databases, then the load's progress.
+    let nats_line = BufReader::new(bench.stdout.take().unwrap())
+        .lines()
+        .next_line()
+        .await
+        .unwrap()
+        .expect("the nats-server line");
+    let port: u16 = nats_line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {nats_line:?}"));
+    let dir = nats_line
+        .split("JetStream storage ")
+        .nth(1)
+        .and_then(|rest| rest.split("/nats").next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("no directory in {nats_line:?}"));
+    let mut stderr = BufReader::new(bench.stderr.take().unwrap()).lines();
+    let mut databases = Vec::new();
+    loop {
+        let line = stderr
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the run ended before its load began");
+        if let Some(rest) = line.strip_prefix("created PostgreSQL database ") {
+            databases.push(rest.split_whitespace().next().unwrap().to_owned());
+        }
+        if line.starts_with("echo (raw tonic)") {
+            break; // every service is up and the load has begun
+        }
+    }
+    assert_eq!(databases.len(), 4, "a database per service but the gateway");
+    assert!(dir.exists());
+
+    baemin_mesh_server::probe::terminate(bench.id().unwrap());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), bench.wait())
+        .await
+        .expect("the run did not stop within 60 s of SIGTERM")
+        .unwrap();
+    assert!(!status.success(), "an interrupted run does not report success");
+
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "the run's nats-server still listens on {port}"
+    );
+    let admin = sea_orm::Database::connect(baemin_mesh_testkit::postgres_admin_url())
+        .await
+        .unwrap();
+    for name in databases {
+        use sea_orm::ConnectionTrait;
+        let found = admin
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+            ))
+            .await
+            .unwrap();
+        assert!(found.is_none(), "database {name} is left behind");
+    }
+}
