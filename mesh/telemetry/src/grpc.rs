@@ -2,7 +2,9 @@
 //! from the caller's `traceparent`), [`GrpcClientLayer`] on each client (its span's context sent as
 //! `traceparent`). A span lasts until the call's status is known: the trailers, or the headers of a
 //! trailers-only answer; for a stream, until it ends. A call dropped before that counts as CANCELLED.
-//! Attributes follow the OpenTelemetry RPC conventions.
+//! Attributes follow the OpenTelemetry RPC conventions. What is recorded is bounded whatever callers
+//! and upstreams send: a method the mesh does not serve is [`OTHER_METHOD`](crate::OTHER_METHOD), a
+//! `grpc-status` outside the 17 codes is UNKNOWN.
 
 use std::{
     future::Future,
@@ -21,11 +23,14 @@ use crate::{
     Metrics, RpcLabels,
     metrics::RpcHistograms,
     propagation::{extract_http, inject_http},
+    routes::Route,
 };
 
 const CANCELLED: u16 = 1;
 const UNKNOWN: u16 = 2;
 const UNAVAILABLE: u16 = 14;
+/// The last of the 17 gRPC status codes (UNAUTHENTICATED).
+const LAST_CODE: u16 = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -44,32 +49,46 @@ impl Kind {
     }
 }
 
-/// `/package.Service/Method` of a gRPC (or grpc-web) request.
-fn grpc_route<B>(request: &http::Request<B>) -> Option<(String, String)> {
-    let is_grpc = request
+/// The route of a gRPC (or grpc-web) request: the method it names if the mesh serves it, else
+/// [`Route::OTHER`]; `None` for other HTTP requests.
+fn grpc_route<B>(request: &http::Request<B>) -> Option<Route> {
+    request
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
-    (is_grpc && !service.is_empty() && !method.is_empty() && !method.contains('/'))
-        .then(|| (service.to_owned(), method.to_owned()))
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+        .then(|| Route::of(request.uri().path()))
 }
 
+/// The `grpc-status` of `headers`: one of the 17 codes; any other value is UNKNOWN, as tonic reads it.
 fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+    let value = headers.get("grpc-status")?;
+    let code = value.to_str().ok().and_then(|v| v.parse::<u16>().ok());
+    Some(code.filter(|&code| code <= LAST_CODE).unwrap_or(UNKNOWN))
 }
 
-fn rpc_span(kind: Kind, service: &str, method: &str) -> Span {
-    let name = format!("{service}/{method}");
+fn rpc_span(kind: Kind, route: Route) -> Span {
+    let Route { name, service, method } = route;
     match kind {
         Kind::Server => tracing::info_span!(
-            "rpc.server", otel.name = %name, otel.kind = "server", otel.status_code = Empty,
-            rpc.system = "grpc", rpc.service = %service, rpc.method = %method, rpc.grpc.status_code = Empty,
+            "rpc.server",
+            otel.name = name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
         ),
         Kind::Client => tracing::info_span!(
-            "rpc.client", otel.name = %name, otel.kind = "client", otel.status_code = Empty,
-            rpc.system = "grpc", rpc.service = %service, rpc.method = %method, rpc.grpc.status_code = Empty,
+            "rpc.client",
+            otel.name = name,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
         ),
     }
 }
@@ -185,7 +204,8 @@ where
 }
 
 /// Spans (child of the caller's `traceparent`) and `baemin_rpc_server_duration_seconds` for every RPC
-/// served; other HTTP requests (the dashboard's files) pass untouched.
+/// served, under its method if the mesh serves it and [`OTHER_METHOD`](crate::OTHER_METHOD) otherwise;
+/// other HTTP requests (the dashboard's files) pass untouched.
 #[derive(Clone)]
 pub struct GrpcServerLayer {
     histograms: RpcHistograms,
@@ -231,15 +251,15 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let Some((service, method)) = grpc_route(&request) else {
+        let Some(route) = grpc_route(&request) else {
             return ResponseFuture {
                 inner: self.inner.call(request).instrument(Span::none()),
                 recorder: None,
             };
         };
-        let span = rpc_span(Kind::Server, &service, &method);
+        let span = rpc_span(Kind::Server, route);
         let _ = span.set_parent(extract_http(request.headers()));
-        let recorder = recorder(Kind::Server, &span, service, method, &self.histograms);
+        let recorder = recorder(Kind::Server, &span, route, &self.histograms);
         let inner = span.in_scope(|| self.inner.call(request)).instrument(span);
         ResponseFuture {
             inner,
@@ -248,14 +268,14 @@ where
     }
 }
 
-fn recorder(kind: Kind, span: &Span, service: String, method: String, histograms: &RpcHistograms) -> Recorder {
+fn recorder(kind: Kind, span: &Span, route: Route, histograms: &RpcHistograms) -> Recorder {
     Recorder {
         kind,
         span: span.clone(),
         started: Instant::now(),
         labels: RpcLabels {
-            rpc_service: service,
-            rpc_method: method,
+            rpc_service: route.service,
+            rpc_method: route.method,
             rpc_grpc_status_code: 0,
         },
         histograms: histograms.clone(),
@@ -265,7 +285,8 @@ fn recorder(kind: Kind, span: &Span, service: String, method: String, histograms
 }
 
 /// A client span per call (child of the current span) whose context goes out as `traceparent`, and
-/// `baemin_rpc_client_duration_seconds`.
+/// `baemin_rpc_client_duration_seconds`; a method the mesh does not serve (a path the gateway would
+/// forward as it came) is [`OTHER_METHOD`](crate::OTHER_METHOD), as on the server.
 #[derive(Clone)]
 pub struct GrpcClientLayer {
     histograms: RpcHistograms,
@@ -311,15 +332,15 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
-        let Some((service, method)) = grpc_route(&request) else {
+        let Some(route) = grpc_route(&request) else {
             return ResponseFuture {
                 inner: self.inner.call(request).instrument(Span::none()),
                 recorder: None,
             };
         };
-        let span = rpc_span(Kind::Client, &service, &method);
+        let span = rpc_span(Kind::Client, route);
         inject_http(&span.context(), request.headers_mut());
-        let recorder = recorder(Kind::Client, &span, service, method, &self.histograms);
+        let recorder = recorder(Kind::Client, &span, route, &self.histograms);
         let inner = span.in_scope(|| self.inner.call(request)).instrument(span);
         ResponseFuture {
             inner,
@@ -327,3 +348,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,9 +14,11 @@ mod init;
 mod logfmt;
 mod metrics;
 pub mod propagation;
+mod routes;
 
 pub use admin::{AdminServer, Readiness};
 pub use grpc::{GrpcClient, GrpcClientLayer, GrpcServer, GrpcServerLayer};
 pub use init::{Telemetry, TelemetryError, TelemetrySettings, init};
 pub use metrics::{LatencyBuckets, Metrics, RpcLabels};
 pub use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram};
+pub use routes::OTHER_METHOD;

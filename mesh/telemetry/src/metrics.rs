@@ -24,14 +24,15 @@ impl MetricConstructor<Histogram> for LatencyBuckets {
     }
 }
 
-/// Labels of an RPC, by the OpenTelemetry RPC conventions.
+/// Labels of an RPC, by the OpenTelemetry RPC conventions. `'static` names: the methods the mesh
+/// serves, or [`OTHER_METHOD`](crate::OTHER_METHOD), never a string taken from a request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
     /// Full gRPC service name, e.g. `baemin.call.v1.CallService`.
-    pub rpc_service: String,
+    pub rpc_service: &'static str,
     /// Method name, e.g. `PlaceCall`.
-    pub rpc_method: String,
-    /// Numeric gRPC status code of the outcome (0 = OK).
+    pub rpc_method: &'static str,
+    /// Numeric gRPC status code of the outcome (0 = OK), one of the 17 codes.
     pub rpc_grpc_status_code: u16,
 }
 
@@ -147,8 +148,8 @@ mod tests {
         m.latency("outbox_publish", "Commit to JetStream ack").observe(0.01);
         m.rpc_server()
             .get_or_create(&RpcLabels {
-                rpc_service: "baemin.call.v1.CallService".into(),
-                rpc_method: "PlaceCall".into(),
+                rpc_service: "baemin.call.v1.CallService",
+                rpc_method: "PlaceCall",
                 rpc_grpc_status_code: 0,
             })
             .observe(0.002);
