@@ -70,11 +70,6 @@ INGRESS_GATEWAY_SERVICE_ACCOUNTS = frozenset(
 # Checkov checks not run at all. Every entry needs a reason (why the finding does not apply to this
 # chart, or what covers the risk instead); an entry without one fails the gate.
 SKIPPED_CHECKS: dict[str, str] = {
-    "CKV_K8S_35": (
-        "secrets as environment variables: the services read DATABASE_URL and GATEWAY_JWT_SECRET from "
-        "their environment (the 12-factor runtime contract of DESIGN.md); the chart fills them only from "
-        "Secrets through secretKeyRef, never from the ConfigMap; a JWKS is mounted as a file"
-    ),
     "CKV_K8S_43": (
         "image digest: a digest exists only once an image is released; `image.digest` renders "
         "repository:tag@digest (the production value set does), and the gate's own rule still demands "

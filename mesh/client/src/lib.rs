@@ -4,11 +4,13 @@
 pub mod breaker;
 pub mod deadline;
 mod endpoint;
+pub mod identity;
 pub mod limit;
 pub mod retry;
 mod stack;
 
 pub use breaker::{BreakerConfig, BreakerHandle, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier};
 pub use endpoint::endpoint;
+pub use identity::{Sign, SignLayer, Signer};
 pub use retry::{RetryPolicy, outcome_unknown};
 pub use stack::{ClientError, ClientSettings, MeshChannel, connect_lazy};

@@ -10,15 +10,16 @@ use tower::ServiceBuilder;
 use crate::{
     breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier, WindowType},
     deadline::{Deadline, DeadlineLayer},
+    identity::{Sign, SignLayer, Signer},
     limit::{InFlightLimit, InFlightLimitLayer},
 };
 
 /// The transport under every mesh client: a lazily connecting HTTP/2 channel behind the mesh layers,
 /// outermost first: telemetry (a client span per call, its context sent as `traceparent`, latency by
 /// method and code: refusals by the layers below included), in-flight limit (a shed call never reaches the breaker: the dependency was not
-/// asked), circuit breaker (so deadline expiries count as failures), deadline, channel. Retries of
+/// asked), circuit breaker (so deadline expiries count as failures), deadline, the caller's signed identity, channel. Retries of
 /// idempotent calls wrap the whole stack ([`crate::RetryPolicy`]), so each attempt passes every layer.
-pub type MeshChannel = GrpcClient<InFlightLimit<CircuitBreaker<Deadline<Channel>>>>;
+pub type MeshChannel = GrpcClient<InFlightLimit<CircuitBreaker<Deadline<Sign<Channel>>>>>;
 
 /// How a client reaches one dependency.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct ClientSettings {
     pub max_in_flight: usize,
     /// The circuit breaker guarding the dependency.
     pub breaker: BreakerConfig,
+    /// Who the calls come from, signed (see [`Self::signed_as`]); unsigned without it.
+    pub signer: Option<Signer>,
 }
 
 impl ClientSettings {
@@ -67,7 +70,14 @@ impl ClientSettings {
             connect_timeout: deadline,
             max_in_flight,
             breaker,
+            signer: None,
         })
+    }
+
+    /// Calls made with these settings carry `service` as their signed identity when `key` is set.
+    pub fn signed_as(mut self, service: &'static str, key: Option<baemin_mesh_server::identity::IdentityKey>) -> Self {
+        self.signer = key.map(|key| Signer::new(service, key));
+        self
     }
 
     /// The mesh's breaker defaults for a dependency called with `deadline`: judge the last 20 calls once
@@ -138,6 +148,7 @@ pub fn connect_lazy(settings: &ClientSettings, metrics: &Metrics) -> Result<Mesh
         .layer(InFlightLimitLayer::new(settings.dependency, settings.max_in_flight))
         .layer(breaker)
         .layer(DeadlineLayer::new(settings.dependency, settings.deadline))
+        .layer(SignLayer::new(settings.signer.clone()))
         .service(channel))
 }
 

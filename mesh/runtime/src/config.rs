@@ -3,7 +3,10 @@
 use std::{net::SocketAddr, time::Duration};
 
 use baemin_mesh_events::StreamSettings;
-use baemin_mesh_server::config::{ConfigError, Settings};
+use baemin_mesh_server::{
+    config::{ConfigError, Settings},
+    identity::IdentityKey,
+};
 
 /// Settings common to every service, from the environment.
 #[derive(Debug, Clone)]
@@ -14,7 +17,8 @@ pub struct ServiceConfig {
     pub listen_addr: SocketAddr,
     /// `ADMIN_ADDR`: the admin HTTP port, `/metrics`, `/livez`, `/readyz` (default: gRPC port + 1000).
     pub admin_addr: SocketAddr,
-    /// `DATABASE_URL`: `sqlite://PATH?mode=rwc` (default `sqlite://data/<name>.db?mode=rwc`) or `postgres://...`.
+    /// `DATABASE_URL` or the file `DATABASE_URL_FILE` names (it may hold a password): `sqlite://PATH?mode=rwc`
+    /// (default `sqlite://data/<name>.db?mode=rwc`) or `postgres://...`.
     pub database_url: String,
     /// `DATABASE_POOL_SIZE`: connections to PostgreSQL (SQLite always uses one).
     pub database_pool_size: u32,
@@ -40,16 +44,22 @@ pub struct ServiceConfig {
     pub event_lanes: usize,
     /// `MAX_MESSAGE_BYTES`: largest request message accepted (default 64 KiB); larger is RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
+    /// `REQUEST_READ_TIMEOUT`: longest wait for a request's first message (default 10 s); slower is
+    /// DEADLINE_EXCEEDED.
+    pub request_read_timeout: Duration,
     /// `BAEMIN_REQUIRE_IDENTITY`: refuse calls without caller identity (UNAUTHENTICATED) instead of
     /// trusting them as internal backends (default false).
     pub require_identity: bool,
+    /// `BAEMIN_IDENTITY_KEY` (≥ 32 bytes): verifies the identity the gateway forwards, and signs this
+    /// service's own calls to others. Without it, calls carrying identity are UNAUTHENTICATED.
+    pub identity_key: Option<IdentityKey>,
 }
 
 impl ServiceConfig {
     /// Reads the common settings of service `name` whose default gRPC port is `default_port`.
     pub fn from_settings(name: &'static str, default_port: u16, s: &Settings<'_>) -> Result<Self, ConfigError> {
         let listen_addr = s.parse("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], default_port)))?;
-        let database_url = s.url(
+        let database_url = s.secret_url(
             "DATABASE_URL",
             &format!("sqlite://data/{name}.db?mode=rwc"),
             &["sqlite", "postgres", "postgresql"],
@@ -114,7 +124,9 @@ impl ServiceConfig {
             event_ack_wait,
             event_lanes,
             max_message_bytes: max_message_bytes(s)?,
+            request_read_timeout: s.request_read_timeout()?,
             require_identity: s.parse("BAEMIN_REQUIRE_IDENTITY", false)?,
+            identity_key: IdentityKey::from_settings(s)?,
         })
     }
 }
@@ -161,10 +173,27 @@ mod tests {
             ("EVENT_LANES", "0"),
             ("EVENT_LANES", "1000"),
             ("MAX_MESSAGE_BYTES", "10"),
+            ("REQUEST_READ_TIMEOUT", "100ms"),
+            ("BAEMIN_IDENTITY_KEY", "short"),
         ] {
             let env = [(key, value)];
             let err = ServiceConfig::from_settings("call", 8081, &Settings::new(&env)).unwrap_err();
             assert_eq!(err.key, key);
         }
+    }
+
+    #[test]
+    fn the_database_url_may_come_from_a_file_and_is_never_shown_with_its_password() {
+        let path = std::env::temp_dir().join(format!("baemin-runtime-{}-database-url", std::process::id()));
+        std::fs::write(&path, "postgres://call:hunter2@db:5432/baemin_call\n").unwrap();
+        let env = [("DATABASE_URL_FILE", path.to_str().unwrap())];
+        let c = ServiceConfig::from_settings("call", 8081, &Settings::new(&env));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(c.unwrap().database_url, "postgres://call:hunter2@db:5432/baemin_call");
+
+        let env = [("DATABASE_URL", "mysql://call:hunter2@db/baemin_call")];
+        let err = ServiceConfig::from_settings("call", 8081, &Settings::new(&env)).unwrap_err();
+        assert_eq!(err.key, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

@@ -165,7 +165,9 @@ impl Runtime {
             routes,
             baemin_mesh_server::ServeOptions {
                 require_identity: self.config.require_identity,
+                identity_key: self.config.identity_key.clone(),
                 max_message_bytes: self.config.max_message_bytes,
+                request_read_timeout: self.config.request_read_timeout,
             },
             shutdown.clone(),
         );

@@ -132,24 +132,136 @@ impl<'a> Settings<'a> {
         Ok(Duration::from_millis(n * unit))
     }
 
+    /// `REQUEST_READ_TIMEOUT`: how long a client may take to send a request's first message (default
+    /// 10 s, at least 1 s). Slower calls are DEADLINE_EXCEEDED, so a client that sends headers and never
+    /// a body holds no stream, nor an HTTP/1.1 connection, beyond it.
+    pub fn request_read_timeout(&self) -> Result<Duration, ConfigError> {
+        let limit = self.duration("REQUEST_READ_TIMEOUT", crate::DEFAULT_REQUEST_READ_TIMEOUT)?;
+        if limit < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "REQUEST_READ_TIMEOUT",
+                &format!("{limit:?}"),
+                "must be at least 1s",
+            ));
+        }
+        Ok(limit)
+    }
+
     /// `key` as a URL with one of the given schemes, or `default`.
     pub fn url(&self, key: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
         let v = self.string(key, default);
-        let ok = schemes.iter().any(|s| {
-            v.strip_prefix(s)
-                .and_then(|rest| rest.strip_prefix("://"))
-                .is_some_and(|rest| !rest.is_empty())
-        });
-        if ok {
+        if has_scheme(&v, schemes) {
             Ok(v)
         } else {
-            Err(ConfigError::new(
-                key,
-                &v,
-                format!("expected a URL starting with {}://", schemes.join("://, ")),
-            ))
+            Err(ConfigError::new(key, &v, expected_scheme(schemes)))
         }
     }
+
+    /// A secret setting: the value of `key`, or the contents of the file named by `<key>_FILE` (surrounding
+    /// whitespace, such as the newline editors add, trimmed), `None` when neither is set. The file form is
+    /// how Kubernetes Secrets and Docker secrets are mounted: the value never shows in the environment.
+    /// Errors never hold the secret: both set, or a file that cannot be read or is empty, name
+    /// `<key>_FILE` and its path.
+    pub fn secret(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        Ok(self.secret_from(key)?.map(|secret| secret.value))
+    }
+
+    /// A secret URL (it may hold a password) with one of the given schemes, read as [`Settings::secret`]
+    /// does, or `default`. A bad one is named with its password and its query (where a password may also
+    /// be) hidden.
+    pub fn secret_url(&self, key: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+        let Some(Secret { value: v, file }) = self.secret_from(key)? else {
+            return self.url(key, default, schemes);
+        };
+        if has_scheme(&v, schemes) {
+            return Ok(v);
+        }
+        Err(match file {
+            None => ConfigError::new(key, &redact_url(&v), expected_scheme(schemes)),
+            Some((file_key, path)) => ConfigError::new(
+                &file_key,
+                &path,
+                format!("{} (it holds {})", expected_scheme(schemes), redact_url(&v)),
+            ),
+        })
+    }
+
+    /// The secret `key`, and where it came from.
+    fn secret_from(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
+        let file_key = format!("{key}_FILE");
+        let path = match (self.raw(key), self.raw(&file_key)) {
+            (value, None) => return Ok(value.map(|value| Secret { value, file: None })),
+            (Some(_), Some(path)) => {
+                return Err(ConfigError::new(
+                    &file_key,
+                    &path,
+                    format!("set {key} or {file_key}, not both"),
+                ));
+            }
+            (None, Some(path)) => path,
+        };
+        let contents = std::fs::read_to_string(&path).map_err(|e| ConfigError::new(&file_key, &path, e))?;
+        let value = contents.trim();
+        if value.is_empty() {
+            return Err(ConfigError::new(&file_key, &path, "the file is empty"));
+        }
+        Ok(Some(Secret {
+            value: value.to_owned(),
+            file: Some((file_key, path)),
+        }))
+    }
+}
+
+/// A secret setting's value and, when it was read from a file, `(<key>_FILE, path)`.
+struct Secret {
+    value: String,
+    file: Option<(String, String)>,
+}
+
+/// Whether `url` is `<scheme>://<something>` for one of `schemes`.
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    schemes.iter().any(|s| {
+        url.strip_prefix(s)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .is_some_and(|rest| !rest.is_empty())
+    })
+}
+
+fn expected_scheme(schemes: &[&str]) -> String {
+    format!("expected a URL starting with {}://", schemes.join("://, "))
+}
+
+/// `url` fit for a message: the password of its user info and the values of its query replaced by
+/// `***`; anything that is not `scheme://…` entirely hidden (it may be a bare password).
+pub fn redact_url(url: &str) -> String {
+    const HIDDEN: &str = "***";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return HIDDEN.to_owned();
+    };
+    // The last `@` ends the user info, so a password with a stray `@`, `/` or `?` stays inside it; a
+    // "user" holding `/`, `?` or `#` is a path or query before an `@`, hidden whole.
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            _ if userinfo.contains(['/', '?', '#']) => (format!("{HIDDEN}@"), host),
+            Some((user, _)) => (format!("{user}:{HIDDEN}@"), host),
+            None => (format!("{userinfo}@"), host),
+        },
+        None => (String::new(), rest),
+    };
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) => format!("{name}={HIDDEN}"),
+                    None => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => rest.to_owned(),
+    };
+    format!("{scheme}://{user}{rest}")
 }
 
 /// The admin address that goes with gRPC address `grpc`: the same host, port + 1000 (8081 -> 9081), or
@@ -204,5 +316,132 @@ mod tests {
         assert!(s.url("NATS_URL", "nats://127.0.0.1:4222", &["nats"]).is_err());
         assert!(s.url("PAYMENT_URL", "http://x", &["http", "https"]).is_err());
         assert_eq!(s.url("OTHER", "nats://a:1", &["nats"]), Ok("nats://a:1".to_owned()));
+    }
+
+    #[test]
+    fn the_request_read_timeout_defaults_to_10s_and_is_at_least_1s() {
+        let none: [(&str, &str); 0] = [];
+        assert_eq!(Settings::new(&none).request_read_timeout(), Ok(Duration::from_secs(10)));
+        let env = [("REQUEST_READ_TIMEOUT", "2s")];
+        assert_eq!(Settings::new(&env).request_read_timeout(), Ok(Duration::from_secs(2)));
+        let env = [("REQUEST_READ_TIMEOUT", "500ms")];
+        assert_eq!(
+            Settings::new(&env).request_read_timeout().unwrap_err().key,
+            "REQUEST_READ_TIMEOUT"
+        );
+    }
+
+    /// A file holding `contents` in the temporary directory, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, contents: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("baemin-config-{}-{name}", std::process::id()));
+            std::fs::write(&path, contents).unwrap();
+            Self(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_secret_comes_from_its_variable_or_the_file_its_file_variable_names() {
+        let file = TempFile::new("secret-from-file", "from the file\n");
+        let env = [("A", "  from the environment "), ("B_FILE", file.path())];
+        let s = Settings::new(&env);
+        assert_eq!(s.secret("A"), Ok(Some("from the environment".to_owned())));
+        assert_eq!(
+            s.secret("B"),
+            Ok(Some("from the file".to_owned())),
+            "the newline is trimmed"
+        );
+        assert_eq!(s.secret("C"), Ok(None));
+    }
+
+    #[test]
+    fn a_secret_set_twice_or_in_a_missing_or_empty_file_names_the_file_never_the_secret() {
+        let file = TempFile::new("secret-twice", "hunter2-in-a-file");
+        let empty = TempFile::new("secret-empty", " \n");
+        let env = [
+            ("BOTH", "hunter2-in-the-env"),
+            ("BOTH_FILE", file.path()),
+            ("MISSING_FILE", "/nonexistent/secret"),
+            ("EMPTY_FILE", empty.path()),
+        ];
+        let s = Settings::new(&env);
+
+        let err = s.secret("BOTH").unwrap_err();
+        assert_eq!(err.key, "BOTH_FILE", "{err}");
+        assert!(err.reason.contains("BOTH ") && err.reason.contains("not both"), "{err}");
+        assert_eq!(err.value, file.path());
+
+        let err = s.secret("MISSING").unwrap_err();
+        assert_eq!(
+            (err.key.as_str(), err.value.as_str()),
+            ("MISSING_FILE", "/nonexistent/secret")
+        );
+
+        let err = s.secret("EMPTY").unwrap_err();
+        assert_eq!((err.key.as_str(), err.value.as_str()), ("EMPTY_FILE", empty.path()));
+        assert!(err.reason.contains("empty"), "{err}");
+
+        for err in [s.secret("BOTH"), s.secret("MISSING"), s.secret("EMPTY")] {
+            let message = err.unwrap_err().to_string();
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_bad_secret_url_is_named_with_its_password_hidden() {
+        let file = TempFile::new("secret-url", "mysql://app:hunter2@db/call\n");
+        let env = [
+            ("DATABASE_URL", "mysql://app:hunter2@db:3306/call?password=hunter2"),
+            ("FROM_FILE_FILE", file.path()),
+            ("GOOD", "postgres://app:hunter2@db/call"),
+            ("NOT_A_URL", "hunter2"),
+        ];
+        let s = Settings::new(&env);
+        let schemes = ["sqlite", "postgres"];
+
+        assert_eq!(
+            s.secret_url("GOOD", "sqlite://x", &schemes),
+            Ok("postgres://app:hunter2@db/call".to_owned())
+        );
+        assert_eq!(
+            s.secret_url("UNSET", "sqlite://x", &schemes),
+            Ok("sqlite://x".to_owned())
+        );
+        let err = s.secret_url("DATABASE_URL", "sqlite://x", &schemes).unwrap_err();
+        assert_eq!(err.key, "DATABASE_URL");
+        assert_eq!(err.value, "mysql://app:***@db:3306/call?password=***");
+        let err = s.secret_url("FROM_FILE", "sqlite://x", &schemes).unwrap_err();
+        assert_eq!((err.key.as_str(), err.value.as_str()), ("FROM_FILE_FILE", file.path()));
+        assert!(err.reason.contains("mysql://app:***@db/call"), "{err}");
+        let err = s.secret_url("NOT_A_URL", "sqlite://x", &schemes).unwrap_err();
+        assert_eq!(err.value, "***");
+    }
+
+    #[test]
+    fn redacting_a_url_keeps_everything_but_passwords_and_query_values() {
+        assert_eq!(redact_url("postgres://app@db/call"), "postgres://app@db/call");
+        assert_eq!(
+            redact_url("sqlite://data/call.db?mode=rwc"),
+            "sqlite://data/call.db?mode=***"
+        );
+        assert_eq!(redact_url("postgres://app:p@ss/w?rd@db/call"), "postgres://***@db/call");
+        assert_eq!(redact_url("postgres://app:p@ss@db/call"), "postgres://app:***@db/call");
+        assert_eq!(
+            redact_url("postgres://db/call?password=hunter2&name=a@b"),
+            "postgres://***@b"
+        );
+        assert_eq!(redact_url("app:hunter2@db/call"), "***");
     }
 }

@@ -50,12 +50,16 @@ impl Serving {
 }
 
 /// How a service's server treats its callers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Refuse calls without caller identity (UNAUTHENTICATED).
     pub require_identity: bool,
+    /// The key caller identity is verified with; without it, only calls without identity are served.
+    pub identity_key: Option<crate::identity::IdentityKey>,
     /// Largest request message accepted; larger ones are RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
+    /// Longest wait for a request's first message; slower ones are DEADLINE_EXCEEDED.
+    pub request_read_timeout: std::time::Duration,
 }
 
 /// A gRPC server with the mesh's standard services around a service's own routes, and its admin
@@ -201,9 +205,17 @@ impl MeshServer {
             .layer(
                 tower::ServiceBuilder::new()
                     .layer(parts.telemetry)
-                    .layer(crate::RequireIdentityLayer::new(options.require_identity))
+                    .layer(crate::DecodeErrorLayer)
+                    .layer(crate::CatchPanicLayer)
+                    .layer(crate::IdentityLayer::new(
+                        options.identity_key,
+                        options.require_identity,
+                    ))
                     .layer(crate::CallerDeadlineLayer)
-                    .layer(crate::MessageLimitLayer::new(options.max_message_bytes)),
+                    .layer(
+                        crate::MessageLimitLayer::new(options.max_message_bytes)
+                            .read_timeout(options.request_read_timeout),
+                    ),
             )
             .add_routes(parts.routes)
             .serve_with_incoming_shutdown(parts.incoming, parts.drain)

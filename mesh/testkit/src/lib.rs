@@ -4,6 +4,7 @@
 
 pub mod alloc;
 mod db;
+pub mod identity;
 mod nats;
 mod otlp;
 mod process;
@@ -12,6 +13,7 @@ mod service;
 pub mod tls;
 
 pub use db::{DbKind, TestDatabases, postgres_admin_url, with_database};
+pub use identity::{TEST_IDENTITY_KEY, as_caller};
 pub use nats::NatsServer;
 pub use otlp::{CollectedSpan, OtlpCollector};
 pub use process::ServiceProcess;

@@ -29,6 +29,7 @@ impl ServiceProcess {
             .args(args)
             // A free admin port unless the test names one (gRPC port + 1000 may be taken).
             .env("ADMIN_ADDR", "127.0.0.1:0")
+            .env("BAEMIN_IDENTITY_KEY", crate::TEST_IDENTITY_KEY)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("GRPC_ADDR", addr.to_string())
             .env(

@@ -20,6 +20,8 @@ impl RunningService {
         let mut vars: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         vars.entry("GRPC_ADDR".into()).or_insert_with(|| "127.0.0.1:0".into());
         vars.entry("ADMIN_ADDR".into()).or_insert_with(|| "127.0.0.1:0".into());
+        vars.entry("BAEMIN_IDENTITY_KEY".into())
+            .or_insert_with(|| crate::TEST_IDENTITY_KEY.into());
         let config = S::config(&vars).unwrap_or_else(|e| panic!("{} config: {e}", S::NAME));
         let service = S::build(config)
             .await

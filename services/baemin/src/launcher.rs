@@ -90,6 +90,8 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
     let exe = std::env::current_exe().context("locating the baemin binary")?;
     // The gateway verifies with this secret; the dashboard link below and `baemin token` sign with it.
     let jwt_secret = crate::token::secret(&data_dir)?;
+    // The gateway signs the identity it forwards with this key; the services verify it.
+    let identity_key = crate::token::identity_key(&data_dir)?;
     let dashboard_token = crate::token::mint(
         &jwt_secret,
         baemin_mesh_server::identity::Role::Admin,
@@ -111,7 +113,7 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
         let db = data_dir.join(format!("{}.db", service.as_str()));
         let mut command = Command::new(&exe);
         let url_of = |s: ServiceName| format!("http://127.0.0.1:{}", port(s));
-        wire(&mut command, service, &url_of, &nats_url, &jwt_secret);
+        wire(&mut command, service, &url_of, &nats_url, &jwt_secret, &identity_key);
         if service != ServiceName::Gateway {
             command.env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()));
         }
@@ -231,6 +233,7 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
 }
 
 /// Wires `service` of a local mesh to the others: the NATS URL, payment's URL (call and rider call it),
+/// the mesh's `identity_key` (the gateway signs forwarded identity with it, every service verifies it),
 /// and for the gateway its upstreams at `url_of` and the HS256 `jwt_secret` it verifies with. A local
 /// mesh is plaintext on loopback (its probes and printed links are http://) and signs its own tokens:
 /// the gateway's TLS and JWKS settings of the environment are not passed on.
@@ -240,9 +243,12 @@ pub fn wire(
     url_of: &dyn Fn(ServiceName) -> String,
     nats_url: &str,
     jwt_secret: &str,
+    identity_key: &str,
 ) {
     command
         .env("NATS_URL", nats_url)
+        .env("BAEMIN_IDENTITY_KEY", identity_key)
+        .env_remove("BAEMIN_IDENTITY_KEY_FILE")
         .env("PAYMENT_URL", url_of(ServiceName::Payment));
     if service == ServiceName::Gateway {
         for upstream in [

@@ -13,17 +13,19 @@ use anyhow::{Context, bail};
 use baemin_gateway::auth::{Role, mint_hs256};
 
 const SECRET_FILE: &str = "jwt-secret";
+/// Where `baemin up` keeps the mesh's identity key (`BAEMIN_IDENTITY_KEY`).
+const IDENTITY_KEY_FILE: &str = "identity-key";
 
-/// The secret of the mesh in `data_dir`, created if there is none yet.
-fn ensure_secret(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join(SECRET_FILE);
+/// The secret kept in `data_dir/file`, created (32 random bytes, hex) if there is none yet.
+fn ensure_secret(data_dir: &Path, file: &str) -> anyhow::Result<String> {
+    let path = data_dir.join(file);
     if path.exists() {
         return read_secret(&path);
     }
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom for the gateway's secret")?;
+        .with_context(|| format!("reading /dev/urandom for {file}"))?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -45,7 +47,17 @@ fn read_secret(path: &Path) -> anyhow::Result<String> {
 pub fn secret(data_dir: &Path) -> anyhow::Result<String> {
     match std::env::var("GATEWAY_JWT_SECRET") {
         Ok(secret) if !secret.trim().is_empty() => Ok(secret),
-        _ => ensure_secret(data_dir),
+        _ => ensure_secret(data_dir, SECRET_FILE),
+    }
+}
+
+/// The mesh's identity key: `BAEMIN_IDENTITY_KEY` when set, else the one kept in `data_dir` (created if
+/// there is none yet). `baemin up` gives it to the gateway, which signs the identity it forwards, and
+/// to every service, which verifies it.
+pub fn identity_key(data_dir: &Path) -> anyhow::Result<String> {
+    match std::env::var("BAEMIN_IDENTITY_KEY") {
+        Ok(key) if !key.trim().is_empty() => Ok(key),
+        _ => ensure_secret(data_dir, IDENTITY_KEY_FILE),
     }
 }
 
@@ -91,9 +103,9 @@ mod tests {
     #[test]
     fn the_secret_is_made_once_kept_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ensure_secret(dir.path()).unwrap();
+        let first = ensure_secret(dir.path(), SECRET_FILE).unwrap();
         assert_eq!(first.len(), 64);
-        assert_eq!(ensure_secret(dir.path()).unwrap(), first);
+        assert_eq!(ensure_secret(dir.path(), SECRET_FILE).unwrap(), first);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
             .unwrap()

@@ -58,14 +58,21 @@ const PATH: &str = "/baemin.payment.v1.PaymentService/RegisterFee";
 const ROUNDS: usize = 5;
 
 /// Runs the micro-benchmark on a thread of its own (a single-threaded runtime; allocations are counted
-/// on that thread only).
-pub fn measure(calls: u32) -> anyhow::Result<BreakerCost> {
+/// on that thread only). Awaited, not joined: the caller's runtime stays free, and a run interrupted
+/// meanwhile ends without waiting for the thread (which ends with the process).
+pub async fn measure(calls: u32) -> anyhow::Result<BreakerCost> {
+    let (result, measured) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(run(calls))
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the breaker micro-benchmark panicked"))?
+        let outcome = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(run(calls)));
+        let _ = result.send(outcome);
+    });
+    measured
+        .await
+        .map_err(|_| anyhow::anyhow!("the breaker micro-benchmark panicked"))?
 }
 
 async fn run(calls: u32) -> anyhow::Result<BreakerCost> {

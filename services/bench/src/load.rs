@@ -7,6 +7,12 @@
 //! call *due* inside the window counts, its latency from when it was due, not from when it was sent,
 //! so a stalled server cannot hide its queue (coordinated omission). A call gets [`CALL_TIMEOUT`];
 //! one that has not ended by then is an error, never silently left out.
+//!
+//! A load that is dropped before its end (the run interrupted by Ctrl-C or SIGTERM, a scenario failed)
+//! stops at once: its callers and its progress display are tasks owned by it, aborted with it, and a
+//! caller gives the scheduler a turn on every call, so one whose calls fail at once (a target that is
+//! gone) can neither outlive its load nor keep a worker thread, and with it the runtime's shutdown,
+//! until the scenario's planned end.
 
 use std::{
     future::Future,
@@ -149,13 +155,12 @@ where
     let measure_from = started + plan.warmup;
     let end = measure_from + plan.duration;
     let done = Arc::new(AtomicU64::new(0));
-    let progress = tokio::spawn(show_progress(name.to_owned(), *plan, started, Arc::clone(&done)));
+    let progress = Owned::spawn(show_progress(name.to_owned(), *plan, started, Arc::clone(&done)));
     let tally = match shape {
         Shape::Closed(callers) => closed(callers, op, measure_from, end, &done).await,
         Shape::Open(rate) => open(rate, op, started, measure_from, end, &done).await,
     };
-    progress.abort();
-    let _ = progress.await;
+    progress.stop().await;
     clear_progress(plan.progress);
     Measured {
         ok: tally.ok,
@@ -172,31 +177,35 @@ where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let workers: Vec<_> = (0..callers)
-        .map(|_| {
-            let op = Arc::clone(&op);
-            let done = Arc::clone(done);
-            tokio::spawn(async move {
-                let mut tally = Tally::new();
-                loop {
-                    let sent = Instant::now();
-                    if sent >= end {
-                        return tally;
-                    }
-                    let outcome = op().await;
-                    let answered = Instant::now();
-                    tally.all += 1;
-                    if answered >= measure_from && answered <= end {
-                        tally.note(outcome, answered - sent);
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
+    // Owned by this future: dropped with it (the run interrupted), the callers are aborted.
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let op = Arc::clone(&op);
+        let done = Arc::clone(done);
+        workers.spawn(async move {
+            let mut tally = Tally::new();
+            loop {
+                // A call that fails without waiting (its connection gone, its channel's worker task
+                // shut down with the runtime) never yields: without this turn for the scheduler the
+                // loop would hold its worker thread, deaf to abort and shutdown, until `end`.
+                // (removed for the check)
+                let sent = Instant::now();
+                if sent >= end {
+                    return tally;
                 }
-            })
-        })
-        .collect();
+                let outcome = op().await;
+                let answered = Instant::now();
+                tally.all += 1;
+                if answered >= measure_from && answered <= end {
+                    tally.note(outcome, answered - sent);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
     let mut total = Tally::new();
-    for worker in workers {
-        if let Ok(tally) = worker.await {
+    while let Some(worker) = workers.join_next().await {
+        if let Ok(tally) = worker {
             total.merge(tally);
         }
     }
@@ -272,6 +281,33 @@ where
     std::mem::replace(&mut *total, Tally::new())
 }
 
+/// A spawned task owned by its spawner: aborted when this is dropped, so a load or scenario cut short
+/// does not leave it running detached (dropping a bare `JoinHandle` does not stop its task).
+pub struct Owned<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T: Send + 'static> Owned<T> {
+    /// Spawns `task` on the runtime.
+    pub fn spawn(task: impl Future<Output = T> + Send + 'static) -> Self {
+        Self(Some(tokio::spawn(task)))
+    }
+
+    /// Aborts the task and waits until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
 fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
     tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -331,5 +367,115 @@ fn clear_progress(progress: Progress) {
     };
     if bar {
         eprint!("\r{:100}\r", "");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+mod tests {
+    use super::*;
+
+    fn plan(duration: Duration) -> Plan {
+        Plan {
+            warmup: Duration::ZERO,
+            duration,
+            progress: Progress::Quiet,
+        }
+    }
+
+    /// Counts the calls of a load.
+    fn counting(calls: &Arc<AtomicU64>) -> impl Fn() + Send + Sync + 'static {
+        let calls = Arc::clone(calls);
+        move || {
+            calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What the harness does on Ctrl-C or SIGTERM: it drops the run, and with it the load under way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_load_makes_no_more_calls() {
+        for shape in [Shape::Closed(8), Shape::Open(1000.0)] {
+            let calls = Arc::new(AtomicU64::new(0));
+            let count = counting(&calls);
+            // Each call waits a moment, as a call over the network does.
+            let plan = plan(Duration::from_secs(60));
+            let load = drive("dropped", &plan, shape, move || {
+                count();
+                async {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    Ok(())
+                }
+            });
+            assert!(
+                tokio::time::timeout(Duration::from_millis(300), load).await.is_err(),
+                "the load ran for its whole minute"
+            );
+            assert!(calls.load(Ordering::Relaxed) > 0, "{shape:?}: no call was made");
+            tokio::time::sleep(Duration::from_millis(50)).await; // calls in flight end or are aborted
+            let after_drop = calls.load(Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                calls.load(Ordering::Relaxed),
+                after_drop,
+                "{shape:?}: the load's callers kept calling after it was dropped"
+            );
+        }
+    }
+
+    /// Calls that fail without waiting — what a caller sees once its target is killed, or once the
+    /// runtime's shutdown has stopped its channel's worker task — must not pin a worker thread: the
+    /// interrupted harness could not exit (the runtime's shutdown waits for its worker threads) until
+    /// the scenario's planned end.
+    #[test]
+    fn callers_whose_calls_fail_at_once_do_not_hold_up_the_runtime() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicU64::new(0));
+        let count = counting(&calls);
+        let load = runtime.spawn(async move {
+            drive("refused", &plan(Duration::from_secs(20)), Shape::Closed(4), move || {
+                count();
+                std::future::ready(Err(anyhow::anyhow!("connection refused")))
+            })
+            .await
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(calls.load(Ordering::Relaxed) > 0, "no call was made");
+
+        let interrupted = std::time::Instant::now();
+        load.abort();
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        assert!(
+            interrupted.elapsed() < Duration::from_secs(2),
+            "the runtime took {:?} to shut down",
+            interrupted.elapsed()
+        );
+        let after_shutdown = calls.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            after_shutdown,
+            "callers kept calling after their load was aborted and their runtime shut down"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_owned_task_is_aborted_with_its_owner() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let owned = Owned::spawn(async move {
+            let _tx = tx; // the channel closes when the task is gone
+            std::future::pending::<()>().await;
+        });
+        drop(owned);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .is_none(),
+            "the task outlived its owner"
+        );
     }
 }

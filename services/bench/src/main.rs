@@ -30,11 +30,15 @@ async fn main() -> ExitCode {
         Some(cli::Hidden::Serve { service }) => baemin::launcher::serve(service).await,
         Some(cli::Hidden::Echo { addr }) => echo::serve_until_signal(&addr).await,
         None => {
-            // On Ctrl-C or SIGTERM the run is dropped: its processes are killed (kill on drop) and its
-            // temporary directory and databases removed (`Mesh`'s drop).
+            // On Ctrl-C or SIGTERM the run is dropped: its load stops (its tasks are aborted with it),
+            // its processes are killed and its databases and temporary directory removed (`Mesh`'s
+            // drop). `biased`: the signal is polled first, so its handlers are installed before the run
+            // takes its first step — a SIGTERM after that is never met by the default action, which
+            // would end the process at once and leave the run's children behind.
             let outcome = tokio::select! {
-                outcome = run::run(cli.options) => outcome,
+                biased;
                 () = baemin_mesh_server::wait_for_signal() => Err(anyhow::anyhow!("interrupted")),
+                outcome = run::run(cli.options) => outcome,
             };
             match outcome {
                 Ok(()) => ExitCode::SUCCESS,

@@ -139,9 +139,19 @@ impl Mesh {
         nats_url: &str,
     ) -> anyhow::Result<()> {
         let url_of = |service| url_of(addrs, service);
+        // The key the gateway signs forwarded identity with and the services verify; like the JWT
+        // secret, it lives as long as this temporary mesh.
+        let identity_key = format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple());
         for &(service, addr) in addrs {
             let mut command = Command::new(exe);
-            baemin::launcher::wire(&mut command, service, &url_of, nats_url, &self.jwt_secret);
+            baemin::launcher::wire(
+                &mut command,
+                service,
+                &url_of,
+                nats_url,
+                &self.jwt_secret,
+                &identity_key,
+            );
             command
                 .env("GRPC_ADDR", addr.to_string())
                 .env("ADMIN_ADDR", "127.0.0.1:0")
@@ -173,6 +183,9 @@ impl Mesh {
             )),
             DbKind::Postgres => {
                 let name = format!("baemin_bench_{}_{}", uuid::Uuid::now_v7().simple(), service.as_str());
+                // Recorded before it is created: a run interrupted while CREATE DATABASE runs (or while
+                // its connection closes) drops it too (`DROP DATABASE IF EXISTS`).
+                self.databases.push(name.clone());
                 let admin = Database::connect(&self.postgres_url)
                     .await
                     .with_context(|| "connecting to PostgreSQL (--postgres-url / BENCH_POSTGRES_URL)".to_string())?;
@@ -182,7 +195,6 @@ impl Mesh {
                     .with_context(|| format!("CREATE DATABASE {name}"))?;
                 admin.close().await.ok();
                 eprintln!("created PostgreSQL database {name} (dropped at the end)");
-                self.databases.push(name.clone());
                 Ok(baemin_mesh_testkit::with_database(&self.postgres_url, &name))
             }
         }
@@ -271,9 +283,26 @@ impl Mesh {
 }
 
 impl Drop for Mesh {
-    /// A run cut short (Ctrl-C, an error, a panic): the processes die with their handles (kill on
-    /// drop), the temporary directory with its guard; the databases are dropped here.
+    /// A run cut short (Ctrl-C, an error, a panic): the processes are killed first and reaped, so that
+    /// no service holds (or reopens) a connection to a database being dropped and none writes into the
+    /// temporary directory while it is removed; then the databases are dropped here, and the directory
+    /// goes with its guard.
     fn drop(&mut self) {
+        let mut children: Vec<&mut Child> = self
+            .processes
+            .iter_mut()
+            .map(|p| &mut p.child)
+            .chain(self.nats.as_mut())
+            .collect();
+        for child in &mut children {
+            let _ = child.start_kill();
+        }
+        // SIGKILL cannot be ignored: this takes milliseconds; the bound is for a process that is
+        // somebody else's to reap.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while children.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let names = std::mem::take(&mut self.databases);
         if names.is_empty() {
             return;

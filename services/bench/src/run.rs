@@ -34,7 +34,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "circuit breaker micro-benchmark ({} calls per round)",
         options.breaker_calls
     );
-    let breaker = breaker::measure(options.breaker_calls)?;
+    let breaker = breaker::measure(options.breaker_calls).await?;
 
     let mut runs = Vec::new();
     if !options.breaker_only {

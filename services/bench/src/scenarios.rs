@@ -22,7 +22,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::{
     echo,
-    load::{Measured, Plan, Shape, drive},
+    load::{Measured, Owned, Plan, Shape, drive},
     mesh::Urls,
     sightings::Sightings,
 };
@@ -150,7 +150,7 @@ pub async fn place_calls(target: &Target, route: Route, shape: Shape) -> anyhow:
     })
     .await;
     let drain = drained(&sightings, Duration::from_secs(30)).await;
-    watcher.abort();
+    drop(watcher);
     Ok(Placed {
         calls,
         sightings,
@@ -208,7 +208,7 @@ pub async fn lifecycle(target: &Target) -> anyhow::Result<Lifecycles> {
         },
     )
     .await;
-    watcher.abort();
+    drop(watcher);
     let completed = completed.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(30);
     let settled_in_report = loop {
@@ -324,8 +324,8 @@ async fn drained(sightings: &Sightings, patience: Duration) -> Option<Duration> 
 }
 
 /// Notes every row the report streams (its first showing is its CALLED row). Returns once the stream is
-/// open, so no call placed afterwards is missed.
-async fn watch_report(target: &Target, sightings: Sightings) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// open, so no call placed afterwards is missed; the watch ends when the returned task is dropped.
+async fn watch_report(target: &Target, sightings: Sightings) -> anyhow::Result<Owned<()>> {
     let mut stream = target
         .clients
         .report
@@ -334,7 +334,7 @@ async fn watch_report(target: &Target, sightings: Sightings) -> anyhow::Result<t
         .await
         .context("WatchDeliveryViews")?
         .into_inner();
-    Ok(tokio::spawn(async move {
+    Ok(Owned::spawn(async move {
         while let Some(Ok(message)) = stream.next().await {
             if let Some(view) = message.view {
                 sightings.seen(&view.call_id, Instant::now());
@@ -343,8 +343,8 @@ async fn watch_report(target: &Target, sightings: Sightings) -> anyhow::Result<t
     }))
 }
 
-/// Notes every call the rider board opens.
-async fn watch_board(target: &Target, sightings: Sightings) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// Notes every call the rider board opens, until the returned task is dropped.
+async fn watch_board(target: &Target, sightings: Sightings) -> anyhow::Result<Owned<()>> {
     let mut stream = target
         .clients
         .rider
@@ -353,7 +353,7 @@ async fn watch_board(target: &Target, sightings: Sightings) -> anyhow::Result<to
         .await
         .context("WatchOpenCalls")?
         .into_inner();
-    Ok(tokio::spawn(async move {
+    Ok(Owned::spawn(async move {
         while let Some(Ok(message)) = stream.next().await {
             if message.change() == rider::watch_open_calls_response::Change::Opened
                 && let Some(call) = message.call

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use baemin_mesh_server::{
     config::{ConfigError, Env, Settings},
+    identity::IdentityKey,
     tls::{Tls, TlsFiles},
 };
 use http::HeaderValue;
@@ -25,14 +26,18 @@ pub struct Config {
     /// `CALL_URL`, `RIDER_URL`, `PAYMENT_URL`, `REPORT_URL` (defaults `http://127.0.0.1:8081`..`8084`):
     /// (gRPC service name, short name, endpoint).
     pub upstreams: Vec<(&'static str, &'static str, tonic::transport::Endpoint)>,
-    /// `GATEWAY_JWT_SECRET` (HS256, at least 32 bytes) or `GATEWAY_JWKS_FILE` (a JWKS document), with
-    /// optional `GATEWAY_JWT_ISSUER` and `GATEWAY_JWT_AUDIENCE`.
+    /// `GATEWAY_JWT_SECRET` or the file `GATEWAY_JWT_SECRET_FILE` names (HS256, at least 32 bytes), with
+    /// optional `GATEWAY_JWT_ISSUER` and `GATEWAY_JWT_AUDIENCE`; or `GATEWAY_JWKS_FILE` (a JWKS document),
+    /// with both of them required.
     pub verifier: Verifier,
     /// `GATEWAY_RATE_LIMIT` requests per second per subject (default 50), `GATEWAY_RATE_BURST` (default
     /// twice the rate).
     pub rate: Rate,
     /// `MAX_MESSAGE_BYTES` (default 64 KiB).
     pub max_message_bytes: usize,
+    /// `REQUEST_READ_TIMEOUT` (default 10 s): longest wait for a request's first message; slower is
+    /// DEADLINE_EXCEEDED, and an HTTP/1.1 connection whose request stalls is closed.
+    pub request_read_timeout: Duration,
     /// `GATEWAY_MAX_CONCURRENT_STREAMS` per HTTP/2 connection (default 100).
     pub max_concurrent_streams: u32,
     /// `GATEWAY_CORS_ORIGINS`: browser origins allowed to call from another origin, comma-separated
@@ -47,6 +52,9 @@ pub struct Config {
     /// gRPC over HTTP/2 and grpc-web over HTTP/1.1 or HTTP/2 alike. Without them the gateway speaks
     /// plaintext (behind an ingress or a mesh sidecar that terminates TLS).
     pub tls: Option<Tls>,
+    /// `BAEMIN_IDENTITY_KEY` (or `BAEMIN_IDENTITY_KEY_FILE`), required: the key the verified identity is
+    /// signed with before it is forwarded; the services verify it with the same key.
+    pub identity_key: IdentityKey,
 }
 
 /// The upstream services: gRPC service name, setting prefix, local default port, name used in messages.
@@ -106,21 +114,44 @@ impl Config {
             verifier: verifier(&s)?,
             rate: Rate { per_second, burst },
             max_message_bytes: baemin_mesh_runtime::max_message_bytes(&s)?,
+            request_read_timeout: s.request_read_timeout()?,
             max_concurrent_streams,
             cors_origins: cors_origins(&s)?,
             shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
             shutdown_delay: s.duration("SHUTDOWN_DELAY", Duration::ZERO)?,
             tls: tls(&s)?,
+            identity_key: IdentityKey::from_settings(&s)?.ok_or_else(|| {
+                ConfigError::new(
+                    "BAEMIN_IDENTITY_KEY",
+                    "",
+                    "is required: the gateway signs the identity it forwards with it (or set BAEMIN_IDENTITY_KEY_FILE)",
+                )
+            })?,
         })
     }
 }
 
 fn verifier(s: &Settings<'_>) -> Result<Verifier, ConfigError> {
-    let verifier = match (s.raw("GATEWAY_JWT_SECRET"), s.raw("GATEWAY_JWKS_FILE")) {
+    let issuer = s.raw("GATEWAY_JWT_ISSUER");
+    let audience = s.raw("GATEWAY_JWT_AUDIENCE");
+    let verifier = match (s.secret("GATEWAY_JWT_SECRET")?, s.raw("GATEWAY_JWKS_FILE")) {
         (Some(secret), None) => {
             Verifier::hs256(secret.as_bytes()).map_err(|e| ConfigError::new("GATEWAY_JWT_SECRET", "(hidden)", e))?
         }
         (None, Some(path)) => {
+            // A JWKS is a shared identity provider's: it signs tokens for other applications too, and
+            // only `iss` and `aud` tell this gateway's apart.
+            if let Some(key) = [("GATEWAY_JWT_ISSUER", &issuer), ("GATEWAY_JWT_AUDIENCE", &audience)]
+                .into_iter()
+                .find_map(|(key, value)| value.is_none().then_some(key))
+            {
+                return Err(ConfigError::new(
+                    key,
+                    "",
+                    "with GATEWAY_JWKS_FILE (a shared identity provider) set both GATEWAY_JWT_ISSUER and \
+                     GATEWAY_JWT_AUDIENCE, so tokens it issues for other applications are refused",
+                ));
+            }
             let json = std::fs::read_to_string(&path).map_err(|e| ConfigError::new("GATEWAY_JWKS_FILE", &path, e))?;
             Verifier::jwks(&json).map_err(|e| ConfigError::new("GATEWAY_JWKS_FILE", &path, e))?
         }
@@ -128,20 +159,19 @@ fn verifier(s: &Settings<'_>) -> Result<Verifier, ConfigError> {
             return Err(ConfigError::new(
                 "GATEWAY_JWKS_FILE",
                 &path,
-                "set GATEWAY_JWT_SECRET or GATEWAY_JWKS_FILE, not both",
+                "set GATEWAY_JWT_SECRET (or GATEWAY_JWT_SECRET_FILE) or GATEWAY_JWKS_FILE, not both",
             ));
         }
         (None, None) => {
             return Err(ConfigError::new(
                 "GATEWAY_JWT_SECRET",
                 "",
-                "the gateway authenticates every call: set GATEWAY_JWT_SECRET (HS256) or GATEWAY_JWKS_FILE",
+                "the gateway authenticates every call: set GATEWAY_JWT_SECRET or GATEWAY_JWT_SECRET_FILE \
+                 (HS256), or GATEWAY_JWKS_FILE",
             ));
         }
     };
-    Ok(verifier
-        .with_issuer(s.raw("GATEWAY_JWT_ISSUER"))
-        .with_audience(s.raw("GATEWAY_JWT_AUDIENCE")))
+    Ok(verifier.with_issuer(issuer).with_audience(audience))
 }
 
 fn tls(s: &Settings<'_>) -> Result<Option<Tls>, ConfigError> {
@@ -196,13 +226,16 @@ fn cors_origins(s: &Settings<'_>) -> Result<Vec<HeaderValue>, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     const SECRET: (&str, &str) = ("GATEWAY_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+    const IDENTITY: (&str, &str) = ("BAEMIN_IDENTITY_KEY", "fedcba9876543210fedcba9876543210");
 
     #[test]
     fn defaults_listen_on_8080_and_route_to_the_local_ports() {
-        let c = Config::from_env(&[SECRET]).unwrap();
+        let c = Config::from_env(&[SECRET, IDENTITY]).unwrap();
         assert_eq!(c.listen_addr.port(), 8080);
         let uris: Vec<String> = c.upstreams.iter().map(|(_, _, e)| e.uri().to_string()).collect();
         assert_eq!(
@@ -254,10 +287,97 @@ mod tests {
     }
 
     #[test]
+    fn a_request_read_timeout_under_a_second_stops_start_up() {
+        let err = Config::from_env(&[SECRET, ("REQUEST_READ_TIMEOUT", "10ms")]).unwrap_err();
+        assert_eq!(err.key, "REQUEST_READ_TIMEOUT", "{err}");
+    }
+
+    #[test]
+    fn without_an_identity_key_the_gateway_does_not_start() {
+        let err = Config::from_env(&[SECRET]).unwrap_err();
+        assert_eq!(err.key, "BAEMIN_IDENTITY_KEY", "{err}");
+        let err = Config::from_env(&[SECRET, ("BAEMIN_IDENTITY_KEY", "short")]).unwrap_err();
+        assert_eq!(err.key, "BAEMIN_IDENTITY_KEY", "{err}");
+        assert!(!err.to_string().contains("short"), "the key is never printed: {err}");
+    }
+
+    #[test]
     fn without_keys_the_gateway_does_not_start() {
         let env: [(&str, &str); 0] = [];
         let err = Config::from_env(&env).unwrap_err();
         assert!(err.reason.contains("GATEWAY_JWKS_FILE"), "{err}");
+    }
+
+    /// A file holding `contents` in the temporary directory, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, contents: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("baemin-gateway-{}-{name}", std::process::id()));
+            std::fs::write(&path, contents).unwrap();
+            Self(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn with_a_jwks_the_issuer_and_the_audience_are_required() {
+        let jwks = TempFile::new(
+            "jwks.json",
+            r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "k1",
+                "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#,
+        );
+        let file = ("GATEWAY_JWKS_FILE", jwks.path());
+        let issuer = ("GATEWAY_JWT_ISSUER", "https://sso.example");
+        let audience = ("GATEWAY_JWT_AUDIENCE", "baemin");
+        let identity = ("BAEMIN_IDENTITY_KEY", "fedcba9876543210fedcba9876543210");
+        assert!(Config::from_env(&[file, issuer, audience, identity]).is_ok());
+        for (env, missing) in [
+            (vec![file, identity], "GATEWAY_JWT_ISSUER"),
+            (vec![file, audience, identity], "GATEWAY_JWT_ISSUER"),
+            (vec![file, issuer, identity], "GATEWAY_JWT_AUDIENCE"),
+        ] {
+            let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+            let err = Config::from_env(&env).unwrap_err();
+            assert_eq!(err.key, missing, "{err}");
+            assert!(
+                err.reason.contains("GATEWAY_JWT_ISSUER") && err.reason.contains("GATEWAY_JWT_AUDIENCE"),
+                "{err}"
+            );
+        }
+        // An HS256 secret is this gateway's own: issuer and audience stay optional.
+        assert!(Config::from_env(&[SECRET, identity]).is_ok());
+    }
+
+    #[test]
+    fn the_jwt_secret_may_come_from_a_file() {
+        let file = TempFile::new("jwt-secret", &format!("{}\n", SECRET.1));
+        let identity = ("BAEMIN_IDENTITY_KEY", "fedcba9876543210fedcba9876543210");
+        let c = Config::from_env(&[("GATEWAY_JWT_SECRET_FILE", file.path()), identity]).unwrap();
+        let token = crate::auth::mint_hs256(
+            SECRET.1.as_bytes(),
+            "r-7",
+            crate::auth::Role::Rider,
+            std::time::SystemTime::now() + Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(c.verifier.verify(Some(&format!("Bearer {token}"))).is_ok());
+
+        let err = Config::from_env(&[SECRET, ("GATEWAY_JWT_SECRET_FILE", file.path()), identity]).unwrap_err();
+        assert_eq!(err.key, "GATEWAY_JWT_SECRET_FILE", "{err}");
+        let short = TempFile::new("jwt-secret-short", "hunter2");
+        let err = Config::from_env(&[("GATEWAY_JWT_SECRET_FILE", short.path()), identity]).unwrap_err();
+        assert_eq!(err.key, "GATEWAY_JWT_SECRET", "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     fn test_tls_file(name: &str) -> String {
@@ -268,13 +388,13 @@ mod tests {
     fn tls_takes_a_certificate_and_its_key_or_neither() {
         let cert: &str = &test_tls_file("localhost.pem");
         let key: &str = &test_tls_file("localhost.key");
-        let c = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", cert), ("GATEWAY_TLS_KEY", key)]).unwrap();
+        let c = Config::from_env(&[SECRET, IDENTITY, ("GATEWAY_TLS_CERT", cert), ("GATEWAY_TLS_KEY", key)]).unwrap();
         assert!(c.tls.is_some());
-        assert!(Config::from_env(&[SECRET]).unwrap().tls.is_none());
+        assert!(Config::from_env(&[SECRET, IDENTITY]).unwrap().tls.is_none());
 
-        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", cert)]).unwrap_err();
+        let err = Config::from_env(&[SECRET, IDENTITY, ("GATEWAY_TLS_CERT", cert)]).unwrap_err();
         assert_eq!(err.key, "GATEWAY_TLS_KEY", "a certificate without its key: {err}");
-        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_KEY", key)]).unwrap_err();
+        let err = Config::from_env(&[SECRET, IDENTITY, ("GATEWAY_TLS_KEY", key)]).unwrap_err();
         assert_eq!(err.key, "GATEWAY_TLS_CERT", "a key without its certificate: {err}");
     }
 
@@ -283,7 +403,8 @@ mod tests {
         let cert: &str = &test_tls_file("localhost.pem");
         let key: &str = &test_tls_file("localhost.key");
         let other: &str = &test_tls_file("other.key");
-        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", cert), ("GATEWAY_TLS_KEY", other)]).unwrap_err();
+        let err =
+            Config::from_env(&[SECRET, IDENTITY, ("GATEWAY_TLS_CERT", cert), ("GATEWAY_TLS_KEY", other)]).unwrap_err();
         assert_eq!(
             err.key, "GATEWAY_TLS_CERT",
             "a key that is not the certificate's: {err}"
@@ -296,7 +417,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.key, "GATEWAY_TLS_KEY", "{err}");
         assert!(err.value.contains("nonexistent.key"), "{err}");
-        let err = Config::from_env(&[SECRET, ("GATEWAY_TLS_CERT", key), ("GATEWAY_TLS_KEY", key)]).unwrap_err();
+        let err =
+            Config::from_env(&[SECRET, IDENTITY, ("GATEWAY_TLS_CERT", key), ("GATEWAY_TLS_KEY", key)]).unwrap_err();
         assert_eq!(
             err.key, "GATEWAY_TLS_CERT",
             "a key where the certificate should be: {err}"
@@ -307,6 +429,7 @@ mod tests {
     fn cors_origins_are_a_comma_separated_list() {
         let c = Config::from_env(&[
             SECRET,
+            IDENTITY,
             ("GATEWAY_CORS_ORIGINS", "https://ops.example.com, http://localhost:5173"),
         ])
         .unwrap();

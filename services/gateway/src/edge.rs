@@ -4,13 +4,17 @@
 //! (`grpc-timeout`), body stream — to the service that owns it. The answer, status and trailers
 //! included, comes back unchanged.
 
-use std::{convert::Infallible, sync::Arc, task::Poll, time::Instant};
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    task::Poll,
+    time::{Instant, SystemTime},
+};
 
-use baemin_mesh_server::identity::{ROLE_HEADER, SUBJECT_HEADER};
+use baemin_mesh_server::identity::IdentityKey;
 use baemin_mesh_telemetry::GrpcClient;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
-use http_body_util::BodyExt;
 use tonic::{Status, body::Body, transport::Channel};
 
 /// A channel to an upstream service, with a client span and metrics per call.
@@ -54,18 +58,27 @@ pub struct Edge {
 
 struct Shared {
     verifier: Verifier,
+    identity_key: IdentityKey,
     limiter: RateLimiter,
     upstreams: Upstreams,
     draining: CancellationToken,
 }
 
 impl Edge {
-    /// An edge verifying with `verifier`, limiting with `limiter`, forwarding to `upstreams`; its
+    /// An edge verifying with `verifier`, signing what it forwards with `identity_key`, limiting with
+    /// `limiter`, forwarding to `upstreams`; its
     /// long streams end (UNAVAILABLE, "reconnect") once `draining` is cancelled.
-    pub fn new(verifier: Verifier, limiter: RateLimiter, upstreams: Upstreams, draining: CancellationToken) -> Self {
+    pub fn new(
+        verifier: Verifier,
+        identity_key: IdentityKey,
+        limiter: RateLimiter,
+        upstreams: Upstreams,
+        draining: CancellationToken,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 verifier,
+                identity_key,
                 limiter,
                 upstreams,
                 draining,
@@ -102,9 +115,10 @@ where
                     }
                 }
                 Err(status) => {
-                    // Read what the client is still sending before answering: an HTTP/1.1 client
-                    // (grpc-web) that is cut off mid-request sees a broken pipe, not our status.
-                    let _ = http_body_util::Limited::new(body, DRAIN_LIMIT).collect().await;
+                    // Read what the client is still sending before answering (an HTTP/1.1 client cut
+                    // off mid-request sees a broken pipe, not our status), but not for long: a client
+                    // that stalls its body is answered anyway and its HTTP/1.1 connection closed.
+                    baemin_mesh_server::drain_refused(body, DRAIN_LIMIT).await;
                     status.into_http()
                 }
             })
@@ -154,7 +168,7 @@ impl Shared {
             .upstreams
             .find(service)
             .ok_or_else(|| Status::unimplemented(format!("no upstream for {service}")))?;
-        set_identity(&mut parts.headers, &identity)?;
+        set_identity(&mut parts.headers, &identity, &self.identity_key)?;
         Ok((short, channel))
     }
 
@@ -191,8 +205,8 @@ const HOP_BY_HOP: [&str; 7] = [
 ];
 
 /// Drops what must not travel upstream (hop-by-hop headers, the bearer token, any identity the caller
-/// claimed for itself) and sets the verified identity.
-fn set_identity(headers: &mut HeaderMap, identity: &Identity) -> Result<(), Status> {
+/// claimed for itself) and sets the verified identity, signed with `key` so the services can believe it.
+fn set_identity(headers: &mut HeaderMap, identity: &Identity, key: &IdentityKey) -> Result<(), Status> {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
@@ -207,11 +221,8 @@ fn set_identity(headers: &mut HeaderMap, identity: &Identity) -> Result<(), Stat
     if headers.get(header::TE).is_some_and(|te| te != "trailers") {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    let subject = HeaderValue::from_str(&identity.subject)
-        .map_err(|_| Status::unauthenticated("the token's subject is not a valid header value"))?;
-    headers.insert(SUBJECT_HEADER, subject);
-    headers.insert(ROLE_HEADER, HeaderValue::from_static(identity.role.as_str()));
-    Ok(())
+    key.sign_into(headers, identity.role.as_str(), &identity.subject, SystemTime::now())
+        .map_err(|_| Status::unauthenticated("the token's subject is not a valid header value"))
 }
 
 async fn forward(request: Request<Body>, short: &'static str, upstream: Upstream) -> Response<Body> {
@@ -227,6 +238,8 @@ async fn forward(request: Request<Body>, short: &'static str, upstream: Upstream
 
 #[cfg(test)]
 mod tests {
+    use baemin_mesh_server::identity::Caller;
+
     use super::*;
 
     #[test]
@@ -243,9 +256,13 @@ mod tests {
             subject: "r-7".into(),
             role: crate::auth::Role::Rider,
         };
-        set_identity(&mut headers, &identity).unwrap();
-        assert_eq!(headers[SUBJECT_HEADER], "r-7");
-        assert_eq!(headers[ROLE_HEADER], "rider");
+        let key = IdentityKey::new(&[3u8; 32]).unwrap();
+        set_identity(&mut headers, &identity, &key).unwrap();
+        assert_eq!(
+            Caller::from_headers(&headers, Some(&key), true, SystemTime::now()),
+            Ok(Caller::Rider("r-7".into())),
+            "the services believe the verified identity, signed"
+        );
         assert!(headers.get("x-baemin-anything").is_none());
         assert!(headers.get(header::AUTHORIZATION).is_none());
         assert!(headers.get(header::CONNECTION).is_none());

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use baemin_mesh_runtime::{Service, StartupError};
 use baemin_mesh_server::{
-    MeshServer, MessageLimitLayer, Shutdown,
+    CatchPanicLayer, DecodeErrorLayer, MeshServer, MessageLimitLayer, Shutdown,
     config::{ConfigError, Env},
     within_grace,
 };
@@ -74,6 +74,7 @@ impl Service for Application {
         );
         let edge = Edge::new(
             config.verifier,
+            config.identity_key,
             rate::RateLimiter::new(config.rate),
             upstreams,
             shutdown.clone(),
@@ -96,9 +97,11 @@ impl Service for Application {
             .layer(
                 tower::ServiceBuilder::new()
                     .map_response(|r: http::Response<_>| r.map(tonic::body::Body::new))
-                    .layer(parts.telemetry),
+                    .layer(parts.telemetry)
+                    .layer(DecodeErrorLayer)
+                    .layer(CatchPanicLayer),
             )
-            .layer(MessageLimitLayer::new(config.max_message_bytes))
+            .layer(MessageLimitLayer::new(config.max_message_bytes).read_timeout(config.request_read_timeout))
             .add_routes(parts.routes);
         let serve = match &config.tls {
             Some(tls) => router

@@ -111,6 +111,8 @@ impl fmt::Display for DeliveryStatus {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::DeliveryStatus::{self, *};
 
     #[test]
@@ -174,5 +176,24 @@ mod tests {
             assert_eq!(DeliveryStatus::from_name(s.as_str()), Some(s));
         }
         assert_eq!(DeliveryStatus::from_name("called"), None);
+    }
+
+    proptest! {
+        /// Not client input (names come from the services' own rows), but a corrupt row must not panic.
+        #[test]
+        fn status_from_name_never_panics_and_knows_only_the_stable_names(name in any::<String>()) {
+            match DeliveryStatus::from_name(&name) {
+                Some(status) => prop_assert_eq!(status.as_str(), name),
+                None => prop_assert!(DeliveryStatus::ALL.iter().all(|s| s.as_str() != name)),
+            }
+        }
+
+        #[test]
+        fn status_from_name_is_exact_about_case_and_spacing(index in 0usize..5, pad in "[ \t]{0,2}", lower in any::<bool>()) {
+            let name = DeliveryStatus::ALL[index].as_str();
+            let spelled = if lower { name.to_lowercase() } else { name.to_owned() };
+            let raw = format!("{pad}{spelled}");
+            prop_assert_eq!(DeliveryStatus::from_name(&raw).is_some(), raw == name);
+        }
     }
 }

@@ -79,6 +79,8 @@ pub struct Settlement {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -121,5 +123,42 @@ mod tests {
     fn commission_rate_above_one_hundred_percent_is_refused() {
         assert!(CommissionRate::from_bps(10_001).is_none());
         assert_eq!(CommissionRate::from_bps(10_000).unwrap().bps(), 10_000);
+    }
+
+    proptest! {
+        #[test]
+        fn fee_parse_never_panics_and_accepts_only_one_to_one_million(krw in any::<i64>()) {
+            match Fee::parse(krw, "fee") {
+                Ok(fee) => {
+                    prop_assert!((1..=1_000_000).contains(&krw));
+                    prop_assert_eq!(fee.krw(), krw);
+                }
+                Err(violation) => {
+                    prop_assert!(!(1..=1_000_000).contains(&krw));
+                    prop_assert_eq!(violation.field, "fee");
+                }
+            }
+        }
+
+        #[test]
+        fn fee_is_accepted_anywhere_in_range(krw in Fee::MIN..=Fee::MAX) {
+            prop_assert_eq!(Fee::parse(krw, "fee").map(Fee::krw), Ok(krw));
+        }
+
+        #[test]
+        fn commission_rate_accepts_only_up_to_one_hundred_percent(bps in any::<u32>()) {
+            prop_assert_eq!(CommissionRate::from_bps(bps).map(CommissionRate::bps), (bps <= 10_000).then_some(bps));
+        }
+
+        #[test]
+        fn any_settlement_adds_up_and_rounds_commission_down(krw in Fee::MIN..=Fee::MAX, bps in 0u32..=10_000) {
+            let s = CommissionRate::from_bps(bps).unwrap().settle(Fee::parse(krw, "fee").unwrap());
+            prop_assert_eq!(s.fee, krw);
+            prop_assert_eq!(s.commission + s.rider_payout, krw);
+            prop_assert!(s.commission >= 0 && s.rider_payout >= 0);
+            // commission = floor(fee × bps / 10 000)
+            prop_assert!(s.commission * 10_000 <= krw * i64::from(bps));
+            prop_assert!((s.commission + 1) * 10_000 > krw * i64::from(bps));
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use baemin_mesh_testkit::as_caller;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -196,22 +197,14 @@ async fn projects_serves_and_stops(kind: DbKind) {
     assert_eq!(unknown.code(), Code::NotFound);
 
     // The gateway's identity: another restaurant may not read the call, a rider not the stats.
-    let mut as_other = tonic::Request::new(pb::GetDeliveryViewRequest { call_id: done.clone() });
-    as_other
-        .metadata_mut()
-        .insert("x-baemin-role", "restaurant".parse().unwrap());
-    as_other
-        .metadata_mut()
-        .insert("x-baemin-subject", "store-2".parse().unwrap());
+    let as_other = as_caller(
+        "restaurant",
+        "store-2",
+        pb::GetDeliveryViewRequest { call_id: done.clone() },
+    );
     let denied = client.get_delivery_view(as_other).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let mut as_rider = tonic::Request::new(pb::GetStatsRequest {});
-    as_rider
-        .metadata_mut()
-        .insert("x-baemin-role", "rider".parse().unwrap());
-    as_rider
-        .metadata_mut()
-        .insert("x-baemin-subject", "r-1".parse().unwrap());
+    let as_rider = as_caller("rider", "r-1", pb::GetStatsRequest {});
     assert_eq!(
         client.get_stats(as_rider).await.unwrap_err().code(),
         Code::PermissionDenied

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use baemin_mesh_client::ClientSettings;
 use baemin_mesh_runtime::ServiceConfig;
-use baemin_mesh_server::config::{ConfigError, Env, Settings};
+use baemin_mesh_server::{
+    config::{ConfigError, Env, Settings},
+    identity::IdentityKey,
+};
 
 /// The rider service's configuration.
 #[derive(Debug, Clone)]
@@ -28,7 +31,8 @@ impl Config {
     /// Reads the configuration from `env`.
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let s = Settings::new(env);
-        let payment = ClientSettings::from_settings("payment", "PAYMENT", "http://127.0.0.1:8083", &s)?;
+        let payment = ClientSettings::from_settings("payment", "PAYMENT", "http://127.0.0.1:8083", &s)?
+            .signed_as("rider", IdentityKey::from_settings(&s)?);
         let payment_deadline = payment.deadline;
         let repair_after = s.duration("RIDER_REPAIR_AFTER", Duration::from_secs(30))?;
         if repair_after <= payment_deadline {

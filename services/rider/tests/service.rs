@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
+use baemin_mesh_testkit::as_caller;
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -252,6 +253,11 @@ async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKi
         .await
         .unwrap()
         .into_inner();
+    let mut other_riders_board = rider
+        .watch_open_calls(as_caller("rider", "rider-8", pb::WatchOpenCallsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
     let mut completed = h.nats.subscribe("baemin.events.delivery.completed").await.unwrap();
 
     let call_id = h.place("store-1", 3_000).await;
@@ -277,16 +283,28 @@ async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKi
         .unwrap()
         .unwrap();
     assert_eq!(closed.change(), pb::watch_open_calls_response::Change::Closed);
+    // Another rider watching the board learns the call closed, not who took it or what it paid them.
+    let mut seen_by_rider_8 = Vec::new();
+    while seen_by_rider_8.len() < 2 {
+        let item = tokio::time::timeout(PATIENCE, other_riders_board.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen_by_rider_8.push(item);
+    }
+    let notice = seen_by_rider_8[1].clone();
+    assert_eq!(notice.change(), pb::watch_open_calls_response::Change::Closed);
+    let notice = notice.call.unwrap();
+    assert_eq!(notice.call_id, call_id);
+    assert_eq!(
+        notice.rider_id, "",
+        "the taker is not named to other riders: {notice:?}"
+    );
     let lost = rider.accept_call(accept(&call_id, "rider-8")).await.unwrap_err();
     assert_eq!(lost.code(), Code::FailedPrecondition);
     // A rider the gateway authenticated as rider-8 cannot act as rider-7 ...
-    let mut impostor = Request::new(pick_up(&call_id, "rider-7"));
-    impostor
-        .metadata_mut()
-        .insert("x-baemin-role", "rider".parse().unwrap());
-    impostor
-        .metadata_mut()
-        .insert("x-baemin-subject", "rider-8".parse().unwrap());
+    let impostor = as_caller("rider", "rider-8", pick_up(&call_id, "rider-7"));
     assert_eq!(
         rider.pick_up(impostor).await.unwrap_err().code(),
         Code::PermissionDenied
@@ -294,6 +312,48 @@ async fn a_delivery_goes_from_the_board_to_completed_and_is_announced(kind: DbKi
     // ... nor act on rider-7's delivery as itself.
     let bola = rider.pick_up(pick_up(&call_id, "rider-8")).await.unwrap_err();
     assert_eq!(bola.code(), Code::PermissionDenied);
+    // ... nor read it: not by its call id, not by naming rider-7, and not in its own list.
+    let get = as_caller(
+        "rider",
+        "rider-8",
+        pb::GetDeliveryRequest {
+            call_id: call_id.clone(),
+        },
+    );
+    assert_eq!(
+        rider.get_delivery(get).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let theirs = pb::ListDeliveriesRequest {
+        rider_id: "rider-7".into(),
+        ..Default::default()
+    };
+    let named = rider.list_deliveries(as_caller("rider", "rider-8", theirs)).await;
+    assert_eq!(named.unwrap_err().code(), Code::PermissionDenied);
+    let mine = rider
+        .list_deliveries(as_caller("rider", "rider-8", pb::ListDeliveriesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(mine.deliveries.iter().all(|d| d.rider_id == "rider-8"), "{mine:?}");
+    let own = as_caller(
+        "rider",
+        "rider-7",
+        pb::GetDeliveryRequest {
+            call_id: call_id.clone(),
+        },
+    );
+    assert_eq!(
+        rider
+            .get_delivery(own)
+            .await
+            .unwrap()
+            .into_inner()
+            .delivery
+            .unwrap()
+            .rider_id,
+        "rider-7"
+    );
     rider.pick_up(pick_up(&call_id, "rider-7")).await.unwrap();
     let done = rider
         .complete_delivery(complete(&call_id, "rider-7"))

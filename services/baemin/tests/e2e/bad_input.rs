@@ -308,15 +308,7 @@ async fn reusing_a_request_id_with_another_body_is_already_exists() {
     mesh.stop().await;
 }
 
-/// A request carrying the identity the edge gateway sets after verifying a token.
-fn as_caller<T>(role: &'static str, subject: &'static str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("x-baemin-role", role.parse().unwrap());
-    request
-        .metadata_mut()
-        .insert("x-baemin-subject", subject.parse().unwrap());
-    request
-}
+use baemin_mesh_testkit::as_caller;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restaurant_reading_another_restaurants_call_is_permission_denied() {

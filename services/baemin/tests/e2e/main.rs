@@ -10,6 +10,7 @@ mod chaos_db;
 mod events;
 mod flows;
 mod gateway;
+mod gateway_limits;
 mod gateway_tls;
 mod launcher;
 mod ledger;

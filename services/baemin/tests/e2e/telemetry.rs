@@ -370,6 +370,7 @@ async fn json_log_lines_carry_trace_ids_inside_rpcs_and_never_a_token_or_the_sec
         .env("PAYMENT_URL", url(Svc::Payment))
         .env("REPORT_URL", url(Svc::Report))
         .env("GATEWAY_JWT_SECRET", String::from_utf8(SECRET.to_vec()).unwrap())
+        .env("BAEMIN_IDENTITY_KEY", baemin_mesh_testkit::TEST_IDENTITY_KEY)
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "debug")
         .stdin(std::process::Stdio::null())

@@ -30,7 +30,7 @@ impl CallGrpc {
 }
 
 fn actor<T>(request: &Request<T>) -> Result<Actor, Status> {
-    Ok(identity::actor(request.metadata())?)
+    Ok(identity::actor(baemin_mesh_server::identity::Caller::of(request))?)
 }
 
 #[tonic::async_trait]
@@ -99,7 +99,7 @@ impl CallService for CallGrpc {
 
 #[cfg(test)]
 mod tests {
-    use baemin_mesh_server::identity::{ROLE_HEADER, SUBJECT_HEADER};
+    use baemin_mesh_server::identity::Caller;
     use futures::StreamExt;
     use tonic::Code;
 
@@ -112,10 +112,15 @@ mod tests {
         (CallGrpc::new(Arc::new(app), draining.clone()), draining)
     }
 
+    /// A request as the identity layer hands it on: with the verified caller in its extensions.
     fn as_role<T>(message: T, role: &'static str, subject: &'static str) -> Request<T> {
         let mut request = Request::new(message);
-        request.metadata_mut().insert(ROLE_HEADER, role.parse().unwrap());
-        request.metadata_mut().insert(SUBJECT_HEADER, subject.parse().unwrap());
+        let caller = match role {
+            "restaurant" => Caller::Restaurant(subject.into()),
+            "rider" => Caller::Rider(subject.into()),
+            _ => Caller::Admin(subject.into()),
+        };
+        request.extensions_mut().insert(caller);
         request
     }
 
@@ -167,9 +172,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unusable_identity_metadata_is_permission_denied() {
+    async fn a_subject_that_is_no_valid_id_is_permission_denied() {
         let (grpc, _draining) = grpc().await;
-        let request = as_role(pb::ListCallsRequest::default(), "guest", "someone");
+        let request = as_role(pb::ListCallsRequest::default(), "restaurant", "not an id");
         let err = grpc.list_calls(request).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
     }

@@ -1,6 +1,7 @@
 //! Who is calling: a bearer JWT, verified with an HS256 secret or the keys of a JWKS file, whose claims
 //! give the subject (`sub`) and one role (`role`: `restaurant`, `rider` or `admin`). Expiry is required
-//! and checked (30 s leeway); issuer and audience are checked when configured.
+//! and checked, not-before (`nbf`) checked when present, each with [`LEEWAY_SECS`] for clock skew; issuer
+//! and audience are checked when configured (the gateway's configuration requires them with a JWKS).
 
 mod mint;
 
@@ -14,6 +15,9 @@ pub use mint::{MintError, mint_hs256};
 
 /// The shortest HS256 secret accepted, for verifying and for minting.
 const MIN_SECRET_BYTES: usize = 32;
+
+/// Clock skew tolerated between the token's issuer and the gateway, on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECS: u64 = 30;
 
 /// `subject` trimmed, if it is 1 to 128 characters: what a token may name, minted or verified.
 fn valid_subject(subject: &str) -> Result<&str, String> {
@@ -46,6 +50,9 @@ pub enum AuthError {
     /// The token has expired.
     #[error("the token has expired")]
     Expired,
+    /// The token's `nbf` (not before) is still in the future.
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
     /// Bad signature, unknown key, malformed token, wrong issuer or audience.
     #[error("the token is not valid: {0}")]
     Invalid(String),
@@ -105,6 +112,10 @@ impl fmt::Debug for Verifier {
 struct Claims {
     sub: String,
     role: String,
+    /// Only its type is checked here: jsonwebtoken skips an `nbf` that is not a number, which must not
+    /// pass for a token without one.
+    #[serde(default, rename = "nbf")]
+    _nbf: Option<f64>,
 }
 
 impl Verifier {
@@ -175,18 +186,22 @@ impl Verifier {
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::NotBearer)?;
         let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let (key, algorithm) = match &self.keys {
-            Keys::Secret(key) => (key, Algorithm::HS256),
-            Keys::Jwks(keys) => {
-                let found = keys
-                    .iter()
-                    .find(|k| k.algorithm == header.alg && (header.kid.is_none() || k.kid == header.kid))
-                    .ok_or_else(|| AuthError::Invalid("signed with a key this gateway does not know".into()))?;
-                (&found.key, found.algorithm)
-            }
+        // The keys the token may be signed with: with a JWKS, those of its `alg` (and `kid`, when it
+        // names one). Without a `kid`, every key of the algorithm is a candidate: during a key rotation
+        // the provider publishes old and new keys, and the token may be signed with either.
+        let (algorithm, candidates): (Algorithm, Vec<&DecodingKey>) = match &self.keys {
+            Keys::Secret(key) => (Algorithm::HS256, vec![key]),
+            Keys::Jwks(keys) => (
+                header.alg,
+                keys.iter()
+                    .filter(|k| k.algorithm == header.alg && (header.kid.is_none() || k.kid == header.kid))
+                    .map(|k| &k.key)
+                    .collect(),
+            ),
         };
         let mut validation = Validation::new(algorithm);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
@@ -195,8 +210,23 @@ impl Verifier {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
+        // The signature is checked before the claims: a key whose signature does not match passes the
+        // token on to the next; any other outcome (accepted, or refused for its claims) is the answer.
+        let mut outcome = None;
+        for key in candidates {
+            let decoded = jsonwebtoken::decode::<Claims>(token, key, &validation);
+            let bad_signature =
+                matches!(&decoded, Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature);
+            outcome = Some(decoded);
+            if !bad_signature {
+                break;
+            }
+        }
+        let outcome =
+            outcome.ok_or_else(|| AuthError::Invalid("signed with a key this gateway does not know".into()))?;
+        let data = outcome.map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             jsonwebtoken::errors::ErrorKind::Json(_) | jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => {
                 AuthError::Claims(e.to_string())
             }

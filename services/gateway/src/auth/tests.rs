@@ -89,13 +89,28 @@ fn a_short_secret_is_refused_at_start() {
     assert!(matches!(Verifier::hs256(b"short"), Err(KeyError::ShortSecret)));
 }
 
-/// An Ed25519 key pair and its public JWKS document.
-fn ed25519(kid: &str) -> (EncodingKey, String) {
+/// An Ed25519 key pair and its public JWK.
+fn ed25519_jwk(kid: &str) -> (EncodingKey, serde_json::Value) {
     let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
     let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
     let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-    let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA", "kid": kid, "use": "sig"}]});
-    (EncodingKey::from_ed_der(pkcs8.as_ref()), jwks.to_string())
+    let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA", "kid": kid, "use": "sig"});
+    (EncodingKey::from_ed_der(pkcs8.as_ref()), jwk)
+}
+
+/// An Ed25519 key pair and its public JWKS document.
+fn ed25519(kid: &str) -> (EncodingKey, String) {
+    let (key, jwk) = ed25519_jwk(kid);
+    (key, serde_json::json!({ "keys": [jwk] }).to_string())
+}
+
+/// Seconds since the epoch, `offset` seconds from now.
+fn unix_in(offset: i64) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    now.checked_add_signed(offset).unwrap()
 }
 
 #[test]
@@ -144,4 +159,59 @@ fn a_token_signed_by_a_jwks_key_is_verified_and_one_signed_by_another_key_is_not
 fn a_jwks_without_usable_keys_is_refused_at_start() {
     assert!(matches!(Verifier::jwks("{\"keys\": []}"), Err(KeyError::NoKeys)));
     assert!(matches!(Verifier::jwks("not json"), Err(KeyError::Jwks(_))));
+}
+
+#[test]
+fn a_token_not_valid_yet_is_refused_like_an_expired_one() {
+    let verifier = Verifier::hs256(SECRET).unwrap();
+    let key = EncodingKey::from_secret(SECRET);
+    let with_nbf = |nbf: serde_json::Value| {
+        let claims = serde_json::json!({"sub": "r-7", "role": "rider", "exp": unix_in(3600), "nbf": nbf});
+        bearer(&jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap())
+    };
+    let later = with_nbf(unix_in(LEEWAY_SECS as i64 + 60).into());
+    assert_eq!(verifier.verify(Some(&later)), Err(AuthError::NotYetValid));
+    // A clock a little ahead of the gateway's is tolerated, as for `exp`.
+    let skewed = with_nbf(unix_in(LEEWAY_SECS as i64 / 2).into());
+    assert!(verifier.verify(Some(&skewed)).is_ok());
+    let started = with_nbf(unix_in(-60).into());
+    assert!(verifier.verify(Some(&started)).is_ok());
+    // An `nbf` that is not a time is not the same as none.
+    let garbled = with_nbf("tomorrow".into());
+    assert!(matches!(verifier.verify(Some(&garbled)), Err(AuthError::Claims(_))));
+}
+
+#[test]
+fn a_token_without_kid_is_tried_against_every_key_of_its_algorithm() {
+    let (old, old_jwk) = ed25519_jwk("2024");
+    let (new, new_jwk) = ed25519_jwk("2025");
+    let verifier = Verifier::jwks(&serde_json::json!({ "keys": [old_jwk, new_jwk] }).to_string()).unwrap();
+    let no_kid = Header::new(jsonwebtoken::Algorithm::EdDSA);
+    let claims = serde_json::json!({"sub": "ops-1", "role": "admin", "exp": unix_in(3600)});
+    for key in [&old, &new] {
+        let token = jsonwebtoken::encode(&no_kid, &claims, key).unwrap();
+        assert_eq!(
+            verifier.verify(Some(&bearer(&token))).map(|i| i.subject),
+            Ok("ops-1".to_owned())
+        );
+    }
+    // The key that verifies the signature decides: an expired token says so, not "unknown key".
+    let expired = serde_json::json!({"sub": "ops-1", "role": "admin", "exp": unix_in(-3600)});
+    let token = jsonwebtoken::encode(&no_kid, &expired, &new).unwrap();
+    assert_eq!(verifier.verify(Some(&bearer(&token))), Err(AuthError::Expired));
+    // Signed by no key of the set.
+    let (stranger, _) = ed25519_jwk("2025");
+    let token = jsonwebtoken::encode(&no_kid, &claims, &stranger).unwrap();
+    assert!(matches!(
+        verifier.verify(Some(&bearer(&token))),
+        Err(AuthError::Invalid(_))
+    ));
+    // A `kid` still picks its key only.
+    let mut kid_old = Header::new(jsonwebtoken::Algorithm::EdDSA);
+    kid_old.kid = Some("2024".into());
+    let token = jsonwebtoken::encode(&kid_old, &claims, &new).unwrap();
+    assert!(matches!(
+        verifier.verify(Some(&bearer(&token))),
+        Err(AuthError::Invalid(_))
+    ));
 }

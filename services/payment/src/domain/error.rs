@@ -20,6 +20,9 @@ pub enum PaymentError {
     /// A field of the request is malformed.
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
+    /// The caller may not do this (a person writing money, or reading it without being the company).
+    #[error("{0}")]
+    Forbidden(String),
     /// No payment for this call.
     #[error("no payment for call {0}")]
     NotFound(String),

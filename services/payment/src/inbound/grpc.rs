@@ -9,6 +9,7 @@ use baemin_proto::{
 };
 use tonic::{Request, Response, Status};
 
+use super::identity;
 use crate::domain::{Payment, PaymentApp, PaymentError, PaymentStatus};
 
 /// The gRPC face of the payment service.
@@ -33,6 +34,7 @@ impl PaymentService for PaymentGrpc {
         &self,
         request: Request<pb::RegisterCostRequest>,
     ) -> Result<Response<pb::RegisterCostResponse>, Status> {
+        identity::ensure_mesh(&request)?;
         let req = request.into_inner();
         let mut errors = InvalidInput::collector();
         let call_id = errors.take(CallId::parse(&req.call_id, "call_id"));
@@ -48,6 +50,7 @@ impl PaymentService for PaymentGrpc {
     }
 
     async fn settle(&self, request: Request<pb::SettleRequest>) -> Result<Response<pb::SettleResponse>, Status> {
+        identity::ensure_mesh(&request)?;
         let req = request.into_inner();
         let mut errors = InvalidInput::collector();
         let call_id = errors.take(CallId::parse(&req.call_id, "call_id"));
@@ -63,6 +66,7 @@ impl PaymentService for PaymentGrpc {
     }
 
     async fn void_cost(&self, request: Request<pb::VoidCostRequest>) -> Result<Response<pb::VoidCostResponse>, Status> {
+        identity::ensure_mesh(&request)?;
         let payment = self.app.void(call_id(&request.get_ref().call_id)?).await?;
         Ok(Response::new(pb::VoidCostResponse {
             payment: Some(to_pb(&payment)),
@@ -73,6 +77,7 @@ impl PaymentService for PaymentGrpc {
         &self,
         request: Request<pb::GetPaymentRequest>,
     ) -> Result<Response<pb::GetPaymentResponse>, Status> {
+        identity::ensure_company(&request)?;
         let payment = self.app.get(call_id(&request.get_ref().call_id)?).await?;
         Ok(Response::new(pb::GetPaymentResponse {
             payment: Some(to_pb(&payment)),

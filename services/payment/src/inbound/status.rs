@@ -28,6 +28,7 @@ impl From<PaymentError> for Status {
                 baemin_mesh_server::status::invalid_argument(invalid.0.into_iter().map(|v| (v.field, v.description)))
             }
             PaymentError::NotFound(_) => Status::not_found(err.to_string()),
+            PaymentError::Forbidden(_) => Status::permission_denied(err.to_string()),
             PaymentError::FeeConflict { .. } => Status::already_exists(err.to_string()),
             PaymentError::IllegalState(refusal, message) => Status::with_error_details(
                 Code::FailedPrecondition,

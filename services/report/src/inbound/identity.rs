@@ -1,19 +1,26 @@
-//! Whose rows a caller may read: the company sees everything, a restaurant its own calls, a rider its
-//! own deliveries.
+//! Whose rows a caller may read: the company (internal backends, the mesh's own services, admins) sees
+//! everything, a restaurant its own calls, a rider its own deliveries.
 
 use baemin_kernel::{RestaurantId, RiderId};
 use baemin_mesh_server::identity::{Caller, SUBJECT_HEADER};
-use tonic::metadata::MetadataMap;
+use tonic::Request;
 
 use crate::domain::{ReportError, Viewer};
 
-/// The viewer a request speaks for.
-pub fn viewer(metadata: &MetadataMap) -> Result<Viewer, ReportError> {
+/// The viewer `request` speaks for; a subject that is no valid id is PERMISSION_DENIED.
+pub fn viewer<T>(request: &Request<T>) -> Result<Viewer, ReportError> {
+    from_caller(Caller::of(request))
+}
+
+fn from_caller(caller: Caller) -> Result<Viewer, ReportError> {
     let unusable = |role: &str, subject: &str| {
-        ReportError::PermissionDenied(format!("subject {subject:?} is not a valid {role} id"))
+        ReportError::PermissionDenied(format!(
+            "subject {:?} is not a valid {role} id",
+            subject.escape_debug().to_string()
+        ))
     };
-    match Caller::from_metadata(metadata).map_err(|e| ReportError::PermissionDenied(e.to_string()))? {
-        Caller::Internal | Caller::Admin(_) => Ok(Viewer::Company),
+    match caller {
+        Caller::Internal | Caller::Service(_) | Caller::Admin(_) => Ok(Viewer::Company),
         Caller::Restaurant(s) => RestaurantId::parse(&s, SUBJECT_HEADER)
             .map(Viewer::Restaurant)
             .map_err(|_| unusable("restaurant", &s)),
@@ -25,40 +32,28 @@ pub fn viewer(metadata: &MetadataMap) -> Result<Viewer, ReportError> {
 
 #[cfg(test)]
 mod tests {
-    use baemin_mesh_server::identity::ROLE_HEADER as ROLE;
-
     use super::*;
 
-    const SUBJECT: &str = SUBJECT_HEADER;
-
-    fn metadata(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
-        let mut map = MetadataMap::new();
-        for (k, v) in pairs {
-            map.insert(*k, v.parse().unwrap());
-        }
-        map
-    }
-
     #[test]
-    fn internal_callers_and_admins_are_the_company_and_others_see_their_own() {
-        assert_eq!(viewer(&metadata(&[])).unwrap(), Viewer::Company);
+    fn the_mesh_and_admins_are_the_company_and_others_see_their_own() {
+        for company in [
+            Caller::Internal,
+            Caller::Service("call".into()),
+            Caller::Admin("ops".into()),
+        ] {
+            assert_eq!(from_caller(company).unwrap(), Viewer::Company);
+        }
         assert_eq!(
-            viewer(&metadata(&[(ROLE, "admin"), (SUBJECT, "ops")])).unwrap(),
-            Viewer::Company
-        );
-        assert_eq!(
-            viewer(&metadata(&[(ROLE, "restaurant"), (SUBJECT, "store-1")])).unwrap(),
+            from_caller(Caller::Restaurant("store-1".into())).unwrap(),
             Viewer::Restaurant(RestaurantId::parse("store-1", "x").unwrap())
         );
         assert_eq!(
-            viewer(&metadata(&[(ROLE, "rider"), (SUBJECT, "r-1")])).unwrap(),
+            from_caller(Caller::Rider("r-1".into())).unwrap(),
             Viewer::Rider(RiderId::parse("r-1", "x").unwrap())
         );
-        for refused in [
-            metadata(&[(ROLE, "rider")]),
-            metadata(&[(ROLE, "guest"), (SUBJECT, "x")]),
-        ] {
-            assert!(matches!(viewer(&refused), Err(ReportError::PermissionDenied(_))));
-        }
+        assert!(matches!(
+            from_caller(Caller::Rider("not an id".into())),
+            Err(ReportError::PermissionDenied(_))
+        ));
     }
 }

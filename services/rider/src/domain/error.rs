@@ -22,6 +22,9 @@ pub enum RiderError {
         /// The rider named in the request.
         requested: RiderId,
     },
+    /// The caller may not read this (a restaurant on the riders' board, or another restaurant's rows).
+    #[error("{0}")]
+    Forbidden(String),
     /// Another rider accepted the call first.
     #[error("call {0} was already taken")]
     Taken(CallId),

@@ -1,12 +1,14 @@
 //! The rider domain: deliveries, the rules of taking, picking up and completing them, and the port to
 //! payment.
 
+mod actor;
 mod error;
 mod model;
 mod ports;
 mod repair;
 mod service;
 
+pub use actor::Actor;
 pub use error::RiderError;
 pub use model::{
     BoardChange, CancelOutcome, Change, Delivery, DeliveryFilter, Listed, Page, PlacedCall, PlacedOutcome, Receipt,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::identity;
-use crate::domain::{BoardChange, Delivery, DeliveryFilter, Page, RiderApp, RiderError};
+use crate::domain::{Actor, BoardChange, Delivery, DeliveryFilter, Page, RiderApp, RiderError};
 
 /// The gRPC face of the rider service.
 pub struct RiderGrpc {
@@ -40,6 +40,7 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::ListOpenCallsRequest>,
     ) -> Result<Response<pb::ListOpenCallsResponse>, Status> {
+        identity::actor(&request)?.ensure_may_read_board()?;
         let req = request.into_inner();
         let mut errors = InvalidInput::collector();
         let size = errors.take(PageSize::parse(req.page_size, "page_size"));
@@ -58,8 +59,10 @@ impl RiderService for RiderGrpc {
 
     async fn watch_open_calls(
         &self,
-        _request: Request<pb::WatchOpenCallsRequest>,
+        request: Request<pb::WatchOpenCallsRequest>,
     ) -> Result<Response<Self::WatchOpenCallsStream>, Status> {
+        let actor = identity::actor(&request)?;
+        actor.ensure_may_read_board()?;
         // Subscribe before reading the board: a call that opens in between is sent twice at worst,
         // never lost (clients key the board by call id).
         let changes = BroadcastStream::new(self.app.watch_board());
@@ -67,10 +70,10 @@ impl RiderService for RiderGrpc {
         let app = self.app.clone();
         let live = changes
             .then(move |change| {
-                let app = app.clone();
+                let (app, actor) = (app.clone(), actor.clone());
                 async move {
                     match change {
-                        Ok(change) => vec![Ok(board_message(&change))],
+                        Ok(change) => vec![Ok(board_message(&actor, &change))],
                         Err(BroadcastStreamRecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "open-call watcher fell behind; resending the board");
                             match app.open_calls_now().await {
@@ -126,9 +129,11 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::GetDeliveryRequest>,
     ) -> Result<Response<pb::GetDeliveryResponse>, Status> {
+        let actor = identity::actor(&request)?;
         let call_id =
             CallId::parse(&request.get_ref().call_id, "call_id").map_err(|v| RiderError::Invalid(v.into()))?;
         let delivery = self.app.get(&call_id).await?;
+        actor.ensure_may_see(&delivery)?;
         Ok(Response::new(pb::GetDeliveryResponse {
             delivery: Some(to_pb(&delivery)),
         }))
@@ -138,6 +143,7 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::ListDeliveriesRequest>,
     ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+        let actor = identity::actor(&request)?;
         let req = request.into_inner();
         let mut errors = InvalidInput::collector();
         let size = errors.take(PageSize::parse(req.page_size, "page_size"));
@@ -154,11 +160,11 @@ impl RiderService for RiderGrpc {
             return Err(lost_field());
         };
         let page = Page { size, after };
-        let filter = DeliveryFilter {
+        let filter = actor.scope(DeliveryFilter {
             status,
             rider_id,
             restaurant_id,
-        };
+        })?;
         let listed = self.app.list(filter, page).await?;
         Ok(Response::new(pb::ListDeliveriesResponse {
             deliveries: listed.items.iter().map(to_pb).collect(),
@@ -176,7 +182,7 @@ fn command<T>(request: &Request<T>, call_id: &str, rider_id: &str) -> Result<(Ca
     let (Some(call_id), Some(rider)) = (call_id, rider) else {
         return Err(lost_field());
     };
-    identity::ensure_acting_as(request.metadata(), &rider).map_err(Status::from)?;
+    identity::actor(request)?.ensure_acting_as(&rider)?;
     Ok((call_id, rider))
 }
 
@@ -203,12 +209,13 @@ fn lost_field() -> Status {
     Status::internal("request parsing lost a field")
 }
 
-fn board_message(change: &BoardChange) -> pb::WatchOpenCallsResponse {
+/// A board change as `actor` may see it: whom a closed call went to is not every rider's business.
+fn board_message(actor: &Actor, change: &BoardChange) -> pb::WatchOpenCallsResponse {
     match change {
         BoardChange::Opened(d) => opened(d),
         BoardChange::Closed(d) => pb::WatchOpenCallsResponse {
             change: watch_open_calls_response::Change::Closed as i32,
-            call: Some(to_pb(d)),
+            call: Some(to_pb(&actor.board_view(d))),
         },
     }
 }

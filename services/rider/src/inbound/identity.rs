@@ -1,57 +1,55 @@
-//! A rider acts only as itself (BOLA): the caller the gateway verified must be the rider named in the
-//! request. Internal backends and admins act for anyone.
+//! The caller the identity layer verified, as the domain's [`Actor`]: internal backends, the mesh's own
+//! services and admins are the company; a rider or restaurant subject must be a valid id of its kind.
 
-use baemin_kernel::RiderId;
-use baemin_mesh_server::identity::Caller;
-use tonic::metadata::MetadataMap;
+use baemin_kernel::{RestaurantId, RiderId};
+use baemin_mesh_server::identity::{Caller, SUBJECT_HEADER};
+use tonic::Request;
 
-use crate::domain::RiderError;
+use crate::domain::{Actor, RiderError};
 
-/// Refuses a caller that is neither the company nor the rider named in the request.
-pub fn ensure_acting_as(metadata: &MetadataMap, rider: &RiderId) -> Result<(), RiderError> {
-    let caller = Caller::from_metadata(metadata).map_err(|e| RiderError::ActingAsAnother {
-        caller: e.to_string(),
-        requested: rider.clone(),
-    })?;
+/// The actor `request` speaks for; a subject that is no valid id is PERMISSION_DENIED.
+pub fn actor<T>(request: &Request<T>) -> Result<Actor, RiderError> {
+    from_caller(Caller::of(request))
+}
+
+fn from_caller(caller: Caller) -> Result<Actor, RiderError> {
+    let unusable = |role: &str, subject: &str| {
+        RiderError::Forbidden(format!(
+            "subject {:?} is not a valid {role} id",
+            subject.escape_debug().to_string()
+        ))
+    };
     match caller {
-        Caller::Internal | Caller::Admin(_) => Ok(()),
-        Caller::Rider(subject) if subject == rider.as_str() => Ok(()),
-        Caller::Rider(subject) | Caller::Restaurant(subject) => Err(RiderError::ActingAsAnother {
-            caller: subject,
-            requested: rider.clone(),
-        }),
+        Caller::Internal | Caller::Service(_) | Caller::Admin(_) => Ok(Actor::Company),
+        Caller::Rider(s) => RiderId::parse(&s, SUBJECT_HEADER)
+            .map(Actor::Rider)
+            .map_err(|_| unusable("rider", &s)),
+        Caller::Restaurant(s) => RestaurantId::parse(&s, SUBJECT_HEADER)
+            .map(Actor::Restaurant)
+            .map_err(|_| unusable("restaurant", &s)),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use baemin_mesh_server::identity::{ROLE_HEADER as ROLE, SUBJECT_HEADER as SUBJECT};
-
     use super::*;
 
-    fn metadata(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
-        let mut map = MetadataMap::new();
-        for (k, v) in pairs {
-            map.insert(*k, v.parse().unwrap());
-        }
-        map
-    }
-
     #[test]
-    fn a_rider_acts_only_as_itself_and_internal_callers_are_trusted() {
-        let r1 = RiderId::parse("r-1", "rider_id").unwrap();
-        assert!(ensure_acting_as(&metadata(&[]), &r1).is_ok());
-        assert!(ensure_acting_as(&metadata(&[(ROLE, "admin"), (SUBJECT, "ops")]), &r1).is_ok());
-        assert!(ensure_acting_as(&metadata(&[(ROLE, "rider"), (SUBJECT, "r-1")]), &r1).is_ok());
-        for refused in [
-            metadata(&[(ROLE, "rider"), (SUBJECT, "r-2")]),
-            metadata(&[(ROLE, "restaurant"), (SUBJECT, "store-1")]),
-            metadata(&[(ROLE, "rider")]),
+    fn the_mesh_and_admins_are_the_company_and_people_act_as_themselves() {
+        for company in [
+            Caller::Internal,
+            Caller::Service("call".into()),
+            Caller::Admin("ops".into()),
         ] {
-            assert!(matches!(
-                ensure_acting_as(&refused, &r1),
-                Err(RiderError::ActingAsAnother { .. })
-            ));
+            assert_eq!(from_caller(company).unwrap(), Actor::Company);
         }
+        assert_eq!(
+            from_caller(Caller::Rider("r-1".into())).unwrap(),
+            Actor::Rider(RiderId::parse("r-1", "x").unwrap())
+        );
+        assert!(matches!(
+            from_caller(Caller::Rider("not an id".into())),
+            Err(RiderError::Forbidden(_))
+        ));
     }
 }

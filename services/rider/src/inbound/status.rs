@@ -11,7 +11,9 @@ impl From<RiderError> for Status {
                 baemin_mesh_server::status::invalid_argument(invalid.0.into_iter().map(|v| (v.field, v.description)))
             }
             RiderError::NotFound(_) => Status::not_found(err.to_string()),
-            RiderError::NotYours(_) | RiderError::ActingAsAnother { .. } => Status::permission_denied(err.to_string()),
+            RiderError::NotYours(_) | RiderError::ActingAsAnother { .. } | RiderError::Forbidden(_) => {
+                Status::permission_denied(err.to_string())
+            }
             RiderError::Taken(_)
             | RiderError::Cancelled(_)
             | RiderError::IllegalState(_)

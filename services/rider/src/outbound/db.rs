@@ -221,10 +221,11 @@ pub async fn list_open<C: ConnectionTrait>(db: &C, page: &Page) -> Result<Listed
 }
 
 /// Every open call, oldest first: the board a watcher starts from.
-pub async fn all_open<C: ConnectionTrait>(db: &C) -> Result<Vec<Delivery>, DbErr> {
+pub async fn oldest_open<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec<Delivery>, DbErr> {
     entity::Entity::find()
         .filter(Column::Status.eq(status_label(DeliveryStatus::Called)))
         .order_by_asc(Column::CallId)
+        .limit(limit)
         .all(db)
         .await?
         .into_iter()

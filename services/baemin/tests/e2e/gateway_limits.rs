@@ -1,0 +1,80 @@
+//! The gateway's limits on what unauthenticated clients can hold (OWASP API4): stalled requests, refused
+//! requests whose body never ends — over real connections to a gateway on port 0.
+
+use std::time::{Duration, Instant};
+
+use baemin_mesh_testkit::DbKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{
+    gateway::start_gateway,
+    support::{PATIENCE, TestMesh},
+};
+
+/// A grpc-web POST over HTTP/1.1, without a token and without `Connection: close`, declaring a body of
+/// `length` bytes of which only `sent` is ever sent. Returns what the gateway answered once it closed
+/// the connection, or `None` if it still held it open after [`PATIENCE`].
+async fn stalled_grpc_web(addr: std::net::SocketAddr, length: usize, sent: &[u8]) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /baemin.report.v1.ReportService/GetStats HTTP/1.1\r\nHost: {addr}\r\n\
+         content-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\ncontent-length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    let mut answer = Vec::new();
+    match tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).to_ascii_lowercase()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_send_headers_and_never_a_body_are_answered_deadline_exceeded_and_their_connections_closed() {
+    /// Enough to show it is every connection, few enough for a default open-files limit.
+    const STALLED: usize = 200;
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(
+        &mesh,
+        &[
+            ("REQUEST_READ_TIMEOUT", "1s"),
+            // All from one address: this test is about the time limit, not the connection limit.
+            ("GATEWAY_MAX_CONNECTIONS_PER_PEER", "1000"),
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    let answers = futures::future::join_all((0..STALLED).map(|_| stalled_grpc_web(gateway.addr(), 5, b""))).await;
+    let held = answers.iter().filter(|a| a.is_none()).count();
+    assert_eq!(held, 0, "{held} of {STALLED} connections still open after {PATIENCE:?}");
+    for answer in answers.into_iter().flatten() {
+        assert!(answer.contains("grpc-status: 4"), "DEADLINE_EXCEEDED: {answer}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "closed soon after the 1 s limit: {:?}",
+        started.elapsed()
+    );
+    gateway.stop().await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_whose_body_never_ends_is_answered_and_its_connection_closed() {
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[]).await;
+    // A complete (empty) first message, so the request reaches the edge, which refuses it for want of
+    // a token; the rest of the declared body never comes.
+    let started = Instant::now();
+    let answer = stalled_grpc_web(gateway.addr(), 100, &[0, 0, 0, 0, 0])
+        .await
+        .expect("the connection was closed");
+    assert!(answer.contains("grpc-status: 16"), "UNAUTHENTICATED: {answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after a short drain: {:?}",
+        started.elapsed()
+    );
+    gateway.stop().await;
+    mesh.stop().await;
+}
