@@ -183,7 +183,7 @@ impl IdentityKey {
     /// `BAEMIN_IDENTITY_KEY` (or the file `BAEMIN_IDENTITY_KEY_FILE` names), if set.
     pub fn from_settings(s: &crate::config::Settings<'_>) -> Result<Option<Self>, crate::config::ConfigError> {
         const KEY: &str = "BAEMIN_IDENTITY_KEY";
-        let Some(secret) = s.raw(KEY) else {
+        let Some(secret) = s.secret(KEY)? else {
             return Ok(None);
         };
         Self::new(secret.as_bytes())

@@ -261,6 +261,7 @@ pub fn wire(
         }
         command
             .env("GATEWAY_JWT_SECRET", jwt_secret)
+            .env_remove("GATEWAY_JWT_SECRET_FILE")
             .env_remove("GATEWAY_JWKS_FILE")
             .env_remove("GATEWAY_TLS_CERT")
             .env_remove("GATEWAY_TLS_KEY");

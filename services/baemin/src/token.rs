@@ -42,23 +42,27 @@ fn read_secret(path: &Path) -> anyhow::Result<String> {
     Ok(secret.trim().to_owned())
 }
 
-/// The gateway's secret: `GATEWAY_JWT_SECRET` when set, else the one kept in `data_dir` (created if
+/// The gateway's secret: `GATEWAY_JWT_SECRET` (or `GATEWAY_JWT_SECRET_FILE`) when set, else the one kept in `data_dir` (created if
 /// there is none yet). `baemin up` gives the gateway this same secret, and `baemin token` signs with it.
 pub fn secret(data_dir: &Path) -> anyhow::Result<String> {
-    match std::env::var("GATEWAY_JWT_SECRET") {
-        Ok(secret) if !secret.trim().is_empty() => Ok(secret),
-        _ => ensure_secret(data_dir, SECRET_FILE),
+    from_env_or_kept("GATEWAY_JWT_SECRET", data_dir, SECRET_FILE)
+}
+
+/// The secret `key` (or the file `<key>_FILE` names) of the environment, else the one kept in
+/// `data_dir/file`.
+fn from_env_or_kept(key: &str, data_dir: &Path, file: &str) -> anyhow::Result<String> {
+    let env = baemin_mesh_server::config::ProcessEnv;
+    match baemin_mesh_server::config::Settings::new(&env).secret(key)? {
+        Some(secret) => Ok(secret),
+        None => ensure_secret(data_dir, file),
     }
 }
 
-/// The mesh's identity key: `BAEMIN_IDENTITY_KEY` when set, else the one kept in `data_dir` (created if
+/// The mesh's identity key: `BAEMIN_IDENTITY_KEY` (or `BAEMIN_IDENTITY_KEY_FILE`) when set, else the one kept in `data_dir` (created if
 /// there is none yet). `baemin up` gives it to the gateway, which signs the identity it forwards, and
 /// to every service, which verifies it.
 pub fn identity_key(data_dir: &Path) -> anyhow::Result<String> {
-    match std::env::var("BAEMIN_IDENTITY_KEY") {
-        Ok(key) if !key.trim().is_empty() => Ok(key),
-        _ => ensure_secret(data_dir, IDENTITY_KEY_FILE),
-    }
+    from_env_or_kept("BAEMIN_IDENTITY_KEY", data_dir, IDENTITY_KEY_FILE)
 }
 
 /// A token for `subject` as `role`, valid for `ttl`, signed with `secret`.

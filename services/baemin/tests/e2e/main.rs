@@ -12,6 +12,7 @@ mod flows;
 mod gateway;
 mod gateway_limits;
 mod gateway_tls;
+mod hostile_input;
 mod launcher;
 mod ledger;
 mod rebuild;

@@ -83,7 +83,9 @@ impl Watch {
                     Some(Err(RecvError::Closed)) => return None,
                 },
             };
-            if call.version <= self.last_version {
+            // Ownership is checked on every message, not only on the first (a call's restaurant and taker
+            // never change today; this keeps a watch correct if that rule ever does).
+            if call.version <= self.last_version || self.actor.ensure_may_see(&call).is_err() {
                 continue;
             }
             self.last_version = call.version;
