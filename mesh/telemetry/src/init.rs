@@ -180,6 +180,7 @@ pub fn init(service: &'static str, version: &'static str, settings: &TelemetrySe
         opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
         // For spans made with the OpenTelemetry API directly (database statements, timed afterwards).
         opentelemetry::global::set_tracer_provider(provider.clone());
+        crate::panic::log_panics();
     }
     Telemetry { provider }
 }

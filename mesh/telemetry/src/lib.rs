@@ -6,13 +6,15 @@
 //!   one trace across services and events;
 //! - **metrics**: a Prometheus registry per server ([`Metrics`]) served as text by the [`AdminServer`]
 //!   (`/metrics`, `/livez`, `/readyz`);
-//! - **logs**: human or JSON lines, each carrying the trace and span ids of where it was written.
+//! - **logs**: human or JSON lines, each carrying the trace and span ids of where it was written; a
+//!   panic is one such line, with its location.
 
 mod admin;
 mod grpc;
 mod init;
 mod logfmt;
 mod metrics;
+mod panic;
 pub mod propagation;
 mod routes;
 
