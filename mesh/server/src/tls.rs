@@ -15,7 +15,7 @@ use std::{
 };
 
 use futures::{Stream, StreamExt, future::BoxFuture, stream::FuturesUnordered};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{
     TlsAcceptor,
     rustls::{
@@ -102,11 +102,12 @@ impl Tls {
         })
     }
 
-    /// The TLS connections established over `tcp`'s connections. Failed or timed-out handshakes are
-    /// logged and dropped; errors accepting TCP connections pass through (the server logs and goes on).
-    pub fn incoming<S>(&self, tcp: S) -> TlsIncoming<S>
+    /// The TLS connections established over `tcp`'s connections (`TcpStream`s, or connections wrapping
+    /// them). Failed or timed-out handshakes are logged and dropped; errors accepting TCP connections pass
+    /// through (the server logs and goes on).
+    pub fn incoming<S, IO>(&self, tcp: S) -> TlsIncoming<S, IO>
     where
-        S: Stream<Item = io::Result<TcpStream>> + Unpin,
+        S: Stream<Item = io::Result<IO>> + Unpin,
     {
         TlsIncoming {
             tcp: Some(tcp),
@@ -124,15 +125,18 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// A stream of established TLS connections (see [`Tls::incoming`]).
-pub struct TlsIncoming<S> {
+pub struct TlsIncoming<S, IO> {
     /// `None` once the listener has ended.
     tcp: Option<S>,
     acceptor: TlsAcceptor,
-    handshakes: FuturesUnordered<BoxFuture<'static, Option<TlsStream<TcpStream>>>>,
+    handshakes: FuturesUnordered<BoxFuture<'static, Option<TlsStream<IO>>>>,
 }
 
-impl<S> TlsIncoming<S> {
-    fn handshake(&self, stream: TcpStream) -> BoxFuture<'static, Option<TlsStream<TcpStream>>> {
+impl<S, IO> TlsIncoming<S, IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn handshake(&self, stream: IO) -> BoxFuture<'static, Option<TlsStream<IO>>> {
         let accept = self.acceptor.accept(stream);
         Box::pin(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
@@ -150,11 +154,12 @@ impl<S> TlsIncoming<S> {
     }
 }
 
-impl<S> Stream for TlsIncoming<S>
+impl<S, IO> Stream for TlsIncoming<S, IO>
 where
-    S: Stream<Item = io::Result<TcpStream>> + Unpin,
+    S: Stream<Item = io::Result<IO>> + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    type Item = io::Result<TlsStream<TcpStream>>;
+    type Item = io::Result<TlsStream<IO>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;

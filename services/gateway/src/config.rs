@@ -14,7 +14,7 @@ use baemin_proto::{
     report::v1::report_service_server::SERVICE_NAME as REPORT, rider::v1::rider_service_server::SERVICE_NAME as RIDER,
 };
 
-use crate::{auth::Verifier, rate::Rate};
+use crate::{auth::Verifier, peer::PeerLimits, rate::Rate};
 
 /// Everything the gateway needs to start.
 #[derive(Debug)]
@@ -38,6 +38,9 @@ pub struct Config {
     /// `REQUEST_READ_TIMEOUT` (default 10 s): longest wait for a request's first message; slower is
     /// DEADLINE_EXCEEDED, and an HTTP/1.1 connection whose request stalls is closed.
     pub request_read_timeout: Duration,
+    /// `GATEWAY_MAX_CONNECTIONS_PER_PEER` (default 256), `GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER`
+    /// (default 16): limits per client address, on what costs the gateway before any credentials.
+    pub peer_limits: PeerLimits,
     /// `GATEWAY_MAX_CONCURRENT_STREAMS` per HTTP/2 connection (default 100).
     pub max_concurrent_streams: u32,
     /// `GATEWAY_CORS_ORIGINS`: browser origins allowed to call from another origin, comma-separated
@@ -115,6 +118,7 @@ impl Config {
             rate: Rate { per_second, burst },
             max_message_bytes: baemin_mesh_runtime::max_message_bytes(&s)?,
             request_read_timeout: s.request_read_timeout()?,
+            peer_limits: peer_limits(&s)?,
             max_concurrent_streams,
             cors_origins: cors_origins(&s)?,
             shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
@@ -205,6 +209,22 @@ fn tls(s: &Settings<'_>) -> Result<Option<Tls>, ConfigError> {
     })
 }
 
+fn peer_limits(s: &Settings<'_>) -> Result<PeerLimits, ConfigError> {
+    Ok(PeerLimits {
+        connections: at_least_one(s, "GATEWAY_MAX_CONNECTIONS_PER_PEER", 256)?,
+        anonymous_streams: at_least_one(s, "GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER", 16)?,
+    })
+}
+
+/// `key`, a count of at least 1, or `default`.
+fn at_least_one(s: &Settings<'_>, key: &str, default: usize) -> Result<usize, ConfigError> {
+    let n = s.parse(key, default)?;
+    if n == 0 {
+        return Err(ConfigError::new(key, "0", "must be at least 1"));
+    }
+    Ok(n)
+}
+
 fn cors_origins(s: &Settings<'_>) -> Result<Vec<HeaderValue>, ConfigError> {
     let raw = s.string("GATEWAY_CORS_ORIGINS", "");
     raw.split(',')
@@ -282,6 +302,25 @@ mod tests {
         ];
         for (env, key) in cases.iter().zip(keys) {
             let err = Config::from_env(env).unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+        }
+    }
+
+    #[test]
+    fn limits_per_peer_default_to_256_connections_and_16_anonymous_streams_and_are_at_least_1() {
+        let c = Config::from_env(&[SECRET, IDENTITY]).unwrap();
+        assert_eq!(
+            c.peer_limits,
+            PeerLimits {
+                connections: 256,
+                anonymous_streams: 16,
+            }
+        );
+        for key in [
+            "GATEWAY_MAX_CONNECTIONS_PER_PEER",
+            "GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER",
+        ] {
+            let err = Config::from_env(&[SECRET, IDENTITY, (key, "0")]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
         }
     }

@@ -1,16 +1,19 @@
 //! The edge gateway: one port (8080) for native gRPC over HTTP/2 and grpc-web over HTTP/1.1 or HTTP/2
 //! (binary and text), CORS for configured browser origins, JWT authentication, the role policy, a rate
-//! limit per subject, a message size limit, and the dashboard page. Calls are routed by gRPC service
-//! name to the service that owns them and come back unchanged. Health and reflection (describing every
-//! routed service) are answered by the gateway itself, without credentials.
+//! limit per subject, message size and time limits, limits per client address, and the dashboard page.
+//! Calls are routed by gRPC service name to the service that owns them and come back unchanged. Health
+//! and reflection (describing every routed service) are answered by the gateway itself, without
+//! credentials.
 
 mod assets;
 pub mod auth;
 mod config;
 mod drain;
 mod edge;
+mod peer;
 mod policy;
 mod rate;
+mod slots;
 mod web;
 
 use std::net::SocketAddr;
@@ -101,13 +104,16 @@ impl Service for Application {
                     .layer(DecodeErrorLayer)
                     .layer(CatchPanicLayer),
             )
+            .layer(peer::AnonymousStreamsLayer::new(config.peer_limits.anonymous_streams))
             .layer(MessageLimitLayer::new(config.max_message_bytes).read_timeout(config.request_read_timeout))
             .add_routes(parts.routes);
+        // Counted from accept, before TLS: a connection past its peer's limit costs no handshake.
+        let incoming = peer::PeerConnections::new(parts.incoming, config.peer_limits.connections);
         let serve = match &config.tls {
             Some(tls) => router
-                .serve_with_incoming_shutdown(tls.incoming(parts.incoming), parts.drain)
+                .serve_with_incoming_shutdown(tls.incoming(incoming), parts.drain)
                 .boxed(),
-            None => router.serve_with_incoming_shutdown(parts.incoming, parts.drain).boxed(),
+            None => router.serve_with_incoming_shutdown(incoming, parts.drain).boxed(),
         };
         // Watches through the gateway end as soon as shutdown begins (see `drain`); anything else still
         // open after the grace period is cut.

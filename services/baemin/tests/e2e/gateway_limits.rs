@@ -1,5 +1,6 @@
 //! The gateway's limits on what unauthenticated clients can hold (OWASP API4): stalled requests, refused
-//! requests whose body never ends — over real connections to a gateway on port 0.
+//! requests whose body never ends, connections and token-less streams per client address — over real
+//! connections to a gateway on port 0.
 
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,91 @@ async fn a_refused_request_whose_body_never_ends_is_answered_and_its_connection_
         "answered after a short drain: {:?}",
         started.elapsed()
     );
+    gateway.stop().await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_connection_limit_a_peers_next_connection_is_closed_at_accept_and_a_closed_one_frees_its_slot() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[("GATEWAY_MAX_CONNECTIONS_PER_PEER", "3")]).await;
+    // Connections that say nothing at all: each holds a slot for as long as it is open.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(tokio::net::TcpStream::connect(gateway.addr()).await.unwrap());
+    }
+    let mut fourth = tokio::net::TcpStream::connect(gateway.addr()).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut buf))
+        .await
+        .expect("the fourth connection is closed, not held");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    open.pop();
+    let check = async {
+        loop {
+            let channel = baemin::clients::channel(&gateway.url()).unwrap();
+            let answer = HealthClient::new(channel)
+                .check(HealthCheckRequest { service: String::new() })
+                .await;
+            if answer.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, check)
+        .await
+        .expect("a closed connection gave its slot back");
+    gateway.stop().await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_anonymous_stream_limit_a_peer_is_resource_exhausted_while_probes_and_callers_with_tokens_go_on() {
+    use baemin_gateway::auth::Role;
+    use baemin_proto::report::v1 as report;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    use crate::gateway::{through, token};
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[("GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER", "2")]).await;
+    let health = HealthClient::new(baemin::clients::channel(&gateway.url()).unwrap());
+    let watch = || {
+        let mut health = health.clone();
+        async move { health.watch(HealthCheckRequest { service: String::new() }).await }
+    };
+    let first = watch().await.expect("a first watch without a token");
+    let _second = watch().await.expect("a second");
+    let status = watch().await.expect_err("a third is refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+
+    health
+        .clone()
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .expect("health Check is never refused");
+    let admin = through(&gateway.url(), Some(&token(Role::Admin, "ops")));
+    admin
+        .report
+        .clone()
+        .get_stats(report::GetStatsRequest {})
+        .await
+        .expect("calls with a token go on");
+
+    drop(first);
+    let again = async {
+        loop {
+            if watch().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, again)
+        .await
+        .expect("an ended watch gave its slot back");
     gateway.stop().await;
     mesh.stop().await;
 }
