@@ -758,6 +758,23 @@ def rule_images(objects: list[Obj]) -> list[str]:
     return problems
 
 
+def rule_identity_without_istio(objects: list[Obj]) -> list[str]:
+    """Without Istio (no AuthorizationPolicy rendered) nothing but the signed caller identity keeps
+    other pods of the cluster out: every service must require it (BAEMIN_REQUIRE_IDENTITY=true)."""
+    if of_kind(objects, "AuthorizationPolicy"):
+        return []
+    problems = []
+    for config in of_kind(objects, "ConfigMap", ""):
+        data = config.get("data") or {}
+        if "BAEMIN_REQUIRE_IDENTITY" in data or "DATABASE_POOL_SIZE" in data:
+            if str(data.get("BAEMIN_REQUIRE_IDENTITY", "")).lower() != "true":
+                problems.append(
+                    f"{ref(config)}: BAEMIN_REQUIRE_IDENTITY must be true without Istio, "
+                    f"is {data.get('BAEMIN_REQUIRE_IDENTITY')!r}"
+                )
+    return problems
+
+
 RULES: tuple[Callable[[list[Obj]], list[str]], ...] = (
     rule_probes,
     rule_service_ports,
@@ -769,6 +786,7 @@ RULES: tuple[Callable[[list[Obj]], list[str]], ...] = (
     rule_selectors_match_workloads,
     rule_service_accounts,
     rule_images,
+    rule_identity_without_istio,
 )
 
 
