@@ -328,6 +328,29 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_watch_starts_with_at_most_the_oldest_hundred_open_calls_then_follows_changes() {
+        use watch_open_calls_response::Change::Opened;
+        let t = spawn_app().await;
+        let grpc = RiderGrpc::new(t.app.clone(), CancellationToken::new());
+        let mut placed = Vec::new();
+        for _ in 0..crate::domain::BOARD_SNAPSHOT + 5 {
+            placed.push(t.place().await.to_string());
+        }
+        let mut stream = watch(&grpc).await;
+        let mut snapshot = Vec::new();
+        while let Ok(Some(item)) = tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await {
+            snapshot.push(item.unwrap().call.unwrap().call_id);
+        }
+        assert_eq!(
+            snapshot,
+            placed[..crate::domain::BOARD_SNAPSHOT as usize],
+            "the oldest, in order"
+        );
+        let later = t.place().await;
+        assert_eq!(next_change(&mut stream).await, (Opened, later.to_string()));
+    }
+
     #[test]
     fn status_filter_maps_open_to_called_and_refuses_unknown_numbers() {
         assert_eq!(status_filter(0), Ok(None));

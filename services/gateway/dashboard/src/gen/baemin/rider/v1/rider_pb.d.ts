@@ -446,7 +446,9 @@ export declare const RiderService: GenService<{
     output: typeof ListOpenCallsResponseSchema;
   },
   /**
-   * Streams the open-call board: every open call now, then each call that opens or closes.
+   * Streams the open-call board: the oldest open calls now (at most 100; ListOpenCalls pages through
+   * the rest), then each call that opens or closes. A closed notice names the rider who took the call
+   * only to that rider and the company.
    *
    * @generated from rpc baemin.rider.v1.RiderService.WatchOpenCalls
    */
