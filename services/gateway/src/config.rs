@@ -39,7 +39,8 @@ pub struct Config {
     /// DEADLINE_EXCEEDED, and an HTTP/1.1 connection whose request stalls is closed.
     pub request_read_timeout: Duration,
     /// `GATEWAY_MAX_CONNECTIONS_PER_PEER` (default 256), `GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER`
-    /// (default 16): limits per client address, on what costs the gateway before any credentials.
+    /// (default 16), `GATEWAY_AUTH_FAILURES_PER_PEER` (default 60 a minute): limits per client address,
+    /// on what costs the gateway before valid credentials.
     pub peer_limits: PeerLimits,
     /// `GATEWAY_MAX_CONCURRENT_STREAMS` per HTTP/2 connection (default 100).
     pub max_concurrent_streams: u32,
@@ -213,13 +214,18 @@ fn peer_limits(s: &Settings<'_>) -> Result<PeerLimits, ConfigError> {
     Ok(PeerLimits {
         connections: at_least_one(s, "GATEWAY_MAX_CONNECTIONS_PER_PEER", 256)?,
         anonymous_streams: at_least_one(s, "GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER", 16)?,
+        auth_failures_per_minute: at_least_one(s, "GATEWAY_AUTH_FAILURES_PER_PEER", 60)?,
     })
 }
 
 /// `key`, a count of at least 1, or `default`.
-fn at_least_one(s: &Settings<'_>, key: &str, default: usize) -> Result<usize, ConfigError> {
+fn at_least_one<T>(s: &Settings<'_>, key: &str, default: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + Default + PartialEq,
+    T::Err: std::fmt::Display,
+{
     let n = s.parse(key, default)?;
-    if n == 0 {
+    if n == T::default() {
         return Err(ConfigError::new(key, "0", "must be at least 1"));
     }
     Ok(n)
@@ -307,18 +313,20 @@ mod tests {
     }
 
     #[test]
-    fn limits_per_peer_default_to_256_connections_and_16_anonymous_streams_and_are_at_least_1() {
+    fn limits_per_peer_default_to_256_connections_16_anonymous_streams_60_failures_and_are_at_least_1() {
         let c = Config::from_env(&[SECRET, IDENTITY]).unwrap();
         assert_eq!(
             c.peer_limits,
             PeerLimits {
                 connections: 256,
                 anonymous_streams: 16,
+                auth_failures_per_minute: 60,
             }
         );
         for key in [
             "GATEWAY_MAX_CONNECTIONS_PER_PEER",
             "GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER",
+            "GATEWAY_AUTH_FAILURES_PER_PEER",
         ] {
             let err = Config::from_env(&[SECRET, IDENTITY, (key, "0")]).unwrap_err();
             assert_eq!(err.key, key, "{err}");

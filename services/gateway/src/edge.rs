@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::{AuthError, Identity, Verifier},
     drain::EndOnDrain,
+    peer::{AuthFailures, Peer},
     policy::{self, Access},
     rate::RateLimiter,
 };
@@ -60,18 +61,20 @@ struct Shared {
     verifier: Verifier,
     identity_key: IdentityKey,
     limiter: RateLimiter,
+    auth_failures: AuthFailures,
     upstreams: Upstreams,
     draining: CancellationToken,
 }
 
 impl Edge {
-    /// An edge verifying with `verifier`, signing what it forwards with `identity_key`, limiting with
-    /// `limiter`, forwarding to `upstreams`; its
-    /// long streams end (UNAVAILABLE, "reconnect") once `draining` is cancelled.
+    /// An edge verifying with `verifier` (within each peer's budget of `auth_failures`), signing what
+    /// it forwards with `identity_key`, limiting with `limiter`, forwarding to `upstreams`; its long
+    /// streams end (UNAVAILABLE, "reconnect") once `draining` is cancelled.
     pub fn new(
         verifier: Verifier,
         identity_key: IdentityKey,
         limiter: RateLimiter,
+        auth_failures: AuthFailures,
         upstreams: Upstreams,
         draining: CancellationToken,
     ) -> Self {
@@ -80,6 +83,7 @@ impl Edge {
                 verifier,
                 identity_key,
                 limiter,
+                auth_failures,
                 upstreams,
                 draining,
             }),
@@ -135,6 +139,7 @@ impl Shared {
                 "not a gRPC request: send application/grpc or application/grpc-web",
             ));
         }
+        let peer = Peer::of_request(&parts.extensions);
         let path = parts.uri.path();
         let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
             return Err(Status::unimplemented(format!("no such method: {path}")));
@@ -143,14 +148,14 @@ impl Shared {
             Access::Unknown => return Err(Status::unimplemented(format!("no such method: {service}/{method}"))),
             Access::Internal => {
                 // Still authenticate first: an anonymous caller learns nothing but "who are you".
-                self.identify(&parts.headers)?;
+                self.identify(&parts.headers, peer)?;
                 return Err(Status::permission_denied(format!(
                     "{service}/{method} is called inside the mesh only"
                 )));
             }
             Access::Roles(roles) => roles,
         };
-        let identity = self.identify(&parts.headers)?;
+        let identity = self.identify(&parts.headers, peer)?;
         if !roles.contains(&identity.role) {
             return Err(Status::permission_denied(format!(
                 "role {} may not call {service}/{method}",
@@ -172,12 +177,22 @@ impl Shared {
         Ok((short, channel))
     }
 
-    fn identify(&self, headers: &HeaderMap) -> Result<Identity, Status> {
+    /// The caller the credentials in `headers` name. Missing credentials cost nothing and count for
+    /// nothing; refused ones count against `peer`'s budget, and past it are not even verified.
+    fn identify(&self, headers: &HeaderMap, peer: Option<Peer>) -> Result<Identity, Status> {
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if authorization.is_none() {
+            return Err(Status::unauthenticated(AuthError::Missing.to_string()));
+        }
+        let now = Instant::now();
+        if let Err(wait) = self.auth_failures.admit(peer, now) {
+            return Err(Status::resource_exhausted(format!(
+                "too many refused credentials from this address: they are checked again in {} s",
+                wait.as_secs_f64().ceil().max(1.0)
+            )));
+        }
         self.verifier.verify(authorization).map_err(|err| {
-            if !matches!(err, AuthError::Missing) {
-                tracing::info!(error = %err, "refused credentials");
-            }
+            self.auth_failures.refused(peer, now, &err);
             Status::unauthenticated(err.to_string())
         })
     }

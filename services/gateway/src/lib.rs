@@ -79,6 +79,7 @@ impl Service for Application {
             config.verifier,
             config.identity_key,
             rate::RateLimiter::new(config.rate),
+            peer::AuthFailures::new(config.peer_limits.auth_failures_per_minute),
             upstreams,
             shutdown.clone(),
         );

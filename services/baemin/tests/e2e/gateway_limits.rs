@@ -164,3 +164,64 @@ async fn past_its_anonymous_stream_limit_a_peer_is_resource_exhausted_while_prob
     gateway.stop().await;
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_budget_of_refused_credentials_a_peers_credentials_are_refused_unchecked_and_other_peers_go_on() {
+    use baemin_gateway::auth::Role;
+    use baemin_proto::report::v1 as report;
+
+    use crate::gateway::{http1_over, through, token};
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[("GATEWAY_AUTH_FAILURES_PER_PEER", "3")]).await;
+    let stats = |token: Option<&str>| {
+        let mut report = through(&gateway.url(), token).report;
+        async move { report.get_stats(report::GetStatsRequest {}).await.map(drop) }
+    };
+    for _ in 0..3 {
+        let status = stats(Some("forged")).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    }
+    let status = stats(Some("forged")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let good = token(Role::Admin, "ops");
+    let status = stats(Some(&good)).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::ResourceExhausted,
+        "not even a good token is checked from this peer now: {status:?}"
+    );
+    let status = stats(None).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::Unauthenticated,
+        "no credentials cost nothing: {status:?}"
+    );
+
+    // Another address (all of 127/8 is loopback on Linux) has its own budget.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(gateway.addr()).await.unwrap();
+    let authorization = format!("Bearer {good}");
+    let headers = [
+        ("content-type", "application/grpc-web+proto"),
+        ("x-grpc-web", "1"),
+        ("authorization", authorization.as_str()),
+    ];
+    let (_, head, body) = http1_over(
+        stream,
+        &gateway.addr().to_string(),
+        "POST",
+        "/baemin.report.v1.ReportService/GetStats",
+        &headers,
+        &[0, 0, 0, 0, 0],
+    )
+    .await;
+    // Answered OK: grpc-web carries the status in a trailers frame at the end of the body.
+    let trailers = String::from_utf8_lossy(&body).to_ascii_lowercase();
+    assert!(
+        trailers.contains("grpc-status:0"),
+        "another peer's token is checked and good: {head}\n{trailers}"
+    );
+    gateway.stop().await;
+    mesh.stop().await;
+}

@@ -1,4 +1,4 @@
-//! Limits per peer on what costs the gateway before (or without) any credentials: connections, streams
+//! Limits per peer on what costs the gateway before (or without) valid credentials: connections, streams
 //! that need no token, failed authentications. A peer is the address the connection comes from — what
 //! tonic records as `TcpConnectInfo`, behind the TLS listener too — an IPv6 one by its /64, the block one
 //! subscriber is usually given, as a peer could otherwise take a fresh address for every connection.
@@ -8,6 +8,7 @@
 //! them together and must be set for that.
 
 mod anonymous;
+mod auth_failures;
 mod connections;
 
 use std::{
@@ -18,6 +19,7 @@ use std::{
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 pub use anonymous::AnonymousStreamsLayer;
+pub use auth_failures::AuthFailures;
 pub use connections::PeerConnections;
 
 /// Where a connection comes from, as limits per peer count it.
@@ -62,6 +64,9 @@ pub struct PeerLimits {
     /// `GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER`: open streams that need no token (health `Watch`,
     /// reflection); past it, RESOURCE_EXHAUSTED.
     pub anonymous_streams: usize,
+    /// `GATEWAY_AUTH_FAILURES_PER_PEER`: refused credentials a minute, as many at once; past it, the
+    /// peer's credentials are refused unchecked (RESOURCE_EXHAUSTED) until its budget refills.
+    pub auth_failures_per_minute: u32,
 }
 
 #[cfg(test)]
