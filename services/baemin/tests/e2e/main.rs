@@ -15,6 +15,7 @@ mod gateway_tls;
 mod hostile_input;
 mod launcher;
 mod ledger;
+mod ownership;
 mod rebuild;
 mod support;
 mod telemetry;
