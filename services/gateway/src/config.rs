@@ -44,6 +44,9 @@ pub struct Config {
     pub peer_limits: PeerLimits,
     /// `GATEWAY_MAX_CONCURRENT_STREAMS` per HTTP/2 connection (default 100).
     pub max_concurrent_streams: u32,
+    /// `GATEWAY_MAX_WATCHES_PER_SUBJECT` (default 8): watches a subject may have open at once through
+    /// this gateway replica; past it, RESOURCE_EXHAUSTED.
+    pub max_watches_per_subject: usize,
     /// `GATEWAY_CORS_ORIGINS`: browser origins allowed to call from another origin, comma-separated
     /// (default none: the dashboard is served from the gateway's own origin and needs no CORS).
     pub cors_origins: Vec<HeaderValue>,
@@ -121,6 +124,7 @@ impl Config {
             request_read_timeout: s.request_read_timeout()?,
             peer_limits: peer_limits(&s)?,
             max_concurrent_streams,
+            max_watches_per_subject: at_least_one(&s, "GATEWAY_MAX_WATCHES_PER_SUBJECT", 8)?,
             cors_origins: cors_origins(&s)?,
             shutdown_grace: s.duration("SHUTDOWN_GRACE", Duration::from_secs(20))?,
             shutdown_delay: s.duration("SHUTDOWN_DELAY", Duration::ZERO)?,
@@ -331,6 +335,19 @@ mod tests {
             let err = Config::from_env(&[SECRET, IDENTITY, (key, "0")]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
         }
+    }
+
+    #[test]
+    fn a_subject_may_hold_8_watches_by_default_and_at_least_1() {
+        assert_eq!(
+            Config::from_env(&[SECRET, IDENTITY]).unwrap().max_watches_per_subject,
+            8
+        );
+        let env = [SECRET, IDENTITY, ("GATEWAY_MAX_WATCHES_PER_SUBJECT", "0")];
+        assert_eq!(
+            Config::from_env(&env).unwrap_err().key,
+            "GATEWAY_MAX_WATCHES_PER_SUBJECT"
+        );
     }
 
     #[test]

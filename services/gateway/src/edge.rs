@@ -29,6 +29,7 @@ use crate::{
     peer::{AuthFailures, Peer},
     policy::{self, Access},
     rate::RateLimiter,
+    slots::{Holding, Slot, Slots},
 };
 
 /// The upstream services, by full gRPC service name.
@@ -62,19 +63,22 @@ struct Shared {
     identity_key: IdentityKey,
     limiter: RateLimiter,
     auth_failures: AuthFailures,
+    watches: Slots<String>,
     upstreams: Upstreams,
     draining: CancellationToken,
 }
 
 impl Edge {
     /// An edge verifying with `verifier` (within each peer's budget of `auth_failures`), signing what
-    /// it forwards with `identity_key`, limiting with `limiter`, forwarding to `upstreams`; its long
-    /// streams end (UNAVAILABLE, "reconnect") once `draining` is cancelled.
+    /// it forwards with `identity_key`, limiting with `limiter` and to so many open `watches` per
+    /// subject, forwarding to `upstreams`; its long streams end (UNAVAILABLE, "reconnect") once
+    /// `draining` is cancelled.
     pub fn new(
         verifier: Verifier,
         identity_key: IdentityKey,
         limiter: RateLimiter,
         auth_failures: AuthFailures,
+        watches: Slots<String>,
         upstreams: Upstreams,
         draining: CancellationToken,
     ) -> Self {
@@ -84,6 +88,7 @@ impl Edge {
                 identity_key,
                 limiter,
                 auth_failures,
+                watches,
                 upstreams,
                 draining,
             }),
@@ -109,13 +114,14 @@ where
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             Ok(match shared.admit(&mut parts) {
-                Ok((short, channel)) => {
-                    let long = parts.uri.path().rsplit('/').next().is_some_and(policy::is_long_stream);
+                Ok((short, channel, watch)) => {
                     let response = forward(Request::from_parts(parts, Body::new(body)), short, channel).await;
-                    if long {
-                        response.map(|body| Body::new(EndOnDrain::new(body, shared.draining.clone())))
-                    } else {
-                        response
+                    match watch {
+                        // A watch ends when the gateway drains, and holds its subject's slot until it
+                        // ends (hyper drops the body then, however the stream ended).
+                        Some(slot) => response
+                            .map(|body| Body::new(Holding::new(EndOnDrain::new(body, shared.draining.clone()), slot))),
+                        None => response,
                     }
                 }
                 Err(status) => {
@@ -132,8 +138,11 @@ where
 
 impl Shared {
     /// Decides whether the request with `parts` goes through, and where (its headers then carry the
-    /// verified identity); the refusal otherwise.
-    fn admit(&self, parts: &mut http::request::Parts) -> Result<(&'static str, Upstream), Status> {
+    /// verified identity), with its subject's slot if it is a watch; the refusal otherwise.
+    fn admit(
+        &self,
+        parts: &mut http::request::Parts,
+    ) -> Result<(&'static str, Upstream, Option<Slot<String>>), Status> {
         if !is_grpc(&parts.headers) {
             return Err(Status::unimplemented(
                 "not a gRPC request: send application/grpc or application/grpc-web",
@@ -169,12 +178,26 @@ impl Shared {
                 wait.as_millis().max(1)
             )));
         }
+        // A watch holds a stream here and upstream for as long as its client likes.
+        let watch = if policy::is_long_stream(method) {
+            let slot = self.watches.try_acquire(identity.subject.clone()).ok_or_else(|| {
+                Status::resource_exhausted(format!(
+                    "{} already has {} watches open through this gateway (GATEWAY_MAX_WATCHES_PER_SUBJECT); \
+                     close one first",
+                    identity.subject,
+                    self.watches.max()
+                ))
+            })?;
+            Some(slot)
+        } else {
+            None
+        };
         let (short, channel) = self
             .upstreams
             .find(service)
             .ok_or_else(|| Status::unimplemented(format!("no upstream for {service}")))?;
         set_identity(&mut parts.headers, &identity, &self.identity_key)?;
-        Ok((short, channel))
+        Ok((short, channel, watch))
     }
 
     /// The caller the credentials in `headers` name. Missing credentials cost nothing and count for

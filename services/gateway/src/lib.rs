@@ -80,6 +80,7 @@ impl Service for Application {
             config.identity_key,
             rate::RateLimiter::new(config.rate),
             peer::AuthFailures::new(config.peer_limits.auth_failures_per_minute),
+            slots::Slots::new(config.max_watches_per_subject),
             upstreams,
             shutdown.clone(),
         );

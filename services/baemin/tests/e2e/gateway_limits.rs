@@ -1,6 +1,6 @@
 //! The gateway's limits on what unauthenticated clients can hold (OWASP API4): stalled requests, refused
-//! requests whose body never ends, connections and token-less streams per client address — over real
-//! connections to a gateway on port 0.
+//! requests whose body never ends, connections, token-less streams and refused credentials per client
+//! address, watches per subject — over real connections to a gateway on port 0.
 
 use std::time::{Duration, Instant};
 
@@ -222,6 +222,60 @@ async fn past_its_budget_of_refused_credentials_a_peers_credentials_are_refused_
         trailers.contains("grpc-status:0"),
         "another peer's token is checked and good: {head}\n{trailers}"
     );
+    gateway.stop().await;
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_watch_limit_a_subject_is_resource_exhausted_until_one_of_its_watches_ends() {
+    use baemin_gateway::auth::Role;
+    use baemin_proto::report::v1 as report;
+
+    use crate::gateway::{through, token};
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[("GATEWAY_MAX_WATCHES_PER_SUBJECT", "2")]).await;
+    let ops = through(&gateway.url(), Some(&token(Role::Admin, "ops"))).report;
+    type Client = report::report_service_client::ReportServiceClient<baemin::clients::Transport>;
+    let watch = |client: &Client| {
+        let mut client = client.clone();
+        async move {
+            client
+                .watch_delivery_views(report::WatchDeliveryViewsRequest {
+                    call_id: String::new(),
+                    include_snapshot: false,
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let first = watch(&ops).await.expect("a first watch");
+    let _second = watch(&ops).await.expect("a second");
+    let status = watch(&ops).await.expect_err("a third is refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("GATEWAY_MAX_WATCHES_PER_SUBJECT"),
+        "{status:?}"
+    );
+
+    ops.clone()
+        .get_stats(report::GetStatsRequest {})
+        .await
+        .expect("the subject's other calls go on");
+    let other = through(&gateway.url(), Some(&token(Role::Admin, "ops-2"))).report;
+    let _others = watch(&other).await.expect("another subject has its own watches");
+
+    drop(first);
+    let again = async {
+        loop {
+            if watch(&ops).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, again)
+        .await
+        .expect("an ended watch gave its slot back");
     gateway.stop().await;
     mesh.stop().await;
 }
