@@ -11,7 +11,7 @@ mod config;
 mod drain;
 mod edge;
 mod peer;
-mod policy;
+pub mod policy;
 mod rate;
 mod slots;
 mod web;

@@ -15,7 +15,7 @@ pub use model::{
     on_call_cancelled, on_call_placed, status_from_label, status_label,
 };
 pub use ports::{PaymentCallError, Payments};
-pub use service::{BOARD_SNAPSHOT, RiderApp};
+pub use service::RiderApp;
 
 #[cfg(test)]
 mod service_tests;

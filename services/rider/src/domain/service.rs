@@ -44,9 +44,6 @@ const RACE_RETRIES: usize = 5;
 /// Board changes a slow watcher may fall behind by before it is told to re-read the board.
 const BOARD_BACKLOG: usize = 1024;
 
-/// Most open calls a watch is sent at its start (see [`RiderApp::open_calls_now`]).
-pub const BOARD_SNAPSHOT: u64 = 100;
-
 /// The rider service's use cases.
 pub struct RiderApp {
     pub(super) db: DatabaseConnection,
@@ -76,12 +73,15 @@ impl RiderApp {
         self.board.subscribe()
     }
 
+    /// Most open calls a watch is sent at its start (see [`RiderApp::open_calls_now`]).
+    pub const BOARD_SNAPSHOT: u64 = 100;
+
     /// The board as WatchOpenCalls starts it (and resends it to a watcher that fell behind): the
-    /// [`BOARD_SNAPSHOT`] oldest open calls. A bound, so that one watch cannot make the service read
+    /// [`Self::BOARD_SNAPSHOT`] oldest open calls. A bound, so that one watch cannot make the service read
     /// and send an unbounded board; calls beyond it are paged with ListOpenCalls, and every call that
     /// opens later is streamed as it opens.
     pub async fn open_calls_now(&self) -> Result<Vec<Delivery>, RiderError> {
-        Ok(db::oldest_open(&self.db, BOARD_SNAPSHOT).await?)
+        Ok(db::oldest_open(&self.db, Self::BOARD_SNAPSHOT).await?)
     }
 
     /// One page of open calls, oldest first.

@@ -334,7 +334,7 @@ mod tests {
         let t = spawn_app().await;
         let grpc = RiderGrpc::new(t.app.clone(), CancellationToken::new());
         let mut placed = Vec::new();
-        for _ in 0..crate::domain::BOARD_SNAPSHOT + 5 {
+        for _ in 0..RiderApp::BOARD_SNAPSHOT + 5 {
             placed.push(t.place().await.to_string());
         }
         let mut stream = watch(&grpc).await;
@@ -344,7 +344,7 @@ mod tests {
         }
         assert_eq!(
             snapshot,
-            placed[..crate::domain::BOARD_SNAPSHOT as usize],
+            placed[..RiderApp::BOARD_SNAPSHOT as usize],
             "the oldest, in order"
         );
         let later = t.place().await;
