@@ -188,7 +188,7 @@ where
                 // A call that fails without waiting (its connection gone, its channel's worker task
                 // shut down with the runtime) never yields: without this turn for the scheduler the
                 // loop would hold its worker thread, deaf to abort and shutdown, until `end`.
-                // (removed for the check)
+                tokio::task::coop::consume_budget().await;
                 let sent = Instant::now();
                 if sent >= end {
                     return tally;

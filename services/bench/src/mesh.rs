@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use baemin::cli::ServiceName;
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use tokio::{process::Child, process::Command, time::Instant};
 
 use crate::cli::{DbKind, Options};
@@ -327,6 +327,7 @@ async fn drop_databases(postgres_url: &str, names: Vec<String>) {
         return;
     };
     for name in names {
+        settle_creation(&admin, &name).await;
         if let Err(err) = admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await
@@ -335,6 +336,27 @@ async fn drop_databases(postgres_url: &str, names: Vec<String>) {
         }
     }
     admin.close().await.ok();
+}
+
+/// A run interrupted while `CREATE DATABASE {name}` runs stops waiting for it, but the server finishes
+/// the statement all the same: a `DROP DATABASE IF EXISTS` meanwhile would find nothing, and the
+/// database would appear a moment later, left behind. So the statement still running is cancelled,
+/// and whatever it did is settled (created or not) before the database is dropped.
+async fn settle_creation(admin: &DatabaseConnection, name: &str) {
+    let running = format!("FROM pg_stat_activity WHERE state = 'active' AND query = 'CREATE DATABASE {name}'");
+    let _ = admin
+        .execute_unprepared(&format!("SELECT pg_cancel_backend(pid) {running}"))
+        .await;
+    let still_running = || {
+        admin.query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT 1 {running}"),
+        ))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(still_running().await, Ok(Some(_))) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `http://<addr>` of `service` among `addrs`.
