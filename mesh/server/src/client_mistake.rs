@@ -16,12 +16,14 @@ use std::{
 use http::{HeaderValue, Request, Response};
 use tower::{Layer, Service};
 
-/// What tonic's codec says when a request message cannot be decoded (prost's `DecodeError`), and
-/// when the frames around it are broken.
-const DECODE_FAILURES: [&str; 3] = [
+/// What tonic says when a request message cannot be decoded (prost's `DecodeError`), when the frames
+/// around it are broken (a cut frame, a compression flag without or with an unknown encoding), and when
+/// a unary request carries no message at all. None of these comes from a handler.
+const DECODE_FAILURES: [&str; 4] = [
     "failed to decode Protobuf message",
     "Unexpected EOF decoding stream",
-    "protocol error: received message with invalid compression flag",
+    "protocol error: received message with",
+    "Missing request message",
 ];
 
 /// Answers requests tonic could not decode with INVALID_ARGUMENT.

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use baemin_kernel::{RestaurantId, RiderId};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::{HeaderMap, HeaderValue};
 use ring::hmac;
@@ -88,9 +89,9 @@ pub enum Caller {
     /// The company's staff: sees everything.
     Admin(String),
     /// A restaurant, by id.
-    Restaurant(String),
+    Restaurant(RestaurantId),
     /// A rider, by id.
-    Rider(String),
+    Rider(RiderId),
 }
 
 /// The identity metadata is present but cannot be believed: UNAUTHENTICATED, never "internal".
@@ -235,14 +236,25 @@ impl Caller {
         let proof = text(proof, "proof missing or not visible ASCII")?;
         let key = key.ok_or(IdentityError::NoKey)?;
         key.verify(role, subject, proof, now)?;
-        let subject = subject.to_owned();
         if role == SERVICE_ROLE {
-            return Ok(Self::Service(subject));
+            return Ok(Self::Service(subject.to_owned()));
         }
-        Ok(match role.parse::<Role>()? {
-            Role::Admin => Self::Admin(subject),
-            Role::Restaurant => Self::Restaurant(subject),
-            Role::Rider => Self::Rider(subject),
+        Self::of_role(role.parse()?, subject)
+    }
+
+    /// The caller `subject` with `role`; a restaurant or rider subject must be a valid id of its kind
+    /// (the gateway refuses such tokens before signing them, with this same check).
+    pub fn of_role(role: Role, subject: &str) -> Result<Self, IdentityError> {
+        Ok(match role {
+            Role::Admin => Self::Admin(subject.to_owned()),
+            Role::Restaurant => Self::Restaurant(
+                RestaurantId::parse(subject, SUBJECT_HEADER)
+                    .map_err(|_| IdentityError::Malformed("the subject is not a valid restaurant id"))?,
+            ),
+            Role::Rider => Self::Rider(
+                RiderId::parse(subject, SUBJECT_HEADER)
+                    .map_err(|_| IdentityError::Malformed("the subject is not a valid rider id"))?,
+            ),
         })
     }
 
@@ -296,11 +308,16 @@ mod tests {
     #[test]
     fn a_signed_identity_is_believed_with_its_role_and_subject() {
         let now = SystemTime::now();
-        assert_eq!(read(&signed("rider", "r-1", now)), Ok(Caller::Rider("r-1".into())));
+        assert_eq!(read(&signed("rider", "r-1", now)), Caller::of_role(Role::Rider, "r-1"));
         assert_eq!(
             read(&signed("restaurant", "s-1", now)),
-            Ok(Caller::Restaurant("s-1".into()))
+            Caller::of_role(Role::Restaurant, "s-1")
         );
+        // Signed, but not an id of its kind: malformed identity, UNAUTHENTICATED like any other.
+        assert!(matches!(
+            read(&signed("rider", "rider 7", now)),
+            Err(IdentityError::Malformed(_))
+        ));
         assert_eq!(read(&signed("admin", "ops", now)), Ok(Caller::Admin("ops".into())));
         assert_eq!(
             read(&signed(SERVICE_ROLE, "call", now)),

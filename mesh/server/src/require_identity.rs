@@ -155,7 +155,7 @@ mod tests {
             .unwrap();
         let response = service(true).oneshot(request(GET_CALL, signed)).await.unwrap();
         assert_eq!(grpc_status(&response), None);
-        assert_eq!(response.headers()["x-caller"], "Some(Rider(\"r-1\"))");
+        assert_eq!(response.headers()["x-caller"], "Some(Rider(RiderId(\"r-1\")))");
         for open in [
             "/grpc.health.v1.Health/Check",
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",

@@ -298,7 +298,7 @@ mod tests {
         set_identity(&mut headers, &identity, &key).unwrap();
         assert_eq!(
             Caller::from_headers(&headers, Some(&key), true, SystemTime::now()),
-            Ok(Caller::Rider("r-7".into())),
+            Caller::of_role(crate::auth::Role::Rider, "r-7"),
             "the services believe the verified identity, signed"
         );
         assert!(headers.get("x-baemin-anything").is_none());

@@ -433,7 +433,9 @@ async fn a_call_outliving_the_callers_deadline_is_deadline_exceeded_and_stores_n
         destination: "Ulsan".into(),
         fee: 2_000,
     });
-    request.set_timeout(std::time::Duration::from_millis(300));
+    // The deadline travels as `grpc-timeout` only: were the client to time the call too, its own timer
+    // would race the server's answer (a few ms earlier) and a busy machine could make it win.
+    request.metadata_mut().insert("grpc-timeout", "300m".parse().unwrap());
     let status = client.place_call(request).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     let listed = client

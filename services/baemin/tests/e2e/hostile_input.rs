@@ -120,6 +120,64 @@ async fn undecodable_bytes_and_strings_that_are_not_utf8_are_invalid_argument_ev
     mesh.stop().await;
 }
 
+/// The gRPC status of posting `body` as it is (frame headers included) to `path`: what no client
+/// library would send.
+async fn raw_body(channel: Channel, path: &str, body: &'static [u8], bearer: Option<&str>) -> Code {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let mut request = tonic::codegen::http::Request::post(format!("http://mesh{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let body = tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from_static(body)));
+    let response = channel
+        .oneshot(request.body(body).expect("a request"))
+        .await
+        .expect("an answer");
+    let (head, body) = response.into_parts();
+    let in_head = head.headers.get("grpc-status").cloned();
+    let status = match in_head {
+        Some(status) => status,
+        None => {
+            let collected = body.collect().await.expect("the body");
+            collected
+                .trailers()
+                .and_then(|t| t.get("grpc-status"))
+                .cloned()
+                .expect("a grpc-status")
+        }
+    };
+    Code::from_bytes(status.as_bytes())
+}
+
+/// Requests broken below the message: no message at all, a cut frame, a compressed frame without an
+/// encoding — each the client's mistake, INVALID_ARGUMENT, directly and through the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_no_message_a_cut_frame_or_an_unannounced_compression_are_invalid_argument() {
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[]).await;
+    let admin = token(Role::Admin, "ops");
+    let to_gateway = baemin::clients::channel(&gateway.url()).unwrap();
+    let cases: [(&str, &'static [u8]); 3] = [
+        ("no message", b""),
+        ("a cut frame", &[0, 0, 0, 0, 9, 0x0a]),
+        ("compressed without grpc-encoding", &[1, 0, 0, 0, 0]),
+    ];
+    for (svc, path) in READS {
+        let direct = baemin::clients::channel(&format!("http://{}", mesh.addr(svc).unwrap())).unwrap();
+        for (what, body) in cases {
+            let code = raw_body(direct.clone(), path, body, None).await;
+            assert_eq!(code, Code::InvalidArgument, "{path} {what}, direct");
+            let code = raw_body(to_gateway.clone(), path, body, Some(&admin)).await;
+            assert_eq!(code, Code::InvalidArgument, "{path} {what}, via gateway");
+        }
+    }
+    gateway.stop().await;
+    mesh.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_token_cut_inside_a_character_is_invalid_argument_on_every_list() {
     let mesh = TestMesh::start(DbKind::Sqlite).await;

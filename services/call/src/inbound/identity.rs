@@ -1,32 +1,23 @@
 //! The caller the identity layer verified, as the domain's [`Actor`]: internal backends, the mesh's own
-//! services and admins are the company; a restaurant or rider subject must be a valid id of its kind.
+//! services and admins are the company; restaurants and riders act as the ids the layer parsed.
 
-use baemin_kernel::{RestaurantId, RiderId};
-use baemin_mesh_server::identity::{Caller, SUBJECT_HEADER};
+use baemin_mesh_server::identity::Caller;
 
-use crate::domain::{Actor, CallError};
+use crate::domain::Actor;
 
-/// The actor `caller` speaks for; a subject that is no valid id is PERMISSION_DENIED.
-pub fn actor(caller: Caller) -> Result<Actor, CallError> {
-    let unusable = |role: &str, subject: &str| {
-        CallError::Forbidden(format!(
-            "subject {:?} is not a valid {role} id",
-            subject.escape_debug().to_string()
-        ))
-    };
+/// The actor `caller` speaks for.
+pub fn actor(caller: Caller) -> Actor {
     match caller {
-        Caller::Internal | Caller::Service(_) | Caller::Admin(_) => Ok(Actor::Company),
-        Caller::Restaurant(s) => RestaurantId::parse(&s, SUBJECT_HEADER)
-            .map(Actor::Restaurant)
-            .map_err(|_| unusable("restaurant", &s)),
-        Caller::Rider(s) => RiderId::parse(&s, SUBJECT_HEADER)
-            .map(Actor::Rider)
-            .map_err(|_| unusable("rider", &s)),
+        Caller::Internal | Caller::Service(_) | Caller::Admin(_) => Actor::Company,
+        Caller::Restaurant(id) => Actor::Restaurant(id),
+        Caller::Rider(id) => Actor::Rider(id),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use baemin_kernel::{RestaurantId, RiderId};
+
     use super::*;
 
     #[test]
@@ -36,23 +27,11 @@ mod tests {
             Caller::Service("rider".into()),
             Caller::Admin("ops".into()),
         ] {
-            assert_eq!(actor(company).unwrap(), Actor::Company);
+            assert_eq!(actor(company), Actor::Company);
         }
-        assert_eq!(
-            actor(Caller::Restaurant("store-1".into())).unwrap(),
-            Actor::Restaurant(RestaurantId::parse("store-1", "x").unwrap())
-        );
-        assert_eq!(
-            actor(Caller::Rider("r-1".into())).unwrap(),
-            Actor::Rider(RiderId::parse("r-1", "x").unwrap())
-        );
-    }
-
-    #[test]
-    fn a_subject_that_is_no_valid_id_is_refused() {
-        assert!(matches!(
-            actor(Caller::Restaurant("not an id".into())),
-            Err(CallError::Forbidden(_))
-        ));
+        let store = RestaurantId::parse("store-1", "x").unwrap();
+        assert_eq!(actor(Caller::Restaurant(store.clone())), Actor::Restaurant(store));
+        let rider = RiderId::parse("r-1", "x").unwrap();
+        assert_eq!(actor(Caller::Rider(rider.clone())), Actor::Rider(rider));
     }
 }

@@ -238,6 +238,8 @@ impl Verifier {
             .parse()
             .map_err(|e: baemin_mesh_server::identity::IdentityError| AuthError::Claims(e.to_string()))?;
         let subject = valid_subject(&data.claims.sub).map_err(AuthError::Claims)?;
+        // The services take a restaurant's or rider's subject as its id: refuse here what they would.
+        baemin_mesh_server::identity::Caller::of_role(role, subject).map_err(|e| AuthError::Claims(e.to_string()))?;
         Ok(Identity {
             subject: subject.to_owned(),
             role,

@@ -30,6 +30,27 @@ fn a_minted_token_names_its_subject_and_role() {
 }
 
 #[test]
+fn a_rider_or_restaurant_whose_subject_is_no_valid_id_is_refused_at_the_edge() {
+    let verifier = Verifier::hs256(SECRET).unwrap();
+    for (role, subject) in [
+        (Role::Rider, "rider 7"),
+        (Role::Restaurant, "store/1"),
+        (Role::Rider, &"r".repeat(65)),
+    ] {
+        let token = mint_hs256(SECRET, subject, role, in_an_hour()).unwrap();
+        assert!(
+            matches!(verifier.verify(Some(&bearer(&token))), Err(AuthError::Claims(_))),
+            "{role} {subject:?}"
+        );
+    }
+    let admin = mint_hs256(SECRET, "ops team", Role::Admin, in_an_hour()).unwrap();
+    assert!(
+        verifier.verify(Some(&bearer(&admin))).is_ok(),
+        "an admin's subject is only a name"
+    );
+}
+
+#[test]
 fn missing_malformed_expired_and_forged_tokens_are_refused_each_with_its_reason() {
     let verifier = Verifier::hs256(SECRET).unwrap();
     assert_eq!(verifier.verify(None), Err(AuthError::Missing));

@@ -60,8 +60,8 @@ mod tests {
         assert!(ensure_mesh(&as_caller(Caller::Service("call".into()))).is_ok());
         for person in [
             Caller::Admin("ops".into()),
-            Caller::Restaurant("store-1".into()),
-            Caller::Rider("r-1".into()),
+            Caller::of_role(baemin_mesh_server::identity::Role::Restaurant, "store-1").unwrap(),
+            Caller::of_role(baemin_mesh_server::identity::Role::Rider, "r-1").unwrap(),
         ] {
             assert!(matches!(
                 ensure_mesh(&as_caller(person)),
@@ -69,6 +69,7 @@ mod tests {
             ));
         }
         assert!(ensure_company(&as_caller(Caller::Admin("ops".into()))).is_ok());
-        assert!(ensure_company(&as_caller(Caller::Rider("r-1".into()))).is_err());
+        let rider = Caller::of_role(baemin_mesh_server::identity::Role::Rider, "r-1").unwrap();
+        assert!(ensure_company(&as_caller(rider)).is_err());
     }
 }

@@ -1,37 +1,28 @@
 //! Whose rows a caller may read: the company (internal backends, the mesh's own services, admins) sees
 //! everything, a restaurant its own calls, a rider its own deliveries.
 
-use baemin_kernel::{RestaurantId, RiderId};
-use baemin_mesh_server::identity::{Caller, SUBJECT_HEADER};
+use baemin_mesh_server::identity::Caller;
 use tonic::Request;
 
-use crate::domain::{ReportError, Viewer};
+use crate::domain::Viewer;
 
-/// The viewer `request` speaks for; a subject that is no valid id is PERMISSION_DENIED.
-pub fn viewer<T>(request: &Request<T>) -> Result<Viewer, ReportError> {
+/// The viewer `request` speaks for, as the identity layer verified it.
+pub fn viewer<T>(request: &Request<T>) -> Viewer {
     from_caller(Caller::of(request))
 }
 
-fn from_caller(caller: Caller) -> Result<Viewer, ReportError> {
-    let unusable = |role: &str, subject: &str| {
-        ReportError::PermissionDenied(format!(
-            "subject {:?} is not a valid {role} id",
-            subject.escape_debug().to_string()
-        ))
-    };
+fn from_caller(caller: Caller) -> Viewer {
     match caller {
-        Caller::Internal | Caller::Service(_) | Caller::Admin(_) => Ok(Viewer::Company),
-        Caller::Restaurant(s) => RestaurantId::parse(&s, SUBJECT_HEADER)
-            .map(Viewer::Restaurant)
-            .map_err(|_| unusable("restaurant", &s)),
-        Caller::Rider(s) => RiderId::parse(&s, SUBJECT_HEADER)
-            .map(Viewer::Rider)
-            .map_err(|_| unusable("rider", &s)),
+        Caller::Internal | Caller::Service(_) | Caller::Admin(_) => Viewer::Company,
+        Caller::Restaurant(id) => Viewer::Restaurant(id),
+        Caller::Rider(id) => Viewer::Rider(id),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use baemin_kernel::{RestaurantId, RiderId};
+
     use super::*;
 
     #[test]
@@ -41,19 +32,14 @@ mod tests {
             Caller::Service("call".into()),
             Caller::Admin("ops".into()),
         ] {
-            assert_eq!(from_caller(company).unwrap(), Viewer::Company);
+            assert_eq!(from_caller(company), Viewer::Company);
         }
+        let store = RestaurantId::parse("store-1", "x").unwrap();
         assert_eq!(
-            from_caller(Caller::Restaurant("store-1".into())).unwrap(),
-            Viewer::Restaurant(RestaurantId::parse("store-1", "x").unwrap())
+            from_caller(Caller::Restaurant(store.clone())),
+            Viewer::Restaurant(store)
         );
-        assert_eq!(
-            from_caller(Caller::Rider("r-1".into())).unwrap(),
-            Viewer::Rider(RiderId::parse("r-1", "x").unwrap())
-        );
-        assert!(matches!(
-            from_caller(Caller::Rider("not an id".into())),
-            Err(ReportError::PermissionDenied(_))
-        ));
+        let rider = RiderId::parse("r-1", "x").unwrap();
+        assert_eq!(from_caller(Caller::Rider(rider.clone())), Viewer::Rider(rider));
     }
 }

@@ -40,7 +40,7 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::ListOpenCallsRequest>,
     ) -> Result<Response<pb::ListOpenCallsResponse>, Status> {
-        identity::actor(&request)?.ensure_may_read_board()?;
+        identity::actor(&request).ensure_may_read_board()?;
         let req = request.into_inner();
         let mut errors = InvalidInput::collector();
         let size = errors.take(PageSize::parse(req.page_size, "page_size"));
@@ -61,7 +61,7 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::WatchOpenCallsRequest>,
     ) -> Result<Response<Self::WatchOpenCallsStream>, Status> {
-        let actor = identity::actor(&request)?;
+        let actor = identity::actor(&request);
         actor.ensure_may_read_board()?;
         // Subscribe before reading the board: a call that opens in between is sent twice at worst,
         // never lost (clients key the board by call id).
@@ -129,7 +129,7 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::GetDeliveryRequest>,
     ) -> Result<Response<pb::GetDeliveryResponse>, Status> {
-        let actor = identity::actor(&request)?;
+        let actor = identity::actor(&request);
         let call_id =
             CallId::parse(&request.get_ref().call_id, "call_id").map_err(|v| RiderError::Invalid(v.into()))?;
         let delivery = self.app.get(&call_id).await?;
@@ -143,7 +143,7 @@ impl RiderService for RiderGrpc {
         &self,
         request: Request<pb::ListDeliveriesRequest>,
     ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
-        let actor = identity::actor(&request)?;
+        let actor = identity::actor(&request);
         let req = request.into_inner();
         let mut errors = InvalidInput::collector();
         let size = errors.take(PageSize::parse(req.page_size, "page_size"));
@@ -182,7 +182,7 @@ fn command<T>(request: &Request<T>, call_id: &str, rider_id: &str) -> Result<(Ca
     let (Some(call_id), Some(rider)) = (call_id, rider) else {
         return Err(lost_field());
     };
-    identity::actor(request)?.ensure_acting_as(&rider)?;
+    identity::actor(request).ensure_acting_as(&rider)?;
     Ok((call_id, rider))
 }
 

@@ -1,37 +1,28 @@
 //! The caller the identity layer verified, as the domain's [`Actor`]: internal backends, the mesh's own
-//! services and admins are the company; a rider or restaurant subject must be a valid id of its kind.
+//! services and admins are the company; riders and restaurants act as the ids the layer parsed.
 
-use baemin_kernel::{RestaurantId, RiderId};
-use baemin_mesh_server::identity::{Caller, SUBJECT_HEADER};
+use baemin_mesh_server::identity::Caller;
 use tonic::Request;
 
-use crate::domain::{Actor, RiderError};
+use crate::domain::Actor;
 
-/// The actor `request` speaks for; a subject that is no valid id is PERMISSION_DENIED.
-pub fn actor<T>(request: &Request<T>) -> Result<Actor, RiderError> {
+/// The actor `request` speaks for.
+pub fn actor<T>(request: &Request<T>) -> Actor {
     from_caller(Caller::of(request))
 }
 
-fn from_caller(caller: Caller) -> Result<Actor, RiderError> {
-    let unusable = |role: &str, subject: &str| {
-        RiderError::Forbidden(format!(
-            "subject {:?} is not a valid {role} id",
-            subject.escape_debug().to_string()
-        ))
-    };
+fn from_caller(caller: Caller) -> Actor {
     match caller {
-        Caller::Internal | Caller::Service(_) | Caller::Admin(_) => Ok(Actor::Company),
-        Caller::Rider(s) => RiderId::parse(&s, SUBJECT_HEADER)
-            .map(Actor::Rider)
-            .map_err(|_| unusable("rider", &s)),
-        Caller::Restaurant(s) => RestaurantId::parse(&s, SUBJECT_HEADER)
-            .map(Actor::Restaurant)
-            .map_err(|_| unusable("restaurant", &s)),
+        Caller::Internal | Caller::Service(_) | Caller::Admin(_) => Actor::Company,
+        Caller::Rider(id) => Actor::Rider(id),
+        Caller::Restaurant(id) => Actor::Restaurant(id),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use baemin_kernel::RiderId;
+
     use super::*;
 
     #[test]
@@ -41,15 +32,9 @@ mod tests {
             Caller::Service("call".into()),
             Caller::Admin("ops".into()),
         ] {
-            assert_eq!(from_caller(company).unwrap(), Actor::Company);
+            assert_eq!(from_caller(company), Actor::Company);
         }
-        assert_eq!(
-            from_caller(Caller::Rider("r-1".into())).unwrap(),
-            Actor::Rider(RiderId::parse("r-1", "x").unwrap())
-        );
-        assert!(matches!(
-            from_caller(Caller::Rider("not an id".into())),
-            Err(RiderError::Forbidden(_))
-        ));
+        let rider = RiderId::parse("r-1", "x").unwrap();
+        assert_eq!(from_caller(Caller::Rider(rider.clone())), Actor::Rider(rider));
     }
 }
