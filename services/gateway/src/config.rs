@@ -219,6 +219,7 @@ fn peer_limits(s: &Settings<'_>) -> Result<PeerLimits, ConfigError> {
         connections: at_least_one(s, "GATEWAY_MAX_CONNECTIONS_PER_PEER", 256)?,
         anonymous_streams: at_least_one(s, "GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER", 16)?,
         auth_failures_per_minute: at_least_one(s, "GATEWAY_AUTH_FAILURES_PER_PEER", 60)?,
+        trusted_proxy_hops: s.parse("GATEWAY_TRUSTED_PROXY_HOPS", 0)?,
     })
 }
 
@@ -325,8 +326,13 @@ mod tests {
                 connections: 256,
                 anonymous_streams: 16,
                 auth_failures_per_minute: 60,
+                trusted_proxy_hops: 0,
             }
         );
+        let behind_an_ingress = Config::from_env(&[SECRET, IDENTITY, ("GATEWAY_TRUSTED_PROXY_HOPS", "1")]).unwrap();
+        assert_eq!(behind_an_ingress.peer_limits.trusted_proxy_hops, 1);
+        let err = Config::from_env(&[SECRET, IDENTITY, ("GATEWAY_TRUSTED_PROXY_HOPS", "-1")]).unwrap_err();
+        assert_eq!(err.key, "GATEWAY_TRUSTED_PROXY_HOPS");
         for key in [
             "GATEWAY_MAX_CONNECTIONS_PER_PEER",
             "GATEWAY_MAX_ANONYMOUS_STREAMS_PER_PEER",

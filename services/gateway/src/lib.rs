@@ -96,6 +96,7 @@ impl Service for Application {
         let router = Server::builder()
             .accept_http1(true)
             .max_concurrent_streams(config.max_concurrent_streams)
+            .layer(peer::ClientAddressLayer::new(config.peer_limits.trusted_proxy_hops))
             .layer(cors(config.cors_origins))
             .layer(web::GrpcWebOnlyLayer)
             // Inside grpc-web translation, so it sees gRPC and its trailers.

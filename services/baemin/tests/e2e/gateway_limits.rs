@@ -165,6 +165,58 @@ async fn past_its_anonymous_stream_limit_a_peer_is_resource_exhausted_while_prob
     mesh.stop().await;
 }
 
+/// Behind an ingress every connection comes from the proxy: with one trusted hop the budget of refused
+/// credentials is the forwarded client's, so one client sending bad tokens locks out only itself, and an
+/// address a client writes into X-Forwarded-For itself is never believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget_of_refused_credentials() {
+    use baemin_gateway::auth::Role;
+    use baemin_proto::report::v1 as report;
+    use tonic::Request;
+
+    use crate::gateway::{through, token};
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(
+        &mesh,
+        &[
+            ("GATEWAY_AUTH_FAILURES_PER_PEER", "3"),
+            ("GATEWAY_TRUSTED_PROXY_HOPS", "1"),
+        ],
+    )
+    .await;
+    // What the ingress sends on: whatever the client wrote, then the address it came from.
+    let stats = |forwarded_for: &'static str, token: String| {
+        let mut report = through(&gateway.url(), Some(&token)).report;
+        async move {
+            let mut request = Request::new(report::GetStatsRequest {});
+            request
+                .metadata_mut()
+                .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+            report.get_stats(request).await.map(drop)
+        }
+    };
+    for _ in 0..3 {
+        let status = stats("203.0.113.66", "forged".into()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    }
+    let status = stats("203.0.113.66", token(Role::Admin, "ops")).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::ResourceExhausted,
+        "the noisy client is held back: {status:?}"
+    );
+    stats("203.0.113.7", token(Role::Admin, "ops"))
+        .await
+        .expect("another client behind the same proxy is served");
+    // Claiming to be another client does not help: only the proxy's own entry is believed.
+    let status = stats("203.0.113.7, 203.0.113.66", token(Role::Admin, "ops"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    gateway.stop().await;
+    mesh.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_budget_of_refused_credentials_a_peers_credentials_are_refused_unchecked_and_other_peers_go_on() {
     use baemin_gateway::auth::Role;

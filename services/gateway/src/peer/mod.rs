@@ -4,12 +4,15 @@
 //! subscriber is usually given, as a peer could otherwise take a fresh address for every connection.
 //!
 //! Behind a proxy that does not pass the client's address on at the TCP level (an Istio sidecar: every
-//! connection comes from 127.0.0.6; an ingress), its clients are all one peer: these limits then apply to
-//! them together and must be set for that.
+//! connection comes from 127.0.0.6; an ingress), its clients would all be one peer: for streams and
+//! failed authentications the peer is then the client address the trusted proxies forwarded
+//! ([`ClientAddressLayer`], `GATEWAY_TRUSTED_PROXY_HOPS`); connections, counted at accept before any
+//! header, stay per connecting address and must be set for that.
 
 mod anonymous;
 mod auth_failures;
 mod connections;
+mod forwarded;
 
 use std::{
     fmt,
@@ -21,6 +24,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 pub use anonymous::AnonymousStreamsLayer;
 pub use auth_failures::AuthFailures;
 pub use connections::PeerConnections;
+pub use forwarded::ClientAddressLayer;
 
 /// Where a connection comes from, as limits per peer count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,9 +39,12 @@ impl Peer {
         }
     }
 
-    /// The peer of a request, from the connection information the server put in its extensions
-    /// (plain TCP or TLS); `None` for a connection that has none.
+    /// The peer of a request: the client address trusted proxies forwarded ([`ClientAddressLayer`]),
+    /// else the connection's (plain TCP or TLS); `None` for a connection that has none.
     pub fn of_request(extensions: &http::Extensions) -> Option<Self> {
+        if let Some(forwarded) = extensions.get::<Self>() {
+            return Some(*forwarded);
+        }
         let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
             extensions
                 .get::<TlsConnectInfo<TcpConnectInfo>>()
@@ -67,6 +74,9 @@ pub struct PeerLimits {
     /// `GATEWAY_AUTH_FAILURES_PER_PEER`: refused credentials a minute, as many at once; past it, the
     /// peer's credentials are refused unchecked (RESOURCE_EXHAUSTED) until its budget refills.
     pub auth_failures_per_minute: u32,
+    /// `GATEWAY_TRUSTED_PROXY_HOPS` (default 0): proxies in front of the gateway whose
+    /// `X-Forwarded-For` entries are believed (see [`ClientAddressLayer`]).
+    pub trusted_proxy_hops: usize,
 }
 
 #[cfg(test)]
