@@ -30,7 +30,7 @@ impl Backend {
 /// The database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The URL is neither `sqlite:` nor `postgres://`.
+    /// The URL is neither `sqlite:` nor `postgres://` (held with its password and query hidden).
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     /// The directory for a SQLite file could not be created.
@@ -67,7 +67,7 @@ pub fn sqlite_url(path: &Path) -> String {
 /// single connection rules out `SQLITE_BUSY` on read-to-write upgrades inside transactions (which a
 /// busy timeout does not cover). Code must therefore never use the pool while holding a transaction.
 pub async fn connect<M: MigratorTrait>(url: &str, pool_size: u32) -> Result<DatabaseConnection, StoreError> {
-    let backend = Backend::of(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+    let backend = Backend::of(url).ok_or_else(|| StoreError::UnsupportedUrl(redact(url)))?;
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
@@ -130,18 +130,9 @@ fn sqlite_dir(url: &str) -> Option<&Path> {
     Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password (nor query values, where a password may also be), for messages.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    baemin_mesh_server::config::redact_url(url)
 }
 
 /// How the connection pool of `db` is used right now: (open connections, idle ones).
@@ -177,6 +168,12 @@ mod tests {
             "postgres://app:***@db:5432/call"
         );
         assert_eq!(redact("postgres://app@db/call"), "postgres://app@db/call");
+        // A password holding `@` stays hidden whole; so does one passed as a query parameter.
+        assert_eq!(redact("postgres://app:p@ss@db/call"), "postgres://app:***@db/call");
+        assert_eq!(
+            redact("postgres://db/call?user=app&password=hunter2"),
+            "postgres://db/call?user=***&password=***"
+        );
     }
 
     #[test]
