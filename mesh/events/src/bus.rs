@@ -12,6 +12,14 @@ pub(crate) const EVENTS_PREFIX: &str = "baemin.events.";
 /// NATS or JetStream failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// The URL (or list of URLs) is not usable.
+    #[error("NATS URL {url:?}: {reason}")]
+    Url {
+        /// The NATS URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// The server could not be reached.
     #[error("cannot reach NATS at {url}")]
     Connect {
@@ -67,12 +75,18 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    /// Connects to `url`, naming the connection after the service; fails fast if NATS is unreachable.
+    /// Connects to `url` — one server, or a comma-separated list of a cluster's members (see
+    /// [`crate::server_addrs`]) — naming the connection after the service; fails fast if NATS is
+    /// unreachable.
     pub async fn connect(url: &str, service: &str) -> Result<Self, BusError> {
+        let servers = crate::server_addrs(url).map_err(|reason| BusError::Url {
+            url: url.to_owned(),
+            reason,
+        })?;
         let client = async_nats::ConnectOptions::new()
             .name(format!("baemin-{service}"))
             .connection_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|source| BusError::Connect {
                 url: url.to_owned(),

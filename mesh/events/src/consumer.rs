@@ -311,7 +311,7 @@ async fn pull(
             let next = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    give_back_buffered(&mut messages).await;
+                    give_back(Vec::new(), messages).await;
                     return;
                 }
                 next = messages.next() => next,
@@ -323,8 +323,7 @@ async fn pull(
                     let slot = tokio::select! {
                         biased;
                         () = shutdown.cancelled() => {
-                            give_back(message).await;
-                            give_back_buffered(&mut messages).await;
+                            give_back(vec![message], messages).await;
                             return;
                         }
                         slot = lane.reserve() => slot,
@@ -345,16 +344,25 @@ async fn pull(
 }
 
 /// Hands a delivered message back to JetStream for redelivery now (instead of after the ack wait).
-async fn give_back(message: async_nats::jetstream::Message) {
+async fn give_back_one(message: async_nats::jetstream::Message) {
     if let Err(err) = message.ack_with(AckKind::Nak(None)).await {
         tracing::debug!(error = %err, "nak at shutdown failed; the event is redelivered after the ack wait");
     }
 }
 
-/// Gives back the messages the pull stream has already received but not handed out.
-async fn give_back_buffered(messages: &mut consumer::pull::Stream) {
+/// Gives back `held` and the messages the pull stream has already received but not handed out — after
+/// closing the stream. Order matters: JetStream redelivers a nak'ed message at once to a pull request
+/// still waiting, and this stream's request is one until it expires; once the stream is gone (its
+/// subscription with it, on the same connection, so before the naks) the server has no interest to
+/// deliver to and hands the messages to another consumer instead of to a closed inbox, where they would
+/// wait out their ack wait.
+async fn give_back(mut held: Vec<async_nats::jetstream::Message>, mut messages: consumer::pull::Stream) {
     while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-        give_back(message).await;
+        held.push(message);
+    }
+    drop(messages);
+    for message in held {
+        give_back_one(message).await;
     }
 }
 
@@ -398,7 +406,7 @@ async fn lane<H: EventHandler>(
     }
     queue.close();
     while let Ok(message) = queue.try_recv() {
-        give_back(message).await;
+        give_back_one(message).await;
     }
 }
 

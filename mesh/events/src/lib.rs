@@ -10,6 +10,7 @@ mod lag;
 mod local;
 pub mod migration;
 pub mod outbox;
+mod servers;
 
 pub use baemin_proto::events::v1::{Envelope, envelope::Event};
 pub use bus::{BusError, EventBus, STREAM_NAME, StreamSettings};
@@ -20,3 +21,4 @@ pub use envelope::new_envelope;
 pub use lag::{ConsumerLag, consumer_lag};
 pub use local::{nats_server_binary, nats_server_version, syncs_every_write};
 pub use outbox::{Outbox, OutboxRelay};
+pub use servers::server_addrs;

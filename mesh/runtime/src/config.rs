@@ -69,6 +69,9 @@ impl ServiceConfig {
             return Err(ConfigError::new("DATABASE_POOL_SIZE", "0", "must be at least 1"));
         }
         let nats_url = s.url("NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"])?;
+        // One server, or the comma-separated list of a cluster's members.
+        baemin_mesh_events::server_addrs(&nats_url)
+            .map_err(|reason| ConfigError::new("NATS_URL", &nats_url, reason))?;
         let replicas = s.parse("NATS_STREAM_REPLICAS", 1usize)?;
         if !(1..=5).contains(&replicas) {
             return Err(ConfigError::new(
@@ -156,6 +159,12 @@ mod tests {
         assert_eq!(c.admin_addr.port(), 9081);
         assert_eq!(c.database_url, "sqlite://data/call.db?mode=rwc");
         assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        let env = [("NATS_URL", "nats://a:4222,nats://b:4222,nats://c:4222")];
+        let cluster = ServiceConfig::from_settings("call", 8081, &Settings::new(&env)).unwrap();
+        assert_eq!(
+            cluster.nats_url, "nats://a:4222,nats://b:4222,nats://c:4222",
+            "a cluster's members"
+        );
     }
 
     #[test]
@@ -164,6 +173,8 @@ mod tests {
             ("GRPC_ADDR", "everywhere"),
             ("DATABASE_URL", "mysql://x/y"),
             ("NATS_URL", "127.0.0.1:4222"),
+            ("NATS_URL", "nats://a:4222,b:4222"),
+            ("NATS_URL", "nats://a:4222,nats://b:port"),
             ("NATS_DUPLICATE_WINDOW", "10s"),
             ("DATABASE_POOL_SIZE", "0"),
             ("BAEMIN_REQUIRE_IDENTITY", "yes please"),

@@ -354,13 +354,21 @@ async fn wait_serving(addr: SocketAddr, exited: &mut mpsc::UnboundedReceiver<Exi
 /// `NATS_URL` when it is set and something listens there.
 async fn nats_from_env() -> Option<String> {
     let url = std::env::var("NATS_URL").ok().filter(|u| !u.trim().is_empty())?;
-    let hostport = url.split("://").nth(1).unwrap_or(&url).trim_end_matches('/').to_owned();
-    let reachable = tokio::time::timeout(
-        Duration::from_secs(1),
-        tokio::net::TcpStream::connect(hostport.as_str()),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    // One URL or a cluster's list: reachable if any member answers.
+    let servers = baemin_mesh_events::server_addrs(&url).unwrap_or_default();
+    let mut reachable = false;
+    for server in &servers {
+        let hostport = format!("{}:{}", server.host(), server.port());
+        reachable = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::TcpStream::connect(hostport.as_str()),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if reachable {
+            break;
+        }
+    }
     if !reachable {
         eprintln!("NATS_URL={url} is unreachable; starting a nats-server of our own");
     }

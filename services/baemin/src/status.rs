@@ -11,7 +11,9 @@ use crate::cli::ServiceName;
 
 /// A JetStream context on the mesh's NATS.
 pub async fn jetstream(url: &str) -> anyhow::Result<async_nats::jetstream::Context> {
-    let client = async_nats::connect(url)
+    let servers =
+        baemin_mesh_events::server_addrs(url).map_err(|reason| anyhow::anyhow!("NATS URL {url:?}: {reason}"))?;
+    let client = async_nats::connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
     Ok(async_nats::jetstream::new(client))
