@@ -96,10 +96,11 @@ impl EventBus {
         Ok(Self { client, jetstream })
     }
 
-    /// Creates the events stream and the dead-letter stream, or updates them to `settings`: idempotent,
-    /// safe for every replica at start-up.
+    /// Creates the events stream and the dead-letter stream with `settings` where they are missing; where
+    /// they exist, adds what the services need (their subjects, at least `settings`' replicas and duplicate
+    /// window) and keeps whatever an operator set beyond it. Idempotent, safe for every replica at start-up.
     pub async fn ensure_stream(&self, settings: &StreamSettings) -> Result<(), BusError> {
-        let config = stream::Config {
+        let events = stream::Config {
             name: STREAM_NAME.to_owned(),
             subjects: vec![format!("{}.>", baemin_proto::events::SUBJECT_PREFIX)],
             storage: stream::StorageType::File,
@@ -109,14 +110,25 @@ impl EventBus {
             max_age: settings.max_age,
             ..Default::default()
         };
-        self.jetstream
-            .create_or_update_stream(config)
+        self.ensure(events).await?;
+        self.ensure(crate::deadletter::stream_config(settings.replicas)).await
+    }
+
+    async fn ensure(&self, wanted: stream::Config) -> Result<(), BusError> {
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Stream(e);
+        let mut stream = self
+            .jetstream
+            .get_or_create_stream(wanted.clone())
             .await
-            .map_err(|e| BusError::Stream(Box::new(e)))?;
-        self.jetstream
-            .create_or_update_stream(crate::deadletter::stream_config(settings.replicas))
-            .await
-            .map_err(|e| BusError::Stream(Box::new(e)))?;
+            .map_err(|e| failed(Box::new(e)))?;
+        let existing = stream.info().await.map_err(|e| failed(Box::new(e)))?.config.clone();
+        if let Some(update) = crate::reconcile::reconcile(&existing, &wanted) {
+            tracing::info!(stream = %wanted.name, "adding to the stream what the services need");
+            self.jetstream
+                .update_stream(update)
+                .await
+                .map_err(|e| failed(Box::new(e)))?;
+        }
         Ok(())
     }
 

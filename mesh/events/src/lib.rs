@@ -10,6 +10,7 @@ mod lag;
 mod local;
 pub mod migration;
 pub mod outbox;
+mod reconcile;
 mod servers;
 
 pub use baemin_proto::events::v1::{Envelope, envelope::Event};
