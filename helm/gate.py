@@ -10,6 +10,13 @@ Every ``helm/ci/*.yaml`` is one value set. For each, the chart is rendered with 
 * crd-schema  Istio (``*.istio.io``) and NACK (``jetstream.nats.io``) objects validate against the JSON
               schemas in ``../shared/schemas`` (``index.json`` per folder); Prometheus-operator kinds only
               get a shape check (no schema is available offline);
+* crd-cel     the CEL rules (``x-kubernetes-validations``) of those schemas, which the API server enforces
+              and JSON Schema does not: every rule of every schema in the indexes is compiled at start
+              (one that does not compile, or calls a function helm/kube_cel.py does not implement, stops
+              the gate), and every rule is evaluated on every rendered object at its place in the schema
+              (``properties``, ``items``, ``additionalProperties``, any depth) with ``self`` bound to the
+              value there; transition rules (``oldSelf``) are skipped and counted: an install has no old
+              object;
 * checkov     one ``checkov --framework kubernetes`` run over every value set's output, any failed check
               fails (skips only through ``SKIPPED_CHECKS``, each with its reason);
 * rule:*      the mesh's own rules (probes, port naming, principals, Istio hosts, HPA targets, PDB and
@@ -42,6 +49,8 @@ import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils
 import yaml
+
+import kube_cel  # helm/kube_cel.py: the Kubernetes CEL environment for the CRDs' rules
 
 Obj = dict[str, Any]
 
@@ -412,8 +421,8 @@ class CrdSchemas:
     """The JSON schemas of ../shared/schemas: every folder's index.json maps group/version/kind
     to a draft 2020-12 schema that rejects unknown fields.
 
-    `x-kubernetes-validations` (CEL rules, mostly "duration >= 1ms") are not evaluated: jsonschema
-    ignores unknown keywords, so those rules are skipped; the API server still enforces them."""
+    jsonschema ignores their `x-kubernetes-validations` (CEL rules, mostly "duration >= 1ms"): those are
+    compiled here, for every schema of every index, and evaluated by `cel` (helm/kube_cel.py)."""
 
     def __init__(self, root: Path) -> None:
         indexes = sorted(root.glob("*/index.json"))
@@ -425,6 +434,34 @@ class CrdSchemas:
                 key = (entry["group"], entry["version"], entry["kind"])
                 self._files[key] = index.parent / entry["file"]
         self._validators: dict[Path, jsonschema.protocols.Validator] = {}
+        self._cel: dict[Path, kube_cel.CompiledSchema] = {}
+        self._cel_cache: dict[str, kube_cel.Evaluation] = {}
+        try:
+            for path in sorted(set(self._files.values())):
+                self._cel[path] = kube_cel.CompiledSchema(json.loads(path.read_text()), path.name)
+        except kube_cel.CelLibraryError as error:
+            raise GateError(f"CEL rules: {error}")
+
+    def cel_summary(self) -> str:
+        """How many CEL rules were compiled, from how many schemas, and the transition rules skipped."""
+        rules = sum(c.rule_count for c in self._cel.values())
+        with_rules = sum(bool(c.rule_count) for c in self._cel.values())
+        transition = sum(c.transition_count for c in self._cel.values())
+        return (
+            f"{rules} CEL rules compiled from {with_rules} of {len(self._cel)} CRD schemas "
+            f"({transition} transition rules, skipped: they need the old object of an update)"
+        )
+
+    def cel(self, obj: Obj) -> kube_cel.Evaluation:
+        """Every CEL rule of the object's schema, evaluated where the object has a value."""
+        group, _, version = str(obj["apiVersion"]).partition("/")
+        path = self._files.get((group, version, obj["kind"]))
+        if path is None:  # `problems` already reports the missing schema
+            return kube_cel.Evaluation(0, 0, [])
+        key = json.dumps(obj, sort_keys=True, default=str)
+        if key not in self._cel_cache:
+            self._cel_cache[key] = kube_cel.evaluate(self._cel[path], obj)
+        return self._cel_cache[key]
 
     def problems(self, obj: Obj) -> list[str]:
         group, _, version = str(obj["apiVersion"]).partition("/")
@@ -445,6 +482,78 @@ class CrdSchemas:
             cls.check_schema(schema)
             self._validators[path] = cls(schema)
         return self._validators[path]
+
+
+# Objects every run evaluates before trusting the CEL check, each with the paths its rules must refuse:
+# rules on `spec`, under `properties`, `items` (nested lists) and `additionalProperties` (map values and
+# keys), with macros, `has`, `int`, `substring`, `matches` and `url`. None of these is refused by the JSON
+# schemas alone.
+CEL_PLACEMENT_CASES: tuple[tuple[Obj, frozenset[str]], ...] = (
+    (
+        {
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "cel-self-test", "namespace": RELEASE_NAMESPACE},
+            "spec": {
+                "selector": {"matchLabels": {"app": "a*", "": "b"}},
+                "targetRef": {"kind": "Service", "name": "s", "namespace": "other"},
+                "rules": [{"from": [{"source": {"serviceAccounts": ["a"], "principals": ["b"]}}]}],
+            },
+        },
+        frozenset({
+            "spec", "spec.selector.matchLabels", "spec.selector.matchLabels.app", "spec.targetRef.namespace",
+            "spec.rules[0].from[0].source",
+        }),
+    ),
+    (
+        {
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "cel-self-test", "namespace": RELEASE_NAMESPACE},
+            "spec": {"hosts": ["a"], "http": [
+                {"timeout": "1ms", "route": [{"destination": {"host": "a"}}]},
+                {"timeout": "0s", "retries": {"attempts": 1, "perTryTimeout": "500us"},
+                 "fault": {"delay": {"fixedDelay": "0.5ms"}}, "route": [{"destination": {"host": "a"}}]},
+            ]},
+        },
+        frozenset({"spec.http[1].timeout", "spec.http[1].retries.perTryTimeout", "spec.http[1].fault.delay.fixedDelay"}),
+    ),
+    (
+        {
+            "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+            "metadata": {"name": "cel-self-test", "namespace": RELEASE_NAMESPACE},
+            "spec": {
+                "hosts": ["*"], "resolution": "DNS_ROUND_ROBIN",
+                "ports": [{"number": 80, "name": "a"}, {"number": 80, "name": "b"}, {"number": 0, "name": "c"}],
+                "endpoints": [{"address": "unix://x/", "ports": {"a": 70000, "-bad": 1}}, {"address": "b"}],
+            },
+        },
+        frozenset({
+            "spec", "spec.hosts[0]", "spec.ports", "spec.ports[2].number", "spec.endpoints[0]",
+            "spec.endpoints[0].address", "spec.endpoints[0].ports", "spec.endpoints[0].ports.a",
+        }),
+    ),
+    (
+        {
+            "apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
+            "metadata": {"name": "cel-self-test", "namespace": RELEASE_NAMESPACE},
+            "spec": {"jwtRules": [{"issuer": "i", "jwksUri": "ftp://idp.example.com/jwks"}]},
+        },
+        frozenset({"spec.jwtRules[0].jwksUri"}),
+    ),
+)
+
+
+def cel_placement_self_test(crds: CrdSchemas) -> int:
+    """CEL_PLACEMENT_CASES through `crds.cel`: GateError unless exactly the expected paths are refused."""
+    wrong = []
+    for obj, expected in CEL_PLACEMENT_CASES:
+        refused = {problem.split(": ", 1)[0] for problem in crds.cel(obj).problems}
+        if refused != expected:
+            wrong.append(f"{ref(obj)}: refused {sorted(refused)}, want {sorted(expected)}")
+        if crds.problems(obj):
+            wrong.append(f"{ref(obj)}: its JSON schema refuses it already: {crds.problems(obj)}")
+    if wrong:
+        raise GateError("the CEL check misplaces rules: " + "; ".join(wrong))
+    return len(CEL_PLACEMENT_CASES)
 
 
 def prometheus_shape_problems(obj: Obj) -> list[str]:
@@ -473,6 +582,9 @@ def check_schemas(
             check, problems = "crd-schema", crds.problems(obj)
             kind = "nack" if group == NACK_GROUP else "istio"
             counts[kind] = counts.get(kind, 0) + 1
+            evaluation = crds.cel(obj)
+            counts["cel"] = counts.get("cel", 0) + evaluation.evaluated
+            findings += [Finding("crd-cel", f"{ref(obj)}: {problem}") for problem in evaluation.problems]
         elif group == PROMETHEUS_OPERATOR_GROUP and obj["kind"] in PROMETHEUS_OPERATOR_KINDS:
             check, problems = "prometheus-shape", prometheus_shape_problems(obj)
             counts["prometheus"] = counts.get("prometheus", 0) + 1
@@ -949,6 +1061,7 @@ def describe(result: Result) -> str:
         f"{counts.get('kubernetes', 0)} on kubernetes {'/'.join(KUBE_VERSIONS)} strict",
         f"{counts.get('istio', 0)} Istio",
         f"{counts.get('nack', 0)} NACK",
+        f"{counts.get('cel', 0)} CEL rule evaluations",
     ]
     if counts.get("prometheus"):
         parts.append(f"{counts['prometheus']} Prometheus (shape only)")
@@ -1000,7 +1113,7 @@ def report(results: list[Result], verbose_broken: bool) -> bool:
 
 CHECK_ORDER = (
     "values", "values-schema", "render", "lint", "objects", "namespace", "kubernetes",
-    "crd-schema", "prometheus-shape", "checkov", *(rule_name(rule) for rule in RULES),
+    "crd-schema", "crd-cel", "prometheus-shape", "checkov", *(rule_name(rule) for rule in RULES),
 )
 
 
@@ -1040,8 +1153,17 @@ def run(args: argparse.Namespace) -> bool:
         raise GateError(f"no chart at {args.chart} (Chart.yaml missing)")
     value_sets = find_value_sets(args.values_dir, args.values)
     kube, crds = KubeValidator(), CrdSchemas(args.schemas)
+    try:
+        cases = kube_cel.self_test()
+    except kube_cel.CelLibraryError as error:
+        raise GateError(str(error))
+    placements = cel_placement_self_test(crds)
     release = f"release {RELEASE_NAME} in namespace {RELEASE_NAMESPACE}"
     print(f"chart {args.chart}: {release}, {len(value_sets)} value sets")
+    print(
+        f"{crds.cel_summary()}; self-tests passed: {cases} CEL library cases, "
+        f"{placements} objects refused exactly where their rules sit"
+    )
     try:
         chart = helm_python.Chart.load(args.chart)
     except helm_python.HelmError as error:
