@@ -7,6 +7,7 @@ pub mod deadletter;
 mod envelope;
 pub mod inbox;
 mod lag;
+pub mod lease;
 mod local;
 pub mod migration;
 pub mod outbox;

@@ -110,6 +110,8 @@ impl Outbox {
             batch: 256,
             idle_poll: Duration::from_millis(500),
             metrics: RelayMetrics::new(metrics),
+            holder: uuid::Uuid::now_v7().to_string(),
+            lease_ttl: crate::lease::LEASE_TTL,
         }
     }
 }
@@ -162,7 +164,10 @@ fn publish_span(row: &entity::Model) -> Span {
     span
 }
 
-/// Publishes outbox rows in order, pipelined, and marks them sent once JetStream acknowledged them.
+/// Publishes outbox rows in order, pipelined, and marks them sent once JetStream acknowledged them —
+/// while it holds the database's relay lease ([`crate::lease`]): of the replicas sharing a database,
+/// one relay publishes at a time. The others stand by, checking every `idle_poll` whether the holder
+/// is gone, so rows a standby's own service wrote go out within that poll of its commit.
 pub struct OutboxRelay {
     db: DatabaseConnection,
     jetstream: jetstream::Context,
@@ -170,6 +175,8 @@ pub struct OutboxRelay {
     batch: u64,
     idle_poll: Duration,
     metrics: RelayMetrics,
+    holder: String,
+    lease_ttl: Duration,
 }
 
 /// Publishing failed; the rows stay pending and are retried.
@@ -184,11 +191,21 @@ pub enum RelayError {
 }
 
 impl OutboxRelay {
-    /// Publishes up to one batch of pending rows; returns how many were published.
+    /// Lets the lease go after `ttl` without renewal instead of [`crate::lease::LEASE_TTL`] (tests).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Publishes up to one batch of pending rows if this relay holds (or takes) the lease; returns how
+    /// many were published (0 while another relay holds it).
     ///
     /// All publishes of the batch are sent before any ack is awaited (pipelining); rows are marked in
     /// order up to the first failure, so nothing is marked that JetStream did not store.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        if !crate::lease::hold(&self.db, &self.holder, self.lease_ttl).await? {
+            return Ok(0);
+        }
         let rows = entity::Entity::find()
             .filter(entity::Column::PublishedAt.is_null())
             .order_by_asc(entity::Column::Id)

@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(baemin_mesh_events::migration::CreateOutbox),
             Box::new(CreatePayments),
+            Box::new(baemin_mesh_events::lease::CreateOutboxLease),
         ]
     }
 }

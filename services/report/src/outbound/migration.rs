@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(baemin_mesh_events::migration::CreateOutbox),
             Box::new(baemin_mesh_events::migration::CreateInbox),
             Box::new(CreateDeliveryViews),
+            Box::new(baemin_mesh_events::lease::CreateOutboxLease),
         ]
     }
 }

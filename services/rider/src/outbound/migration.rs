@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(baemin_mesh_events::migration::CreateOutbox),
             Box::new(baemin_mesh_events::migration::CreateInbox),
             Box::new(CreateDeliveries),
+            Box::new(baemin_mesh_events::lease::CreateOutboxLease),
         ]
     }
 }
