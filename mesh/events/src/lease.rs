@@ -16,9 +16,10 @@ use sea_orm_migration::{prelude::*, schema::*};
 
 use crate::envelope::now_millis;
 
-/// How long a lease lasts without renewal: longer than the relay's longest pause between rounds
-/// (its 5 s retry backoff), so a live holder never loses it.
-pub const LEASE_TTL: Duration = Duration::from_secs(15);
+/// How long a lease lasts without renewal: twice the relay's longest pause between rounds (its 5 s retry
+/// backoff), so a live holder keeps it; a holder that stops cleanly lets it go at once ([`release`]), one
+/// that dies holds it up this long.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
 const TABLE: &str = "outbox_lease";
 const NAME: &str = "relay";
@@ -47,6 +48,17 @@ pub async fn hold<C: ConnectionTrait>(db: &C, holder: &str, ttl: Duration) -> Re
         .to_owned();
     let done = db.execute(&statement).await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Lets the lease go if `holder` holds it, so another relay takes over without waiting for it to expire.
+pub async fn release<C: ConnectionTrait>(db: &C, holder: &str) -> Result<(), DbErr> {
+    let statement = Query::update()
+        .table(Alias::new(TABLE))
+        .value(Alias::new("expires_at"), 0_i64)
+        .and_where(Expr::col(Alias::new("name")).eq(NAME))
+        .and_where(Expr::col(Alias::new("holder")).eq(holder))
+        .to_owned();
+    db.execute(&statement).await.map(drop)
 }
 
 /// Creates `outbox_lease`: which relay publishes this database's outbox, until when.

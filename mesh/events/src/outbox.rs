@@ -330,6 +330,10 @@ impl OutboxRelay {
         if tokio::time::timeout(Duration::from_secs(5), flush).await.is_err() {
             tracing::warn!("outbox not fully flushed at shutdown; the rest goes out at the next start");
         }
+        // Another replica's relay (or this service's next start) takes over at once.
+        if let Err(err) = crate::lease::release(&self.db, &self.holder).await {
+            tracing::debug!(error = %err, "relay lease not released; it expires by itself");
+        }
     }
 }
 

@@ -77,6 +77,21 @@ async fn one_relay_at_a_time_and_another_once_it_is_gone(kind: DbKind) {
     write_events(&db_b, &outbox_b, 4).await;
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
     assert_eq!(standby.relay_once().await.unwrap(), 4);
+
+    // A holder that stops cleanly lets the lease go: a new relay (a rolling restart's) takes over at once.
+    let stopped = tokio_util::sync::CancellationToken::new();
+    stopped.cancel();
+    standby.run(stopped).await;
+    let successor = outbox_a
+        .relay(db_a.clone(), bus.jetstream().clone(), &Metrics::new())
+        .with_lease_ttl(ttl);
+    write_events(&db_a, &outbox_a, 2).await;
+    assert_eq!(
+        successor.relay_once().await.unwrap(),
+        2,
+        "no wait for the lease to expire"
+    );
+
     let mut stream = bus
         .jetstream()
         .get_stream(baemin_mesh_events::STREAM_NAME)
@@ -84,7 +99,7 @@ async fn one_relay_at_a_time_and_another_once_it_is_gone(kind: DbKind) {
         .unwrap();
     assert_eq!(
         stream.info().await.unwrap().state.messages,
-        17,
+        19,
         "every row reached the stream"
     );
 }
