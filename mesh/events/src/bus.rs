@@ -35,6 +35,9 @@ pub enum BusError {
     /// A dead letter could not be stored, listed or re-driven.
     #[error("dead letters")]
     DeadLetter(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A subscription (the change feed's) could not be made.
+    #[error("subscribing")]
+    Subscribe(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A consumer could not be created.
     #[error("creating consumer {name}")]
     Consumer {
@@ -72,6 +75,7 @@ impl Default for StreamSettings {
 pub struct EventBus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
+    reconnects: tokio::sync::broadcast::Sender<()>,
 }
 
 impl EventBus {
@@ -83,7 +87,23 @@ impl EventBus {
             url: url.to_owned(),
             reason,
         })?;
+        let reconnects = crate::changes::reconnect_channel();
+        let told = reconnects.clone();
+        let was_lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                let (told, was_lost) = (told.clone(), was_lost.clone());
+                async move {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    match event {
+                        async_nats::Event::Disconnected => was_lost.store(true, SeqCst),
+                        async_nats::Event::Connected if was_lost.swap(false, SeqCst) => {
+                            let _ = told.send(());
+                        }
+                        _ => {}
+                    }
+                }
+            })
             .name(format!("baemin-{service}"))
             .connection_timeout(Duration::from_secs(5))
             .connect(servers)
@@ -93,7 +113,11 @@ impl EventBus {
                 source,
             })?;
         let jetstream = jetstream::new(client.clone());
-        Ok(Self { client, jetstream })
+        Ok(Self {
+            client,
+            jetstream,
+            reconnects,
+        })
     }
 
     /// Creates the events stream and the dead-letter stream with `settings` where they are missing; where
@@ -135,6 +159,11 @@ impl EventBus {
     /// The JetStream context.
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.jetstream
+    }
+
+    /// A message each time the connection came back after it was lost.
+    pub fn reconnects(&self) -> tokio::sync::broadcast::Receiver<()> {
+        self.reconnects.subscribe()
     }
 
     /// The core NATS client.

@@ -2,6 +2,7 @@
 //! and durable pull consumers with explicit acks.
 
 mod bus;
+mod changes;
 mod consumer;
 pub mod deadletter;
 mod envelope;
@@ -16,6 +17,7 @@ mod servers;
 
 pub use baemin_proto::events::v1::{Envelope, envelope::Event};
 pub use bus::{BusError, EventBus, STREAM_NAME, StreamSettings};
+pub use changes::{ChangeFeed, Notice};
 pub use consumer::{
     ConsumerMetrics, ConsumerSpec, DEFAULT_MAX_ATTEMPTS, EventHandler, HandleError, LANES, spawn_consumer,
 };

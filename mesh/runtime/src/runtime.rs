@@ -91,6 +91,11 @@ impl Runtime {
         &self.outbox
     }
 
+    /// The feed on which every replica of this service announces the changes its watchers follow.
+    pub fn change_feed(&self) -> baemin_mesh_events::ChangeFeed {
+        baemin_mesh_events::ChangeFeed::new(&self.bus, self.config.name)
+    }
+
     /// The address the gRPC server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()

@@ -36,7 +36,9 @@ impl Service for Application {
 
     async fn build(config: Config) -> Result<Self, StartupError> {
         let mut runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
-        let app = Arc::new(ReportApp::new(runtime.db().clone()));
+        // Watches follow the changes of every replica, not only this one's.
+        let app = Arc::new(ReportApp::new(runtime.db().clone()).announcing(runtime.change_feed()));
+        runtime.spawn(app.clone().follow_changes(runtime.background_shutdown()));
         runtime
             .consume(EVERY_EVENT, Arc::new(Projector::new(app.clone())))
             .await?;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{DeliveryView, Fact, Filter, ReportError, Stats, Viewer, apply};
 use crate::outbound::db;
+use baemin_mesh_events::{ChangeFeed, Notice};
 
 /// Most rows a watcher's snapshot holds (newest first).
 pub const SNAPSHOT_LIMIT: u64 = 1_000;
@@ -38,11 +39,21 @@ pub struct Page {
     pub next_page_token: Option<PageToken>,
 }
 
+/// What watchers are told: a row as it is now, or to read everything again.
+#[derive(Debug, Clone)]
+enum Signal {
+    View(Box<DeliveryView>),
+    Resync,
+}
+
 /// The report service's use cases.
 pub struct ReportApp {
     db: DatabaseConnection,
-    changes: broadcast::Sender<DeliveryView>,
+    changes: broadcast::Sender<Signal>,
     closing: CancellationToken,
+    /// Where committed changes are announced to every replica (see [`Self::follow_changes`]); without
+    /// it (a single process, tests) they go to this process's watchers directly.
+    feed: Option<ChangeFeed>,
 }
 
 impl ReportApp {
@@ -56,6 +67,71 @@ impl ReportApp {
             db,
             changes: broadcast::channel(buffer).0,
             closing: CancellationToken::new(),
+            feed: None,
+        }
+    }
+
+    /// Announces committed changes on `feed`, for the watchers of every replica.
+    pub fn announcing(mut self, feed: ChangeFeed) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// Feeds this replica's watchers from the announcements of every replica (its own included) until
+    /// `stop`: each announced row is read again from the shared database; after announcements may have
+    /// been lost, every watcher resyncs.
+    pub async fn follow_changes(self: Arc<Self>, stop: CancellationToken) {
+        let Some(feed) = self.feed.clone() else {
+            return;
+        };
+        let mut backoff = std::time::Duration::from_millis(100);
+        loop {
+            let notices = match feed.follow().await {
+                Ok(notices) => notices,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot follow the change feed; retrying in {backoff:?}");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                    continue;
+                }
+            };
+            // Anything announced before the subscription was in place: read it all again.
+            let _ = self.changes.send(Signal::Resync);
+            futures::pin_mut!(notices);
+            loop {
+                let notice = tokio::select! {
+                    () = stop.cancelled() => return,
+                    notice = futures::StreamExt::next(&mut notices) => notice,
+                };
+                match notice {
+                    Some(Notice::Changed(key)) => self.read_again(&key).await,
+                    Some(Notice::Gap) => {
+                        let _ = self.changes.send(Signal::Resync);
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Tells this replica's watchers the row `key` as the database has it now.
+    async fn read_again(&self, key: &str) {
+        let Ok(call_id) = CallId::parse(key, "call_id") else {
+            tracing::warn!(key, "a change announced for a key that is no call id");
+            return;
+        };
+        match db::find_visible(&self.db, &call_id).await {
+            Ok(Some(view)) => {
+                let _ = self.changes.send(Signal::View(Box::new(view)));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read an announced change; watchers resync");
+                let _ = self.changes.send(Signal::Resync);
+            }
         }
     }
 
@@ -77,8 +153,13 @@ impl ReportApp {
         }
         txn.commit().await?;
         if changed && next.is_visible() {
-            // No receiver is not an error: nobody is watching.
-            let _ = self.changes.send(next);
+            match &self.feed {
+                Some(feed) => feed.announce(next.call_id.as_str()).await,
+                // No receiver is not an error: nobody is watching.
+                None => {
+                    let _ = self.changes.send(Signal::View(Box::new(next)));
+                }
+            }
         }
         Ok(changed)
     }
@@ -166,7 +247,7 @@ impl ReportApp {
 /// The state of one watch stream.
 struct Watcher {
     app: Arc<ReportApp>,
-    changes: broadcast::Receiver<DeliveryView>,
+    changes: broadcast::Receiver<Signal>,
     viewer: Viewer,
     call_id: Option<CallId>,
     pending: VecDeque<DeliveryView>,
@@ -195,8 +276,9 @@ impl Watcher {
                 received = self.changes.recv() => received,
             };
             match received {
-                Ok(view) if self.wants(&view) => return Some((Ok(view), self)),
-                Ok(_) => {}
+                Ok(Signal::View(view)) if self.wants(&view) => return Some((Ok(*view), self)),
+                Ok(Signal::View(_)) => {}
+                Ok(Signal::Resync) => self.needs_snapshot = true,
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "a watcher fell behind; re-sending the current rows");
                     self.needs_snapshot = true;
