@@ -7,10 +7,13 @@
 //! watchers. Core NATS delivers at most once: whenever the connection was lost (and with it, perhaps,
 //! announcements) the feed says [`Notice::Gap`], and watchers resync from the database.
 
+use std::{future::Future, time::Duration};
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::{BusError, EventBus};
 
@@ -62,6 +65,46 @@ impl ChangeFeed {
             .map_err(|e| BusError::Subscribe(Box::new(e)))?
             .map(|message| Notice::Changed(String::from_utf8_lossy(&message.payload).into_owned()));
         Ok(futures::stream::select(announcements, reconnects))
+    }
+}
+
+impl ChangeFeed {
+    /// Follows the feed until `stop`: `read_again(key)` for each announced change, `resync()` once the
+    /// subscription is in place (anything announced before it is unknown) and after every gap. A
+    /// subscription that fails is retried with backoff.
+    pub async fn run<R, F>(self, stop: CancellationToken, read_again: R, resync: impl Fn())
+    where
+        R: Fn(String) -> F,
+        F: Future<Output = ()>,
+    {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let notices = match self.follow().await {
+                Ok(notices) => notices,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot follow the change feed; retrying in {backoff:?}");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            resync();
+            futures::pin_mut!(notices);
+            loop {
+                let notice = tokio::select! {
+                    () = stop.cancelled() => return,
+                    notice = notices.next() => notice,
+                };
+                match notice {
+                    Some(Notice::Changed(key)) => read_again(key).await,
+                    Some(Notice::Gap) => resync(),
+                    None => break,
+                }
+            }
+        }
     }
 }
 

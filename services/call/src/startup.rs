@@ -38,13 +38,18 @@ impl Service for Application {
     async fn build(config: Config) -> Result<Self, StartupError> {
         let mut runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
         let payments = PaymentClient::connect(&config.payment, runtime.metrics())?;
-        let app = Arc::new(CallApp::new(
-            runtime.db().clone(),
-            runtime.outbox().clone(),
-            Arc::new(payments),
-            config.repair_after,
-            config.fallback,
-        ));
+        // Watches follow the changes of every replica, not only this one's.
+        let app = Arc::new(
+            CallApp::new(
+                runtime.db().clone(),
+                runtime.outbox().clone(),
+                Arc::new(payments),
+                config.repair_after,
+                config.fallback,
+            )
+            .announcing(runtime.change_feed()),
+        );
+        runtime.spawn(app.clone().follow_changes(runtime.background_shutdown()));
         let follower = Arc::new(DeliveryFollower::new(app.clone()));
         for subject in SUBJECTS {
             runtime.consume(subject, follower.clone()).await?;

@@ -35,12 +35,17 @@ impl Service for Application {
     async fn build(config: Config) -> Result<Self, StartupError> {
         let mut runtime = Runtime::start::<Migrator>(config.service, &[SERVICE_NAME]).await?;
         let payments = GrpcPayments::connect(&config.payment, runtime.metrics())?;
-        let app = Arc::new(RiderApp::new(
-            runtime.db().clone(),
-            runtime.outbox().clone(),
-            Arc::new(payments),
-            config.repair_after,
-        ));
+        // The board follows the changes of every replica, not only this one's.
+        let app = Arc::new(
+            RiderApp::new(
+                runtime.db().clone(),
+                runtime.outbox().clone(),
+                Arc::new(payments),
+                config.repair_after,
+            )
+            .announcing(runtime.change_feed()),
+        );
+        runtime.spawn(app.clone().follow_changes(runtime.background_shutdown()));
         let handler = Arc::new(CallEvents::new(app.clone()));
         for subject in crate::inbound::events::SUBJECTS {
             runtime.consume(subject, handler.clone()).await?;

@@ -55,9 +55,10 @@ use std::{sync::Arc, time::Duration};
 use baemin_kernel::{
     CallId, CancelReason, DeliveryStatus, Millis, PageSize, PageToken, RestaurantId, RiderId, now_millis,
 };
-use baemin_mesh_events::{Envelope, Outbox};
+use baemin_mesh_events::{ChangeFeed, Envelope, Outbox};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     Actor, Call, CallError, CancelStep, DeliveryEvent, Fallback, Fingerprint, IntentStep, NewCall, PaymentCallError,
@@ -175,6 +176,11 @@ pub struct CallApp {
     outbox: Outbox,
     pub(super) payments: Arc<dyn Payments>,
     changes: broadcast::Sender<Call>,
+    /// Bumped whenever changes may have been missed: every WatchCall reads its call again.
+    resyncs: tokio::sync::watch::Sender<u64>,
+    /// Where changes are announced to every replica (see [`Self::follow_changes`]); without it (a single
+    /// process, tests) they go to this process's watchers directly.
+    feed: Option<ChangeFeed>,
     pub(super) repair_after: Duration,
     fallback: Fallback,
 }
@@ -195,6 +201,8 @@ impl CallApp {
             outbox,
             payments,
             changes: broadcast::channel(WATCH_BUFFER).0,
+            resyncs: tokio::sync::watch::channel(0).0,
+            feed: None,
             repair_after,
             fallback,
         }
@@ -307,6 +315,46 @@ impl CallApp {
     /// Every visible change of any call from now on, in commit order (per call, `version` grows).
     pub fn subscribe(&self) -> broadcast::Receiver<Call> {
         self.changes.subscribe()
+    }
+
+    /// Changes when changes may have been missed (announcements lost): watchers read their call again.
+    pub fn resyncs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.resyncs.subscribe()
+    }
+
+    /// Announces committed changes on `feed`, for the watchers of every replica.
+    pub fn announcing(mut self, feed: ChangeFeed) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// Feeds this replica's watchers from the announcements of every replica (its own included) until
+    /// `stop`: each announced call is read again from the shared database; after announcements may have
+    /// been lost, every watcher reads its call again.
+    pub async fn follow_changes(self: Arc<Self>, stop: CancellationToken) {
+        let Some(feed) = self.feed.clone() else {
+            return;
+        };
+        let resync = || self.resyncs.send_modify(|generation| *generation += 1);
+        feed.run(stop, |key| self.read_again(key), resync).await;
+    }
+
+    /// Tells this replica's watchers the call `key` as the database has it now.
+    async fn read_again(&self, key: String) {
+        let Ok(call_id) = CallId::parse(&key, "call_id") else {
+            tracing::warn!(key, "a change announced for a key that is no call id");
+            return;
+        };
+        match db::find(&self.db, &call_id).await {
+            Ok(Some(call)) => {
+                let _unwatched = self.changes.send(call);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read an announced change; watchers read again");
+                self.resyncs.send_modify(|generation| *generation += 1);
+            }
+        }
     }
 
     /// Voids the fee of a call marked for cancellation, then cancels it (or drops the mark when the
@@ -458,7 +506,7 @@ impl CallApp {
         if intents::take(&txn, key, &call.call_id).await? && db::insert(&txn, &call).await? {
             self.outbox.enqueue(&txn, &events::placed(&call)).await?;
             self.outbox.commit(txn).await?;
-            self.publish(&call);
+            self.publish(&call).await;
             return Ok(call);
         }
         // Another attempt of the same request stored its call first, or the repair worker took the
@@ -540,7 +588,7 @@ impl CallApp {
                     None => txn.commit().await?,
                 }
                 if change.visible {
-                    self.publish(&change.next);
+                    self.publish(&change.next).await;
                 }
                 return Ok((change.next, true));
             }
@@ -551,9 +599,14 @@ impl CallApp {
         )))
     }
 
-    fn publish(&self, call: &Call) {
-        // No watcher is not an error.
-        let _unwatched = self.changes.send(call.clone());
+    /// Tells the watchers of every replica about a committed change; nobody watching is fine.
+    async fn publish(&self, call: &Call) {
+        match &self.feed {
+            Some(feed) => feed.announce(call.call_id.as_str()).await,
+            None => {
+                let _unwatched = self.changes.send(call.clone());
+            }
+        }
     }
 }
 

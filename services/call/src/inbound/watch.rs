@@ -24,6 +24,7 @@ pub fn changes(
     stop: CancellationToken,
 ) -> impl Stream<Item = Result<pb::WatchCallResponse, Status>> + Send + 'static {
     let watch = Watch {
+        resyncs: app.resyncs(),
         app,
         actor,
         stop,
@@ -44,6 +45,8 @@ pub fn changes(
 
 struct Watch {
     app: Arc<CallApp>,
+    /// Changes when announcements may have been lost: read the call again, as after a lag.
+    resyncs: tokio::sync::watch::Receiver<u64>,
     actor: Actor,
     stop: CancellationToken,
     call_id: CallId,
@@ -99,6 +102,7 @@ impl Watch {
         tokio::select! {
             biased;
             () = self.stop.cancelled() => None,
+            Ok(()) = self.resyncs.changed() => Some(Err(RecvError::Lagged(0))),
             change = self.changes.recv() => Some(change),
         }
     }

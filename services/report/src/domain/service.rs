@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{DeliveryView, Fact, Filter, ReportError, Stats, Viewer, apply};
 use crate::outbound::db;
-use baemin_mesh_events::{ChangeFeed, Notice};
+use baemin_mesh_events::ChangeFeed;
 
 /// Most rows a watcher's snapshot holds (newest first).
 pub const SNAPSHOT_LIMIT: u64 = 1_000;
@@ -84,42 +84,15 @@ impl ReportApp {
         let Some(feed) = self.feed.clone() else {
             return;
         };
-        let mut backoff = std::time::Duration::from_millis(100);
-        loop {
-            let notices = match feed.follow().await {
-                Ok(notices) => notices,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot follow the change feed; retrying in {backoff:?}");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = stop.cancelled() => return,
-                    }
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-                    continue;
-                }
-            };
-            // Anything announced before the subscription was in place: read it all again.
+        let resync = || {
             let _ = self.changes.send(Signal::Resync);
-            futures::pin_mut!(notices);
-            loop {
-                let notice = tokio::select! {
-                    () = stop.cancelled() => return,
-                    notice = futures::StreamExt::next(&mut notices) => notice,
-                };
-                match notice {
-                    Some(Notice::Changed(key)) => self.read_again(&key).await,
-                    Some(Notice::Gap) => {
-                        let _ = self.changes.send(Signal::Resync);
-                    }
-                    None => break,
-                }
-            }
-        }
+        };
+        feed.run(stop, |key| self.read_again(key), resync).await;
     }
 
     /// Tells this replica's watchers the row `key` as the database has it now.
-    async fn read_again(&self, key: &str) {
-        let Ok(call_id) = CallId::parse(key, "call_id") else {
+    async fn read_again(&self, key: String) {
+        let Ok(call_id) = CallId::parse(&key, "call_id") else {
             tracing::warn!(key, "a change announced for a key that is no call id");
             return;
         };

@@ -113,6 +113,8 @@ pub enum BoardChange {
     Opened(Delivery),
     /// A call left the board: taken or cancelled.
     Closed(Delivery),
+    /// Changes may have been missed (announcements lost with a connection): send the board again.
+    Resync,
 }
 
 /// Which event a consumer is applying: recorded in the inbox with the change it causes.

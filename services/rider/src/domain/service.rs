@@ -27,9 +27,10 @@
 use std::{sync::Arc, time::Duration};
 
 use baemin_kernel::{CallId, DeliveryStatus, Millis, RiderId, Settlement, now_millis};
-use baemin_mesh_events::{Envelope, Outbox};
+use baemin_mesh_events::{ChangeFeed, Envelope, Outbox};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     BoardChange, CancelOutcome, Change, Delivery, DeliveryFilter, Listed, Page, PaymentCallError, Payments, PlacedCall,
@@ -52,6 +53,9 @@ pub struct RiderApp {
     board: broadcast::Sender<BoardChange>,
     /// Age after which the repair worker takes over a settlement mark.
     pub(super) repair_after: Duration,
+    /// Where board changes are announced to every replica (see [`Self::follow_changes`]); without it (a
+    /// single process, tests) they go to this process's watchers directly.
+    feed: Option<ChangeFeed>,
 }
 
 impl RiderApp {
@@ -64,7 +68,45 @@ impl RiderApp {
             payments,
             board: broadcast::channel(BOARD_BACKLOG).0,
             repair_after,
+            feed: None,
         }
+    }
+
+    /// Announces board changes on `feed`, for the watchers of every replica.
+    pub fn announcing(mut self, feed: ChangeFeed) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// Feeds this replica's board watchers from the announcements of every replica (its own included)
+    /// until `stop`: each announced call is read again from the shared database, opened or closed as it
+    /// is now; after announcements may have been lost, every watcher is sent the board again.
+    pub async fn follow_changes(self: Arc<Self>, stop: CancellationToken) {
+        let Some(feed) = self.feed.clone() else {
+            return;
+        };
+        let resync = || {
+            let _ = self.board.send(BoardChange::Resync);
+        };
+        feed.run(stop, |key| self.read_again(key), resync).await;
+    }
+
+    /// Tells this replica's watchers the call `key` as the board has it now.
+    async fn read_again(&self, key: String) {
+        let Ok(call_id) = CallId::parse(&key, "call_id") else {
+            tracing::warn!(key, "a board change announced for a key that is no call id");
+            return;
+        };
+        let change = match db::find(&self.db, &call_id).await {
+            Ok(Some(d)) if d.is_open() => BoardChange::Opened(d),
+            Ok(Some(d)) => BoardChange::Closed(d),
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read an announced board change; watchers resync");
+                BoardChange::Resync
+            }
+        };
+        let _ = self.board.send(change);
     }
 
     /// Changes of the open-call board from now on (subscribe before reading the board, so nothing
@@ -114,7 +156,7 @@ impl RiderApp {
             .await?;
         Ok(match change {
             Change::Apply(d) => {
-                self.announce(BoardChange::Closed(d.clone()));
+                self.announce(BoardChange::Closed(d.clone())).await;
                 d
             }
             Change::AlreadyDone(d) => d,
@@ -173,7 +215,7 @@ impl RiderApp {
             };
             txn.commit().await?;
             if let Some(d) = opened {
-                self.announce(BoardChange::Opened(d));
+                self.announce(BoardChange::Opened(d)).await;
             }
             return Ok(());
         }
@@ -217,7 +259,7 @@ impl RiderApp {
             };
             txn.commit().await?;
             if let Some(d) = closed {
-                self.announce(BoardChange::Closed(d));
+                self.announce(BoardChange::Closed(d)).await;
             }
             return Ok(());
         }
@@ -366,9 +408,14 @@ impl RiderApp {
         Err(RiderError::Contention(call_id.clone()))
     }
 
-    /// Tells the watchers; nobody watching is fine.
-    fn announce(&self, change: BoardChange) {
-        let _ = self.board.send(change);
+    /// Tells the watchers of every replica (committed changes only); nobody watching is fine.
+    async fn announce(&self, change: BoardChange) {
+        match (&self.feed, change) {
+            (Some(feed), BoardChange::Opened(d) | BoardChange::Closed(d)) => feed.announce(d.call_id.as_str()).await,
+            (_, change) => {
+                let _ = self.board.send(change);
+            }
+        }
     }
 }
 

@@ -73,7 +73,11 @@ impl RiderService for RiderGrpc {
                 let (app, actor) = (app.clone(), actor.clone());
                 async move {
                     match change {
-                        Ok(change) => vec![Ok(board_message(&actor, &change))],
+                        Ok(BoardChange::Resync) => match app.open_calls_now().await {
+                            Ok(calls) => calls.iter().map(opened).map(Ok).collect(),
+                            Err(err) => vec![Err(Status::from(err))],
+                        },
+                        Ok(change) => board_message(&actor, &change).into_iter().map(Ok).collect(),
                         Err(BroadcastStreamRecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "open-call watcher fell behind; resending the board");
                             match app.open_calls_now().await {
@@ -210,13 +214,14 @@ fn lost_field() -> Status {
 }
 
 /// A board change as `actor` may see it: whom a closed call went to is not every rider's business.
-fn board_message(actor: &Actor, change: &BoardChange) -> pb::WatchOpenCallsResponse {
+fn board_message(actor: &Actor, change: &BoardChange) -> Option<pb::WatchOpenCallsResponse> {
     match change {
-        BoardChange::Opened(d) => opened(d),
-        BoardChange::Closed(d) => pb::WatchOpenCallsResponse {
+        BoardChange::Opened(d) => Some(opened(d)),
+        BoardChange::Closed(d) => Some(pb::WatchOpenCallsResponse {
             change: watch_open_calls_response::Change::Closed as i32,
             call: Some(to_pb(&actor.board_view(d))),
-        },
+        }),
+        BoardChange::Resync => None,
     }
 }
 
