@@ -43,7 +43,11 @@ async fn the_board_on_one_replica_shows_calls_the_other_applied(kind: DbKind) {
         });
         let envelope = new_envelope("test", &call_id, event.clone());
         let subject = baemin_proto::events::subject_of(&event);
-        js.publish(subject, envelope.encode_to_vec().into()).await.unwrap().await.unwrap();
+        js.publish(subject, envelope.encode_to_vec().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
         placed.insert(call_id);
     }
 
