@@ -163,33 +163,35 @@ pub enum Command {
     },
     /// How far behind each consumer is, dead letters, and the outbox backlog of a local mesh.
     Status {
-        /// Where the mesh's NATS is.
+        /// Where the mesh's NATS is, and the data directory of `baemin up` (the outbox backlog of its
+        /// SQLite files).
         #[command(flatten)]
         nats: NatsArgs,
-        /// The data directory of `baemin up`, for the outbox backlog of its SQLite files.
-        #[arg(long, default_value = "./data")]
-        data_dir: PathBuf,
     },
 }
 
 /// Where the mesh's NATS is.
 #[derive(Debug, Args)]
 pub struct NatsArgs {
-    /// NATS URL (default: NATS_URL, else the one `baemin up` recorded in ./data/nats.url, else
+    /// NATS URL (default: NATS_URL, else the one `baemin up` recorded in <data-dir>/nats.url, else
     /// nats://127.0.0.1:4222).
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
+    /// The data directory of the `baemin up` whose mesh this is: its NATS (`nats.url`) and SQLite files.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
 }
 
 impl NatsArgs {
-    /// The URL to use.
+    /// The URL to use: the one given, else the one `baemin up` recorded in the data directory.
     pub fn resolve(&self) -> String {
         self.nats_url
             .clone()
             .or_else(|| {
-                std::fs::read_to_string("data/nats.url")
+                std::fs::read_to_string(self.data_dir.join("nats.url"))
                     .ok()
                     .map(|u| u.trim().to_owned())
+                    .filter(|u| !u.is_empty())
             })
             .unwrap_or_else(|| "nats://127.0.0.1:4222".into())
     }
@@ -356,4 +358,30 @@ pub enum ReportCommand {
         #[arg(long)]
         compare: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_given_a_data_dir_finds_the_nats_that_baemin_up_recorded_there() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nats.url"), "nats://127.0.0.1:41234\n").unwrap();
+        let from_dir = NatsArgs {
+            nats_url: None,
+            data_dir: dir.path().to_owned(),
+        };
+        assert_eq!(from_dir.resolve(), "nats://127.0.0.1:41234");
+        let given = NatsArgs {
+            nats_url: Some("nats://elsewhere:4222".into()),
+            data_dir: dir.path().to_owned(),
+        };
+        assert_eq!(given.resolve(), "nats://elsewhere:4222", "NATS_URL or --nats-url wins");
+        let nothing_recorded = NatsArgs {
+            nats_url: None,
+            data_dir: dir.path().join("nowhere"),
+        };
+        assert_eq!(nothing_recorded.resolve(), "nats://127.0.0.1:4222");
+    }
 }

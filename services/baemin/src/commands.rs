@@ -111,7 +111,7 @@ async fn drive(command: Command, urls: &Urls, credentials: &Credentials, trust: 
         }
         Command::Report(cmd) => report_command(&mut c, cmd).await,
         Command::DeadLetters { nats, command } => dead_letter_command(&nats.resolve(), command).await,
-        Command::Status { nats, data_dir } => crate::status::show(&nats.resolve(), &data_dir).await,
+        Command::Status { nats } => crate::status::show(&nats.resolve(), &nats.data_dir).await,
     }
 }
 
