@@ -44,7 +44,8 @@ async fn one_relay_at_a_time_and_another_once_it_is_gone(kind: DbKind) {
         baemin_mesh_store::connect::<Migrator>(&url, 2).await.unwrap(),
     );
     let (outbox_a, outbox_b) = (Outbox::new(), Outbox::new());
-    let ttl = Duration::from_millis(400);
+    // Long enough that a loaded machine cannot let the holder's lease lapse between two steps below.
+    let ttl = Duration::from_secs(2);
     let a = outbox_a
         .relay(db_a.clone(), bus.jetstream().clone(), &Metrics::new())
         .with_lease_ttl(ttl);

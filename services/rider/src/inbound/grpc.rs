@@ -344,14 +344,16 @@ mod tests {
         }
         let mut stream = watch(&grpc).await;
         let mut snapshot = Vec::new();
-        while let Ok(Some(item)) = tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await {
-            snapshot.push(item.unwrap().call.unwrap().call_id);
+        for _ in 0..RiderApp::BOARD_SNAPSHOT {
+            snapshot.push(next_change(&mut stream).await.1);
         }
         assert_eq!(
             snapshot,
             placed[..RiderApp::BOARD_SNAPSHOT as usize],
             "the oldest, in order"
         );
+        let more = tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await;
+        assert!(more.is_err(), "nothing past the bound: {more:?}");
         let later = t.place().await;
         assert_eq!(next_change(&mut stream).await, (Opened, later.to_string()));
     }
