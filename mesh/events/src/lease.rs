@@ -17,8 +17,9 @@ use sea_orm_migration::{prelude::*, schema::*};
 use crate::envelope::now_millis;
 
 /// How long a lease lasts without renewal: twice the relay's longest pause between rounds (its 5 s retry
-/// backoff), so a live holder keeps it; a holder that stops cleanly lets it go at once ([`release`]), one
-/// that dies holds it up this long.
+/// backoff), so a live holder with work keeps it (an idle one may lose it and take it again when work
+/// comes); a holder that stops cleanly lets it go at once ([`release`]), one that dies holds it up this
+/// long.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
 const TABLE: &str = "outbox_lease";

@@ -167,7 +167,8 @@ fn publish_span(row: &entity::Model) -> Span {
 /// Publishes outbox rows in order, pipelined, and marks them sent once JetStream acknowledged them —
 /// while it holds the database's relay lease ([`crate::lease`]): of the replicas sharing a database,
 /// one relay publishes at a time. The others stand by, checking every `idle_poll` whether the holder
-/// is gone, so rows a standby's own service wrote go out within that poll of its commit.
+/// is gone, so rows a standby's own service wrote go out within that poll of its commit. The lease is
+/// only taken or renewed when rows are pending, so idle relays read but never write.
 pub struct OutboxRelay {
     db: DatabaseConnection,
     jetstream: jetstream::Context,
@@ -203,16 +204,15 @@ impl OutboxRelay {
     /// All publishes of the batch are sent before any ack is awaited (pipelining); rows are marked in
     /// order up to the first failure, so nothing is marked that JetStream did not store.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
-        if !crate::lease::hold(&self.db, &self.holder, self.lease_ttl).await? {
-            return Ok(0);
-        }
         let rows = entity::Entity::find()
             .filter(entity::Column::PublishedAt.is_null())
             .order_by_asc(entity::Column::Id)
             .limit(self.batch)
             .all(&self.db)
             .await?;
-        if rows.is_empty() {
+        // The lease is taken (or renewed) only when there is work: an idle relay writes nothing. A row
+        // read just before a previous holder marked it may go out once more; `Nats-Msg-Id` drops it.
+        if rows.is_empty() || !crate::lease::hold(&self.db, &self.holder, self.lease_ttl).await? {
             return Ok(0);
         }
         let mut pending = Vec::with_capacity(rows.len());
