@@ -4,6 +4,7 @@
 
 pub mod alloc;
 mod db;
+pub mod events;
 pub mod identity;
 mod nats;
 mod nats_cluster;

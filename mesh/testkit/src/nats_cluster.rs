@@ -12,7 +12,8 @@ use tempfile::TempDir;
 /// A running cluster of `nats-server` nodes.
 pub struct NatsCluster {
     nodes: Vec<Node>,
-    dir: TempDir,
+    /// The nodes' configuration files and stores, removed on drop.
+    _dir: TempDir,
 }
 
 struct Node {
@@ -64,7 +65,7 @@ impl NatsCluster {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        Self { nodes, dir }
+        Self { nodes, _dir: dir }
     }
 
     /// Every node's `nats://127.0.0.1:<port>`, comma-separated, as `NATS_URL` names a cluster.
@@ -83,11 +84,6 @@ impl NatsCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    /// Where the nodes keep their stores.
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
     }
 }
 

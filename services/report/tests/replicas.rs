@@ -5,15 +5,9 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use async_nats::jetstream;
-use baemin_mesh_events::{Event, new_envelope};
-use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, TestDatabases};
-use baemin_proto::{
-    events::v1::CallPlaced,
-    report::v1::{self as pb, report_service_client::ReportServiceClient},
-};
+use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, TestDatabases, events::place_calls};
+use baemin_proto::report::v1::{self as pb, report_service_client::ReportServiceClient};
 use futures::StreamExt;
-use prost::Message;
 
 const CALLS: usize = 30;
 
@@ -31,25 +25,7 @@ async fn a_watch_on_one_replica_sees_what_the_other_projected(kind: DbKind) {
         .unwrap()
         .into_inner();
 
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let mut placed = HashSet::new();
-    for i in 0..CALLS {
-        let call_id = baemin_kernel::CallId::generate().to_string();
-        let event = Event::CallPlaced(CallPlaced {
-            restaurant_id: format!("store-{i}"),
-            destination: "Gangnam-gu 1".into(),
-            fee: 3_000,
-            payment_pending: false,
-        });
-        let envelope = new_envelope("test", &call_id, event.clone());
-        let subject = baemin_proto::events::subject_of(&event);
-        js.publish(subject, envelope.encode_to_vec().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        placed.insert(call_id);
-    }
+    let placed: HashSet<String> = place_calls(&nats.url(), CALLS).await.into_iter().collect();
 
     let mut seen = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

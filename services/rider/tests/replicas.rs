@@ -6,15 +6,9 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use async_nats::jetstream;
-use baemin_mesh_events::{Event, new_envelope};
-use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, TestDatabases};
-use baemin_proto::{
-    events::v1::CallPlaced,
-    rider::v1::{self as pb, rider_service_client::RiderServiceClient},
-};
+use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, TestDatabases, events::place_calls};
+use baemin_proto::rider::v1::{self as pb, rider_service_client::RiderServiceClient};
 use futures::StreamExt;
-use prost::Message;
 
 const CALLS: usize = 30;
 
@@ -32,25 +26,7 @@ async fn the_board_on_one_replica_shows_calls_the_other_applied(kind: DbKind) {
         .unwrap()
         .into_inner();
 
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let mut placed = HashSet::new();
-    for i in 0..CALLS {
-        let call_id = baemin_kernel::CallId::generate().to_string();
-        let event = Event::CallPlaced(CallPlaced {
-            restaurant_id: format!("store-{i}"),
-            destination: "Gangnam-gu 1".into(),
-            fee: 3_000,
-            payment_pending: false,
-        });
-        let envelope = new_envelope("test", &call_id, event.clone());
-        let subject = baemin_proto::events::subject_of(&event);
-        js.publish(subject, envelope.encode_to_vec().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        placed.insert(call_id);
-    }
+    let placed: HashSet<String> = place_calls(&nats.url(), CALLS).await.into_iter().collect();
 
     let mut opened = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -76,23 +52,7 @@ async fn riders_racing_through_both_replicas_for_one_call_one_wins(kind: DbKind)
         RunningService::start::<baemin_rider::Application>(&env).await,
         RunningService::start::<baemin_rider::Application>(&env).await,
     ];
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let call_id = baemin_kernel::CallId::generate().to_string();
-    let event = Event::CallPlaced(CallPlaced {
-        restaurant_id: "store-1".into(),
-        destination: "Gangnam-gu 1".into(),
-        fee: 3_000,
-        payment_pending: false,
-    });
-    let envelope = new_envelope("test", &call_id, event.clone());
-    js.publish(
-        baemin_proto::events::subject_of(&event),
-        envelope.encode_to_vec().into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    let call_id = place_calls(&nats.url(), 1).await.remove(0);
     // The call is open once either replica applied CallPlaced (both read the one database).
     let mut client = RiderServiceClient::connect(replicas[0].url()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
