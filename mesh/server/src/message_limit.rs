@@ -201,6 +201,9 @@ impl LimitedBody {
             }
             let frame = std::future::poll_fn(|cx| Pin::new(&mut self.inner).poll_frame(cx)).await;
             match frame {
+                // An empty DATA frame costs the client no flow-control window: holding it would let a
+                // client fill this queue for the whole read time limit.
+                Some(Ok(frame)) if frame.data_ref().is_some_and(|d| d.is_empty()) => {}
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
                         let n = data.len().min(5 - header.len());

@@ -82,13 +82,14 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             by_key.retain(|_, b| rate.refilled(b.tokens, b.at, now) < rate.burst);
             *pruned_at = Some(now);
         }
-        if !by_key.contains_key(key) && by_key.len() >= MAX_KEYS {
-            by_key.retain(|_, b| rate.refilled(b.tokens, b.at, now) < rate.burst);
-            if by_key.len() >= MAX_KEYS
-                && let Some(oldest) = by_key.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| k.clone())
-            {
-                by_key.remove::<K>(&oldest);
-            }
+        // Full (idle keys were dropped at the last prune): make room by dropping any one key. Scanning the
+        // table for the best victim on every new key would cost a client that brings fresh keys (IPv6
+        // prefixes, tokens) a full pass under this lock per request; a dropped key merely starts afresh.
+        if !by_key.contains_key(key)
+            && by_key.len() >= MAX_KEYS
+            && let Some(victim) = by_key.keys().next().cloned()
+        {
+            by_key.remove::<K>(&victim);
         }
         let bucket = match by_key.get_mut(key) {
             Some(bucket) => bucket,

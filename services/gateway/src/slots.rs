@@ -49,6 +49,9 @@ impl<K: Hash + Eq + Clone> Slots<K> {
 
     /// A slot for `key`, or `None` when `key` already holds the most.
     pub fn try_acquire(&self, key: K) -> Option<Slot<K>> {
+        if self.max == 0 {
+            return None;
+        }
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         let count = held.entry(key.clone()).or_insert(0);
         if *count >= self.max {

@@ -71,12 +71,16 @@ where
 }
 
 /// The address `hops` entries from the right of every `X-Forwarded-For` line, in order.
+///
+/// Works on bytes: what a client wrote left of the trusted entries may be anything, and must not make
+/// the trusted entry unreadable (the request would then count against the proxy's own address).
 fn forwarded_client(headers: &HeaderMap, hops: usize) -> Option<IpAddr> {
-    let mut entries: Vec<&str> = Vec::new();
+    let mut entries: Vec<&[u8]> = Vec::new();
     for line in headers.get_all("x-forwarded-for") {
-        entries.extend(line.to_str().ok()?.split(',').map(str::trim));
+        entries.extend(line.as_bytes().split(|b| *b == b','));
     }
     let entry = entries.len().checked_sub(hops).map(|i| entries[i])?;
+    let entry = std::str::from_utf8(entry).ok()?.trim();
     entry
         .parse::<IpAddr>()
         .ok()
@@ -107,6 +111,13 @@ mod tests {
             forwarded_client(&forwarded(&["[2001:db8::1]:443"]), 1),
             "2001:db8::1".parse().ok()
         );
+        // Bytes the client wrote left of the trusted entry do not hide it.
+        let mut junk = HeaderMap::new();
+        junk.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.7").unwrap(),
+        );
+        assert_eq!(forwarded_client(&junk, 1), "203.0.113.7".parse().ok());
     }
 
     #[test]
