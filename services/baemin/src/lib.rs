@@ -1,6 +1,7 @@
 //! The `baemin` command as a library: clients of the four services, the seed's scenario, the local
 //! launcher (`baemin up`) and the commands a person uses to drive the mesh.
 
+pub mod balancer;
 pub mod cli;
 pub mod clients;
 mod commands;

@@ -91,7 +91,8 @@ impl Mesh {
     pub async fn start(exe: &Path, db: DbKind, postgres_url: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("baemin-bench-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("logs"))?;
-        let (nats_url, nats) = baemin::launcher::start_nats(dir.path()).await?;
+        let (nats_url, nats) = baemin::launcher::start_nats(dir.path(), 1).await?;
+        let nats = nats.into_iter().next().context("nats-server")?;
         // Lives as long as this temporary mesh on loopback; v7's random bits twice over.
         let jwt_secret = format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple());
         let mut mesh = Self {
