@@ -138,7 +138,20 @@ impl Runtime {
             .consumer_metrics
             .get_or_insert_with(|| ConsumerMetrics::new(self.server.metrics()))
             .clone();
-        let task = spawn_consumer(&self.bus, spec, handler, metrics, self.background.clone()).await?;
+        // A cluster that lost a node answers JetStream's API late while it elects new leaders: the
+        // consumer is retried like the stream was, within the start-up timeout.
+        let deadline = tokio::time::Instant::now() + self.config.startup_timeout;
+        let what = format!("the consumer of {subject}");
+        let task = retry_until(deadline, &what, || {
+            spawn_consumer(
+                &self.bus,
+                spec.clone(),
+                handler.clone(),
+                metrics.clone(),
+                self.background.clone(),
+            )
+        })
+        .await?;
         self.tasks.push(task);
         Ok(())
     }

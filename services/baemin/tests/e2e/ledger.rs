@@ -16,6 +16,25 @@ use tonic::Code;
 
 use crate::support::{PATIENCE, Svc, TestMesh, request_id};
 
+/// A mesh the ledger can be checked against: its clients, and the databases of call and payment (for what
+/// the API does not show).
+pub trait Audited {
+    /// Clients of every service.
+    fn clients(&self) -> &Clients;
+    /// The `DATABASE_URL` of `svc`.
+    fn database_url(&self, svc: Svc) -> &str;
+}
+
+impl Audited for TestMesh {
+    fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    fn database_url(&self, svc: Svc) -> &str {
+        TestMesh::database_url(self, svc)
+    }
+}
+
 /// What the clients were told OK: call id → (fee, completed by this rider).
 #[derive(Default)]
 pub struct Ledger {
@@ -135,8 +154,8 @@ impl Ledger {
 
     /// Waits for the mesh to converge, then checks the ledger against the report and payment's own
     /// rows, prints it and asserts nothing was lost, duplicated or left behind.
-    pub async fn check(&self, scenario: &str, mesh: &TestMesh) {
-        let clients = &mesh.clients;
+    pub async fn check(&self, scenario: &str, mesh: &impl Audited) {
+        let clients = mesh.clients();
         let rows = eventually(
             PATIENCE,
             "the report to show every placed call in its final state",

@@ -17,6 +17,8 @@ mod launcher;
 mod ledger;
 mod ownership;
 mod rebuild;
+mod replicated;
+mod replicated_mesh;
 mod support;
 mod telemetry;
 mod web;
