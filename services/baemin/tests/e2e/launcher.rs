@@ -13,11 +13,24 @@ const BAEMIN: &str = env!("CARGO_BIN_EXE_baemin");
 
 /// An offset that puts 8080..=8084 and their admin ports 9080..=9084 on ports nobody listens on.
 fn free_port_offset() -> u16 {
-    (0..200u16)
-        .map(|i| 20_000 + i * 7 + (std::process::id() % 7) as u16)
+    free_port_offset_for(1)
+}
+
+/// An offset that puts the ports of `baemin up --replicas n` (8080..=8084, and each replica's on
+/// + 100 × i with its admin port + 1000) on ports nobody listens on.
+fn free_port_offset_for(replicas: u16) -> u16 {
+    let last = if replicas == 1 { 0 } else { replicas };
+    let ports: Vec<u16> = (0..=last)
+        .flat_map(|i| (8080..=8084).flat_map(move |p| [p + 100 * i, p + 1000 + 100 * i]))
+        .collect();
+    // Random, so that tests running at once (in this process or another) pick different blocks.
+    use std::hash::BuildHasher;
+    let seed = std::collections::hash_map::RandomState::new();
+    (0..500_u64)
+        .map(|i| 10_000 + (seed.hash_one(i) % 13_000) as u16)
         .find(|offset| {
-            (8080..=8084)
-                .chain(9080..=9084)
+            ports
+                .iter()
                 .all(|p| std::net::TcpListener::bind(("127.0.0.1", p + offset)).is_ok())
         })
         .expect("a free block of ports")
@@ -246,4 +259,197 @@ async fn baemin_up_runs_each_service_as_a_process_survives_one_stopping_and_stop
         data.path().join("call.db").exists(),
         "SQLite files live in the data directory"
     );
+}
+
+/// Reads `baemin up`'s table (name → pid, for the rows that have a pid; and every row's name).
+async fn read_table(
+    stdout: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> (Vec<String>, HashMap<String, u32>) {
+    let mut names = Vec::new();
+    let mut pids = HashMap::new();
+    let mut in_table = false;
+    while let Ok(Some(line)) = stdout.next_line().await {
+        if line.starts_with("Baemin Riders mesh is up") {
+            in_table = true;
+        } else if in_table && line.trim().is_empty() {
+            break;
+        } else if in_table && line.starts_with("  ") {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if let Some((name, rest)) = cols.split_first() {
+                names.push((*name).to_owned());
+                // A process's row: its metrics URL (or its nats:// URL), then its pid.
+                let pid = rest
+                    .iter()
+                    .position(|c| c.ends_with("/metrics") || c.starts_with("nats://"))
+                    .and_then(|i| rest.get(i + 1))
+                    .and_then(|c| c.parse::<u32>().ok());
+                if let Some(pid) = pid {
+                    pids.insert((*name).to_owned(), pid);
+                }
+            }
+        }
+    }
+    (names, pids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baemin_up_with_replicas_says_clearly_when_postgresql_is_unreachable() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let offset = free_port_offset_for(2);
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(BAEMIN)
+            .args([
+                "up",
+                "--replicas",
+                "2",
+                "--postgres",
+                "postgres://postgres:secret@127.0.0.1:1/postgres",
+            ])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--port-offset", &offset.to_string()])
+            .env_remove("NATS_URL")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("baemin up gives up at once")
+    .expect("run baemin up");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("PostgreSQL at postgres://postgres:***@127.0.0.1:1/postgres is not reachable")
+            && err.contains("--replicas 2")
+            && err.contains("--postgres"),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "the password is not shown: {err}");
+    assert!(
+        !data.path().join("nats.url").exists(),
+        "nothing was started before the check"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baemin_up_runs_the_replicated_topology_with_one_command_and_a_replica_can_die() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let offset = free_port_offset_for(2);
+    let postgres = baemin_mesh_testkit::postgres_admin_url();
+    let mut up = Command::new(BAEMIN)
+        .args(["up", "--replicas", "2", "--nats-cluster", "3", "--postgres", &postgres])
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--port-offset", &offset.to_string()])
+        .env_remove("NATS_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start baemin up");
+    let dropper = DropDatabases { offset, postgres };
+    let mut stdout = BufReader::new(up.stdout.take().expect("stdout")).lines();
+    let (names, pids) = tokio::time::timeout(Duration::from_secs(120), read_table(&mut stdout))
+        .await
+        .expect("baemin up printed its table");
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    for service in ["payment", "call", "rider", "report", "gateway"] {
+        assert!(
+            names.iter().any(|n| n == service),
+            "{service}'s address is printed: {names:?}"
+        );
+        for i in 1..=2 {
+            let replica = format!("{service}-{i}");
+            assert!(
+                pids.contains_key(&replica),
+                "{replica} runs as its own process: {pids:?}"
+            );
+        }
+    }
+    for node in ["nats-1", "nats-2", "nats-3"] {
+        assert!(pids.contains_key(node), "{node} runs: {pids:?}");
+    }
+    let recorded = std::fs::read_to_string(data.path().join("nats.url")).expect("nats.url");
+    assert_eq!(
+        recorded.trim().split(',').count(),
+        3,
+        "the cluster's members are recorded: {recorded}"
+    );
+
+    // A replica of each service dies: its balancer sends the next connection to the other.
+    for service in ["payment", "call", "rider", "report"] {
+        assert!(signal(pids[&format!("{service}-1")], "-KILL"));
+    }
+    let url = |port: u16| format!("http://127.0.0.1:{}", port + offset);
+    let urls = vec![
+        format!("--call-url={}", url(8081)),
+        format!("--rider-url={}", url(8082)),
+        format!("--payment-url={}", url(8083)),
+        format!("--report-url={}", url(8084)),
+    ];
+    let scenario = cli(&urls, &["scenario"]).await;
+    let printed = String::from_utf8_lossy(&scenario.stdout);
+    assert!(
+        scenario.status.success() && printed.lines().last().is_some_and(|l| l.starts_with("done: call")),
+        "scenario through the balancers: {printed}\n{}",
+        String::from_utf8_lossy(&scenario.stderr)
+    );
+    // `baemin status` finds the cluster from the data directory alone.
+    let data_flag = format!("--data-dir={}", data.path().display());
+    let status = Command::new(BAEMIN)
+        .args(["status", &data_flag])
+        .env_remove("NATS_URL")
+        .output()
+        .await
+        .expect("run baemin status");
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success() && shown.contains("report__baemin_events_all"),
+        "{shown}"
+    );
+
+    assert!(signal(up.id().expect("pid"), "-TERM"));
+    let stopped = tokio::time::timeout(Duration::from_secs(90), up.wait())
+        .await
+        .expect("baemin up stops")
+        .expect("status");
+    assert!(stopped.success(), "{stopped}");
+    for (name, pid) in &pids {
+        assert!(!signal(*pid, "-0"), "{name} (pid {pid}) is gone");
+    }
+    drop(dropper);
+}
+
+/// Drops the databases `baemin up --port-offset <offset>` created on the test's PostgreSQL.
+struct DropDatabases {
+    offset: u16,
+    postgres: String,
+}
+
+impl Drop for DropDatabases {
+    fn drop(&mut self) {
+        let names: Vec<String> = ["payment", "call", "rider", "report"]
+            .iter()
+            .map(|s| format!("baemin_{}_{s}", self.offset))
+            .collect();
+        let postgres = self.postgres.clone();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                use sea_orm::ConnectionTrait;
+                let Ok(db) = sea_orm::Database::connect(&postgres).await else {
+                    return;
+                };
+                for name in names {
+                    let _ = db
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+                db.close().await.ok();
+            });
+        });
+        let _ = cleanup.join();
+    }
 }
