@@ -453,3 +453,27 @@ impl Drop for DropDatabases {
         let _ = cleanup.join();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baemin_status_only_reads_it_never_creates_the_stream_on_a_nats_it_reached() {
+    let nats = baemin_mesh_testkit::NatsServer::start().await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_flag = format!("--data-dir={}", data.path().display());
+    for args in [vec!["status", &data_flag], vec!["dead-letters", &data_flag, "list"]] {
+        let out = Command::new(BAEMIN)
+            .args(&args)
+            .env("NATS_URL", nats.url())
+            .output()
+            .await
+            .expect("run baemin");
+        assert!(!out.status.success(), "{args:?}: no mesh runs on this NATS");
+    }
+    let client = async_nats::connect(nats.url()).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    for stream in [
+        baemin_mesh_events::STREAM_NAME,
+        baemin_mesh_events::deadletter::DEAD_LETTER_STREAM,
+    ] {
+        assert!(js.get_stream(stream).await.is_err(), "{stream} was not created");
+    }
+}
