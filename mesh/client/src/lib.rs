@@ -6,11 +6,13 @@ pub mod deadline;
 mod endpoint;
 pub mod identity;
 pub mod limit;
+mod resend;
 pub mod retry;
 mod stack;
 
 pub use breaker::{BreakerConfig, BreakerHandle, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier};
 pub use endpoint::endpoint;
 pub use identity::{Sign, SignLayer, Signer};
+pub use resend::{ResendUnsent, ResendUnsentLayer, never_sent};
 pub use retry::{RetryPolicy, outcome_unknown};
 pub use stack::{ClientError, ClientSettings, MeshChannel, connect_lazy};

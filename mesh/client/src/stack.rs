@@ -12,6 +12,7 @@ use crate::{
     deadline::{Deadline, DeadlineLayer},
     identity::{Sign, SignLayer, Signer},
     limit::{InFlightLimit, InFlightLimitLayer},
+    resend::{ResendUnsent, ResendUnsentLayer},
 };
 
 /// The transport under every mesh client: a lazily connecting HTTP/2 channel behind the mesh layers,
@@ -19,7 +20,7 @@ use crate::{
 /// method and code: refusals by the layers below included), in-flight limit (a shed call never reaches the breaker: the dependency was not
 /// asked), circuit breaker (so deadline expiries count as failures), deadline, the caller's signed identity, channel. Retries of
 /// idempotent calls wrap the whole stack ([`crate::RetryPolicy`]), so each attempt passes every layer.
-pub type MeshChannel = GrpcClient<InFlightLimit<CircuitBreaker<Deadline<Sign<Channel>>>>>;
+pub type MeshChannel = GrpcClient<InFlightLimit<CircuitBreaker<Deadline<Sign<ResendUnsent<Channel>>>>>>;
 
 /// How a client reaches one dependency.
 #[derive(Debug, Clone)]
@@ -149,6 +150,7 @@ pub fn connect_lazy(settings: &ClientSettings, metrics: &Metrics) -> Result<Mesh
         .layer(breaker)
         .layer(DeadlineLayer::new(settings.dependency, settings.deadline))
         .layer(SignLayer::new(settings.signer.clone()))
+        .layer(ResendUnsentLayer)
         .service(channel))
 }
 

@@ -42,6 +42,9 @@ pub struct Runtime {
     background: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     consumer_metrics: Option<ConsumerMetrics>,
+    /// `STARTUP_TIMEOUT` after the start began: what start-up retries (database, NATS, consumers) may take
+    /// in all.
+    startup_deadline: tokio::time::Instant,
 }
 
 impl Runtime {
@@ -78,6 +81,7 @@ impl Runtime {
             background: CancellationToken::new(),
             tasks: Vec::new(),
             consumer_metrics: None,
+            startup_deadline: deadline,
         })
     }
 
@@ -139,10 +143,9 @@ impl Runtime {
             .get_or_insert_with(|| ConsumerMetrics::new(self.server.metrics()))
             .clone();
         // A cluster that lost a node answers JetStream's API late while it elects new leaders: the
-        // consumer is retried like the stream was, within the start-up timeout.
-        let deadline = tokio::time::Instant::now() + self.config.startup_timeout;
+        // consumer is retried like the stream was, within what is left of the start-up timeout.
         let what = format!("the consumer of {subject}");
-        let task = retry_until(deadline, &what, || {
+        let task = retry_until(self.startup_deadline, &what, || {
             spawn_consumer(
                 &self.bus,
                 spec.clone(),

@@ -7,6 +7,7 @@ pub mod config;
 mod deadline;
 pub mod identity;
 mod message_limit;
+pub mod ports;
 pub mod probe;
 mod require_identity;
 mod serve;

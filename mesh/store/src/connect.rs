@@ -54,6 +54,14 @@ pub enum StoreError {
     /// A migration failed.
     #[error("migrating the schema")]
     Migrate(#[source] DbErr),
+    /// A PostgreSQL URL that cannot be parsed (held with its password and query hidden).
+    #[error("invalid PostgreSQL URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL with any password hidden.
+        url: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The `DATABASE_URL` of a SQLite file, created if missing.
@@ -150,14 +158,21 @@ pub fn pool_usage(db: &DatabaseConnection) -> (u32, usize) {
     }
 }
 
-/// `url` (a PostgreSQL URL) naming database `name` instead of its own, query kept.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
+/// `url` (a PostgreSQL URL, with or without a database in its path) naming database `name` instead, the
+/// rest — user, password, host, port, query — kept as it was.
+pub fn with_database(url: &str, name: &str) -> Result<String, StoreError> {
+    let mut parsed = url::Url::parse(url).map_err(|e| StoreError::BadUrl {
+        url: redact(url),
+        reason: e.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") || parsed.cannot_be_a_base() {
+        return Err(StoreError::BadUrl {
+            url: redact(url),
+            reason: "expected postgres://[user[:password]@]host[:port][/database]".into(),
+        });
     }
+    parsed.set_path(&format!("/{name}"));
+    Ok(parsed.into())
 }
 
 #[cfg(test)]
@@ -191,5 +206,28 @@ mod tests {
         assert_eq!(sqlite_dir("sqlite://data/x.db?mode=rwc"), Some(Path::new("data")));
         assert_eq!(sqlite_dir("sqlite::memory:"), None);
         assert_eq!(sqlite_dir("sqlite://x.db"), None);
+    }
+
+    #[test]
+    fn another_database_on_the_same_server_keeps_everything_but_the_name() {
+        for (url, want) in [
+            (
+                "postgres://u:pw@db:5432/postgres",
+                "postgres://u:pw@db:5432/baemin_call",
+            ),
+            ("postgres://u:pw@db:5432", "postgres://u:pw@db:5432/baemin_call"),
+            ("postgres://u:pw@db:5432/", "postgres://u:pw@db:5432/baemin_call"),
+            (
+                "postgresql://db/x?sslmode=require",
+                "postgresql://db/baemin_call?sslmode=require",
+            ),
+            ("postgres://u:p%3Fw@db/x", "postgres://u:p%3Fw@db/baemin_call"),
+        ] {
+            assert_eq!(with_database(url, "baemin_call").unwrap(), want, "{url}");
+        }
+        for bad in ["postgress://u:secret@db/x", "db:5432", "postgres://u:secret@db:54x2/x"] {
+            let err = with_database(bad, "baemin_call").unwrap_err().to_string();
+            assert!(!err.contains("secret"), "{err}");
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! Fresh databases per test: SQLite files in a temporary directory, or PostgreSQL databases created on
 //! the server named by `TEST_POSTGRES_URL` and dropped when the test ends.
 
-pub use baemin_mesh_store::with_database;
 use sea_orm::{ConnectionTrait, Database};
 use tempfile::TempDir;
 
@@ -107,6 +106,11 @@ async fn admin_execute(statements: &[String]) {
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
     db.close().await.ok();
+}
+
+/// `url` (a PostgreSQL URL) naming database `name` instead of its own.
+pub fn with_database(url: &str, name: &str) -> String {
+    baemin_mesh_store::with_database(url, name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl Drop for TestDatabases {

@@ -23,22 +23,19 @@ pub use process::ServiceProcess;
 pub use proxy::SlowProxy;
 pub use service::RunningService;
 
-/// A free TCP port on 127.0.0.1 (bound, then released: a process binds it a moment later).
-///
-/// Below the kernel's ephemeral range (32768 and up on Linux): a port picked for a service that starts
-/// seconds later — or comes back on the same address after a restart — would otherwise be handed out
-/// meanwhile by the kernel to another test's `bind(":0")` or outgoing connection ("Address already in
-/// use" when the whole suite runs). Ports here are only ever taken on purpose.
-/// A port is handed out once per test process, so two picks made before either is bound never clash.
+/// A free TCP port on 127.0.0.1 (checked, then released: a process binds it a moment later), below the
+/// kernel's ephemeral range (see `baemin_mesh_server::ports`), in the tests' own range 10000..18000. A port
+/// is handed out once per test process, so two picks of one test never clash; tests in other processes
+/// pick at random from the same range and see the ports already bound.
 pub fn free_port() -> u16 {
-    use std::hash::BuildHasher;
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let seed = std::collections::hash_map::RandomState::new();
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let port = (0..1_000_u64)
-        .map(|attempt| 10_000 + (seed.hash_one(attempt) % 22_000) as u16)
-        .find(|port| !handed_out.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .unwrap_or_else(|| panic!("no free port between 10000 and 32000 on 127.0.0.1"));
-    handed_out.push(port);
-    port
+    for _ in 0..100 {
+        let port = baemin_mesh_server::ports::free_port_in(10_000..18_000).unwrap_or_else(|e| panic!("{e}"));
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no free port left in 10000..18000 for this test process")
 }

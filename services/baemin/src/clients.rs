@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use baemin_mesh_client::{ResendUnsent, ResendUnsentLayer};
 use baemin_proto::{
     call::v1::call_service_client::CallServiceClient, payment::v1::payment_service_client::PaymentServiceClient,
     report::v1::report_service_client::ReportServiceClient, rider::v1::rider_service_client::RiderServiceClient,
@@ -12,9 +13,11 @@ use tonic::{
     service::{Interceptor, interceptor::InterceptedService},
     transport::Channel,
 };
+use tower::Layer;
 
-/// What every client sends through: a channel, plus the bearer token when one is configured.
-pub type Transport = InterceptedService<Channel, Credentials>;
+/// What every client sends through: a channel that sends again a call a draining server's connection gave
+/// back unsent (`baemin_mesh_client::ResendUnsent`), plus the bearer token when one is configured.
+pub type Transport = InterceptedService<ResendUnsent<Channel>, Credentials>;
 
 /// Adds `authorization: Bearer <token>` to every call when a token is configured (calls through the
 /// gateway); nothing otherwise (calls straight to a service, as an internal backend).
@@ -114,10 +117,7 @@ impl Clients {
     /// Clients of the services at `urls` sending `credentials`, verifying `https://` servers with `trust`.
     pub fn connect(urls: &Urls, credentials: &Credentials, trust: &Trust) -> anyhow::Result<Self> {
         let transport = |url: &str| -> anyhow::Result<Transport> {
-            Ok(InterceptedService::new(
-                channel_trusting(url, trust)?,
-                credentials.clone(),
-            ))
+            Ok(transport(channel_trusting(url, trust)?, credentials.clone()))
         };
         Ok(Self {
             call: CallServiceClient::new(transport(&urls.call)?),
@@ -126,6 +126,11 @@ impl Clients {
             report: ReportServiceClient::new(transport(&urls.report)?),
         })
     }
+}
+
+/// What a client of `channel` sends through, with `credentials`.
+pub fn transport(channel: Channel, credentials: Credentials) -> Transport {
+    InterceptedService::new(ResendUnsentLayer.layer(channel), credentials)
 }
 
 /// A lazily connecting channel to `url`.

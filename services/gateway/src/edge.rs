@@ -11,14 +11,16 @@ use std::{
     time::{Instant, SystemTime},
 };
 
+use baemin_mesh_client::ResendUnsent;
 use baemin_mesh_server::identity::IdentityKey;
 use baemin_mesh_telemetry::GrpcClient;
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use tonic::{Status, body::Body, transport::Channel};
 
-/// A channel to an upstream service, with a client span and metrics per call.
-pub type Upstream = GrpcClient<Channel>;
+/// A channel to an upstream service, with a client span and metrics per call; a call a draining
+/// replica's connection gave back unsent is sent again (`baemin_mesh_client::ResendUnsent`).
+pub type Upstream = GrpcClient<ResendUnsent<Channel>>;
 use tower::{Service, ServiceExt};
 
 use tokio_util::sync::CancellationToken;

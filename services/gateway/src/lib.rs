@@ -18,6 +18,7 @@ mod web;
 
 use std::net::SocketAddr;
 
+use baemin_mesh_client::ResendUnsentLayer;
 use baemin_mesh_runtime::{Service, StartupError};
 use baemin_mesh_server::{
     CatchPanicLayer, DecodeErrorLayer, MeshServer, MessageLimitLayer, Shutdown,
@@ -72,7 +73,10 @@ impl Service for Application {
             config
                 .upstreams
                 .into_iter()
-                .map(|(service, short, endpoint)| (service, short, client.layer(endpoint.connect_lazy())))
+                .map(|(service, short, endpoint)| {
+                    let channel = ResendUnsentLayer.layer(endpoint.connect_lazy());
+                    (service, short, client.layer(channel))
+                })
                 .collect(),
         );
         let edge = Edge::new(

@@ -27,7 +27,7 @@ fn free_port_offset_for(replicas: u16) -> u16 {
     use std::hash::BuildHasher;
     let seed = std::collections::hash_map::RandomState::new();
     (0..500_u64)
-        .map(|i| 10_000 + (seed.hash_one(i) % 13_000) as u16)
+        .map(|i| 10_000 + (seed.hash_one(i) % 3_000) as u16)
         .find(|offset| {
             ports
                 .iter()
@@ -319,7 +319,7 @@ async fn baemin_up_with_replicas_says_clearly_when_postgresql_is_unreachable() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("PostgreSQL at postgres://postgres:***@127.0.0.1:1/postgres is not reachable")
+        err.contains("PostgreSQL at postgres://postgres:***@127.0.0.1:1/postgres cannot be used")
             && err.contains("--replicas 2")
             && err.contains("--postgres"),
         "{err}"
@@ -404,8 +404,15 @@ async fn baemin_up_runs_the_replicated_topology_with_one_command_and_a_replica_c
         .expect("run baemin status");
     let shown = String::from_utf8_lossy(&status.stdout);
     assert!(
-        status.status.success() && shown.contains("report__baemin_events_all"),
-        "{shown}"
+        status.status.success() && shown.contains("report__baemin_events_all") && shown.contains("outbox backlog"),
+        "status reads the cluster and the PostgreSQL outboxes: {shown}"
+    );
+    let recorded = std::fs::metadata(data.path().join("databases")).expect("the databases are recorded");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&recorded.permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the database URLs (passwords) are the owner's only"
     );
 
     assert!(signal(up.id().expect("pid"), "-TERM"));

@@ -162,7 +162,10 @@ impl Ledger {
             || {
                 let clients = clients.clone();
                 async move {
-                    let rows = all_rows(&clients).await?;
+                    // A transient failure (a replica going away) is asked again, not the end of the check.
+                    let Ok(rows) = all_rows(&clients).await else {
+                        return Ok(None);
+                    };
                     let converged = self.placed.iter().all(|(id, (fee, rider))| {
                         rows.get(id).is_some_and(|v| {
                             v.fee == *fee
@@ -197,8 +200,10 @@ impl Ledger {
                 let mut c = clients.call.clone();
                 let call_id = id.clone();
                 async move {
-                    let got = c.get_call(call::GetCallRequest { call_id }).await?.into_inner();
-                    Ok((got.call.expect("call").status() == want).then_some(()))
+                    let Ok(got) = c.get_call(call::GetCallRequest { call_id }).await else {
+                        return Ok(None);
+                    };
+                    Ok((got.into_inner().call.expect("call").status() == want).then_some(()))
                 }
             })
             .await;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use crate::{
-    ledger::{Ledger, wait_for_rider_service},
+    ledger::Ledger,
     replicated_mesh::ReplicatedMesh,
     support::{PATIENCE, Svc, request_id},
 };
@@ -46,20 +46,35 @@ async fn replicated_watches_on_one_replica_see_every_change_made_through_the_oth
         .expect("WatchOpenCalls on rider replica 1")
         .into_inner();
 
-    // Placed alternately through both call replicas; applied by whichever replica each consumer picks.
+    // Placed alternately through both call replicas; applied by whichever replica each consumer hands
+    // them to. More are placed until the replicas not watched have applied some: the watches must show
+    // changes made elsewhere.
     let mut ledger = Ledger::default();
-    for i in 0..CALLS {
-        ledger
-            .try_place(if i % 2 == 0 { &a } else { &b })
-            .await
-            .expect("PlaceCall");
+    for round in 0.. {
+        for i in 0..CALLS {
+            ledger
+                .try_place(if i % 2 == 0 { &a } else { &b })
+                .await
+                .expect("PlaceCall");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let elsewhere = (mesh.applied(Svc::Report, 1).await, mesh.applied(Svc::Rider, 0).await);
+        if elsewhere.0 > 0 && elsewhere.1 > 0 {
+            println!("events applied by the unwatched replicas (report 1, rider 0): {elsewhere:?}");
+            break;
+        }
+        assert!(
+            round < 5,
+            "the durable consumers never handed an event to the other replica: {elsewhere:?}"
+        );
     }
     let placed: HashSet<String> = ledger.placed.keys().cloned().collect();
+    let calls = placed.len();
     let mut seen = HashSet::new();
-    while seen.len() < CALLS {
+    while seen.len() < calls {
         let view = next(
             &mut views,
-            &format!("report replica 0 streamed {} of {CALLS}", seen.len()),
+            &format!("report replica 0 streamed {} of {calls}", seen.len()),
         )
         .await
         .view
@@ -70,10 +85,10 @@ async fn replicated_watches_on_one_replica_see_every_change_made_through_the_oth
     }
     assert_eq!(seen, placed, "the report's watch on replica 0 saw every call");
     let mut opened = HashSet::new();
-    while opened.len() < CALLS {
+    while opened.len() < calls {
         let item = next(
             &mut board,
-            &format!("the board on rider replica 1 showed {} of {CALLS}", opened.len()),
+            &format!("the board on rider replica 1 showed {} of {calls}", opened.len()),
         )
         .await;
         if item.change() == rider::watch_open_calls_response::Change::Opened {
@@ -218,7 +233,31 @@ async fn load_worker(clients: Clients, worker: usize, stop: CancellationToken) -
         // Every other call is delivered through to settlement.
         if n.is_multiple_of(2) {
             let rider_id = format!("w{worker}-r{}", n % 3);
-            wait_for_rider_service(&clients, &call_id).await;
+            // The rider service learns of the call from its event: NOT_FOUND until then; any other
+            // error is a failed call.
+            persist(&mut failures, "GetDelivery", || {
+                let mut r = clients.rider.clone();
+                let call_id = call_id.clone();
+                async move {
+                    let deadline = tokio::time::Instant::now() + PATIENCE;
+                    loop {
+                        let asked = r
+                            .get_delivery(rider::GetDeliveryRequest {
+                                call_id: call_id.clone(),
+                            })
+                            .await;
+                        match asked {
+                            Err(status)
+                                if status.code() == Code::NotFound && tokio::time::Instant::now() < deadline =>
+                            {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            outcome => return outcome.map(drop),
+                        }
+                    }
+                }
+            })
+            .await;
             let step = |what: &'static str| {
                 let mut r = clients.rider.clone();
                 let (call_id, rider_id) = (call_id.clone(), rider_id.clone());
@@ -306,8 +345,9 @@ async fn replicated_a_nats_node_and_a_replica_of_each_service_sigkilled_under_lo
     let mut mesh = ReplicatedMesh::start(2).await;
     let load = Load::start(&mesh.clients, 2);
     under_load(Duration::from_secs(2)).await;
-    // The node most clients reached first crashes; the stream's other two replicas carry on.
-    mesh.nats.kill(0);
+    // The node leading the events stream crashes; the other two elect a new leader and carry on.
+    let leader = mesh.stream_leader().await;
+    mesh.nats.kill(leader);
     under_load(Duration::from_secs(2)).await;
     for svc in [Svc::Call, Svc::Rider, Svc::Payment, Svc::Report] {
         mesh.kill_replica(svc, 0).await;
@@ -323,6 +363,15 @@ async fn replicated_a_nats_node_and_a_replica_of_each_service_sigkilled_under_lo
         "killed: {} failed attempt(s) retried by the clients: {failures:?}",
         failures.len()
     );
+    // A crash may fail the calls it interrupts, as the transport's failure, never as an answer.
+    for failure in &failures {
+        assert!(
+            ["Unavailable", "Cancelled"]
+                .iter()
+                .any(|code| failure.contains(&format!(": {code} "))),
+            "only interrupted calls fail: {failure}"
+        );
+    }
     assert!(
         ledger.placed.len() >= 10,
         "the load went on: {} calls",

@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use baemin::{
-    balancer::{Balancer, PROBE_INTERVAL},
+    balancer::{Balancer, DRAIN_NOTICE},
     clients::{Clients, Urls},
 };
 use baemin_mesh_testkit::{DbKind, NatsCluster, ServiceProcess, TestDatabases, free_port};
@@ -20,6 +20,8 @@ const SERVICES: [Svc; 4] = [Svc::Payment, Svc::Call, Svc::Rider, Svc::Report];
 struct Tier {
     balancer: Balancer,
     addrs: Vec<SocketAddr>,
+    /// Each replica's admin address while it runs.
+    admins: Vec<Option<SocketAddr>>,
     running: Vec<Option<ServiceProcess>>,
 }
 
@@ -52,6 +54,7 @@ impl ReplicatedMesh {
             tiers.push(Tier {
                 balancer,
                 addrs,
+                admins: vec![None; replicas],
                 running: (0..replicas).map(|_| None).collect(),
             });
         }
@@ -101,21 +104,23 @@ impl ReplicatedMesh {
     /// connections.
     pub async fn start_replica(&mut self, svc: Svc, i: usize) {
         let addr = self.tiers[svc as usize].addrs[i];
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let env = [
             ("NATS_URL", self.nats.urls()),
             ("NATS_STREAM_REPLICAS", "3".to_owned()),
             ("DATABASE_URL", self.database_urls[svc as usize].clone()),
             ("DATABASE_POOL_SIZE", "4".to_owned()),
             ("PAYMENT_URL", self.tiers[Svc::Payment as usize].balancer.url()),
-            ("ADMIN_ADDR", format!("127.0.0.1:{}", free_port())),
+            ("ADMIN_ADDR", admin.to_string()),
             ("SHUTDOWN_GRACE", "5s".to_owned()),
             // Served on after SIGTERM until the balancer's probe has seen the replica drain, as a pod
             // does while its endpoint is withdrawn.
-            ("SHUTDOWN_DELAY", format!("{}ms", 3 * PROBE_INTERVAL.as_millis())),
+            ("SHUTDOWN_DELAY", format!("{}ms", DRAIN_NOTICE.as_millis())),
         ];
         let binary = std::path::Path::new(env!("CARGO_BIN_EXE_baemin"));
         let process = ServiceProcess::start(binary, &["serve", svc.name()], &env, addr).await;
         self.tiers[svc as usize].running[i] = Some(process);
+        self.tiers[svc as usize].admins[i] = Some(admin);
         assert!(
             self.tiers[svc as usize]
                 .balancer
@@ -126,8 +131,43 @@ impl ReplicatedMesh {
         );
     }
 
+    /// How many events replica `i` of `svc` has applied since it started (its
+    /// `baemin_events_processed_total{outcome="applied"}`).
+    pub async fn applied(&self, svc: Svc, i: usize) -> u64 {
+        let admin = self.tiers[svc as usize].admins[i].expect("the replica runs");
+        let (status, _, body) = crate::gateway::http1(admin, "GET", "/metrics", &[], &[]).await;
+        assert!(status.contains("200"), "{admin}/metrics: {status}");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.starts_with("baemin_events_processed_total{") && l.contains(r#"outcome="applied""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// The index of the cluster node that leads the events stream (its RAFT group's leader).
+    pub async fn stream_leader(&self) -> usize {
+        let servers = baemin_mesh_events::server_addrs(&self.nats.urls()).expect("the cluster's URLs");
+        let client = async_nats::connect(servers).await.expect("NATS");
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js
+            .get_stream(baemin_mesh_events::STREAM_NAME)
+            .await
+            .expect("the events stream");
+        let info = stream.info().await.expect("stream info");
+        let leader = info
+            .cluster
+            .as_ref()
+            .and_then(|c| c.leader.clone())
+            .expect("an R3 stream has a leader");
+        leader
+            .strip_prefix('n')
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("a node named n<i>: {leader}"))
+    }
+
     /// SIGTERM to replica `i` of `svc`: it drains as a rolling update asks, and must exit cleanly.
     pub async fn stop_replica(&mut self, svc: Svc, i: usize) {
+        self.tiers[svc as usize].admins[i] = None;
         if let Some(process) = self.tiers[svc as usize].running[i].take() {
             process.stop().await;
         }
@@ -135,6 +175,7 @@ impl ReplicatedMesh {
 
     /// SIGKILL to replica `i` of `svc`: a crash, whatever it was doing.
     pub async fn kill_replica(&mut self, svc: Svc, i: usize) {
+        self.tiers[svc as usize].admins[i] = None;
         if let Some(process) = self.tiers[svc as usize].running[i].take() {
             process.kill().await;
         }
