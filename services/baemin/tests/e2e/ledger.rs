@@ -331,12 +331,12 @@ async fn all_rows(clients: &Clients) -> anyhow::Result<HashMap<String, report::D
 }
 
 /// A connection of the test's own to a service's database (to read what the API does not show).
-async fn connect(url: &str) -> DatabaseConnection {
+pub(crate) async fn connect(url: &str) -> DatabaseConnection {
     Database::connect(url).await.expect("the service's database")
 }
 
 /// The `n` of a `SELECT COUNT(*) AS n ...`.
-async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+pub(crate) async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
     let row = db
         .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await

@@ -15,6 +15,7 @@ mod gateway_tls;
 mod hostile_input;
 mod launcher;
 mod ledger;
+mod money;
 mod ownership;
 mod rebuild;
 mod replicated;

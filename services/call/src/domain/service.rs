@@ -452,16 +452,19 @@ impl CallApp {
             let txn = self.db.begin().await?;
             if let Some(call) = db::find_by_request(&txn, key).await? {
                 txn.commit().await?;
-                return if call.placed_by(fingerprint) {
-                    Ok(Reserved::Placed(Box::new(call)))
-                } else {
-                    Err(CallError::RequestIdReused(new.request_id.to_string()))
-                };
+                return placed_under(call, new, fingerprint);
             }
             // Most requests are new: claim the key with a fresh intent, and read the one standing only if
             // that fails (a retry of this request, or a different request under the same id).
             let intent = Registration::fresh(new, now);
             let reserved = if intents::insert(&txn, &intent).await? {
+                // The key was free — or a concurrent attempt of this request stored its call (dropping
+                // its intent) since the look-up above. Looked up again (a new statement sees that commit):
+                // a claim that stood then would register a second fee under a call id that never exists.
+                if let Some(call) = db::find_by_request(&txn, key).await? {
+                    txn.rollback().await?;
+                    return placed_under(call, new, fingerprint);
+                }
                 Some(intent.call_id)
             } else {
                 let existing = intents::find(&txn, key).await?;
@@ -625,4 +628,14 @@ fn being_rolled_back() -> CallError {
     CallError::Contended(
         "an earlier attempt with this request_id failed and is being rolled back; retry in a few seconds".into(),
     )
+}
+
+/// The answer to a PlaceCall whose key already holds `call`: that call when this request placed it (a
+/// retry), else the key was reused for a different request.
+fn placed_under(call: Call, new: &NewCall, fingerprint: &Fingerprint) -> Result<Reserved, CallError> {
+    if call.placed_by(fingerprint) {
+        Ok(Reserved::Placed(Box::new(call)))
+    } else {
+        Err(CallError::RequestIdReused(new.request_id.to_string()))
+    }
 }
