@@ -240,15 +240,27 @@ async fn illegal_transitions_are_failed_precondition_and_change_nothing() {
     })
     .await
     .unwrap();
-    // Complete twice.
+    // Completed twice by its rider (a retry after a lost answer): answered with the completed delivery,
+    // settled once; by another rider: refused.
     let twice = r
         .complete_delivery(rider::CompleteDeliveryRequest {
             call_id: id.clone(),
             rider_id: rid,
         })
         .await
+        .unwrap()
+        .into_inner()
+        .delivery
+        .unwrap();
+    assert_eq!(twice.status(), rider::DeliveryStatus::Completed);
+    let other = r
+        .complete_delivery(rider::CompleteDeliveryRequest {
+            call_id: id.clone(),
+            rider_id: "someone-else".into(),
+        })
+        .await
         .unwrap_err();
-    assert_eq!(twice.code(), Code::FailedPrecondition);
+    assert_eq!(other.code(), Code::PermissionDenied);
     let mut p = mesh.clients.payment.clone();
     let paid = p
         .get_payment(payment::GetPaymentRequest { call_id: id.clone() })

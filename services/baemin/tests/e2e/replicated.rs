@@ -176,8 +176,8 @@ async fn replicated_watches_on_one_replica_see_every_change_made_through_the_oth
 
 /// A client of the mesh placing and delivering calls until stopped, as the restaurants' and riders'
 /// apps do: each step that fails is retried with the same request (PlaceCall with its idempotency key;
-/// accept and pick-up are idempotent for the rider who holds the call; a completion whose answer was lost
-/// is found completed). Every failed attempt is recorded.
+/// accept, pick-up and completion are answered as done to a retry by the rider who holds the call). Every
+/// failed attempt is recorded.
 struct Load {
     stop: CancellationToken,
     workers: Vec<tokio::task::JoinHandle<(Ledger, Vec<String>)>>,
@@ -277,33 +277,7 @@ async fn load_worker(clients: Clients, worker: usize, stop: CancellationToken) -
             };
             persist(&mut failures, "AcceptCall", || step("AcceptCall")).await;
             persist(&mut failures, "PickUp", || step("PickUp")).await;
-            let mut tried = false;
-            persist(&mut failures, "CompleteDelivery", || {
-                let retry = std::mem::replace(&mut tried, true);
-                let mut r = clients.rider.clone();
-                let call_id = call_id.clone();
-                let complete = step("CompleteDelivery");
-                async move {
-                    match complete.await {
-                        // An earlier attempt completed it and its answer was lost.
-                        Err(status) if retry && status.code() == Code::FailedPrecondition => {
-                            let d = r
-                                .get_delivery(rider::GetDeliveryRequest { call_id })
-                                .await?
-                                .into_inner()
-                                .delivery
-                                .expect("delivery");
-                            if d.status() == rider::DeliveryStatus::Completed {
-                                Ok(())
-                            } else {
-                                Err(status)
-                            }
-                        }
-                        other => other,
-                    }
-                }
-            })
-            .await;
+            persist(&mut failures, "CompleteDelivery", || step("CompleteDelivery")).await;
             if let Some(entry) = ledger.placed.get_mut(&call_id) {
                 entry.1 = Some(rider_id);
             }

@@ -302,12 +302,15 @@ impl Delivery {
 
     /// CompleteDelivery by `rider`, before settling: must it settle, or was it done before?
     ///
-    /// Only a PICKED delivery of this rider settles; completing twice is FAILED_PRECONDITION (DESIGN.md's
-    /// error table), so a second CompleteDelivery never reaches payment.
-    pub fn begin_completion(&self, rider: &RiderId) -> Result<(), RiderError> {
+    /// Only a PICKED delivery of this rider settles. Completed by this same rider already is a retry whose
+    /// answer was lost (as AcceptCall and PickUp answer theirs): it is answered with the delivery as it is
+    /// (settled, or its settlement pending and finished by the repair worker) and never reaches payment
+    /// again. Completing from any other status is FAILED_PRECONDITION (DESIGN.md's error table).
+    pub fn begin_completion(&self, rider: &RiderId) -> Result<Completion, RiderError> {
         self.ensure_owned_by(rider)?;
         match self.status {
-            DeliveryStatus::Picked => Ok(()),
+            DeliveryStatus::Picked => Ok(Completion::Settle),
+            DeliveryStatus::Completed if self.belongs_to(rider) => Ok(Completion::Done),
             _ => Err(self.refusal("completed")),
         }
     }
@@ -421,6 +424,15 @@ impl Delivery {
             )),
         }
     }
+}
+
+/// What a CompleteDelivery asks of a delivery ([`Delivery::begin_completion`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// PICKED: settle it with payment, then complete it.
+    Settle,
+    /// Completed by this rider already: answer with it as it is.
+    Done,
 }
 
 #[cfg(test)]

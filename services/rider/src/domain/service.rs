@@ -33,8 +33,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BoardChange, CancelOutcome, Change, Delivery, DeliveryFilter, Listed, Page, PaymentCallError, Payments, PlacedCall,
-    PlacedOutcome, Receipt, RiderError, on_call_cancelled, on_call_placed,
+    BoardChange, CancelOutcome, Change, Completion, Delivery, DeliveryFilter, Listed, Page, PaymentCallError, Payments,
+    PlacedCall, PlacedOutcome, Receipt, RiderError, on_call_cancelled, on_call_placed,
 };
 use crate::outbound::{db, events};
 
@@ -180,8 +180,10 @@ impl RiderApp {
     /// (see the module header). A delivery already COMPLETED is refused (completing twice), settled
     /// or not; one still PICKED and marked by an earlier attempt is settled again (idempotent).
     pub async fn complete(&self, call_id: CallId, rider: RiderId) -> Result<Delivery, RiderError> {
-        let mark = self.mark_settlement(&call_id, &rider).await?;
-        self.settle_marked(&call_id, &rider, mark).await
+        match self.mark_settlement(&call_id, &rider).await? {
+            Marked::Settle(mark) => self.settle_marked(&call_id, &rider, mark).await,
+            Marked::AlreadyCompleted(delivery) => Ok(*delivery),
+        }
     }
 
     /// Applies CallPlaced: the call opens on the board, unless a row for it exists already.
@@ -268,13 +270,15 @@ impl RiderApp {
 
     /// Step 1 of CompleteDelivery: the write-ahead mark on the PICKED delivery of `rider`; returns the
     /// mark written.
-    async fn mark_settlement(&self, call_id: &CallId, rider: &RiderId) -> Result<Millis, RiderError> {
+    async fn mark_settlement(&self, call_id: &CallId, rider: &RiderId) -> Result<Marked, RiderError> {
         for _ in 0..RACE_RETRIES {
             let current = self.get(call_id).await?;
-            current.begin_completion(rider)?;
+            if current.begin_completion(rider)? == Completion::Done {
+                return Ok(Marked::AlreadyCompleted(Box::new(current)));
+            }
             let now = now_millis();
             if db::mark_settle_requested(&self.db, call_id, rider, now).await? {
-                return Ok(now);
+                return Ok(Marked::Settle(now));
             }
             // The delivery moved since it was read (cancelled, completed): decide again on it.
         }
@@ -423,4 +427,11 @@ fn into_delivery(change: Change) -> Delivery {
     match change {
         Change::Apply(d) | Change::AlreadyDone(d) => d,
     }
+}
+
+/// Step 1 of CompleteDelivery: the delivery marked for settlement at this instant, or completed by this
+/// rider already (a retry whose answer was lost).
+enum Marked {
+    Settle(Millis),
+    AlreadyCompleted(Box<Delivery>),
 }

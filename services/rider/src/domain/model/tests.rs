@@ -145,19 +145,28 @@ fn pick_up_is_legal_only_from_accepted_and_idempotent_once_picked() {
 }
 
 #[test]
-fn completion_settles_only_from_picked_and_completing_twice_is_refused() {
+fn completion_settles_only_from_picked_and_a_retry_by_the_rider_who_completed_is_answered_as_done() {
     for d in every_status("r-1") {
         let begin = d.begin_completion(&rider("r-1"));
         let result = d.complete(&rider("r-1"), settlement(), 8);
         match d.status {
             DeliveryStatus::Picked => {
-                begin.unwrap();
+                assert_eq!(begin.unwrap(), Completion::Settle);
                 assert_eq!(applied(result).status, DeliveryStatus::Completed);
             }
-            // A settlement recorded twice (two attempts racing) is one completion.
+            // A retry after a lost answer is answered with the delivery; a settlement recorded twice (two
+            // attempts racing) is one completion.
             DeliveryStatus::Completed => {
-                assert!(is_precondition(&begin.unwrap_err()), "complete twice");
+                assert_eq!(
+                    begin.unwrap(),
+                    Completion::Done,
+                    "a retry by the rider who completed it"
+                );
                 assert_eq!(result.unwrap(), Change::AlreadyDone(d.clone()));
+                assert!(
+                    matches!(d.begin_completion(&rider("r-2")), Err(RiderError::NotYours(_))),
+                    "another rider's completion is refused"
+                );
             }
             status => {
                 assert!(is_precondition(&begin.unwrap_err()), "from {status}");
@@ -250,7 +259,11 @@ fn a_deferred_settlement_is_recorded_on_the_completed_delivery_once() {
         settled.complete(&rider("r-1"), settlement(), 30).unwrap(),
         Change::AlreadyDone(settled.clone())
     );
-    assert!(pending.begin_completion(&rider("r-1")).is_err(), "completing twice");
+    assert_eq!(
+        pending.begin_completion(&rider("r-1")).unwrap(),
+        Completion::Done,
+        "completed with its settlement pending: a retry is answered, not sent to payment again"
+    );
 }
 
 #[test]
