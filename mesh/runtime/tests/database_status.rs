@@ -43,6 +43,53 @@ async fn a_serialization_failure_is_aborted_and_says_nothing_was_written() {
     db.close().await.ok();
 }
 
+#[tokio::test]
+async fn a_statement_timeout_is_unavailable_and_a_lock_timeout_is_aborted_both_transient() {
+    let mut dbs = TestDatabases::new(DbKind::Postgres);
+    let url = dbs.url_for("timeouts").await;
+    let db = Database::connect(&url).await.expect("PostgreSQL");
+    db.execute_unprepared("CREATE TABLE seats (n INT NOT NULL)")
+        .await
+        .unwrap();
+
+    // A production database with `statement_timeout`, under load (57014).
+    let slow = db.begin().await.unwrap();
+    slow.execute_unprepared("SET LOCAL statement_timeout = '20ms'")
+        .await
+        .unwrap();
+    let err = slow
+        .execute_unprepared("SELECT pg_sleep(1)")
+        .await
+        .expect_err("timed out");
+    slow.rollback().await.ok();
+    assert!(
+        baemin_mesh_store::is_transient(&err),
+        "retried, never dead-lettered: {err:?}"
+    );
+    let status = baemin_mesh_runtime::status::database("rider", &err);
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+    // With `lock_timeout`, a lock held by another transaction (55P03).
+    let holder = db.begin().await.unwrap();
+    holder.execute_unprepared("LOCK TABLE seats").await.unwrap();
+    let waiter = db.begin().await.unwrap();
+    waiter
+        .execute_unprepared("SET LOCAL lock_timeout = '20ms'")
+        .await
+        .unwrap();
+    let err = waiter
+        .execute_unprepared("INSERT INTO seats VALUES (1)")
+        .await
+        .expect_err("the lock is held");
+    waiter.rollback().await.ok();
+    holder.rollback().await.ok();
+    assert!(baemin_mesh_store::is_contention(&err), "{err:?}");
+    assert!(baemin_mesh_store::is_transient(&err), "{err:?}");
+    let status = baemin_mesh_runtime::status::database("rider", &err);
+    assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+    db.close().await.ok();
+}
+
 mod replicas {
     use sea_orm_migration::prelude::*;
 

@@ -16,7 +16,8 @@ use sea_orm::{
 /// any reason — refused, reset, authentication, the database not accepting connections), the
 /// connection broke under a statement (I/O or TLS error), PostgreSQL terminating or refusing
 /// sessions (SQLSTATE class 08 connection exception, 57P01 admin shutdown, 57P02 crash shutdown,
-/// 57P03 cannot connect now, 57P04 database dropped, 57P05 idle-session timeout), running out of
+/// 57P03 cannot connect now, 57P04 database dropped, 57P05 idle-session timeout) or a statement
+/// (57014: `statement_timeout` under load, or cancelled by an operator), running out of
 /// resources (class 53: too many connections, disk full, out of memory), or a failover leaving us
 /// on a read-only standby (25006); SQLite busy or locked beyond its busy timeout, failing I/O, a
 /// full disk or a file it cannot open.
@@ -34,14 +35,14 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
-/// Whether `err` is a lost race the database detected (PostgreSQL serialization failure 40001 or
-/// deadlock 40P01): retrying the transaction is the cure.
+/// Whether `err` is a lost race the database detected (PostgreSQL serialization failure 40001,
+/// deadlock 40P01, or a lock not had within `lock_timeout` 55P03): retrying the transaction is the cure.
 pub fn is_contention(err: &DbErr) -> bool {
     match err {
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
             sqlx::Error::Database(db) => db
                 .try_downcast_ref::<PgDatabaseError>()
-                .is_some_and(|pg| matches!(pg.code(), "40001" | "40P01")),
+                .is_some_and(|pg| matches!(pg.code(), "40001" | "40P01" | "55P03")),
             _ => false,
         },
         _ => false,
@@ -83,6 +84,7 @@ fn postgres_unavailable(sqlstate: &str) -> bool {
     sqlstate.starts_with("08") // connection exception
         || sqlstate.starts_with("53") // insufficient resources: 53300 too many connections, disk full, ...
         || sqlstate.starts_with("57P") // admin / crash shutdown, cannot connect now, database dropped, ...
+        || sqlstate == "57014" // query canceled: statement_timeout under load (or an operator's cancel)
         || sqlstate == "25006" // read-only transaction: a failover left us on a standby
 }
 
@@ -153,11 +155,13 @@ mod tests {
 
     #[test]
     fn sqlstates_of_an_unavailable_postgres_are_recognised() {
-        for code in ["08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "25006"] {
+        for code in [
+            "08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "25006", "57014",
+        ] {
             assert!(postgres_unavailable(code), "{code}");
         }
-        // unique violation, foreign key violation, serialization failure, syntax error, query canceled
-        for code in ["23505", "23503", "40001", "42601", "57014"] {
+        // unique violation, foreign key violation, serialization failure, syntax error, lock not available
+        for code in ["23505", "23503", "40001", "42601", "55P03"] {
             assert!(!postgres_unavailable(code), "{code}");
         }
     }
