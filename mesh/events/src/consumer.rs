@@ -23,9 +23,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use sea_orm::DatabaseConnection;
+
 use crate::{
     BusError, Envelope, EventBus, STREAM_NAME,
     deadletter::{self, Casualty},
+    envelope::now_millis,
+    failures,
 };
 
 /// What a handler could not do with an event.
@@ -36,13 +40,23 @@ pub enum HandleError {
     #[error("transient failure: {0}")]
     Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Something unexpected went wrong (an unclassified database error, a panic): retried with backoff
-    /// up to the consumer's `max_attempts` deliveries in all, then dead-lettered like a rejection.
+    /// until it has failed the consumer's `max_attempts` times (counted in `crate::failures`), then dead-lettered.
     #[error("failed: {0}")]
     Failed(String),
     /// The event can never be applied (it does not decode, or contradicts what the service knows): it is
     /// stored as a dead letter with this reason at once, then terminated.
     #[error("rejected: {0}")]
     Rejected(String),
+}
+
+/// A handler's outcome, once its failures are counted.
+enum Failure {
+    /// Failed `.0` times so far, fewer than allowed: tried again.
+    Counted(u32, String),
+    /// Failed, and the failure could not be recorded (the database is down): tried again, uncounted.
+    Uncounted(String, sea_orm::DbErr),
+    /// Transient (tried again, uncounted), or final: dead-lettered.
+    Final(HandleError),
 }
 
 /// A database error is transient when the database is unavailable or a race was lost (retrying
@@ -75,7 +89,7 @@ pub struct ConsumerSpec {
     pub subject: String,
     /// Upper bound of the redelivery delay after transient failures (the delay doubles up to it).
     pub max_backoff: Duration,
-    /// Deliveries of an event whose handler [failed](HandleError::Failed) before it is dead-lettered.
+    /// Failures of an event's handler ([`HandleError::Failed`]) before it is dead-lettered.
     pub max_attempts: u32,
     /// How long the server waits for the ack of a delivered event before delivering it again. This is
     /// how long the events a crashed (SIGKILLed) instance had taken wait before another instance, or
@@ -161,12 +175,15 @@ impl ConsumerMetrics {
     }
 }
 
-/// Deliveries of a failing event before it is dead-lettered, unless configured otherwise.
+/// Failures of an event's handler before it is dead-lettered, unless configured otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// Creates the durable consumer (or brings an existing one to `spec`), then processes its messages in a task until `shutdown`.
+/// The handler's failures on each event are counted in `db` (the service's database, shared by its
+/// replicas: see [`crate::failures`]).
 pub async fn spawn_consumer<H: EventHandler>(
     bus: &EventBus,
+    db: DatabaseConnection,
     spec: ConsumerSpec,
     handler: Arc<H>,
     metrics: ConsumerMetrics,
@@ -202,7 +219,7 @@ pub async fn spawn_consumer<H: EventHandler>(
         metrics.clone(),
         shutdown.clone(),
     );
-    let run = run(bus.jetstream().clone(), consumer, spec, handler, metrics, shutdown);
+    let run = run(bus.jetstream().clone(), db, consumer, spec, handler, metrics, shutdown);
     Ok(tokio::spawn(async move {
         tokio::join!(run, sampler);
     }))
@@ -244,6 +261,7 @@ const LANE_QUEUE: usize = 4;
 
 async fn run<H: EventHandler>(
     jetstream: jetstream::Context,
+    db: DatabaseConnection,
     consumer: Consumer<consumer::pull::Config>,
     spec: ConsumerSpec,
     handler: Arc<H>,
@@ -257,6 +275,7 @@ async fn run<H: EventHandler>(
             let (tx, rx) = tokio::sync::mpsc::channel(LANE_QUEUE);
             let worker = tokio::spawn(lane(
                 jetstream.clone(),
+                db.clone(),
                 Arc::clone(&spec),
                 Arc::clone(&handler),
                 metrics.clone(),
@@ -381,6 +400,7 @@ fn lane_of(message: &async_nats::jetstream::Message, lanes: usize) -> usize {
 /// Applies the messages of one lane in order until its queue closes or `shutdown`.
 async fn lane<H: EventHandler>(
     jetstream: jetstream::Context,
+    db: DatabaseConnection,
     spec: Arc<ConsumerSpec>,
     handler: Arc<H>,
     metrics: ConsumerMetrics,
@@ -396,7 +416,7 @@ async fn lane<H: EventHandler>(
         let Some(message) = message else {
             break;
         };
-        if let Some(pause) = process(&jetstream, &spec, handler.as_ref(), &metrics, message).await {
+        if let Some(pause) = process(&jetstream, &db, &spec, handler.as_ref(), &metrics, message).await {
             // A dependency is failing: slow down instead of churning through the queue.
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
@@ -414,6 +434,7 @@ async fn lane<H: EventHandler>(
 /// context in the message's headers); returns a pause when the handler failed transiently.
 async fn process<H: EventHandler>(
     jetstream: &jetstream::Context,
+    db: &DatabaseConnection,
     spec: &ConsumerSpec,
     handler: &H,
     metrics: &ConsumerMetrics,
@@ -444,7 +465,7 @@ async fn process<H: EventHandler>(
             .get_or_create(&vec![("consumer", spec.durable.clone())])
             .inc();
     }
-    let (pause, outcome) = apply(jetstream, spec, handler, message, subject, delivered)
+    let (pause, outcome) = apply(jetstream, db, spec, handler, message, subject, delivered)
         .instrument(span.clone())
         .await;
     if outcome != "applied" {
@@ -457,15 +478,18 @@ async fn process<H: EventHandler>(
 /// [`process`] without the telemetry: the pause, and `applied`, `retried` or `dead_lettered`.
 async fn apply<H: EventHandler>(
     jetstream: &jetstream::Context,
+    db: &DatabaseConnection,
     spec: &ConsumerSpec,
     handler: &H,
     message: async_nats::jetstream::Message,
     subject: String,
     delivered: i64,
 ) -> (Option<Duration>, &'static str) {
+    let mut event_id = None;
     let outcome = match Envelope::decode(message.payload.as_ref()) {
         Ok(envelope) if envelope.event.is_some() && !envelope.event_id.is_empty() => {
             tracing::Span::current().record("messaging.message.id", envelope.event_id.as_str());
+            event_id = Some(envelope.event_id.clone());
             // A panicking handler must not kill the consumer task (nothing would restart it).
             AssertUnwindSafe(handler.handle(&subject, envelope))
                 .catch_unwind()
@@ -475,21 +499,42 @@ async fn apply<H: EventHandler>(
         Ok(_) => Err(HandleError::Rejected("envelope without event or event id".into())),
         Err(err) => Err(HandleError::Rejected(format!("undecodable envelope: {err}"))),
     };
+    // A failure counts toward dead-lettering once recorded; one that cannot be recorded (the database
+    // is down) is retried like a transient one.
+    let outcome = match (outcome, &event_id) {
+        (Err(HandleError::Failed(reason)), Some(id)) => {
+            match failures::record(db, &spec.durable, id, now_millis()).await {
+                Ok(failures) if failures < spec.max_attempts => Err(Failure::Counted(failures, reason)),
+                Ok(failures) => Err(Failure::Final(HandleError::Failed(format!(
+                    "failed {failures} times, last: {reason}"
+                )))),
+                Err(err) => Err(Failure::Uncounted(reason, err)),
+            }
+        }
+        (Err(HandleError::Failed(reason)), None) => Err(Failure::Final(HandleError::Failed(reason))),
+        (Err(err), _) => Err(Failure::Final(err)),
+        (Ok(()), _) => Ok(()),
+    };
     let (ack, pause) = match outcome {
         Ok(()) => (AckKind::Ack, None),
-        Err(HandleError::Transient(err)) => {
+        Err(Failure::Final(HandleError::Transient(err))) => {
             let delay = backoff(delivered, spec.max_backoff);
             tracing::warn!(consumer = %spec.durable, %subject, delivered, error = %err, "event not applied; redelivery in {delay:?}");
             (AckKind::Nak(Some(delay)), Some(delay.min(Duration::from_secs(5))))
         }
-        Err(HandleError::Failed(reason)) if delivered < i64::from(spec.max_attempts) => {
+        Err(Failure::Uncounted(reason, err)) => {
             let delay = backoff(delivered, spec.max_backoff);
-            tracing::warn!(consumer = %spec.durable, %subject, delivered, max_attempts = spec.max_attempts, %reason, "event failed; redelivery in {delay:?}");
+            tracing::warn!(consumer = %spec.durable, %subject, delivered, %reason, error = %err, "event failed and its failure cannot be recorded; redelivery in {delay:?}");
+            (AckKind::Nak(Some(delay)), Some(delay.min(Duration::from_secs(5))))
+        }
+        Err(Failure::Counted(failures, reason)) => {
+            let delay = backoff(i64::from(failures), spec.max_backoff);
+            tracing::warn!(consumer = %spec.durable, %subject, failures, max_attempts = spec.max_attempts, %reason, "event failed; redelivery in {delay:?}");
             (AckKind::Nak(Some(delay)), None)
         }
-        Err(err) => {
+        Err(Failure::Final(err)) => {
             let reason = match err {
-                HandleError::Failed(reason) => format!("failed {delivered} times, last: {reason}"),
+                HandleError::Failed(reason) => reason,
                 other => other.to_string(),
             };
             let stream_sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
@@ -504,6 +549,11 @@ async fn apply<H: EventHandler>(
             match deadletter::record(jetstream, casualty).await {
                 Ok(()) => {
                     tracing::error!(consumer = %spec.durable, %subject, delivered, %reason, "event dead-lettered: it can never apply");
+                    if let Some(id) = &event_id
+                        && let Err(err) = failures::forget(db, &spec.durable, id).await
+                    {
+                        tracing::warn!(consumer = %spec.durable, event_id = %id, error = %err, "the dead letter's failure count stays (harmless)");
+                    }
                     (AckKind::Term, None)
                 }
                 // Not stored yet, so not terminated either: try again later.

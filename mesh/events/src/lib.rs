@@ -6,6 +6,7 @@ mod changes;
 mod consumer;
 pub mod deadletter;
 mod envelope;
+pub mod failures;
 pub mod inbox;
 mod lag;
 pub mod lease;

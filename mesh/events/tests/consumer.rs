@@ -17,13 +17,17 @@ use baemin_mesh_events::{
     new_envelope, spawn_consumer,
 };
 use baemin_mesh_telemetry::Metrics;
-use baemin_mesh_testkit::NatsServer;
+use baemin_mesh_testkit::{DbKind, NatsServer, TestDatabases};
 use baemin_proto::events::v1::CallCancelled;
 use prost::Message;
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
 
-/// Fails each event `failures` times (transiently or not), then applies it; remembers what it applied.
+/// Fails each event transiently `outage` times (its database is down), then `failures` times (transiently
+/// or not), then applies it; remembers what it applied.
 struct Flaky {
+    outage: u32,
     failures: u32,
     transient: bool,
     tries: AtomicU32,
@@ -32,7 +36,11 @@ struct Flaky {
 
 impl EventHandler for Flaky {
     async fn handle(&self, _subject: &str, envelope: Envelope) -> Result<(), HandleError> {
-        if self.tries.fetch_add(1, Ordering::SeqCst) < self.failures {
+        let tried = self.tries.fetch_add(1, Ordering::SeqCst);
+        if tried < self.outage {
+            return Err(HandleError::Transient("the database is down".into()));
+        }
+        if tried - self.outage < self.failures {
             return Err(if self.transient {
                 HandleError::Transient("the database is down".into())
             } else {
@@ -69,16 +77,36 @@ async fn publish(bus: &EventBus, call_id: &str, reason: &str) -> String {
     envelope.event_id
 }
 
-/// Runs a consumer of `spec` feeding `handler`, reporting into `metrics`, until the token is cancelled.
+/// The failure counts' table, on a database of the test's own.
+struct FailureCounts;
+
+impl MigratorTrait for FailureCounts {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(baemin_mesh_events::failures::CreateEventFailures)]
+    }
+}
+
+/// A database with the failure counts' table (removed with the returned guard).
+async fn failure_counts() -> (TestDatabases, DatabaseConnection) {
+    let mut dbs = TestDatabases::new(DbKind::Sqlite);
+    let url = dbs.url_for("consumer").await;
+    let db = baemin_mesh_store::connect::<FailureCounts>(&url, 2).await.unwrap();
+    (dbs, db)
+}
+
+/// Runs a consumer of `spec` feeding `handler`, reporting into `metrics`, until the token is cancelled;
+/// the last item keeps its database.
 async fn consume<H: EventHandler>(
     bus: &EventBus,
     spec: ConsumerSpec,
     handler: &Arc<H>,
     metrics: &Metrics,
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+) -> (CancellationToken, tokio::task::JoinHandle<()>, TestDatabases) {
+    let (dbs, db) = failure_counts().await;
     let stop = CancellationToken::new();
     let task = spawn_consumer(
         bus,
+        db,
         spec,
         Arc::clone(handler),
         ConsumerMetrics::new(metrics),
@@ -86,7 +114,7 @@ async fn consume<H: EventHandler>(
     )
     .await
     .unwrap();
-    (stop, task)
+    (stop, task, dbs)
 }
 
 async fn run(
@@ -94,9 +122,19 @@ async fn run(
     transient: bool,
     max_attempts: u32,
 ) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
+    run_after_outage(0, failures, transient, max_attempts).await
+}
+
+async fn run_after_outage(
+    outage: u32,
+    failures: u32,
+    transient: bool,
+    max_attempts: u32,
+) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
     let nats = NatsServer::start().await;
     let bus = bus_on(&nats).await;
     let handler = Arc::new(Flaky {
+        outage,
         failures,
         transient,
         tries: AtomicU32::new(0),
@@ -105,7 +143,7 @@ async fn run(
     let mut spec = ConsumerSpec::new("test", SUBJECT).with_max_attempts(max_attempts);
     spec.max_backoff = Duration::from_millis(20);
     let metrics = Metrics::new();
-    let (stop, task) = consume(&bus, spec, &handler, &metrics).await;
+    let (stop, task, _db) = consume(&bus, spec, &handler, &metrics).await;
     let event_id = publish(&bus, "call-1", "x").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let dead = loop {
@@ -167,6 +205,21 @@ async fn an_unavailable_dependency_is_retried_past_the_attempt_limit_and_nothing
     assert_eq!(*handler.applied.lock().unwrap(), vec![id]);
 }
 
+#[tokio::test]
+async fn deliveries_during_an_outage_do_not_count_toward_dead_lettering_only_the_handlers_failures_do() {
+    // Six deliveries in all before the first real failure, with two allowed: applied on the next try.
+    let (handler, dead, id, _) = run_after_outage(5, 1, false, 2).await;
+    assert!(dead.is_empty(), "an outage's redeliveries are not failures: {dead:?}");
+    assert_eq!(*handler.applied.lock().unwrap(), vec![id]);
+
+    // A handler that keeps failing after the outage: dead-lettered after its own two failures.
+    let (handler, dead, _, _) = run_after_outage(4, u32::MAX, false, 2).await;
+    assert_eq!(handler.tries.load(Ordering::SeqCst), 4 + 2);
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("failed 2 times"), "{}", dead[0].reason);
+    assert_eq!(dead[0].delivered, 6, "JetStream's count, kept for the record");
+}
+
 /// Takes a while per event and records, per call, the order it applied them in and how many it was
 /// applying at once.
 #[derive(Default)]
@@ -206,7 +259,7 @@ async fn events_of_different_calls_apply_concurrently_and_each_calls_events_in_o
         delay: Duration::from_millis(20),
         ..Slow::default()
     });
-    let (stop, task) = consume(&bus, ConsumerSpec::new("test", SUBJECT), &handler, &Metrics::new()).await;
+    let (stop, task, _db) = consume(&bus, ConsumerSpec::new("test", SUBJECT), &handler, &Metrics::new()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while handler.applied.lock().unwrap().len() < CALLS * PER_CALL {
         assert!(tokio::time::Instant::now() < deadline, "not every event was applied");
@@ -243,7 +296,7 @@ async fn events_queued_when_a_consumer_stops_go_to_the_next_one_at_once_not_afte
         delay: Duration::from_millis(300),
         ..Slow::default()
     });
-    let (stop, task) = consume(&bus, spec(), &first, &Metrics::new()).await;
+    let (stop, task, _db) = consume(&bus, spec(), &first, &Metrics::new()).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     stop.cancel();
     task.await.unwrap();
@@ -255,7 +308,7 @@ async fn events_queued_when_a_consumer_stops_go_to_the_next_one_at_once_not_afte
 
     let restarted = tokio::time::Instant::now();
     let second = Arc::new(Slow::default());
-    let (stop, task) = consume(&bus, spec(), &second, &Metrics::new()).await;
+    let (stop, task, _db) = consume(&bus, spec(), &second, &Metrics::new()).await;
     // Every event, counted once however often it came: a give-back is a nak, and JetStream may hand a
     // nak'ed event to the stopping consumer's pull request once more before it expires, which naks it
     // again — delivery is at least once, and the handlers' inbox is what applies each event once.

@@ -33,7 +33,7 @@ pub struct ServiceConfig {
     pub shutdown_delay: Duration,
     /// `STARTUP_TIMEOUT`: how long start-up waits for the database and NATS to become reachable.
     pub startup_timeout: Duration,
-    /// `EVENT_MAX_ATTEMPTS`: deliveries of an event whose handler fails unexpectedly before it is
+    /// `EVENT_MAX_ATTEMPTS`: failures of an event's handler (counted in the database, not deliveries) before it is
     /// dead-lettered (an unavailable database is retried however long it lasts; default 5).
     pub event_max_attempts: u32,
     /// `EVENT_ACK_WAIT`: how long events taken by an instance that died wait before being delivered

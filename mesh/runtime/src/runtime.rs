@@ -148,6 +148,7 @@ impl Runtime {
         let task = retry_until(self.startup_deadline, &what, || {
             spawn_consumer(
                 &self.bus,
+                self.db.clone(),
                 spec.clone(),
                 handler.clone(),
                 metrics.clone(),

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateCalls),
             Box::new(CreateRegistrations),
             Box::new(baemin_mesh_events::lease::CreateOutboxLease),
+            Box::new(baemin_mesh_events::failures::CreateEventFailures),
         ]
     }
 }

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(baemin_mesh_events::migration::CreateInbox),
             Box::new(CreateDeliveryViews),
             Box::new(baemin_mesh_events::lease::CreateOutboxLease),
+            Box::new(baemin_mesh_events::failures::CreateEventFailures),
         ]
     }
 }

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(baemin_mesh_events::migration::CreateInbox),
             Box::new(CreateDeliveries),
             Box::new(baemin_mesh_events::lease::CreateOutboxLease),
+            Box::new(baemin_mesh_events::failures::CreateEventFailures),
         ]
     }
 }
