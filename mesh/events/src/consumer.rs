@@ -116,7 +116,7 @@ impl ConsumerSpec {
         }
     }
 
-    /// The same, dead-lettering a failing event after `attempts` deliveries (at least 1).
+    /// The same, dead-lettering an event after `attempts` failures of its handler (at least 1).
     pub fn with_max_attempts(self, attempts: u32) -> Self {
         Self {
             max_attempts: attempts.max(1),
