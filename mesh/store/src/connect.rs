@@ -89,9 +89,12 @@ pub async fn connect<M: MigratorTrait>(url: &str, pool_size: u32) -> Result<Data
                     source,
                 })?;
             }
+            // `synchronous=FULL`: a commit is on disk before it is acknowledged, as durable as the events
+            // it publishes (NATS syncs every write). WAL's NORMAL could roll a commit back after a power
+            // loss while its event was already out: the board showing a call the call service lost.
             options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
             });
@@ -229,5 +232,30 @@ mod tests {
             let err = with_database(bad, "baemin_call").unwrap_err().to_string();
             assert!(!err.contains("secret"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_commit_is_synced_before_it_is_acknowledged() {
+        use sea_orm::ConnectionTrait;
+        struct NoMigrations;
+        impl MigratorTrait for NoMigrations {
+            fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+                Vec::new()
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = connect::<NoMigrations>(&sqlite_url(&dir.path().join("x.db")), 1)
+            .await
+            .unwrap();
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "PRAGMA synchronous",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let level: i32 = row.try_get_by_index(0).unwrap();
+        assert_eq!(level, 2, "FULL");
     }
 }
