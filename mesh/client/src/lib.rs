@@ -13,6 +13,6 @@ mod stack;
 pub use breaker::{BreakerConfig, BreakerHandle, CircuitBreaker, CircuitBreakerLayer, GrpcClassifier};
 pub use endpoint::endpoint;
 pub use identity::{Sign, SignLayer, Signer};
-pub use resend::{ResendUnsent, ResendUnsentLayer, never_sent};
+pub use resend::{ResendUnsent, ResendUnsentLayer, UnbufferedBody, never_sent};
 pub use retry::{RetryPolicy, outcome_unknown};
 pub use stack::{ClientError, ClientSettings, MeshChannel, connect_lazy};

@@ -9,12 +9,16 @@
 //! caller's decision ([`crate::RetryPolicy`] for idempotent ones).
 //!
 //! The request's body is buffered to be sent again: every RPC of the mesh sends one request message
-//! (unary and server-streaming calls), so this holds one message the client already had in memory.
+//! (unary and server-streaming calls), so this holds one message the client already had in memory. Where
+//! the body comes from someone else (the gateway forwarding a client's call), [`ResendUnsentLayer::bounded`]
+//! caps what is buffered and how long it may take to arrive: past either the call is refused
+//! ([`UnbufferedBody`]) instead of holding memory for a client that never finishes its request.
 
 use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -29,13 +33,35 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Wraps a channel in [`ResendUnsent`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ResendUnsentLayer;
+pub struct ResendUnsentLayer {
+    bound: Option<Bound>,
+}
+
+/// The most a request body may hold, and the longest it may take to arrive.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    bytes: usize,
+    within: Duration,
+}
+
+impl ResendUnsentLayer {
+    /// Buffering at most `bytes` of a request body, arrived within `within` (for bodies that come from
+    /// outside: one gRPC message and its 5-byte frame header).
+    pub fn bounded(bytes: usize, within: Duration) -> Self {
+        Self {
+            bound: Some(Bound { bytes, within }),
+        }
+    }
+}
 
 impl<S> Layer<S> for ResendUnsentLayer {
     type Service = ResendUnsent<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ResendUnsent { inner }
+        ResendUnsent {
+            inner,
+            bound: self.bound,
+        }
     }
 }
 
@@ -43,6 +69,62 @@ impl<S> Layer<S> for ResendUnsentLayer {
 #[derive(Debug, Clone)]
 pub struct ResendUnsent<S> {
     inner: S,
+    bound: Option<Bound>,
+}
+
+/// A request body that could not be buffered: the call is refused, never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum UnbufferedBody {
+    /// Larger than the bound.
+    #[error("the request is larger than {0} bytes")]
+    TooLarge(usize),
+    /// Not complete within the bound.
+    #[error("the request did not arrive complete within {0:?}")]
+    TooSlow(Duration),
+    /// The sender broke it off (reset the stream, or its body failed).
+    #[error("the request was broken off: {0}")]
+    Broken(BoxError),
+}
+
+impl UnbufferedBody {
+    /// The answer to give the caller.
+    pub fn status(&self) -> tonic::Status {
+        match self {
+            Self::TooLarge(_) => tonic::Status::resource_exhausted(self.to_string()),
+            Self::TooSlow(_) => tonic::Status::deadline_exceeded(self.to_string()),
+            Self::Broken(_) => tonic::Status::cancelled(self.to_string()),
+        }
+    }
+
+    /// The [`UnbufferedBody`] anywhere in `err`'s chain of causes.
+    pub fn in_chain<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e Self> {
+        let mut cause = Some(err);
+        while let Some(err) = cause {
+            if let Some(found) = err.downcast_ref::<Self>() {
+                return Some(found);
+            }
+            cause = err.source();
+        }
+        None
+    }
+}
+
+/// The whole of `body`, within `bound` when there is one.
+async fn buffer(body: Body, bound: Option<Bound>) -> Result<Bytes, UnbufferedBody> {
+    let Some(Bound { bytes, within }) = bound else {
+        return Ok(body
+            .collect()
+            .await
+            .map_err(|e| UnbufferedBody::Broken(e.into()))?
+            .to_bytes());
+    };
+    let limited = http_body_util::Limited::new(body, bytes);
+    match tokio::time::timeout(within, limited.collect()).await {
+        Err(_) => Err(UnbufferedBody::TooSlow(within)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => Err(UnbufferedBody::TooLarge(bytes)),
+        Ok(Err(err)) => Err(UnbufferedBody::Broken(err)),
+    }
 }
 
 impl<S, B> Service<http::Request<Body>> for ResendUnsent<S>
@@ -65,9 +147,10 @@ where
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone);
         let mut again = self.inner.clone();
+        let bound = self.bound;
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let message: Bytes = body.collect().await?.to_bytes();
+            let message = buffer(body, bound).await?;
             let rebuild = || {
                 let mut request = http::Request::new(Body::new(http_body_util::Full::new(message.clone())));
                 *request.method_mut() = parts.method.clone();
@@ -165,7 +248,7 @@ mod tests {
                 }
             }
         });
-        let mut service = ResendUnsentLayer.layer(inner);
+        let mut service = ResendUnsentLayer::default().layer(inner);
         let request = http::Request::new(Body::new(http_body_util::Full::new(Bytes::from_static(b"msg"))));
         let response = service.ready().await.unwrap().call(request).await.unwrap();
         assert_eq!(response.status(), 200);
@@ -183,7 +266,7 @@ mod tests {
             counted.fetch_add(1, Ordering::SeqCst);
             async { Err::<http::Response<()>, BoxError>("connection reset".into()) }
         });
-        let mut service = ResendUnsentLayer.layer(inner);
+        let mut service = ResendUnsentLayer::default().layer(inner);
         let request = http::Request::new(Body::empty());
         assert!(service.ready().await.unwrap().call(request).await.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -196,5 +279,40 @@ mod tests {
         let status = tonic::Status::from_error(Box::new(err));
         assert_eq!(status.code(), tonic::Code::Cancelled);
         assert!(!never_sent(&std::io::Error::other("reset")));
+    }
+
+    fn echo_ok() -> impl Service<
+        http::Request<Body>,
+        Response = http::Response<()>,
+        Error = BoxError,
+        Future = impl Future<Output = Result<http::Response<()>, BoxError>> + Send,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(|_: http::Request<Body>| async { Ok::<_, BoxError>(answer(200)) })
+    }
+
+    #[tokio::test]
+    async fn a_bounded_buffer_refuses_a_body_too_large_or_too_slow_without_sending_it() {
+        let layer = ResendUnsentLayer::bounded(8, Duration::from_millis(50));
+        let big = http::Request::new(Body::new(http_body_util::Full::new(Bytes::from_static(b"0123456789"))));
+        let err = layer.layer(echo_ok()).oneshot(big).await.unwrap_err();
+        let refused = UnbufferedBody::in_chain(err.as_ref()).expect("refused");
+        assert_eq!(refused.status().code(), tonic::Code::ResourceExhausted);
+
+        // A body that never ends (a client that sends a message and keeps its stream open).
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, tonic::Status>>(1);
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"abc"))))
+            .await
+            .unwrap();
+        let endless = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let slow = http::Request::new(Body::new(endless));
+        let err = layer.layer(echo_ok()).oneshot(slow).await.unwrap_err();
+        let refused = UnbufferedBody::in_chain(err.as_ref()).expect("refused");
+        assert_eq!(refused.status().code(), tonic::Code::DeadlineExceeded);
+        drop(tx);
+
+        let fits = http::Request::new(Body::new(http_body_util::Full::new(Bytes::from_static(b"01234567"))));
+        assert_eq!(layer.layer(echo_ok()).oneshot(fits).await.unwrap().status(), 200);
     }
 }

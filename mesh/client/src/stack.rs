@@ -150,7 +150,7 @@ pub fn connect_lazy(settings: &ClientSettings, metrics: &Metrics) -> Result<Mesh
         .layer(breaker)
         .layer(DeadlineLayer::new(settings.dependency, settings.deadline))
         .layer(SignLayer::new(settings.signer.clone()))
-        .layer(ResendUnsentLayer)
+        .layer(ResendUnsentLayer::default())
         .service(channel))
 }
 

@@ -508,7 +508,16 @@ async fn apply<H: EventHandler>(
                 Ok(failures) => Err(Failure::Final(HandleError::Failed(format!(
                     "failed {failures} times, last: {reason}"
                 )))),
-                Err(err) => Err(Failure::Uncounted(reason, err)),
+                Err(err) if baemin_mesh_store::is_transient(&err) => Err(Failure::Uncounted(reason, err)),
+                // Not countable for another reason (an event id the table cannot hold): JetStream's
+                // delivery count stands in, so the event is still dead-lettered in the end.
+                Err(err) if delivered < i64::from(spec.max_attempts) => {
+                    tracing::warn!(consumer = %spec.durable, event_id = %id, error = %err, "cannot count the failure; counting deliveries");
+                    Err(Failure::Counted(u32::try_from(delivered).unwrap_or(u32::MAX), reason))
+                }
+                Err(err) => Err(Failure::Final(HandleError::Failed(format!(
+                    "failed on {delivered} deliveries (its failures could not be counted: {err}), last: {reason}"
+                )))),
             }
         }
         (Err(HandleError::Failed(reason)), None) => Err(Failure::Final(HandleError::Failed(reason))),

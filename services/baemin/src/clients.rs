@@ -130,7 +130,7 @@ impl Clients {
 
 /// What a client of `channel` sends through, with `credentials`.
 pub fn transport(channel: Channel, credentials: Credentials) -> Transport {
-    InterceptedService::new(ResendUnsentLayer.layer(channel), credentials)
+    InterceptedService::new(ResendUnsentLayer::default().layer(channel), credentials)
 }
 
 /// A lazily connecting channel to `url`.

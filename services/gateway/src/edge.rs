@@ -11,7 +11,7 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use baemin_mesh_client::ResendUnsent;
+use baemin_mesh_client::{ResendUnsent, UnbufferedBody};
 use baemin_mesh_server::identity::IdentityKey;
 use baemin_mesh_telemetry::GrpcClient;
 use futures::future::BoxFuture;
@@ -269,6 +269,10 @@ async fn forward(request: Request<Body>, short: &'static str, upstream: Upstream
     match upstream.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(err) => {
+            // The client's request was refused before it was sent: too large, too slow, or broken off.
+            if let Some(refused) = UnbufferedBody::in_chain(err.as_ref()) {
+                return refused.status().into_http();
+            }
             tracing::warn!(upstream = short, error = %err, "upstream unreachable");
             baemin_mesh_server::status::unavailable(&format!("the {short} service"), "unreachable from the gateway")
                 .into_http()

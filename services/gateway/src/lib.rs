@@ -74,7 +74,12 @@ impl Service for Application {
                 .upstreams
                 .into_iter()
                 .map(|(service, short, endpoint)| {
-                    let channel = ResendUnsentLayer.layer(endpoint.connect_lazy());
+                    // A client's request is buffered to be resent: one message, arrived in time.
+                    let bound = ResendUnsentLayer::bounded(
+                        config.max_message_bytes.saturating_add(5),
+                        config.request_read_timeout,
+                    );
+                    let channel = bound.layer(endpoint.connect_lazy());
                     (service, short, client.layer(channel))
                 })
                 .collect(),

@@ -331,3 +331,61 @@ async fn past_its_watch_limit_a_subject_is_resource_exhausted_until_one_of_its_w
     gateway.stop().await;
     mesh.stop().await;
 }
+
+/// An authenticated grpc-web GetStats over HTTP/1.1 whose chunked body starts with one complete (empty)
+/// message and then goes on with `more` chunks of 16 KiB, one every 10 ms, without ever ending. Returns
+/// what the gateway answered once it closed the connection, or `None` if it still held it after
+/// [`PATIENCE`].
+async fn endless_authenticated_grpc_web(addr: std::net::SocketAddr, more: usize) -> Option<String> {
+    let token = crate::gateway::token(baemin_gateway::auth::Role::Admin, "ops");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /baemin.report.v1.ReportService/GetStats HTTP/1.1\r\nHost: {addr}\r\n\
+         authorization: Bearer {token}\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\n\
+         transfer-encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"5\r\n\0\0\0\0\0\r\n").await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let feeding = tokio::spawn(async move {
+        let chunk = vec![0u8; 16 * 1024];
+        for _ in 0..more {
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            if write.write_all(&framed).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Then nothing more, the body still open.
+        std::future::pending::<()>().await;
+    });
+    let mut answer = Vec::new();
+    let answered = tokio::time::timeout(PATIENCE, read.read_to_end(&mut answer)).await;
+    feeding.abort();
+    answered
+        .ok()
+        .map(|_| String::from_utf8_lossy(&answer).to_ascii_lowercase())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_request_whose_body_grows_or_never_ends_is_refused_not_buffered() {
+    let mesh = TestMesh::start(DbKind::Sqlite).await;
+    let gateway = start_gateway(&mesh, &[("REQUEST_READ_TIMEOUT", "1s")]).await;
+    // Past one message's worth (64 KiB) the request is refused: nothing more is held for it.
+    let answer = endless_authenticated_grpc_web(gateway.addr(), 1_000)
+        .await
+        .expect("answered and closed");
+    assert!(
+        answer.contains("grpc-status: 8") || answer.contains("grpc-status: 3"),
+        "RESOURCE_EXHAUSTED (or INVALID_ARGUMENT for a second message): {answer}"
+    );
+    // One message and then an open body that never ends: refused once the read timeout passes.
+    let started = Instant::now();
+    let answer = endless_authenticated_grpc_web(gateway.addr(), 0)
+        .await
+        .expect("answered and closed");
+    assert!(answer.contains("grpc-status: 4"), "DEADLINE_EXCEEDED: {answer}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    gateway.stop().await;
+    mesh.stop().await;
+}

@@ -14,7 +14,14 @@ use crate::{
 };
 
 /// The tables of the report's schema: a target holding any other table belongs to something else.
-const OWN_TABLES: [&str; 4] = ["seaql_migrations", "outbox_events", "inbox_events", "delivery_views"];
+const OWN_TABLES: [&str; 6] = [
+    "seaql_migrations",
+    "outbox_events",
+    "inbox_events",
+    "delivery_views",
+    "outbox_lease",
+    "event_failures",
+];
 
 /// Rows read per query.
 const BATCH: u64 = 500;

@@ -177,8 +177,9 @@ impl RiderApp {
     }
 
     /// CompleteDelivery: marks the delivery, settles the fee with payment, then records the outcome
-    /// (see the module header). A delivery already COMPLETED is refused (completing twice), settled
-    /// or not; one still PICKED and marked by an earlier attempt is settled again (idempotent).
+    /// (see the module header). A delivery this rider already COMPLETED is answered as it is (a retry
+    /// whose answer was lost), settled or not, without reaching payment; one still PICKED and marked by
+    /// an earlier attempt is settled again (idempotent).
     pub async fn complete(&self, call_id: CallId, rider: RiderId) -> Result<Delivery, RiderError> {
         match self.mark_settlement(&call_id, &rider).await? {
             Marked::Settle(mark) => self.settle_marked(&call_id, &rider, mark).await,
