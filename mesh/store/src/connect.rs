@@ -2,7 +2,10 @@
 
 use std::{path::Path, time::Duration};
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 /// Which database a URL points at.
@@ -122,7 +125,7 @@ async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, backend: Backend) ->
     match backend {
         Backend::Sqlite => M::up(db, None).await,
         Backend::Postgres => {
-            use sea_orm::{ConnectionTrait, TransactionTrait};
+            use sea_orm::ConnectionTrait;
             let txn = db.begin().await?;
             txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                 .await?;
@@ -159,6 +162,18 @@ pub fn pool_usage(db: &DatabaseConnection) -> (u32, usize) {
         }
         _ => (0, 0),
     }
+}
+
+/// A transaction that writes: on SQLite it takes the database's write lock at BEGIN (`BEGIN IMMEDIATE`,
+/// waiting up to the busy timeout for another writer), so a read inside it can never go stale before its
+/// write — a deferred transaction that read and then wrote after another process committed failed at
+/// once with SQLITE_BUSY (replicas, or `baemin` tools, on one SQLite file). On PostgreSQL a plain BEGIN.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// `url` (a PostgreSQL URL, with or without a database in its path) naming database `name` instead, the
@@ -257,5 +272,41 @@ mod tests {
             .unwrap();
         let level: i32 = row.try_get_by_index(0).unwrap();
         assert_eq!(level, 2, "FULL");
+    }
+
+    #[tokio::test]
+    async fn a_write_transaction_on_a_sqlite_file_another_process_writes_waits_instead_of_failing() {
+        use sea_orm::ConnectionTrait;
+        struct NoMigrations;
+        impl MigratorTrait for NoMigrations {
+            fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+                Vec::new()
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&dir.path().join("shared.db"));
+        // Two pools on one file: two replicas (or processes) of a service.
+        let first = connect::<NoMigrations>(&url, 1).await.unwrap();
+        let second = connect::<NoMigrations>(&url, 1).await.unwrap();
+        first
+            .execute_unprepared("CREATE TABLE seats (n INTEGER)")
+            .await
+            .unwrap();
+
+        // The first holds the write lock; the second reads, then writes once the first committed.
+        let holder = begin_write(&first).await.unwrap();
+        holder.execute_unprepared("INSERT INTO seats VALUES (1)").await.unwrap();
+        let writer = tokio::spawn(async move {
+            let txn = begin_write(&second).await?;
+            txn.execute_unprepared("SELECT COUNT(*) FROM seats").await?;
+            txn.execute_unprepared("INSERT INTO seats VALUES (2)").await?;
+            txn.commit().await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        holder.commit().await.unwrap();
+        writer
+            .await
+            .unwrap()
+            .expect("waited for the lock, never failed on a stale read");
     }
 }

@@ -3,6 +3,6 @@
 mod connect;
 mod unavailable;
 
-pub use connect::{Backend, StoreError, connect, pool_usage, sqlite_url, with_database};
+pub use connect::{Backend, StoreError, begin_write, connect, pool_usage, sqlite_url, with_database};
 pub use sea_orm::DatabaseConnection;
 pub use unavailable::{is_contention, is_transient, is_unavailable};

@@ -6,7 +6,6 @@
 //! one by one.
 
 use baemin_kernel::{DeliveryStatus, now_millis};
-use sea_orm::TransactionTrait;
 
 use super::{Call, CallApp, CallError, PaymentCallError, Registration, service::VoidOutcome};
 use crate::outbound::{db, intents};
@@ -66,7 +65,7 @@ impl CallApp {
         report: &mut RepairReport,
     ) -> Result<(), CallError> {
         let (key, call_id) = (&intent.key, &intent.call_id);
-        let txn = self.db.begin().await?;
+        let txn = baemin_mesh_store::begin_write(&self.db).await?;
         if db::find(&txn, call_id).await?.is_some() {
             // A call stands under this id, so its fee is wanted (storing a call removes its intent,
             // so this is only a leftover).

@@ -56,7 +56,7 @@ use baemin_kernel::{
     CallId, CancelReason, DeliveryStatus, Millis, PageSize, PageToken, RestaurantId, RiderId, now_millis,
 };
 use baemin_mesh_events::{ChangeFeed, Envelope, Outbox};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -449,7 +449,7 @@ impl CallApp {
         let key = &new.key();
         for _ in 0..RACE_RETRIES {
             let now = now_millis();
-            let txn = self.db.begin().await?;
+            let txn = baemin_mesh_store::begin_write(&self.db).await?;
             if let Some(call) = db::find_by_request(&txn, key).await? {
                 txn.commit().await?;
                 return placed_under(call, new, fingerprint);
@@ -505,7 +505,7 @@ impl CallApp {
         } else {
             Call::placed(call_id, new, now_millis())
         };
-        let txn = self.db.begin().await?;
+        let txn = baemin_mesh_store::begin_write(&self.db).await?;
         if intents::take(&txn, key, &call.call_id).await? && db::insert(&txn, &call).await? {
             self.outbox.enqueue(&txn, &events::placed(&call)).await?;
             self.outbox.commit(txn).await?;
@@ -565,7 +565,7 @@ impl CallApp {
         F: Fn(&Call) -> Result<Option<Change>, CallError>,
     {
         for _ in 0..RACE_RETRIES {
-            let txn = self.db.begin().await?;
+            let txn = baemin_mesh_store::begin_write(&self.db).await?;
             if let Some((subject, event_id)) = inbox
                 && !baemin_mesh_events::inbox::first_delivery(&txn, subject, event_id).await?
             {

@@ -3,7 +3,7 @@
 
 use baemin_kernel::{CallId, CommissionRate, Fee, RiderId, now_millis};
 use baemin_mesh_events::Outbox;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 
 use super::{Change, Payment, PaymentError, PaymentMetrics};
 use crate::outbound::{db, events};
@@ -39,7 +39,7 @@ impl PaymentApp {
     /// Registers `fee` for `call_id`; the same fee again returns the existing payment.
     pub async fn register(&self, call_id: CallId, fee: Fee) -> Result<Payment, PaymentError> {
         for _ in 0..RACE_RETRIES {
-            let txn = self.db.begin().await?;
+            let txn = baemin_mesh_store::begin_write(&self.db).await?;
             // Most registrations are new: insert first, and read the standing payment only if there is
             // one (a retry, or a concurrent registration of the same call that won).
             let payment = Payment::register(call_id.clone(), fee, now_millis());
@@ -88,7 +88,7 @@ impl PaymentApp {
         decide: impl Fn(&Payment) -> Result<Change, PaymentError>,
     ) -> Result<Payment, PaymentError> {
         for _ in 0..RACE_RETRIES {
-            let txn = self.db.begin().await?;
+            let txn = baemin_mesh_store::begin_write(&self.db).await?;
             let current = db::find(&txn, &call_id)
                 .await?
                 .ok_or_else(|| PaymentError::NotFound(call_id.to_string()))?;

@@ -5,7 +5,7 @@ use std::{collections::VecDeque, sync::Arc};
 
 use baemin_kernel::{CallId, PageSize, PageToken};
 use futures::Stream;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +111,7 @@ impl ReportApp {
     /// Applies one event that arrived on `subject` with id `event_id`; a redelivered event applies
     /// nothing. Returns whether the row changed (and was announced to watchers).
     pub async fn project(&self, subject: &str, event_id: &str, fact: &Fact) -> Result<bool, ReportError> {
-        let txn = self.db.begin().await?;
+        let txn = baemin_mesh_store::begin_write(&self.db).await?;
         if !baemin_mesh_events::inbox::first_delivery(&txn, subject, event_id).await? {
             txn.commit().await?;
             return Ok(false);

@@ -28,7 +28,7 @@ use std::{sync::Arc, time::Duration};
 
 use baemin_kernel::{CallId, DeliveryStatus, Millis, RiderId, Settlement, now_millis};
 use baemin_mesh_events::{ChangeFeed, Envelope, Outbox};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -195,7 +195,7 @@ impl RiderApp {
         placed: PlacedCall,
     ) -> Result<(), RiderError> {
         for _ in 0..RACE_RETRIES {
-            let txn = self.db.begin().await?;
+            let txn = baemin_mesh_store::begin_write(&self.db).await?;
             if !baemin_mesh_events::inbox::first_delivery(&txn, &receipt.subject, &receipt.event_id).await? {
                 txn.commit().await?;
                 return Ok(());
@@ -229,7 +229,7 @@ impl RiderApp {
     /// delivery becomes CANCELLED whatever its status short of COMPLETED.
     pub async fn on_call_cancelled(&self, receipt: &Receipt, call_id: CallId, at: Millis) -> Result<(), RiderError> {
         for _ in 0..RACE_RETRIES {
-            let txn = self.db.begin().await?;
+            let txn = baemin_mesh_store::begin_write(&self.db).await?;
             if !baemin_mesh_events::inbox::first_delivery(&txn, &receipt.subject, &receipt.event_id).await? {
                 txn.commit().await?;
                 return Ok(());
@@ -400,7 +400,7 @@ impl RiderApp {
                 Change::Apply(next) => next,
                 done @ Change::AlreadyDone(_) => return Ok(done),
             };
-            let txn = self.db.begin().await?;
+            let txn = baemin_mesh_store::begin_write(&self.db).await?;
             if db::update_from(&txn, &next, current.status).await? {
                 if let Some(envelope) = event(&current, &next) {
                     self.outbox.enqueue(&txn, &envelope).await?;
