@@ -62,6 +62,16 @@ impl TestDatabases {
         }
     }
 
+    /// Drops the PostgreSQL database `name` — made by someone else, e.g. a `baemin up` under test — with
+    /// the others (if it exists by then).
+    pub fn adopt(&mut self, name: &str) {
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "not a database name: {name}"
+        );
+        self.created.push(name.to_owned());
+    }
+
     /// Makes the PostgreSQL database of `database_url` unavailable, as an outage would: it stops
     /// accepting connections and every open session to it is terminated. [`Self::bring_back`] ends it.
     pub async fn take_down(database_url: &str) {

@@ -73,22 +73,16 @@ const DATABASES_FILE: &str = "databases";
 /// Records `databases` (service, URL) in `data_dir` for `baemin status`, readable by its owner only (the
 /// URLs hold passwords); with none (SQLite files), removes an earlier record.
 pub fn record_databases(data_dir: &Path, databases: &[(ServiceName, String)]) -> anyhow::Result<()> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let path = data_dir.join(DATABASES_FILE);
     let _ = std::fs::remove_file(&path);
     if databases.is_empty() {
         return Ok(());
     }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    for (service, url) in databases {
-        writeln!(file, "{} {url}", service.as_str())?;
-    }
-    Ok(())
+    let lines: String = databases
+        .iter()
+        .map(|(service, url)| format!("{} {url}\n", service.as_str()))
+        .collect();
+    crate::token::write_private(&path, &lines)
 }
 
 /// What [`record_databases`] recorded in `data_dir` (none when the mesh there runs on SQLite files).

@@ -27,14 +27,21 @@ fn ensure_secret(data_dir: &Path, file: &str) -> anyhow::Result<String> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .with_context(|| format!("reading /dev/urandom for {file}"))?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &secret)?;
+    Ok(secret)
+}
+
+/// Creates `path` (which must not exist) readable and writable by its owner only, holding `text`: what
+/// `baemin up` keeps that holds a secret.
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(secret.as_bytes())?;
-    Ok(secret)
+    file.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 fn read_secret(path: &Path) -> anyhow::Result<String> {

@@ -43,6 +43,19 @@ fn signal(pid: u32, sig: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// SIGTERM to `baemin up`: it exits successfully and every process it printed (`pids`) is gone.
+async fn stop_up(up: &mut tokio::process::Child, pids: &HashMap<String, u32>) {
+    assert!(signal(up.id().expect("pid"), "-TERM"));
+    let status = tokio::time::timeout(Duration::from_secs(90), up.wait())
+        .await
+        .expect("baemin up stops")
+        .expect("status");
+    assert!(status.success(), "{status}");
+    for (name, pid) in pids {
+        assert!(!signal(*pid, "-0"), "{name} (pid {pid}) is gone");
+    }
+}
+
 async fn cli(urls: &[String], args: &[&str]) -> std::process::Output {
     Command::new(BAEMIN)
         .args(urls)
@@ -246,15 +259,7 @@ async fn baemin_up_runs_each_service_as_a_process_survives_one_stopping_and_stop
     );
 
     // SIGTERM to the launcher stops every service and NATS, and it exits successfully.
-    assert!(signal(up.id().expect("pid"), "-TERM"));
-    let status = tokio::time::timeout(Duration::from_secs(60), up.wait())
-        .await
-        .expect("baemin up stops")
-        .expect("status");
-    assert!(status.success(), "{status}");
-    for (name, pid) in &pids {
-        assert!(!signal(*pid, "-0"), "{name} (pid {pid}) is gone");
-    }
+    stop_up(&mut up, &pids).await;
     assert!(
         data.path().join("call.db").exists(),
         "SQLite files live in the data directory"
@@ -347,7 +352,11 @@ async fn baemin_up_runs_the_replicated_topology_with_one_command_and_a_replica_c
         .kill_on_drop(true)
         .spawn()
         .expect("start baemin up");
-    let dropper = DropDatabases { offset, postgres };
+    // `baemin up` creates the services' databases; they go when the test ends.
+    let mut databases = baemin_mesh_testkit::TestDatabases::new(baemin_mesh_testkit::DbKind::Postgres);
+    for service in ["payment", "call", "rider", "report"] {
+        databases.adopt(&format!("baemin_{offset}_{service}"));
+    }
     let mut stdout = BufReader::new(up.stdout.take().expect("stdout")).lines();
     let (names, pids) = tokio::time::timeout(Duration::from_secs(120), read_table(&mut stdout))
         .await
@@ -415,50 +424,8 @@ async fn baemin_up_runs_the_replicated_topology_with_one_command_and_a_replica_c
         "the database URLs (passwords) are the owner's only"
     );
 
-    assert!(signal(up.id().expect("pid"), "-TERM"));
-    let stopped = tokio::time::timeout(Duration::from_secs(90), up.wait())
-        .await
-        .expect("baemin up stops")
-        .expect("status");
-    assert!(stopped.success(), "{stopped}");
-    for (name, pid) in &pids {
-        assert!(!signal(*pid, "-0"), "{name} (pid {pid}) is gone");
-    }
-    drop(dropper);
-}
-
-/// Drops the databases `baemin up --port-offset <offset>` created on the test's PostgreSQL.
-struct DropDatabases {
-    offset: u16,
-    postgres: String,
-}
-
-impl Drop for DropDatabases {
-    fn drop(&mut self) {
-        let names: Vec<String> = ["payment", "call", "rider", "report"]
-            .iter()
-            .map(|s| format!("baemin_{}_{s}", self.offset))
-            .collect();
-        let postgres = self.postgres.clone();
-        let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async {
-                use sea_orm::ConnectionTrait;
-                let Ok(db) = sea_orm::Database::connect(&postgres).await else {
-                    return;
-                };
-                for name in names {
-                    let _ = db
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-                db.close().await.ok();
-            });
-        });
-        let _ = cleanup.join();
-    }
+    stop_up(&mut up, &pids).await;
+    drop(databases);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
