@@ -558,11 +558,6 @@ async fn apply<H: EventHandler>(
             match deadletter::record(jetstream, casualty).await {
                 Ok(()) => {
                     tracing::error!(consumer = %spec.durable, %subject, delivered, %reason, "event dead-lettered: it can never apply");
-                    if let Some(id) = &event_id
-                        && let Err(err) = failures::forget(db, &spec.durable, id).await
-                    {
-                        tracing::warn!(consumer = %spec.durable, event_id = %id, error = %err, "the dead letter's failure count stays (harmless)");
-                    }
                     (AckKind::Term, None)
                 }
                 // Not stored yet, so not terminated either: try again later.
@@ -579,8 +574,22 @@ async fn apply<H: EventHandler>(
         AckKind::Term => "dead_lettered",
         _ => "retried",
     };
-    if let Err(err) = message.ack_with(ack).await {
-        tracing::warn!(consumer = %spec.durable, %subject, error = %err, "ack failed; the event will be redelivered");
+    // An event done with — applied after an earlier delivery, or dead-lettered — has its failures
+    // forgotten once acked (before, a lost ack would restart its count): the table holds only events
+    // still failing. A count that stays is harmless until the event fails again.
+    let done = matches!(ack, AckKind::Term) || (matches!(ack, AckKind::Ack) && delivered > 1);
+    match message.ack_with(ack).await {
+        Err(err) => {
+            tracing::warn!(consumer = %spec.durable, %subject, error = %err, "ack failed; the event will be redelivered");
+        }
+        Ok(()) if done => {
+            if let Some(id) = &event_id
+                && let Err(err) = failures::forget(db, &spec.durable, id).await
+            {
+                tracing::debug!(consumer = %spec.durable, event_id = %id, error = %err, "failure count not forgotten");
+            }
+        }
+        Ok(()) => {}
     }
     (pause, outcome)
 }

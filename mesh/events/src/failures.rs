@@ -6,7 +6,8 @@
 //! event that merely waited out a 20 s outage must not be dead-lettered by its first real failure. So each
 //! consumer counts its handler's failures itself, per event, in the service's database — shared by the
 //! service's replicas and kept across restarts, like the inbox. A row exists only for an event that
-//! failed; it is removed when the event is dead-lettered.
+//! failed and is not done with yet: it is removed once the event is acked after a redelivery (applied at
+//! last) or dead-lettered, so the table holds the events failing now.
 
 use sea_orm::{
     ConnectionTrait, DbErr,
@@ -46,7 +47,7 @@ pub async fn record<C: ConnectionTrait>(db: &C, consumer: &str, event_id: &str, 
     Ok(<u32 as TryFrom<i32>>::try_from(failures).unwrap_or(0))
 }
 
-/// Forgets the failures of `consumer` on `event_id` (it was dead-lettered).
+/// Forgets the failures of `consumer` on `event_id` (applied at last, or dead-lettered).
 pub async fn forget<C: ConnectionTrait>(db: &C, consumer: &str, event_id: &str) -> Result<(), DbErr> {
     let statement = Query::delete()
         .from_table(Alias::new(TABLE))

@@ -20,7 +20,7 @@ use baemin_mesh_telemetry::Metrics;
 use baemin_mesh_testkit::{DbKind, NatsServer, TestDatabases};
 use baemin_proto::events::v1::CallCancelled;
 use prost::Message;
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
 
@@ -101,12 +101,16 @@ async fn consume<H: EventHandler>(
     spec: ConsumerSpec,
     handler: &Arc<H>,
     metrics: &Metrics,
-) -> (CancellationToken, tokio::task::JoinHandle<()>, TestDatabases) {
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+    (TestDatabases, DatabaseConnection),
+) {
     let (dbs, db) = failure_counts().await;
     let stop = CancellationToken::new();
     let task = spawn_consumer(
         bus,
-        db,
+        db.clone(),
         spec,
         Arc::clone(handler),
         ConsumerMetrics::new(metrics),
@@ -114,7 +118,7 @@ async fn consume<H: EventHandler>(
     )
     .await
     .unwrap();
-    (stop, task, dbs)
+    (stop, task, (dbs, db))
 }
 
 async fn run(
@@ -143,7 +147,7 @@ async fn run_after_outage(
     let mut spec = ConsumerSpec::new("test", SUBJECT).with_max_attempts(max_attempts);
     spec.max_backoff = Duration::from_millis(20);
     let metrics = Metrics::new();
-    let (stop, task, _db) = consume(&bus, spec, &handler, &metrics).await;
+    let (stop, task, (_dbs, db)) = consume(&bus, spec, &handler, &metrics).await;
     let event_id = publish(&bus, "call-1", "x").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let dead = loop {
@@ -161,6 +165,18 @@ async fn run_after_outage(
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.cancel();
     task.await.unwrap();
+    // Applied or dead-lettered, the event is done with: no failure count is left for it.
+    let left = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM event_failures",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(left, 0, "failure counts of events done with are forgotten");
     (handler, dead, event_id, metrics)
 }
 
