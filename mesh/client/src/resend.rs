@@ -143,10 +143,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The instance polled ready takes this call; a clone takes the resends.
+        // The instance polled ready takes this call, and its resends once ready again.
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone);
-        let mut again = self.inner.clone();
         let bound = self.bound;
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -168,7 +167,7 @@ where
                     }
                     _ => break,
                 }
-                outcome = match again.ready().await {
+                outcome = match ready.ready().await {
                     Ok(service) => service.call(rebuild()).await.map_err(Into::into),
                     Err(err) => Err(err.into()),
                 };
