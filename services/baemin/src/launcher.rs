@@ -282,12 +282,7 @@ async fn run_mesh(topology: Topology) -> anyhow::Result<ExitCode> {
                     "never"
                 },
             )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
+            .supervised()
             .with_context(|| format!("starting {} {}", exe.display(), replica.service.as_str()))?;
         let pid = child.id().unwrap_or_default();
         let task = supervise(&replica.name, child, stop_services.clone(), exits.clone());
@@ -516,6 +511,24 @@ async fn stop_all(
     }
 }
 
+/// Spawning a child of `baemin up`.
+trait SpawnSupervised {
+    /// Spawns it in a process group of its own (Ctrl-C reaches the launcher only, which stops its
+    /// children in order), no input, its output piped for [`supervise`], killed if the launcher goes.
+    fn supervised(&mut self) -> std::io::Result<Child>;
+}
+
+impl SpawnSupervised for Command {
+    fn supervised(&mut self) -> std::io::Result<Child> {
+        self.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+    }
+}
+
 /// Prefixes the child's output with its name, reports its exit, and on `stop` sends SIGTERM (then
 /// SIGKILL after 30 s).
 fn supervise(
@@ -685,12 +698,7 @@ pub async fn start_nats(data_dir: &Path, nodes: u8) -> anyhow::Result<(String, V
             .arg(&config)
             .arg("-l")
             .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
+            .supervised()
             .with_context(|| format!("starting {}", bin.display()))?;
         children.push(child);
     }
