@@ -385,10 +385,22 @@ async fn baemin_up_runs_the_replicated_topology_with_one_command_and_a_replica_c
         "the cluster's members are recorded: {recorded}"
     );
 
-    // A replica of each service dies: its balancer sends the next connection to the other.
+    // A replica of each service dies: once it is gone (a call it had accepted as it died fails, as a crash
+    // fails what it interrupts: the replicated e2e suite counts those) and a probe has seen it, its
+    // balancer sends every new connection to the other.
     for service in ["payment", "call", "rider", "report"] {
-        assert!(signal(pids[&format!("{service}-1")], "-KILL"));
+        let pid = pids[&format!("{service}-1")];
+        assert!(signal(pid, "-KILL"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while signal(pid, "-0") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service}-1 (pid {pid}) did not die"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
+    tokio::time::sleep(baemin::balancer::DRAIN_NOTICE).await;
     let url = |port: u16| format!("http://127.0.0.1:{}", port + offset);
     let urls = vec![
         format!("--call-url={}", url(8081)),
