@@ -34,6 +34,10 @@ pub mod payment {
         pub const FEE_SETTLED: &str = "FEE_SETTLED";
         /// The fee was settled to another rider.
         pub const SETTLED_WITH_ANOTHER_RIDER: &str = "SETTLED_WITH_ANOTHER_RIDER";
+        /// The fee is held for the rider who picked the food up: it can no longer be voided.
+        pub const FEE_HELD: &str = "FEE_HELD";
+        /// The fee is held for another rider.
+        pub const HELD_FOR_ANOTHER_RIDER: &str = "HELD_FOR_ANOTHER_RIDER";
     }
 }
 

@@ -33,7 +33,7 @@ pub fn access(service: &str, method: &str) -> Access {
         (RIDER, "ListOpenCalls" | "WatchOpenCalls" | "AcceptCall" | "PickUp" | "CompleteDelivery") => RIDERS,
         (RIDER, "GetDelivery" | "ListDeliveries") => RIDERS,
         (PAYMENT, "GetPayment") => COMPANY,
-        (PAYMENT, "RegisterCost" | "Settle" | "VoidCost") => return Access::Internal,
+        (PAYMENT, "RegisterCost" | "HoldCost" | "Settle" | "VoidCost") => return Access::Internal,
         (REPORT, "GetDeliveryView" | "ListDeliveryViews" | "WatchDeliveryViews") => EVERYONE,
         (REPORT, "GetStats") => COMPANY,
         _ => return Access::Unknown,
@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn nobody_outside_settles_or_registers_fees() {
-        for method in ["RegisterCost", "Settle", "VoidCost"] {
+        for method in ["RegisterCost", "HoldCost", "Settle", "VoidCost"] {
             assert_eq!(access(PAYMENT, method), Access::Internal);
         }
     }

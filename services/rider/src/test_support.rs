@@ -22,12 +22,12 @@ use crate::{
     outbound::migration::Migrator,
 };
 
-/// How the fake payment answers Settle.
+/// How the fake payment answers HoldCost and Settle.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// Settles (idempotently) and says so.
+    /// Holds / settles (idempotently) and says so.
     Settle,
-    /// Settles, but the answer is lost on the way back (looks unavailable).
+    /// Holds / settles, but the answer is lost on the way back (looks unavailable).
     SettleButLoseReply,
     /// Cannot be reached; nothing settles.
     Unavailable,
@@ -43,6 +43,12 @@ pub enum Answer {
 
 pub struct FakePayments {
     answer: Mutex<Answer>,
+    /// HoldCost requests received, whatever the answer.
+    holds: AtomicUsize,
+    /// Calls whose fee the fake holds.
+    held: Mutex<HashSet<CallId>>,
+    /// Calls for which payment is unavailable whatever `answer` says.
+    unreachable: Mutex<HashSet<CallId>>,
     settles: AtomicUsize,
     /// Settles that paid a rider (the first Settle of each call that reached a working payment).
     payouts: AtomicUsize,
@@ -54,6 +60,9 @@ impl FakePayments {
     pub fn new(answer: Answer) -> Arc<Self> {
         Arc::new(Self {
             answer: Mutex::new(answer),
+            holds: AtomicUsize::new(0),
+            held: Mutex::new(HashSet::new()),
+            unreachable: Mutex::new(HashSet::new()),
             settles: AtomicUsize::new(0),
             payouts: AtomicUsize::new(0),
             paid: Mutex::new(HashSet::new()),
@@ -69,6 +78,21 @@ impl FakePayments {
         *self.answer.lock().unwrap() = answer;
     }
 
+    /// Makes payment unavailable for `call_id` alone.
+    pub fn unreachable_for(&self, call_id: &CallId) {
+        self.unreachable.lock().unwrap().insert(call_id.clone());
+    }
+
+    /// HoldCost requests received, whatever the answer.
+    pub fn holds(&self) -> usize {
+        self.holds.load(Ordering::SeqCst)
+    }
+
+    /// Whether payment holds the fee of `call_id` for a rider.
+    pub fn held(&self, call_id: &CallId) -> bool {
+        self.held.lock().unwrap().contains(call_id)
+    }
+
     /// Settle requests received, whatever the answer.
     pub fn settles(&self) -> usize {
         self.settles.load(Ordering::SeqCst)
@@ -81,37 +105,60 @@ impl FakePayments {
 }
 
 impl Payments for FakePayments {
+    fn hold<'a>(&'a self, call_id: &'a CallId, _rider: &'a RiderId) -> BoxFuture<'a, Result<(), PaymentCallError>> {
+        self.holds.fetch_add(1, Ordering::SeqCst);
+        let answer = self.answer_for(call_id);
+        if matches!(answer, Answer::Settle | Answer::SettleButLoseReply) {
+            self.held.lock().unwrap().insert(call_id.clone());
+        }
+        Box::pin(async move { answer.outcome().map(drop) })
+    }
+
     fn settle<'a>(
         &'a self,
         call_id: &'a CallId,
         _rider: &'a RiderId,
     ) -> BoxFuture<'a, Result<Settlement, PaymentCallError>> {
         self.settles.fetch_add(1, Ordering::SeqCst);
-        let answer = self.answer.lock().unwrap().clone();
+        let answer = self.answer_for(call_id);
         if matches!(answer, Answer::Settle | Answer::SettleButLoseReply)
             && self.paid.lock().unwrap().insert(call_id.clone())
         {
             self.payouts.fetch_add(1, Ordering::SeqCst);
         }
-        Box::pin(async move {
-            match answer {
-                Answer::Settle => Ok(Settlement {
-                    fee: 3_000,
-                    commission: 300,
-                    rider_payout: 2_700,
-                }),
-                Answer::SettleButLoseReply => Err(PaymentCallError::Unavailable("deadline exceeded".into())),
-                Answer::Unavailable => Err(PaymentCallError::Unavailable("connection refused".into())),
-                Answer::Voided => Err(PaymentCallError::Voided(
-                    "the fee was voided (the call was cancelled); nothing to settle".into(),
-                )),
-                Answer::Refuse => Err(PaymentCallError::Refused(
-                    "call was already settled with another rider".into(),
-                )),
-                Answer::NotFound => Err(PaymentCallError::NotFound("no payment".into())),
-                Answer::Unexpected => Err(PaymentCallError::Unexpected("Settle answered UNIMPLEMENTED".into())),
-            }
-        })
+        Box::pin(async move { answer.outcome() })
+    }
+}
+
+impl FakePayments {
+    fn answer_for(&self, call_id: &CallId) -> Answer {
+        if self.unreachable.lock().unwrap().contains(call_id) {
+            Answer::Unavailable
+        } else {
+            self.answer.lock().unwrap().clone()
+        }
+    }
+}
+
+impl Answer {
+    fn outcome(self) -> Result<Settlement, PaymentCallError> {
+        match self {
+            Self::Settle => Ok(Settlement {
+                fee: 3_000,
+                commission: 300,
+                rider_payout: 2_700,
+            }),
+            Self::SettleButLoseReply => Err(PaymentCallError::Unavailable("deadline exceeded".into())),
+            Self::Unavailable => Err(PaymentCallError::Unavailable("connection refused".into())),
+            Self::Voided => Err(PaymentCallError::Voided(
+                "the fee was voided (the call was cancelled); nothing to settle".into(),
+            )),
+            Self::Refuse => Err(PaymentCallError::Refused(
+                "call was already settled with another rider".into(),
+            )),
+            Self::NotFound => Err(PaymentCallError::NotFound("no payment".into())),
+            Self::Unexpected => Err(PaymentCallError::Unexpected("payment answered UNIMPLEMENTED".into())),
+        }
     }
 }
 
@@ -167,6 +214,12 @@ impl TestApp {
             .on_call_placed(&receipt("baemin.events.call.placed"), call_id.clone(), placed_call())
             .await
             .unwrap();
+        call_id
+    }
+
+    pub async fn accepted_by(&self, id: &str) -> CallId {
+        let call_id = self.place().await;
+        self.app.accept(call_id.clone(), rider(id)).await.unwrap();
         call_id
     }
 

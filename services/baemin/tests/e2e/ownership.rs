@@ -328,6 +328,14 @@ fn table() -> BTreeMap<&'static str, Spec> {
             },
         ),
         (
+            "baemin.payment.v1.PaymentService/HoldCost",
+            Spec {
+                cases: &[Mine, Theirs],
+                cells: &[],
+                run: runner!(hold_cost),
+            },
+        ),
+        (
             "baemin.payment.v1.PaymentService/Settle",
             Spec {
                 cases: &[Mine, Theirs],
@@ -865,6 +873,18 @@ async fn register_cost(w: &World, role: Role, case: Case) -> Outcome {
         .payment
         .clone()
         .register_cost(payment::RegisterCostRequest { call_id, fee: 3_000 })
+        .await?;
+    Ok(rows(answer.get_ref().payment.as_ref()))
+}
+
+async fn hold_cost(w: &World, role: Role, case: Case) -> Outcome {
+    let rider_id = if case == Mine { RIDER_7 } else { RIDER_8 }.to_owned();
+    let call_id = w.object(case);
+    let answer = w
+        .as_(role)
+        .payment
+        .clone()
+        .hold_cost(payment::HoldCostRequest { call_id, rider_id })
         .await?;
     Ok(rows(answer.get_ref().payment.as_ref()))
 }

@@ -12,6 +12,10 @@ pub enum Refusal {
     FeeSettled,
     /// The fee was settled with a rider other than the one asking.
     SettledWithAnotherRider,
+    /// The fee is held for the rider who picked the food up: it can no longer be voided.
+    FeeHeld,
+    /// The fee is held for a rider other than the one asking.
+    HeldForAnotherRider,
 }
 
 /// Why a payment command was refused or failed.

@@ -44,7 +44,7 @@ pub struct Payment {
     pub fee: Fee,
     /// Where it is.
     pub status: PaymentStatus,
-    /// Who was paid, once settled.
+    /// The rider the fee is held for (since HoldCost: the food was picked up) or was paid to.
     pub rider_id: Option<RiderId>,
     /// How the fee was split, once settled.
     pub settlement: Option<Settlement>,
@@ -54,6 +54,9 @@ pub struct Payment {
     pub settled_at: Option<Millis>,
     /// Set when voided.
     pub voided_at: Option<Millis>,
+    /// Set when held for `rider_id` (the rider picked the food up): from then on the fee can no longer
+    /// be voided, and only that rider can be paid.
+    pub held_at: Option<Millis>,
 }
 
 /// What a command decided.
@@ -78,6 +81,7 @@ impl Payment {
             registered_at: now,
             settled_at: None,
             voided_at: None,
+            held_at: None,
         }
     }
 
@@ -102,34 +106,76 @@ impl Payment {
         }
     }
 
-    /// Settles with `rider`: the commission is `rate` of the fee, rounded down.
+    /// Holds the registered fee for `rider`, who is picking the food up. Payment is the arbiter between
+    /// a pick-up and a cancellation: whichever of HoldCost and VoidCost it applies first wins, and the
+    /// other is refused. Holding again for the same rider (a retry) is done, also once settled with them.
+    pub fn hold(&self, rider: &RiderId, now: Millis) -> Result<Change, PaymentError> {
+        match (self.status, &self.rider_id) {
+            (PaymentStatus::Registered, None) => Ok(Change::Apply(Self {
+                rider_id: Some(rider.clone()),
+                held_at: Some(now),
+                ..self.clone()
+            })),
+            (PaymentStatus::Registered | PaymentStatus::Settled, Some(holder)) if holder == rider => {
+                Ok(Change::AlreadyDone(self.clone()))
+            }
+            (PaymentStatus::Voided, _) => Err(self.voided_refusal("held")),
+            _ => Err(self.another_rider()),
+        }
+    }
+
+    /// Settles with `rider` (the one the fee is held for, if held): the commission is `rate` of the
+    /// fee, rounded down.
     pub fn settle(&self, rider: &RiderId, rate: CommissionRate, now: Millis) -> Result<Change, PaymentError> {
-        match self.status {
-            PaymentStatus::Registered => Ok(Change::Apply(Self {
+        match (self.status, &self.rider_id) {
+            (PaymentStatus::Registered, holder) if holder.as_ref().is_none_or(|h| h == rider) => Ok(Change::Apply(Self {
                 status: PaymentStatus::Settled,
                 rider_id: Some(rider.clone()),
                 settlement: Some(rate.settle(self.fee)),
                 settled_at: Some(now),
                 ..self.clone()
             })),
-            PaymentStatus::Settled if self.rider_id.as_ref() == Some(rider) => Ok(Change::AlreadyDone(self.clone())),
-            PaymentStatus::Settled => Err(PaymentError::IllegalState(
-                Refusal::SettledWithAnotherRider,
-                format!("call {} was already settled with another rider", self.call_id),
-            )),
-            PaymentStatus::Voided => Err(PaymentError::IllegalState(
-                Refusal::FeeVoided,
-                format!(
-                    "the fee of call {} was voided (the call was cancelled); nothing to settle",
-                    self.call_id
-                ),
-            )),
+            (PaymentStatus::Settled, Some(paid)) if paid == rider => Ok(Change::AlreadyDone(self.clone())),
+            (PaymentStatus::Voided, _) => Err(self.voided_refusal("settled")),
+            _ => Err(self.another_rider()),
         }
     }
 
-    /// Voids the fee: allowed until it is settled.
+    fn voided_refusal(&self, what: &str) -> PaymentError {
+        PaymentError::IllegalState(
+            Refusal::FeeVoided,
+            format!(
+                "the fee of call {} was voided (the call was cancelled); it cannot be {what}",
+                self.call_id
+            ),
+        )
+    }
+
+    /// The refusal of a hold or settlement by a rider the fee is not held for or paid to.
+    fn another_rider(&self) -> PaymentError {
+        if self.status == PaymentStatus::Settled {
+            PaymentError::IllegalState(
+                Refusal::SettledWithAnotherRider,
+                format!("call {} was already settled with another rider", self.call_id),
+            )
+        } else {
+            PaymentError::IllegalState(
+                Refusal::HeldForAnotherRider,
+                format!("the fee of call {} is held for another rider", self.call_id),
+            )
+        }
+    }
+
+    /// Voids the fee: allowed until it is held for a rider (picked up) or settled.
     pub fn void(&self, now: Millis) -> Result<Change, PaymentError> {
         match self.status {
+            PaymentStatus::Registered if self.held_at.is_some() => Err(PaymentError::IllegalState(
+                Refusal::FeeHeld,
+                format!(
+                    "the fee of call {} is held for the rider who picked the food up; a picked-up call cannot be cancelled",
+                    self.call_id
+                ),
+            )),
             PaymentStatus::Registered => Ok(Change::Apply(Self {
                 status: PaymentStatus::Voided,
                 voided_at: Some(now),
@@ -206,6 +252,42 @@ mod tests {
         ));
         assert!(matches!(
             voided.register_again(voided.fee),
+            Err(PaymentError::IllegalState(Refusal::FeeVoided, _))
+        ));
+    }
+
+    #[test]
+    fn a_held_fee_cannot_be_voided_and_pays_only_the_rider_it_is_held_for() {
+        let held = applied(registered(5_000).hold(&rider("r-1"), 2).unwrap());
+        assert_eq!((held.status, held.held_at), (PaymentStatus::Registered, Some(2)));
+        assert_eq!(held.hold(&rider("r-1"), 3).unwrap(), Change::AlreadyDone(held.clone()));
+        assert!(matches!(
+            held.void(3),
+            Err(PaymentError::IllegalState(Refusal::FeeHeld, _))
+        ));
+        assert!(matches!(
+            held.hold(&rider("r-2"), 3),
+            Err(PaymentError::IllegalState(Refusal::HeldForAnotherRider, _))
+        ));
+        assert!(matches!(
+            held.settle(&rider("r-2"), CommissionRate::DEFAULT, 3),
+            Err(PaymentError::IllegalState(Refusal::HeldForAnotherRider, _))
+        ));
+        let settled = applied(held.settle(&rider("r-1"), CommissionRate::DEFAULT, 3).unwrap());
+        assert_eq!(settled.status, PaymentStatus::Settled);
+        // A hold retried after the settlement is done; another rider's is refused.
+        assert_eq!(settled.hold(&rider("r-1"), 4).unwrap(), Change::AlreadyDone(settled.clone()));
+        assert!(matches!(
+            settled.hold(&rider("r-2"), 4),
+            Err(PaymentError::IllegalState(Refusal::SettledWithAnotherRider, _))
+        ));
+    }
+
+    #[test]
+    fn a_voided_fee_cannot_be_held() {
+        let voided = applied(registered(5_000).void(2).unwrap());
+        assert!(matches!(
+            voided.hold(&rider("r-1"), 3),
             Err(PaymentError::IllegalState(Refusal::FeeVoided, _))
         ));
     }

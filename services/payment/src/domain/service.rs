@@ -70,6 +70,12 @@ impl PaymentApp {
             .await
     }
 
+    /// Holds the fee of `call_id` for `rider`, who is picking the food up: from then on it cannot be
+    /// voided. Holding twice for the same rider is a no-op.
+    pub async fn hold(&self, call_id: CallId, rider: RiderId) -> Result<Payment, PaymentError> {
+        self.change(call_id, |p| p.hold(&rider, now_millis())).await
+    }
+
     /// Voids the fee of `call_id`. Voiding twice is a no-op.
     pub async fn void(&self, call_id: CallId) -> Result<Payment, PaymentError> {
         self.change(call_id, |p| p.void(now_millis())).await
@@ -98,10 +104,15 @@ impl PaymentApp {
                     return Ok(p);
                 }
                 Change::Apply(next) => {
-                    if db::update_from(&txn, &next, current.status).await? {
-                        self.outbox.enqueue(&txn, &events::announce(&next)).await?;
-                        self.outbox.commit(txn).await?;
-                        self.metrics.stored(&next);
+                    if db::update_from(&txn, &next, &current).await? {
+                        // One event per status; a hold changes who may be paid, not the status.
+                        if next.status == current.status {
+                            txn.commit().await?;
+                        } else {
+                            self.outbox.enqueue(&txn, &events::announce(&next)).await?;
+                            self.outbox.commit(txn).await?;
+                            self.metrics.stored(&next);
+                        }
                         return Ok(next);
                     }
                     // Another command changed the payment meanwhile; decide again on what it did.

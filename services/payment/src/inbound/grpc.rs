@@ -28,6 +28,14 @@ fn call_id(raw: &str) -> Result<CallId, PaymentError> {
     CallId::parse(raw, "call_id").map_err(|v| PaymentError::Invalid(v.into()))
 }
 
+/// The call id and rider id of a HoldCost or Settle, every violation reported at once.
+fn call_and_rider(call_id: &str, rider_id: &str) -> Result<(CallId, RiderId), PaymentError> {
+    match (CallId::parse(call_id, "call_id"), RiderId::parse(rider_id, "rider_id")) {
+        (Ok(call_id), Ok(rider)) => Ok((call_id, rider)),
+        (call_id, rider) => Err(InvalidInput(call_id.err().into_iter().chain(rider.err()).collect()).into()),
+    }
+}
+
 #[tonic::async_trait]
 impl PaymentService for PaymentGrpc {
     async fn register_cost(
@@ -49,16 +57,20 @@ impl PaymentService for PaymentGrpc {
         }))
     }
 
+    async fn hold_cost(&self, request: Request<pb::HoldCostRequest>) -> Result<Response<pb::HoldCostResponse>, Status> {
+        identity::ensure_mesh(&request)?;
+        let req = request.into_inner();
+        let (call_id, rider) = call_and_rider(&req.call_id, &req.rider_id)?;
+        let payment = self.app.hold(call_id, rider).await?;
+        Ok(Response::new(pb::HoldCostResponse {
+            payment: Some(to_pb(&payment)),
+        }))
+    }
+
     async fn settle(&self, request: Request<pb::SettleRequest>) -> Result<Response<pb::SettleResponse>, Status> {
         identity::ensure_mesh(&request)?;
         let req = request.into_inner();
-        let mut errors = InvalidInput::collector();
-        let call_id = errors.take(CallId::parse(&req.call_id, "call_id"));
-        let rider = errors.take(RiderId::parse(&req.rider_id, "rider_id"));
-        errors.finish().map_err(PaymentError::from)?;
-        let (Some(call_id), Some(rider)) = (call_id, rider) else {
-            return Err(Status::internal("request parsing lost a field"));
-        };
+        let (call_id, rider) = call_and_rider(&req.call_id, &req.rider_id)?;
         let payment = self.app.settle(call_id, rider).await?;
         Ok(Response::new(pb::SettleResponse {
             payment: Some(to_pb(&payment)),
@@ -102,5 +114,6 @@ fn to_pb(p: &Payment) -> pb::Payment {
         registered_at: Some(from_millis(p.registered_at)),
         settled_at: opt_from_millis(p.settled_at),
         voided_at: opt_from_millis(p.voided_at),
+        held_at: opt_from_millis(p.held_at),
     }
 }

@@ -18,6 +18,8 @@ pub fn reason(refusal: Refusal) -> &'static str {
         Refusal::FeeVoided => reasons::FEE_VOIDED,
         Refusal::FeeSettled => reasons::FEE_SETTLED,
         Refusal::SettledWithAnotherRider => reasons::SETTLED_WITH_ANOTHER_RIDER,
+        Refusal::FeeHeld => reasons::FEE_HELD,
+        Refusal::HeldForAnotherRider => reasons::HELD_FOR_ANOTHER_RIDER,
     }
 }
 
@@ -51,6 +53,8 @@ mod tests {
             (Refusal::FeeVoided, "FEE_VOIDED"),
             (Refusal::FeeSettled, "FEE_SETTLED"),
             (Refusal::SettledWithAnotherRider, "SETTLED_WITH_ANOTHER_RIDER"),
+            (Refusal::FeeHeld, "FEE_HELD"),
+            (Refusal::HeldForAnotherRider, "HELD_FOR_ANOTHER_RIDER"),
         ] {
             let status = Status::from(PaymentError::IllegalState(refusal, "refused".into()));
             assert_eq!(status.code(), Code::FailedPrecondition);

@@ -35,6 +35,8 @@ pub mod entity {
         pub settled_at: Option<i64>,
         /// ms since the epoch.
         pub voided_at: Option<i64>,
+        /// ms since the epoch: when the fee was held for `rider_id`.
+        pub held_at: Option<i64>,
     }
 
     /// No relations.
@@ -62,12 +64,13 @@ pub async fn insert<C: ConnectionTrait>(db: &C, payment: &Payment) -> Result<boo
     Ok(matches!(result, sea_orm::TryInsertResult::Inserted(n) if n > 0))
 }
 
-/// Stores `payment` if the row is still in status `expected`; `false` if another command got there first.
-pub async fn update_from<C: ConnectionTrait>(
-    db: &C,
-    payment: &Payment,
-    expected: PaymentStatus,
-) -> Result<bool, DbErr> {
+/// Stores `payment` if the row is still as `expected` left it (its status and its hold); `false` if
+/// another command got there first.
+pub async fn update_from<C: ConnectionTrait>(db: &C, payment: &Payment, expected: &Payment) -> Result<bool, DbErr> {
+    let held = match expected.held_at {
+        Some(at) => entity::Column::HeldAt.eq(at),
+        None => entity::Column::HeldAt.is_null(),
+    };
     let result = entity::Entity::update_many()
         .col_expr(entity::Column::Status, Expr::value(payment.status.as_str()))
         .col_expr(
@@ -84,8 +87,10 @@ pub async fn update_from<C: ConnectionTrait>(
         )
         .col_expr(entity::Column::SettledAt, Expr::value(payment.settled_at))
         .col_expr(entity::Column::VoidedAt, Expr::value(payment.voided_at))
+        .col_expr(entity::Column::HeldAt, Expr::value(payment.held_at))
         .filter(entity::Column::CallId.eq(payment.call_id.as_str()))
-        .filter(entity::Column::Status.eq(expected.as_str()))
+        .filter(entity::Column::Status.eq(expected.status.as_str()))
+        .filter(held)
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -103,6 +108,7 @@ fn to_row(p: &Payment) -> entity::ActiveModel {
         registered_at: Set(p.registered_at),
         settled_at: Set(p.settled_at),
         voided_at: Set(p.voided_at),
+        held_at: Set(p.held_at),
     }
 }
 
@@ -131,5 +137,6 @@ fn to_domain(row: entity::Model) -> Result<Payment, DbErr> {
         registered_at: row.registered_at,
         settled_at: row.settled_at,
         voided_at: row.voided_at,
+        held_at: row.held_at,
     })
 }

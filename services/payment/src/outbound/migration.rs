@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(baemin_mesh_events::migration::CreateOutbox),
             Box::new(CreatePayments),
             Box::new(baemin_mesh_events::lease::CreateOutboxLease),
+            Box::new(AddHeldAt),
         ]
     }
 }
@@ -48,5 +49,34 @@ impl MigrationTrait for CreatePayments {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table("payments").to_owned()).await
+    }
+}
+
+/// `held_at`: when the fee was held for the rider who picked the food up (HoldCost).
+struct AddHeldAt;
+
+impl MigrationName for AddHeldAt {
+    fn name(&self) -> &str {
+        "m20261207_000102_payment_add_held_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddHeldAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("payments")
+                    .add_column(big_integer_null("held_at"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(Table::alter().table("payments").drop_column("held_at").to_owned())
+            .await
     }
 }

@@ -37,14 +37,19 @@ pub enum RiderError {
     /// Payment refused to settle because the fee was voided: the call was cancelled meanwhile.
     #[error("call {0} was cancelled; nothing to settle")]
     NothingToSettle(CallId),
-    /// Payment refused to settle for a reason other than a voided fee (e.g. the fee was settled with
-    /// another rider); the delivery is left as it is.
-    #[error("payment refused to settle call {0}: {1}")]
-    SettlementRefused(CallId, String),
-    /// Payment has no fee registered for the call (it may still be pending registration); the
+    /// Payment refused to hold or settle for a reason other than a voided fee (the fee is held for or
+    /// was settled with another rider); the delivery is left as it is.
+    #[error("payment refused call {0}: {1}")]
+    PaymentRefused(CallId, String),
+    /// Payment has no fee registered for the call (it may still be pending registration); the hold or
     /// settlement is retried by the repair worker.
-    #[error("payment has no fee registered for call {0} yet; the settlement is retried")]
+    #[error("payment has no fee registered for call {0} yet; it is retried")]
     FeeNotRegistered(CallId),
+    /// Payment could not be reached to hold the fee of a pick-up: whether the pick-up or a pending
+    /// cancellation wins is not decided yet. The pick-up is retried by the repair worker (and by the
+    /// rider retrying).
+    #[error("payment is unavailable, so the pick-up of call {0} is not confirmed yet ({1}); retry")]
+    PaymentUnavailable(CallId, String),
     /// Payment answered in a way it never should (a bug or a mesh misconfiguration).
     #[error("payment answered unexpectedly: {0}")]
     PaymentFailed(String),

@@ -69,6 +69,10 @@ pub struct Delivery {
     /// the settlement or cancellation that records it; a mark left behind (a crash, a lost answer,
     /// payment down) is finished by the repair worker.
     pub settle_requested_at: Option<Millis>,
+    /// Write-ahead mark of PickUp: when HoldCost was last sent for this ACCEPTED delivery and its
+    /// outcome not yet recorded. Cleared by the pick-up or cancellation that records it; a mark left
+    /// behind (a crash, a lost answer, payment down) is finished by the repair worker.
+    pub hold_requested_at: Option<Millis>,
     /// Last write to the row.
     pub updated_at: Millis,
 }
@@ -193,6 +197,7 @@ impl Delivery {
             completed_at: None,
             cancelled_at: None,
             settle_requested_at: None,
+            hold_requested_at: None,
             updated_at: now,
         }
     }
@@ -213,6 +218,7 @@ impl Delivery {
             completed_at: None,
             cancelled_at: Some(cancelled_at),
             settle_requested_at: None,
+            hold_requested_at: None,
             updated_at: now,
         }
     }
@@ -252,8 +258,9 @@ impl Delivery {
             status => CancelOutcome::Cancel(Self {
                 status: status.merge(DeliveryStatus::Cancelled),
                 cancelled_at: Some(at),
-                // Nothing is left to settle: a cancelled call's fee is voided.
+                // Nothing is left to hold or settle: a cancelled call's fee is voided.
                 settle_requested_at: None,
+                hold_requested_at: None,
                 updated_at: now,
                 ..self.clone()
             }),
@@ -283,21 +290,40 @@ impl Delivery {
         }
     }
 
-    /// PickUp by `rider`: only the rider who accepted, only once accepted.
-    pub fn pick_up(&self, rider: &RiderId, now: Millis) -> Result<Change, RiderError> {
+    /// PickUp by `rider`, before holding the fee: must it hold, or was it done before? Only the rider who
+    /// accepted, only once accepted; picked up by this rider already is a retry, answered as it is.
+    pub fn begin_pick_up(&self, rider: &RiderId) -> Result<PickUp, RiderError> {
         self.ensure_owned_by(rider)?;
-        if let Ok(next) = self.status.pick_up() {
-            return Ok(Change::Apply(Self {
-                status: next,
-                picked_at: Some(now),
-                updated_at: now,
-                ..self.clone()
-            }));
-        }
         match self.status {
-            DeliveryStatus::Picked => Ok(Change::AlreadyDone(self.clone())),
+            DeliveryStatus::Accepted => Ok(PickUp::Hold),
+            DeliveryStatus::Picked => Ok(PickUp::Done),
             _ => Err(self.refusal("picked up")),
         }
+    }
+
+    /// Payment held the fee for `rider`: the delivery is PICKED and its hold mark cleared. Picked up
+    /// already is another attempt's pick-up (a retry, or the repair worker racing): done.
+    pub fn pick_up(&self, rider: &RiderId, now: Millis) -> Result<Change, RiderError> {
+        if self.begin_pick_up(rider)? == PickUp::Done {
+            return Ok(Change::AlreadyDone(self.clone()));
+        }
+        let next = self
+            .status
+            .pick_up()
+            .map_err(|e| RiderError::IllegalState(e.to_string()))?;
+        Ok(Change::Apply(Self {
+            status: next,
+            picked_at: Some(now),
+            hold_requested_at: None,
+            updated_at: now,
+            ..self.clone()
+        }))
+    }
+
+    /// Whether HoldCost was sent for this ACCEPTED delivery longer ago than `cutoff` and its outcome
+    /// never recorded: the repair worker's to-do.
+    pub fn hold_stale(&self, cutoff: Millis) -> bool {
+        self.status == DeliveryStatus::Accepted && self.hold_requested_at.is_some_and(|at| at <= cutoff)
     }
 
     /// CompleteDelivery by `rider`, before settling: must it settle, or was it done before?
@@ -386,9 +412,9 @@ impl Delivery {
             && self.settle_requested_at.is_some_and(|at| at <= cutoff)
     }
 
-    /// Payment refused to settle because the fee was voided: the call was cancelled meanwhile, so the
+    /// Payment refused to hold or settle because the fee was voided: the call was cancelled, so the
     /// delivery is CANCELLED, even when it completed with its settlement pending.
-    pub fn cancel_unsettleable(&self, now: Millis) -> Change {
+    pub fn cancel_voided(&self, now: Millis) -> Change {
         match self.cancel(now, now) {
             CancelOutcome::Cancel(next) | CancelOutcome::Tombstone(next) => Change::Apply(next),
             CancelOutcome::Unchanged | CancelOutcome::CompletedFirst => Change::AlreadyDone(self.clone()),
@@ -424,6 +450,15 @@ impl Delivery {
             )),
         }
     }
+}
+
+/// What a PickUp asks of a delivery ([`Delivery::begin_pick_up`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickUp {
+    /// ACCEPTED: hold the fee with payment, then pick up.
+    Hold,
+    /// Picked up by this rider already: answer with it as it is.
+    Done,
 }
 
 /// What a CompleteDelivery asks of a delivery ([`Delivery::begin_completion`]).

@@ -2,6 +2,25 @@
 //! with its event in one transaction (outbox). Races are settled by conditional writes on the status:
 //! a writer that finds the status moved re-reads and decides again on what the winner left.
 //!
+//! # PickUp: payment decides between a pick-up and a cancellation
+//!
+//! A call can be cancelled only before pick-up, and the call service's cancellation and this service's
+//! pick-up race across services. Payment decides: the call service's CancelCall voids the fee, PickUp
+//! holds it for the rider (HoldCost), and whichever payment applies first wins — a held fee cannot be
+//! voided, a voided fee cannot be held. So a pick-up answered OK is never undone by a cancel that was
+//! still pending, and a cancellation the call service confirmed (the void applied) can no longer be
+//! picked up:
+//!
+//! 1. The ACCEPTED delivery of the rider is marked `hold_requested_at` (a conditional write).
+//! 2. HoldCost is sent, with no transaction open (idempotent at payment for the same rider).
+//! 3. Held: one transaction makes the delivery PICKED, clears the mark and emits DeliveryPicked; the
+//!    answer is OK. Refused with `FEE_VOIDED`: the cancel won; the delivery is CANCELLED and the answer
+//!    FAILED_PRECONDITION.
+//! 4. Payment unavailable, or no fee registered yet (the call service's `defer` fallback): the outcome
+//!    is not decided, so the answer is UNAVAILABLE (FAILED_PRECONDITION for no fee) and never OK. The
+//!    mark stays: the repair worker re-sends HoldCost for every mark older than `RIDER_REPAIR_AFTER`
+//!    and records what payment decides (PICKED, or CANCELLED); a rider retrying does the same.
+//!
 //! # CompleteDelivery: a write-ahead mark before Settle
 //!
 //! Settle (payment) and the completion (here) cannot share a transaction, so a crash or a lost answer
@@ -12,15 +31,19 @@
 //! 2. Settle is sent, with no transaction open. It is idempotent at payment: sending it again never
 //!    pays twice.
 //! 3. Settled: one transaction completes the delivery, clears the mark and emits DeliveryCompleted.
-//!    Refused with `FEE_VOIDED`: the call was cancelled, so is the delivery (mark cleared). Refused
-//!    otherwise: the delivery is left as it is, the mark is dropped, an operator is told.
+//!    Refused with `FEE_VOIDED`: the call was cancelled, so is the delivery (mark cleared); this only
+//!    happens to a delivery picked up before payment held fees. Refused otherwise (settled with
+//!    another rider, which the one-rider-per-call accept race rules out): the mark is dropped and the
+//!    delivery left as it is, logged as an error.
 //! 4. Payment unavailable (down, slow, its circuit open): Settle may or may not have been applied.
 //!    The food was delivered, so the delivery completes anyway (the fallback): one transaction moves
 //!    it to COMPLETED with its settlement pending, keeps the mark and emits DeliveryCompleted with
 //!    `settlement_pending`; the answer is OK. The repair worker (`repair.rs`) re-sends Settle for
 //!    every mark older than `RIDER_REPAIR_AFTER` until payment answers, then records the split on
-//!    the delivery (no second DeliveryCompleted: payment's PaymentSettled tells the others), or
-//!    cancels it if payment voided the fee meanwhile. Completing it again is FAILED_PRECONDITION.
+//!    the delivery (no second DeliveryCompleted: payment's PaymentSettled tells the others). The fee
+//!    is held for this rider since the pick-up, so no cancellation can void it meanwhile: a
+//!    CompleteDelivery answered OK ends COMPLETED and SETTLED. A retry by the same rider is answered
+//!    with the delivery as it is.
 //! 5. No fee registered yet (the call service's `defer` fallback): the mark stays, the delivery stays
 //!    PICKED and the answer is FAILED_PRECONDITION; the repair worker settles once the fee exists.
 
@@ -34,9 +57,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     BoardChange, CancelOutcome, Change, Completion, Delivery, DeliveryFilter, Listed, Page, PaymentCallError, Payments,
-    PlacedCall, PlacedOutcome, Receipt, RiderError, on_call_cancelled, on_call_placed,
+    PickUp, PlacedCall, PlacedOutcome, Receipt, RiderError, on_call_cancelled, on_call_placed,
 };
-use crate::outbound::{db, events};
+use crate::outbound::{
+    db::{self, Mark},
+    events,
+};
 
 /// How often a writer re-reads after losing a race before giving up. A lost race re-decides on the
 /// winner's state, which is normally final, so one retry is enough in practice.
@@ -163,17 +189,15 @@ impl RiderApp {
         })
     }
 
-    /// PickUp: the rider who accepted has the food.
+    /// PickUp: marks the delivery, holds the fee with payment for the rider, then records the pick-up
+    /// (see the module header). A delivery this rider already picked up is answered as it is (a retry
+    /// whose answer was lost) without reaching payment.
     pub async fn pick_up(&self, call_id: CallId, rider: RiderId) -> Result<Delivery, RiderError> {
-        let now = now_millis();
-        let change = self
-            .transition(
-                &call_id,
-                |d| d.pick_up(&rider, now),
-                |_, d| Some(events::delivery_picked(d)),
-            )
-            .await?;
-        Ok(into_delivery(change))
+        let done = |d: &Delivery| Ok(d.begin_pick_up(&rider)? == PickUp::Done);
+        match self.mark(Mark::Hold, &call_id, &rider, done).await? {
+            Marked::At(mark) => self.hold_marked(&call_id, &rider, mark).await,
+            Marked::Done(delivery) => Ok(*delivery),
+        }
     }
 
     /// CompleteDelivery: marks the delivery, settles the fee with payment, then records the outcome
@@ -181,9 +205,10 @@ impl RiderApp {
     /// whose answer was lost), settled or not, without reaching payment; one still PICKED and marked by
     /// an earlier attempt is settled again (idempotent).
     pub async fn complete(&self, call_id: CallId, rider: RiderId) -> Result<Delivery, RiderError> {
-        match self.mark_settlement(&call_id, &rider).await? {
-            Marked::Settle(mark) => self.settle_marked(&call_id, &rider, mark).await,
-            Marked::AlreadyCompleted(delivery) => Ok(*delivery),
+        let done = |d: &Delivery| Ok(d.begin_completion(&rider)? == Completion::Done);
+        match self.mark(Mark::Settle, &call_id, &rider, done).await? {
+            Marked::At(mark) => self.settle_marked(&call_id, &rider, mark).await,
+            Marked::Done(delivery) => Ok(*delivery),
         }
     }
 
@@ -269,21 +294,65 @@ impl RiderApp {
         Err(RiderError::Contention(call_id))
     }
 
-    /// Step 1 of CompleteDelivery: the write-ahead mark on the PICKED delivery of `rider`; returns the
-    /// mark written.
-    async fn mark_settlement(&self, call_id: &CallId, rider: &RiderId) -> Result<Marked, RiderError> {
+    /// Step 1 of PickUp and CompleteDelivery: the write-ahead `mark` on the delivery of `rider`, unless
+    /// `done` says the command was done before (or refuses it).
+    async fn mark(
+        &self,
+        mark: Mark,
+        call_id: &CallId,
+        rider: &RiderId,
+        done: impl Fn(&Delivery) -> Result<bool, RiderError>,
+    ) -> Result<Marked, RiderError> {
         for _ in 0..RACE_RETRIES {
             let current = self.get(call_id).await?;
-            if current.begin_completion(rider)? == Completion::Done {
-                return Ok(Marked::AlreadyCompleted(Box::new(current)));
+            if done(&current)? {
+                return Ok(Marked::Done(Box::new(current)));
             }
             let now = now_millis();
-            if db::mark_settle_requested(&self.db, call_id, rider, now).await? {
-                return Ok(Marked::Settle(now));
+            if db::set_mark(&self.db, mark, call_id, rider, now).await? {
+                return Ok(Marked::At(now));
             }
-            // The delivery moved since it was read (cancelled, completed): decide again on it.
+            // The delivery moved since it was read (cancelled, picked up, completed): decide again on it.
         }
         Err(RiderError::Contention(call_id.clone()))
+    }
+
+    /// Steps 2 and 3 of PickUp, shared with the repair worker: sends HoldCost for the delivery marked at
+    /// `mark` and records what payment decided.
+    pub(super) async fn hold_marked(&self, call_id: &CallId, rider: &RiderId, mark: Millis) -> Result<Delivery, RiderError> {
+        match self.payments.hold(call_id, rider).await {
+            Ok(()) => {
+                let now = now_millis();
+                let change = self
+                    .transition(
+                        call_id,
+                        |d| d.pick_up(rider, now),
+                        |_, d| Some(events::delivery_picked(d)),
+                    )
+                    .await?;
+                Ok(into_delivery(change))
+            }
+            // The cancellation won at payment: CallCancelled is on its way; cancel now.
+            Err(PaymentCallError::Voided(reason)) => {
+                self.cancel_voided(call_id.clone(), &reason).await?;
+                Err(RiderError::Cancelled(call_id.clone()))
+            }
+            // Undecided: the mark stays for the repair worker (or the rider's retry).
+            Err(PaymentCallError::Unavailable(reason)) => Err(RiderError::PaymentUnavailable(call_id.clone(), reason)),
+            Err(PaymentCallError::NotFound(_)) => Err(RiderError::FeeNotRegistered(call_id.clone())),
+            Err(PaymentCallError::Refused(reason)) => {
+                // Held for or settled with another rider: the accept race gives a call one rider, so
+                // this is a bug on one side; retrying cannot change it.
+                tracing::error!(call_id = %call_id, rider = %rider, %reason, "payment refused to hold the fee; pick-up not recorded");
+                db::move_mark(&self.db, Mark::Hold, call_id, mark, None).await?;
+                Err(RiderError::PaymentRefused(call_id.clone(), reason))
+            }
+            Err(PaymentCallError::Unexpected(reason)) => {
+                tracing::error!(call_id = %call_id, rider = %rider, %reason, "payment answered HoldCost unexpectedly");
+                db::move_mark(&self.db, Mark::Hold, call_id, mark, None).await?;
+                Err(RiderError::PaymentFailed(reason))
+            }
+        }
     }
 
     /// Steps 2 and 3 of CompleteDelivery, shared with the repair worker: sends Settle for the delivery
@@ -296,7 +365,10 @@ impl RiderApp {
     ) -> Result<Delivery, RiderError> {
         match self.payments.settle(call_id, rider).await {
             Ok(settlement) => self.record_settlement(call_id.clone(), rider.clone(), settlement).await,
-            Err(PaymentCallError::Voided(reason)) => self.cancel_unsettleable(call_id.clone(), &reason).await,
+            Err(PaymentCallError::Voided(reason)) => match self.cancel_voided(call_id.clone(), &reason).await? {
+                completed if completed.status == DeliveryStatus::Completed => Ok(completed),
+                _ => Err(RiderError::NothingToSettle(call_id.clone())),
+            },
             // Settle may have been applied and its answer lost: the mark stays for the repair worker,
             // and the delivery completes now with its settlement pending.
             Err(PaymentCallError::Unavailable(reason)) => {
@@ -306,11 +378,11 @@ impl RiderApp {
             // mark stays, so the settlement goes through once it is registered.
             Err(PaymentCallError::NotFound(_)) => Err(RiderError::FeeNotRegistered(call_id.clone())),
             Err(PaymentCallError::Refused(reason)) => {
-                // A definite refusal that no retry changes (settled with another rider): the delivery
-                // is left alone, and only an operator can tell what went wrong.
+                // Held for or settled with another rider: the accept race gives a call one rider, so
+                // this is a bug on one side, and no retry changes it. The delivery is left as it is.
                 tracing::error!(call_id = %call_id, rider = %rider, %reason, "payment refused to settle; delivery left PICKED");
-                db::clear_settle_mark(&self.db, call_id, mark).await?;
-                Err(RiderError::SettlementRefused(call_id.clone(), reason))
+                db::move_mark(&self.db, Mark::Settle, call_id, mark, None).await?;
+                Err(RiderError::PaymentRefused(call_id.clone(), reason))
             }
             Err(PaymentCallError::Unexpected(reason)) => {
                 // A bug on one side: retrying would repeat it. The rider may retry a PICKED delivery
@@ -318,7 +390,7 @@ impl RiderApp {
                 // worker, so its mark stays (logged every round until the bug is fixed).
                 tracing::error!(call_id = %call_id, rider = %rider, %reason, "payment answered Settle unexpectedly");
                 if !self.get(call_id).await?.settlement_pending() {
-                    db::clear_settle_mark(&self.db, call_id, mark).await?;
+                    db::move_mark(&self.db, Mark::Settle, call_id, mark, None).await?;
                 }
                 Err(RiderError::PaymentFailed(reason))
             }
@@ -343,8 +415,8 @@ impl RiderApp {
             )
             .await;
         if let Err(RiderError::Cancelled(_)) = change {
-            // Payment settled, yet the call was cancelled meanwhile: the cancel should have voided the
-            // fee first (payment arbitrates), so this breaks an invariant an operator must look at.
+            // Payment settled, yet the call was cancelled meanwhile: cannot happen while payment
+            // arbitrates (a cancellation is applied only once payment voided the fee).
             tracing::error!(call_id = %call_id, rider = %rider, "fee settled for a delivery cancelled meanwhile");
         }
         Ok(into_delivery(change?))
@@ -369,17 +441,15 @@ impl RiderApp {
     }
 
     /// Payment refused because the fee was voided: the call was cancelled, so is the delivery (even one
-    /// completed with its settlement pending). No event: the call service already emitted CallCancelled.
-    async fn cancel_unsettleable(&self, call_id: CallId, reason: &str) -> Result<Delivery, RiderError> {
+    /// completed with its settlement pending), as the delivery is now. No event: the call service emits
+    /// CallCancelled.
+    async fn cancel_voided(&self, call_id: CallId, reason: &str) -> Result<Delivery, RiderError> {
         tracing::info!(call_id = %call_id, reason, "payment says the fee was voided; cancelling the delivery");
         let now = now_millis();
         let change = self
-            .transition(&call_id, |d| Ok(d.cancel_unsettleable(now)), |_, _| None)
+            .transition(&call_id, |d| Ok(d.cancel_voided(now)), |_, _| None)
             .await?;
-        match into_delivery(change) {
-            completed if completed.status == DeliveryStatus::Completed => Ok(completed),
-            _ => Err(RiderError::NothingToSettle(call_id)),
-        }
+        Ok(into_delivery(change))
     }
 
     /// Reads the delivery, lets `decide` choose, and stores an applied change with its event (`event`
@@ -430,9 +500,9 @@ fn into_delivery(change: Change) -> Delivery {
     }
 }
 
-/// Step 1 of CompleteDelivery: the delivery marked for settlement at this instant, or completed by this
-/// rider already (a retry whose answer was lost).
+/// Step 1 of PickUp and CompleteDelivery: the delivery marked at this instant, or the command done
+/// before by this rider (a retry whose answer was lost).
 enum Marked {
-    Settle(Millis),
-    AlreadyCompleted(Box<Delivery>),
+    At(Millis),
+    Done(Box<Delivery>),
 }

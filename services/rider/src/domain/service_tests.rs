@@ -123,7 +123,7 @@ async fn completed_events(t: &crate::test_support::TestApp, call_id: &CallId) ->
 /// What a process that crashed right after sending Settle leaves: the mark on the PICKED delivery.
 async fn crash_after_sending_settle(t: &crate::test_support::TestApp, call_id: &CallId) {
     assert!(
-        crate::outbound::db::mark_settle_requested(&t.db, call_id, &rider("r-1"), 1)
+        crate::outbound::db::set_mark(&t.db, crate::outbound::db::Mark::Settle, call_id, &rider("r-1"), 1)
             .await
             .unwrap()
     );
@@ -419,7 +419,7 @@ async fn the_repair_worker_leaves_settlements_younger_than_repair_after_alone() 
     let db = baemin_mesh_store::connect::<crate::outbound::migration::Migrator>("sqlite::memory:", 1)
         .await
         .unwrap();
-    let payments = crate::test_support::FakePayments::new(Answer::Unavailable);
+    let payments = crate::test_support::FakePayments::new(Answer::Settle);
     let app = std::sync::Arc::new(RiderApp::new(
         db.clone(),
         baemin_mesh_events::Outbox::new(),
@@ -428,6 +428,7 @@ async fn the_repair_worker_leaves_settlements_younger_than_repair_after_alone() 
     ));
     let t = crate::test_support::TestApp { app, db, payments };
     let call_id = t.picked_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
     t.app.complete(call_id.clone(), rider("r-1")).await.unwrap();
     t.payments.answer(Answer::Settle);
     assert!(t.app.repair_once().await.unwrap().is_empty());
@@ -669,4 +670,107 @@ async fn lists_page_by_call_id_open_calls_oldest_first_deliveries_newest_first()
         ..DeliveryFilter::default()
     };
     assert!(t.app.list(elsewhere, page(0, None)).await.unwrap().items.is_empty());
+}
+
+/// The DeliveryPicked events of `call_id` in the outbox.
+async fn picked_events(t: &crate::test_support::TestApp, call_id: &CallId) -> usize {
+    t.events(call_id)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, Event::DeliveryPicked(_)))
+        .count()
+}
+
+#[tokio::test]
+async fn a_pick_up_payment_cannot_decide_is_never_answered_ok_and_the_repair_worker_records_the_hold() {
+    let t = spawn_app().await;
+    let call_id = t.accepted_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    let err = t.app.pick_up(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert_eq!(code(err), Code::Unavailable, "a cancel may still win: not OK");
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!(d.status, DeliveryStatus::Accepted);
+    assert!(d.hold_requested_at.is_some(), "the pick-up is marked for the repair worker");
+    assert_eq!(picked_events(&t, &call_id).await, 0);
+
+    let report = t.app.repair_once().await.unwrap();
+    assert_eq!((report.deferred, report.picked_up), (1, 0));
+    t.payments.answer(Answer::Settle);
+    assert_eq!(t.app.repair_once().await.unwrap().picked_up, 1);
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.hold_requested_at), (DeliveryStatus::Picked, None));
+    assert!(t.payments.held(&call_id));
+    assert_eq!(picked_events(&t, &call_id).await, 1);
+
+    // The rider's retry is answered with the pick-up, without asking payment again.
+    let holds = t.payments.holds();
+    let again = t.app.pick_up(call_id.clone(), rider("r-1")).await.unwrap();
+    assert_eq!(again.status, DeliveryStatus::Picked);
+    assert_eq!(t.payments.holds(), holds);
+    assert!(t.app.repair_once().await.unwrap().is_empty(), "nothing left to repair");
+}
+
+#[tokio::test]
+async fn a_pick_up_loses_to_a_cancel_payment_applied_first_and_the_delivery_is_cancelled() {
+    let t = spawn_app().await;
+    let call_id = t.accepted_by("r-1").await;
+    t.payments.answer(Answer::Voided);
+    let err = t.app.pick_up(call_id.clone(), rider("r-1")).await.unwrap_err();
+    assert_eq!(code(err), Code::FailedPrecondition);
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.hold_requested_at), (DeliveryStatus::Cancelled, None));
+    assert_eq!(picked_events(&t, &call_id).await, 0);
+
+    // The same decided by the repair worker for a pick-up payment could not decide at first.
+    let undecided = t.accepted_by("r-2").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.pick_up(undecided.clone(), rider("r-2")).await.unwrap_err();
+    t.payments.answer(Answer::Voided);
+    assert_eq!(t.app.repair_once().await.unwrap().cancelled, 1);
+    assert_eq!(t.status(&undecided).await, DeliveryStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn a_call_cancelled_while_its_pick_up_is_undecided_drops_the_mark() {
+    let t = spawn_app().await;
+    let call_id = t.accepted_by("r-1").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.pick_up(call_id.clone(), rider("r-1")).await.unwrap_err();
+    // The cancel won at payment, and CallCancelled arrives.
+    t.app
+        .on_call_cancelled(&receipt("baemin.events.call.cancelled"), call_id.clone(), 5)
+        .await
+        .unwrap();
+    let d = t.app.get(&call_id).await.unwrap();
+    assert_eq!((d.status, d.hold_requested_at), (DeliveryStatus::Cancelled, None));
+    t.payments.answer(Answer::Settle);
+    assert!(t.app.repair_once().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn marks_payment_keeps_failing_back_off_and_never_starve_newer_ones() {
+    let t = spawn_app().await;
+    // More stuck pick-ups than a round looks at, all older than one that payment can decide.
+    let mut stuck = Vec::new();
+    for _ in 0..101 {
+        let call_id = t.accepted_by("r-1").await;
+        t.payments.unreachable_for(&call_id);
+        t.app.pick_up(call_id.clone(), rider("r-1")).await.unwrap_err();
+        stuck.push(call_id);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let decidable = t.accepted_by("r-2").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.pick_up(decidable.clone(), rider("r-2")).await.unwrap_err();
+    t.payments.answer(Answer::Settle);
+
+    let first = t.app.repair_once().await.unwrap();
+    assert_eq!((first.deferred, first.picked_up), (100, 0), "a round looks at the 100 oldest");
+    // Each of them backed off behind the newer mark, which the next round reaches.
+    let second = t.app.repair_once().await.unwrap();
+    assert_eq!(second.picked_up, 1, "{second:?}");
+    assert_eq!(t.status(&decidable).await, DeliveryStatus::Picked);
+    for call_id in &stuck {
+        assert_eq!(t.status(call_id).await, DeliveryStatus::Accepted);
+    }
 }

@@ -18,9 +18,10 @@ impl From<RiderError> for Status {
             | RiderError::Cancelled(_)
             | RiderError::IllegalState(_)
             | RiderError::NothingToSettle(_)
-            | RiderError::SettlementRefused(..)
+            | RiderError::PaymentRefused(..)
             | RiderError::FeeNotRegistered(_) => Status::failed_precondition(err.to_string()),
             RiderError::Contention(_) => Status::aborted(err.to_string()),
+            RiderError::PaymentUnavailable(..) => Status::unavailable(err.to_string()),
             RiderError::PaymentFailed(_) => baemin_mesh_server::status::internal("settling with payment", &err),
             RiderError::Db(ref db) => baemin_mesh_runtime::status::database("rider", db),
         }
@@ -48,11 +49,12 @@ mod tests {
             (RiderError::Cancelled(id()), Code::FailedPrecondition),
             (RiderError::NothingToSettle(id()), Code::FailedPrecondition),
             (
-                RiderError::SettlementRefused(id(), "settled with another rider".into()),
+                RiderError::PaymentRefused(id(), "settled with another rider".into()),
                 Code::FailedPrecondition,
             ),
             (RiderError::FeeNotRegistered(id()), Code::FailedPrecondition),
             (RiderError::Contention(id()), Code::Aborted),
+            (RiderError::PaymentUnavailable(id(), "down".into()), Code::Unavailable),
             (RiderError::PaymentFailed("odd".into()), Code::Internal),
         ];
         for (err, code) in cases {

@@ -49,6 +49,8 @@ pub mod entity {
         pub cancelled_at: Option<i64>,
         /// ms since the epoch: Settle sent, its outcome not yet recorded (CompleteDelivery's mark).
         pub settle_requested_at: Option<i64>,
+        /// ms since the epoch: HoldCost sent, its outcome not yet recorded (PickUp's mark).
+        pub hold_requested_at: Option<i64>,
         /// ms since the epoch.
         pub updated_at: i64,
     }
@@ -123,6 +125,7 @@ pub async fn update_from<C: ConnectionTrait>(
         .col_expr(Column::CompletedAt, Expr::value(delivery.completed_at))
         .col_expr(Column::CancelledAt, Expr::value(delivery.cancelled_at))
         .col_expr(Column::SettleRequestedAt, Expr::value(delivery.settle_requested_at))
+        .col_expr(Column::HoldRequestedAt, Expr::value(delivery.hold_requested_at))
         .col_expr(Column::UpdatedAt, Expr::value(delivery.updated_at))
         .filter(Column::CallId.eq(delivery.call_id.as_str()))
         .filter(Column::Status.eq(status_label(expected)))
@@ -131,48 +134,96 @@ pub async fn update_from<C: ConnectionTrait>(
     Ok(result.rows_affected == 1)
 }
 
-/// CompleteDelivery's write-ahead mark: records that Settle is being sent at `at` for the delivery
-/// of `call_id`, if it is still PICKED by `rider`. `false` if it is not (it moved since it was read).
+/// A write-ahead mark of a command that calls payment: which one, on what status, in which column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// PickUp's: HoldCost sent for an ACCEPTED delivery.
+    Hold,
+    /// CompleteDelivery's: Settle sent for a PICKED delivery (kept on a COMPLETED one whose
+    /// settlement is pending).
+    Settle,
+}
+
+impl Mark {
+    fn column(self) -> Column {
+        match self {
+            Self::Hold => Column::HoldRequestedAt,
+            Self::Settle => Column::SettleRequestedAt,
+        }
+    }
+
+    /// The status a command may mark from.
+    fn marked_from(self) -> DeliveryStatus {
+        match self {
+            Self::Hold => DeliveryStatus::Accepted,
+            Self::Settle => DeliveryStatus::Picked,
+        }
+    }
+
+    /// The statuses whose marks the repair worker finishes.
+    fn pending_in(self) -> &'static [DeliveryStatus] {
+        match self {
+            Self::Hold => &[DeliveryStatus::Accepted],
+            Self::Settle => &[DeliveryStatus::Picked, DeliveryStatus::Completed],
+        }
+    }
+}
+
+/// Records that payment is being asked at `at` (HoldCost or Settle, per `mark`) for the delivery of
+/// `call_id`, if it is still in the status that command starts from and `rider`'s. `false` if it is
+/// not (it moved since it was read).
 ///
 /// A later attempt overwrites an earlier attempt's mark: the newest attempt owns it, and the repair
 /// worker waits `RIDER_REPAIR_AFTER` from there.
-pub async fn mark_settle_requested<C: ConnectionTrait>(
+pub async fn set_mark<C: ConnectionTrait>(
     db: &C,
+    mark: Mark,
     call_id: &CallId,
     rider: &RiderId,
     at: Millis,
 ) -> Result<bool, DbErr> {
     let result = entity::Entity::update_many()
-        .col_expr(Column::SettleRequestedAt, Expr::value(Some(at)))
+        .col_expr(mark.column(), Expr::value(Some(at)))
         .filter(Column::CallId.eq(call_id.as_str()))
-        .filter(Column::Status.eq(status_label(DeliveryStatus::Picked)))
+        .filter(Column::Status.eq(status_label(mark.marked_from())))
         .filter(Column::RiderId.eq(rider.as_str()))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
 }
 
-/// Drops the settlement mark `at` of `call_id` if it is still that one (a later attempt's mark is
-/// left to that attempt). `false` if it was not there.
-pub async fn clear_settle_mark<C: ConnectionTrait>(db: &C, call_id: &CallId, at: Millis) -> Result<bool, DbErr> {
+/// Moves the mark `at` of `call_id` to `to` (`None` drops it) if it is still that one (a later
+/// attempt's mark is left to that attempt). `false` if it was not there.
+pub async fn move_mark<C: ConnectionTrait>(
+    db: &C,
+    mark: Mark,
+    call_id: &CallId,
+    at: Millis,
+    to: Option<Millis>,
+) -> Result<bool, DbErr> {
     let result = entity::Entity::update_many()
-        .col_expr(Column::SettleRequestedAt, Expr::value(Option::<i64>::None))
+        .col_expr(mark.column(), Expr::value(to))
         .filter(Column::CallId.eq(call_id.as_str()))
-        .filter(Column::SettleRequestedAt.eq(at))
+        .filter(mark.column().eq(at))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
 }
 
-/// PICKED deliveries, and COMPLETED ones whose settlement is pending, whose settlement was marked at
-/// or before `cutoff` and never recorded (a crash, a lost or missing answer from payment, payment
-/// down), oldest mark first, at most `limit`.
-pub async fn stale_settlements<C: ConnectionTrait>(db: &C, cutoff: Millis, limit: u64) -> Result<Vec<Delivery>, DbErr> {
-    let settling = [DeliveryStatus::Picked, DeliveryStatus::Completed].map(status_label);
+/// Deliveries whose `mark` was set at or before `cutoff` and never recorded (a crash, a lost or
+/// missing answer from payment, payment down), in a status where it is still pending: ACCEPTED for
+/// a hold; PICKED, or COMPLETED with its settlement pending, for a settlement. Oldest mark first, at
+/// most `limit`.
+pub async fn stale_marks<C: ConnectionTrait>(
+    db: &C,
+    mark: Mark,
+    cutoff: Millis,
+    limit: u64,
+) -> Result<Vec<Delivery>, DbErr> {
     entity::Entity::find()
-        .filter(Column::SettleRequestedAt.lte(cutoff))
-        .filter(Column::Status.is_in(settling))
-        .order_by_asc(Column::SettleRequestedAt)
+        .filter(mark.column().lte(cutoff))
+        .filter(Column::Status.is_in(mark.pending_in().iter().map(|s| status_label(*s))))
+        .order_by_asc(mark.column())
         .limit(limit)
         .all(db)
         .await?
@@ -261,6 +312,7 @@ fn to_row(d: &Delivery) -> entity::ActiveModel {
         completed_at: Set(d.completed_at),
         cancelled_at: Set(d.cancelled_at),
         settle_requested_at: Set(d.settle_requested_at),
+        hold_requested_at: Set(d.hold_requested_at),
         updated_at: Set(d.updated_at),
     }
 }
@@ -309,6 +361,7 @@ fn to_domain(row: entity::Model) -> Result<Delivery, DbErr> {
         completed_at: row.completed_at,
         cancelled_at: row.cancelled_at,
         settle_requested_at: row.settle_requested_at,
+        hold_requested_at: row.hold_requested_at,
         updated_at: row.updated_at,
     })
 }

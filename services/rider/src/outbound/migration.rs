@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateDeliveries),
             Box::new(baemin_mesh_events::lease::CreateOutboxLease),
             Box::new(baemin_mesh_events::failures::CreateEventFailures),
+            Box::new(AddHoldRequestedAt),
         ]
     }
 }
@@ -70,5 +71,47 @@ impl MigrationTrait for CreateDeliveries {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table("deliveries").to_owned()).await
+    }
+}
+
+/// PickUp's write-ahead mark: HoldCost sent, outcome not yet recorded.
+struct AddHoldRequestedAt;
+
+impl MigrationName for AddHoldRequestedAt {
+    fn name(&self) -> &str {
+        "m20261207_000201_rider_add_hold_requested_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddHoldRequestedAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("deliveries")
+                    .add_column(big_integer_null("hold_requested_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("deliveries_hold_requested_at")
+                    .table("deliveries")
+                    .col("hold_requested_at")
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(Index::drop().name("deliveries_hold_requested_at").table("deliveries").to_owned())
+            .await?;
+        manager
+            .alter_table(Table::alter().table("deliveries").drop_column("hold_requested_at").to_owned())
+            .await
     }
 }

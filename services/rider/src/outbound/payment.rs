@@ -1,11 +1,12 @@
 //! The payment service behind the domain's [`Payments`] port: a tonic client on the mesh client stack
-//! (in-flight limit, circuit breaker, deadline), its idempotent `Settle` retried within a budget.
+//! (in-flight limit, circuit breaker, deadline), its idempotent `HoldCost` and `Settle` retried within a
+//! budget.
 
 use baemin_kernel::{CallId, RiderId, Settlement};
 use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, RetryPolicy, connect_lazy, outcome_unknown};
 use baemin_proto::payment::{
     reasons,
-    v1::{PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient},
+    v1::{HoldCostRequest, PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient},
 };
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
@@ -32,6 +33,35 @@ impl GrpcPayments {
 }
 
 impl Payments for GrpcPayments {
+    fn hold<'a>(&'a self, call_id: &'a CallId, rider: &'a RiderId) -> BoxFuture<'a, Result<(), PaymentCallError>> {
+        Box::pin(async move {
+            let request = HoldCostRequest {
+                call_id: call_id.to_string(),
+                rider_id: rider.to_string(),
+            };
+            // HoldCost is idempotent per call id and rider: a call lost on the network is retried.
+            let response = self
+                .retry
+                .idempotent(|| {
+                    let (mut client, request) = (self.client.clone(), request.clone());
+                    async move { client.hold_cost(request).await }
+                })
+                .await
+                .map_err(classify)?;
+            let payment = response
+                .into_inner()
+                .payment
+                .ok_or_else(|| PaymentCallError::Unexpected("HoldCost answered without a payment".into()))?;
+            if payment.rider_id != rider.as_str() {
+                return Err(PaymentCallError::Unexpected(format!(
+                    "HoldCost answered with the fee held for {:?}",
+                    payment.rider_id
+                )));
+            }
+            Ok(())
+        })
+    }
+
     fn settle<'a>(
         &'a self,
         call_id: &'a CallId,

@@ -188,7 +188,7 @@ fn completing_or_cancelling_clears_the_settlement_mark() {
         CancelOutcome::Cancel(next) => assert_eq!(next.settle_requested_at, None),
         other => panic!("{other:?}"),
     }
-    match marked.cancel_unsettleable(9) {
+    match marked.cancel_voided(9) {
         Change::Apply(next) => assert_eq!(next.settle_requested_at, None),
         other => panic!("{other:?}"),
     }
@@ -280,7 +280,7 @@ fn a_pending_settlement_is_stale_like_a_marked_picked_delivery_and_a_settled_one
 #[test]
 fn a_voided_fee_or_a_cancel_cancels_a_completed_delivery_only_while_its_settlement_is_pending() {
     let pending = completed_pending("r-1");
-    match pending.cancel_unsettleable(11) {
+    match pending.cancel_voided(11) {
         Change::Apply(next) => {
             assert_eq!(next.status, DeliveryStatus::Cancelled);
             assert_eq!((next.settle_requested_at, next.cancelled_at), (None, Some(11)));
@@ -343,13 +343,13 @@ fn cancellation_wins_over_every_status_but_completed() {
 #[test]
 fn a_refused_settlement_cancels_a_picked_delivery() {
     let d = picked_by("r-1");
-    let next = match d.cancel_unsettleable(11) {
+    let next = match d.cancel_voided(11) {
         Change::Apply(next) => next,
         other => panic!("{other:?}"),
     };
     assert_eq!(next.status, DeliveryStatus::Cancelled);
     let done = completed_by("r-1");
-    assert_eq!(done.cancel_unsettleable(11), Change::AlreadyDone(done));
+    assert_eq!(done.cancel_voided(11), Change::AlreadyDone(done));
 }
 
 /// Applies a CallPlaced / CallCancelled to a one-row store, as the application does.
