@@ -5,19 +5,22 @@
 
 use std::time::Duration;
 
-use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, TestDatabases, free_port};
+use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, TestDatabases};
 use baemin_proto::call::v1::{self as pb, call_service_client::CallServiceClient};
 use futures::StreamExt;
 
 async fn a_watch_on_one_replica_sees_a_cancel_made_through_the_other(kind: DbKind) {
     let nats = NatsServer::start().await;
     let mut dbs = TestDatabases::new(kind);
-    // Payment is nowhere: with the defer fallback calls are stored PENDING and cancelled at once.
+    let payment = RunningService::start::<baemin_payment::Application>(&[
+        ("NATS_URL", nats.url()),
+        ("DATABASE_URL", dbs.url_for("payment").await),
+    ])
+    .await;
     let env = [
         ("NATS_URL", nats.url()),
         ("DATABASE_URL", dbs.url_for("call").await),
-        ("PAYMENT_URL", format!("http://127.0.0.1:{}", free_port())),
-        ("PLACE_CALL_FALLBACK", "defer".to_owned()),
+        ("PAYMENT_URL", payment.url()),
     ];
     let a = RunningService::start::<baemin_call::Application>(&env).await;
     let b = RunningService::start::<baemin_call::Application>(&env).await;
@@ -72,6 +75,7 @@ async fn a_watch_on_one_replica_sees_a_cancel_made_through_the_other(kind: DbKin
     );
     a.stop().await;
     b.stop().await;
+    payment.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,9 +20,10 @@ pub enum CallError {
     /// The lifecycle does not allow the command.
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
-    /// Payment refused to void the fee: the rider completed and was paid first.
-    #[error("the delivery was already completed and settled")]
-    AlreadySettled,
+    /// Payment refused to void the fee: it is held for the rider who picked the food up (or settled),
+    /// so the pick-up came first and the call can no longer be cancelled.
+    #[error("the rider picked the food up first: a picked-up call cannot be cancelled")]
+    PickedUpFirst,
     /// Payment refused to register the fee.
     #[error("payment refused the fee: {0}")]
     PaymentRefused(String),

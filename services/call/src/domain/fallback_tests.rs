@@ -1,5 +1,6 @@
 //! The `PLACE_CALL_FALLBACK` behaviours against SQLite in memory and a fake payment service: a call
-//! placed or cancelled while payment is down, and the repair worker finishing it once payment is back.
+//! placed or cancelled while payment is down, and the repair worker finishing it once payment is back
+//! with payment's decision.
 
 use std::{sync::Arc, time::Duration};
 
@@ -134,21 +135,22 @@ async fn the_worker_registers_a_deferred_fee_exactly_once_when_payment_returns()
 }
 
 #[tokio::test]
-async fn a_pending_call_cancelled_before_payment_returns_is_voided_and_never_registered() {
+async fn a_pending_call_cancelled_while_payment_is_down_waits_for_payment_and_its_fee_is_registered_and_voided() {
     let payments = FakePayments::new();
     payments.set_mode(Mode::Down);
     let (app, db) = eager_defer_app(payments.clone()).await;
     let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
 
-    let cancelled = app
+    let err = app
         .cancel(&COMPANY, call.call_id.clone(), reason("closed"))
         .await
-        .unwrap();
+        .unwrap_err();
 
-    assert_eq!(cancelled.status, DeliveryStatus::Cancelled);
-    assert_eq!(cancelled.payment_state, PaymentState::Pending);
-    assert!(cancelled.cancel_requested_at.is_some(), "the void is owed");
-    assert_eq!(events_on(&db, CANCELLED).await, 1);
+    assert!(matches!(err, CallError::PaymentUnavailable(_)), "never OK before payment decides: {err:?}");
+    let marked = app.get(&COMPANY, &call.call_id).await.unwrap();
+    assert_eq!((marked.status, marked.payment_state), (DeliveryStatus::Called, PaymentState::Pending));
+    assert!(marked.cancel_requested_at.is_some());
+    assert_eq!(events_on(&db, CANCELLED).await, 0);
 
     payments.set_mode(Mode::Normal);
     after_repair_age().await;
@@ -156,9 +158,10 @@ async fn a_pending_call_cancelled_before_payment_returns_is_voided_and_never_reg
     let round = app.repair_once().await.unwrap();
 
     assert_eq!(round.cancellations_finished, 1);
-    assert_eq!(round.registrations_completed, 0);
-    assert_eq!(payments.register_calls(), 1, "only PlaceCall's own attempt");
-    assert_eq!(payments.fee(&call.call_id), None, "nothing registered");
+    assert_eq!(round.registrations_completed, 0, "a marked call is not registered by the worker");
+    // Payment had no fee: the cancellation registered and voided it, so payment refuses anything that
+    // lands later.
+    assert_eq!(payments.fee(&call.call_id), Some(Fake::Voided));
     let voided = app.get(&COMPANY, &call.call_id).await.unwrap();
     assert_eq!(voided.status, DeliveryStatus::Cancelled);
     assert_eq!(voided.payment_state, PaymentState::Voided);
@@ -166,7 +169,6 @@ async fn a_pending_call_cancelled_before_payment_returns_is_voided_and_never_reg
     assert!(app.repair_once().await.unwrap().is_empty());
     assert_eq!(events_on(&db, CANCELLED).await, 1);
 }
-
 #[tokio::test]
 async fn a_pending_fee_whose_registration_answer_was_lost_is_voided_when_the_call_is_cancelled() {
     let payments = FakePayments::new();
@@ -182,7 +184,7 @@ async fn a_pending_fee_whose_registration_answer_was_lost_is_voided_when_the_cal
     payments.set_mode(Mode::Down);
     app.cancel(&COMPANY, call.call_id.clone(), reason("closed"))
         .await
-        .unwrap();
+        .unwrap_err();
 
     payments.set_mode(Mode::Normal);
     after_repair_age().await;
@@ -198,65 +200,57 @@ async fn a_pending_fee_whose_registration_answer_was_lost_is_voided_when_the_cal
 }
 
 #[tokio::test]
-async fn a_registration_landing_after_a_cancel_found_no_fee_is_voided_by_the_worker() {
+async fn a_registration_landing_after_a_cancel_is_refused_because_the_cancel_registered_and_voided_the_fee() {
     let payments = FakePayments::new();
     payments.set_mode(Mode::Down);
     let (app, worker) = patient_and_eager(payments.clone()).await;
     let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
     payments.set_mode(Mode::Normal);
 
-    // Payment has no fee yet, but a registration sent before the cancel may still land.
+    // Payment has no fee yet, and a registration sent before the cancel may still land.
     let cancelled = app
         .cancel(&COMPANY, call.call_id.clone(), reason("closed"))
         .await
         .unwrap();
     assert_eq!(cancelled.status, DeliveryStatus::Cancelled);
-    assert_eq!(cancelled.payment_state, PaymentState::Pending);
-    assert!(cancelled.cancel_requested_at.is_some(), "the void is not final yet");
-    payments.register_cost(call.call_id.clone(), call.fee).await.unwrap();
-
-    after_repair_age().await;
-    assert_eq!(worker.repair_once().await.unwrap().cancellations_finished, 1);
-
+    assert_eq!(cancelled.payment_state, PaymentState::Voided);
+    assert_eq!(cancelled.cancel_requested_at, None, "final at once");
     assert_eq!(payments.fee(&call.call_id), Some(Fake::Voided));
-    let voided = worker.get(&COMPANY, &call.call_id).await.unwrap();
-    assert_eq!(voided.payment_state, PaymentState::Voided);
-    assert_eq!(voided.cancel_requested_at, None);
-}
 
+    let late = payments.register_cost(call.call_id.clone(), call.fee).await;
+    assert!(matches!(late, Err(PaymentCallError::Refused(_))), "{late:?}");
+    assert_eq!(payments.fee(&call.call_id), Some(Fake::Voided));
+    after_repair_age().await;
+    assert!(worker.repair_once().await.unwrap().is_empty());
+}
 #[tokio::test]
-async fn cancel_in_defer_mode_with_payment_down_is_cancelled_at_once_and_the_fee_voided_exactly_once() {
+async fn cancel_in_defer_mode_with_payment_down_is_unavailable_as_in_reject_and_the_fee_is_voided_exactly_once() {
     let payments = FakePayments::new();
     let (app, db) = eager_defer_app(payments.clone()).await;
     let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
     payments.set_mode(Mode::Down);
     let mut changes = app.subscribe();
 
-    let cancelled = app
+    let err = app
         .cancel(&COMPANY, call.call_id.clone(), reason("closed"))
         .await
-        .unwrap();
+        .unwrap_err();
 
-    assert_eq!(cancelled.status, DeliveryStatus::Cancelled);
-    assert_eq!(
-        cancelled.payment_state,
-        PaymentState::Registered,
-        "until the void happens"
-    );
-    assert_eq!(cancelled.cancel_reason, Some(reason("closed")));
-    assert_eq!(changes.recv().await.unwrap(), cancelled);
-    assert_eq!(events_on(&db, CANCELLED).await, 1);
-    let again = app
-        .cancel(&COMPANY, call.call_id.clone(), reason("again"))
-        .await
-        .unwrap();
-    assert_eq!(again, cancelled, "a repeat answers the call as it is");
+    assert!(matches!(err, CallError::PaymentUnavailable(_)), "{err:?}");
+    let marked = app.get(&COMPANY, &call.call_id).await.unwrap();
+    assert_eq!(marked.status, DeliveryStatus::Called, "a pick-up may still win");
+    assert!(marked.cancel_requested_at.is_some());
+    assert!(changes.try_recv().is_err(), "the mark is not shown");
+    assert_eq!(events_on(&db, CANCELLED).await, 0);
+    let again = app.cancel(&COMPANY, call.call_id.clone(), reason("again")).await;
+    assert!(matches!(again, Err(CallError::PaymentUnavailable(_))), "{again:?}");
 
     after_repair_age().await;
     assert_eq!(app.repair_once().await.unwrap().deferred, 1, "payment is still down");
     assert_eq!(payments.fee(&call.call_id), Some(Fake::Registered));
 
     payments.set_mode(Mode::Normal);
+    after_repair_age().await;
     let voids_before = payments.void_calls();
     assert_eq!(app.repair_once().await.unwrap().cancellations_finished, 1);
 
@@ -265,8 +259,9 @@ async fn cancel_in_defer_mode_with_payment_down_is_cancelled_at_once_and_the_fee
     let voided = app.get(&COMPANY, &call.call_id).await.unwrap();
     assert_eq!(voided.status, DeliveryStatus::Cancelled);
     assert_eq!(voided.payment_state, PaymentState::Voided);
+    assert_eq!(voided.cancel_reason, Some(reason("closed")), "the first request's reason");
     assert_eq!(voided.cancel_requested_at, None);
-    assert_eq!(changes.recv().await.unwrap(), voided, "watchers see the void");
+    assert_eq!(changes.recv().await.unwrap(), voided, "watchers see the cancellation");
     assert!(app.repair_once().await.unwrap().is_empty());
     app.cancel(&COMPANY, call.call_id.clone(), reason("again"))
         .await
@@ -274,7 +269,6 @@ async fn cancel_in_defer_mode_with_payment_down_is_cancelled_at_once_and_the_fee
     assert_eq!(payments.void_calls(), voids_before + 1, "voided exactly once");
     assert_eq!(events_on(&db, CANCELLED).await, 1);
 }
-
 #[tokio::test]
 async fn cancel_in_reject_mode_with_payment_down_stays_unavailable_with_the_mark_kept() {
     let payments = FakePayments::new();
@@ -321,23 +315,32 @@ async fn a_deferred_fee_payment_refuses_is_not_retried() {
 }
 
 #[tokio::test]
-async fn a_void_refused_for_a_call_cancelled_before_it_stops_and_leaves_the_call_cancelled() {
-    let payments = FakePayments::new();
-    let (app, _db) = eager_defer_app(payments.clone()).await;
-    let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
-    payments.set_mode(Mode::Down);
-    app.cancel(&COMPANY, call.call_id.clone(), reason("closed"))
-        .await
-        .unwrap();
-    payments.set_mode(Mode::Normal);
-    payments.settle(&call.call_id);
-    after_repair_age().await;
+async fn a_cancel_left_undecided_by_a_payment_outage_loses_to_a_pick_up_and_the_call_is_never_cancelled() {
+    for fallback in [Fallback::Defer, Fallback::Reject] {
+        let payments = FakePayments::new();
+        let (app, db) = app_in(fallback, payments.clone(), Duration::from_millis(1)).await;
+        let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+        payments.set_mode(Mode::Down);
+        app.cancel(&COMPANY, call.call_id.clone(), reason("closed"))
+            .await
+            .unwrap_err();
+        // Payment returns and the rider's pick-up reaches it first.
+        payments.set_mode(Mode::Normal);
+        payments.hold(&call.call_id);
+        after_repair_age().await;
 
-    assert_eq!(app.repair_once().await.unwrap().cancellations_dropped, 1);
+        assert_eq!(app.repair_once().await.unwrap().cancellations_dropped, 1);
 
-    let left = app.get(&COMPANY, &call.call_id).await.unwrap();
-    assert_eq!(left.status, DeliveryStatus::Cancelled);
-    assert_eq!(left.payment_state, PaymentState::Registered, "left for an operator");
-    assert_eq!(left.cancel_requested_at, None);
-    assert!(app.repair_once().await.unwrap().is_empty(), "no retry loop");
+        let kept = app.get(&COMPANY, &call.call_id).await.unwrap();
+        assert_eq!(kept.status, DeliveryStatus::Called, "follows the rider's events");
+        assert_eq!((kept.cancel_requested_at, kept.cancel_reason), (None, None));
+        assert_eq!(payments.fee(&call.call_id), Some(Fake::Held), "never voided");
+        assert_eq!(events_on(&db, CANCELLED).await, 0);
+        assert!(app.repair_once().await.unwrap().is_empty(), "nothing left, no retry loop");
+        let err = app
+            .cancel(&COMPANY, call.call_id.clone(), reason("again"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::PickedUpFirst), "{fallback:?}: {err:?}");
+    }
 }

@@ -258,9 +258,9 @@ pub struct Call {
     pub settled_amount: Option<i64>,
     /// Why it was cancelled (or is being cancelled).
     pub cancel_reason: Option<CancelReason>,
-    /// Set while a cancellation voids the fee; the repair worker finishes one left behind. A CANCELLED
-    /// call keeps it while the void is still owed (payment was unavailable under the `defer` fallback,
-    /// or a deferred registration may still land).
+    /// Set while a cancellation voids the fee (the cancel decision, waiting for payment's): the repair
+    /// worker finishes one left behind. A call becomes CANCELLED only once payment voided the fee, and
+    /// the mark goes then.
     pub cancel_requested_at: Option<Millis>,
     /// How many times the repair worker tried to register a PENDING fee.
     pub payment_attempts: u32,
@@ -354,8 +354,9 @@ impl Call {
         })
     }
 
-    /// Payment refused the deferred fee: retrying cannot change its answer, so the retries stop
-    /// (the fee stays PENDING for an operator to look at). `None` if none were scheduled.
+    /// Payment refused the deferred fee: retrying cannot change its answer, so the retries stop. Only a
+    /// cancellation decided meanwhile makes payment refuse (its void owns the fee). `None` if none
+    /// were scheduled.
     pub fn stop_registration(&self) -> Option<Self> {
         self.next_attempt_at?;
         Some(Self {
@@ -363,17 +364,6 @@ impl Call {
             version: self.version + 1,
             ..self.clone()
         })
-    }
-
-    /// Whether a RegisterCost sent for this call may still reach payment after a void that found no
-    /// fee, judged at `cutoff` (now minus `CALL_REPAIR_AFTER`, which exceeds `PAYMENT_DEADLINE`).
-    ///
-    /// Only a PENDING fee has registrations in flight: PlaceCall's own (its answer lost) and the
-    /// repair worker's. Both are sent before the cancellation mark is stored (the worker re-checks
-    /// the mark in a conditional write right before sending), so once the mark is older than the
-    /// cutoff every one of them has landed or died, and "no fee" is final.
-    pub fn registration_may_land(&self, cutoff: Millis) -> bool {
-        self.payment_state == PaymentState::Pending && self.cancel_requested_at.is_none_or(|marked| marked > cutoff)
     }
 
     /// Whether a PlaceCall with `fingerprint` is a retry of the request that placed this call.
@@ -384,9 +374,9 @@ impl Call {
     /// CancelCall, first step: answer a repeat, finish a cancellation already under way, refuse after
     /// pick-up, or mark the cancellation.
     ///
-    /// A marked call is past the cancel decision: an accept or pick-up learned since is void, so it
-    /// does not make the cancellation illegal (the repair worker would finish it anyway); only payment
-    /// refusing the void (the fee is settled) stops it.
+    /// A marked call is waiting for payment's decision: an accept or pick-up learned since does not
+    /// make the cancellation illegal here; payment decides (a fee held for the rider who picked up
+    /// refuses the void, and the cancellation is dropped).
     pub fn request_cancel(&self, reason: &CancelReason, now: Millis) -> Result<CancelStep, IllegalTransition> {
         if self.status == DeliveryStatus::Cancelled {
             return Ok(CancelStep::AlreadyCancelled(self.clone()));
@@ -404,10 +394,9 @@ impl Call {
     }
 
     /// CancelCall, last step, once payment voided the fee: the call is CANCELLED whatever it reached
-    /// meanwhile (a voided fee can never be settled, and CANCELLED outranks every status), with the
-    /// reason it was marked with, and its fee VOIDED. A call cancelled before the void (see
-    /// [`Call::cancel_before_void`]) only learns that the void happened. `None` if there is nothing
-    /// left to do.
+    /// meanwhile (a voided fee can never be held or settled, so no rider picked it up, and CANCELLED
+    /// outranks every status), with the reason it was marked with, and its fee VOIDED. `None` if there
+    /// is nothing left to do.
     pub fn confirm_cancel(&self, now: Millis) -> Option<Self> {
         if self.status == DeliveryStatus::Cancelled && self.cancel_requested_at.is_none() {
             return None;
@@ -424,48 +413,30 @@ impl Call {
         })
     }
 
-    /// The call is CANCELLED before its fee is known to be voided (payment unavailable under the
-    /// `defer` fallback, or a deferred registration may still land). The mark and the payment state
-    /// stay: the repair worker keeps voiding until payment answers, then [`Call::confirm_cancel`]
-    /// records it. `None` if it is cancelled already, or if no cancellation is marked (it was
-    /// dropped meanwhile because the fee is settled).
-    pub fn cancel_before_void(&self, now: Millis) -> Option<Self> {
-        if self.status == DeliveryStatus::Cancelled || self.cancel_requested_at.is_none() {
-            return None;
-        }
-        Some(Self {
-            status: self.status.merge(DeliveryStatus::Cancelled),
-            settled_amount: None,
-            next_attempt_at: None,
-            updated_at: now.max(self.updated_at),
-            version: self.version + 1,
-            ..self.clone()
-        })
-    }
-
-    /// Payment refused to void (the fee is settled): the cancellation is dropped. `None` if there is
-    /// no cancellation in progress.
+    /// Payment refused to void: the fee is held for the rider who picked the food up, or settled. The
+    /// pick-up won, so the cancellation is dropped and the call follows the rider's events. `None` if
+    /// there is no cancellation in progress.
+    ///
+    /// A CANCELLED call still marked (left by a version that cancelled before the void) keeps its
+    /// status and reason; only the mark goes, so the void is not retried for ever.
     pub fn abandon_cancel(&self) -> Option<Self> {
-        if self.cancel_requested_at.is_none() || self.status == DeliveryStatus::Cancelled {
-            return None;
-        }
+        self.cancel_requested_at?;
+        let cancelled = self.status == DeliveryStatus::Cancelled;
         Some(Self {
-            cancel_reason: None,
+            cancel_reason: if cancelled { self.cancel_reason.clone() } else { None },
             cancel_requested_at: None,
             version: self.version + 1,
             ..self.clone()
         })
     }
 
-    /// Payment refused the void owed by a call cancelled before it: the retries stop, and the call
-    /// stays CANCELLED with its payment state as it was (CANCELLED is terminal; an operator
-    /// reconciles). `None` if no void is owed.
-    pub fn abandon_void(&self) -> Option<Self> {
-        if self.cancel_requested_at.is_none() || self.status != DeliveryStatus::Cancelled {
-            return None;
-        }
+    /// Moves the cancellation mark to `now`: the void could not be decided (payment unavailable), so the
+    /// repair worker looks again `CALL_REPAIR_AFTER` later, behind older marks. `None` if no
+    /// cancellation is marked.
+    pub fn postpone_cancel(&self, now: Millis) -> Option<Self> {
+        let marked = self.cancel_requested_at?;
         Some(Self {
-            cancel_requested_at: None,
+            cancel_requested_at: Some(now.max(marked)),
             version: self.version + 1,
             ..self.clone()
         })
@@ -800,7 +771,7 @@ mod tests {
         assert!(!marked.registration_due(i64::MAX));
         assert_eq!(marked.begin_registration_attempt(i64::MAX), None);
         assert_eq!(marked.confirm_registration(60), None);
-        let cancelled = marked.cancel_before_void(60).unwrap();
+        let cancelled = marked.confirm_cancel(60).unwrap();
         assert_eq!(cancelled.begin_registration_attempt(i64::MAX), None);
         assert_eq!(cancelled.confirm_registration(70), None);
     }
@@ -821,61 +792,20 @@ mod tests {
     }
 
     #[test]
-    fn a_void_that_found_no_fee_is_final_only_once_no_registration_can_land() {
-        let pending = marked(&deferred(), 50);
-        assert!(pending.registration_may_land(49), "marked after the cutoff");
-        assert!(!pending.registration_may_land(50));
-        assert!(
-            deferred().registration_may_land(i64::MAX),
-            "no mark: anything may still be sent"
-        );
-        assert!(
-            !marked(&call(), 50).registration_may_land(0),
-            "a registered fee has nothing in flight"
-        );
-    }
-
-    #[test]
-    fn a_call_cancelled_before_its_void_keeps_the_mark_and_its_payment_state() {
-        for c in [call(), deferred()] {
-            let cancelled = marked(&c, 50).cancel_before_void(60).unwrap();
-            assert_eq!(cancelled.status, Cancelled);
-            assert_eq!(cancelled.payment_state, c.payment_state);
-            assert_eq!(cancelled.cancel_requested_at, Some(50));
-            assert_eq!(cancelled.next_attempt_at, None);
-            assert_eq!(cancelled.cancel_before_void(70), None);
-            assert_eq!(
-                cancelled.request_cancel(&reason("again"), 70).unwrap(),
-                CancelStep::AlreadyCancelled(cancelled.clone())
-            );
-            for event in [accepted("r-1"), picked("r-1"), completed("r-1")] {
-                assert_eq!(cancelled.apply(&event, 80), None, "{event:?}");
-            }
-
-            let voided = cancelled.confirm_cancel(90).unwrap();
-            assert_eq!(voided.status, Cancelled);
-            assert_eq!(voided.payment_state, PaymentState::Voided);
-            assert_eq!(voided.cancel_requested_at, None);
-            assert_eq!(voided.confirm_cancel(100), None, "voided once");
-        }
-    }
-
-    #[test]
-    fn a_call_whose_cancellation_was_dropped_is_not_cancelled_before_a_void() {
+    fn a_cancellation_payment_refused_is_dropped_and_the_call_follows_the_pick_up() {
         let dropped = marked(&call(), 50).abandon_cancel().unwrap();
-        assert_eq!(dropped.cancel_before_void(60), None);
+        assert_eq!((dropped.cancel_requested_at, dropped.cancel_reason.clone()), (None, None));
+        assert_eq!(dropped.abandon_cancel(), None, "nothing left to drop");
+        let picked_up = dropped.apply(&picked("r-1"), 60).unwrap();
+        assert_eq!(picked_up.status, Picked);
     }
 
     #[test]
-    fn a_refused_void_of_a_cancelled_call_stops_and_leaves_the_call_as_it_is() {
-        let cancelled = marked(&call(), 50).cancel_before_void(60).unwrap();
-        let left = cancelled.abandon_void().unwrap();
-        assert_eq!((left.status, left.payment_state), (Cancelled, PaymentState::Registered));
-        assert_eq!(left.cancel_requested_at, None);
-        assert_eq!(left.cancel_reason, Some(reason("closed")));
-        assert_eq!(left.abandon_void(), None);
-        assert_eq!(marked(&call(), 50).abandon_void(), None, "not cancelled yet");
-        assert_eq!(cancelled.abandon_cancel(), None);
+    fn an_undecided_cancellation_backs_off_by_moving_its_mark() {
+        let c = marked(&call(), 50);
+        assert_eq!(c.postpone_cancel(70).unwrap().cancel_requested_at, Some(70));
+        assert_eq!(c.postpone_cancel(40).unwrap().cancel_requested_at, Some(50), "never earlier");
+        assert_eq!(call().postpone_cancel(70), None);
     }
 
     fn completed_unsettled(r: &str) -> DeliveryEvent {

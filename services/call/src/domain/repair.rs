@@ -1,6 +1,11 @@
 //! The repair worker: finishes what a crash or a lost payment answer left half done, so that no fee
-//! stays registered without a call and no cancellation stays half applied, and registers the fees
-//! the `defer` fallback left PENDING.
+//! stays registered without a call and every cancellation request gets payment's decision, and
+//! registers the fees the `defer` fallback left PENDING.
+//!
+//! Each item backs off on its own: an abandoned intent or a cancellation payment could not decide is
+//! looked at again `CALL_REPAIR_AFTER` after this attempt, behind older ones (a deferred registration
+//! has its own per-call backoff), so items that keep failing never starve newer ones. A round goes on
+//! past an item that fails (a database error included).
 //!
 //! One round is [`CallApp::repair_once`]; the runtime's `run_every` repeats it until shutdown. Tests drive rounds
 //! one by one.
@@ -20,7 +25,8 @@ pub struct RepairReport {
     pub intents_voided: usize,
     /// Marked cancellations completed (fee voided, call CANCELLED).
     pub cancellations_finished: usize,
-    /// Marked cancellations dropped because payment had settled the fee.
+    /// Marked cancellations dropped because payment kept the fee (held for the rider who picked up,
+    /// or settled).
     pub cancellations_dropped: usize,
     /// Deferred registrations payment accepted (the call now says REGISTERED).
     pub registrations_completed: usize,
@@ -28,6 +34,8 @@ pub struct RepairReport {
     pub registrations_refused: usize,
     /// Items left for a later round because payment could not be reached.
     pub deferred: usize,
+    /// Items that failed here (the database): left as they were for the next round.
+    pub failed: usize,
 }
 
 impl RepairReport {
@@ -38,22 +46,25 @@ impl RepairReport {
 }
 
 impl CallApp {
-    /// One round: voids the fee of every PlaceCall intent older than `CALL_REPAIR_AFTER` (or handed
-    /// over after a refusal) that no call replaced, finishes every cancellation marked longer ago
-    /// than that (including the voids owed by calls cancelled before them), and retries every due
-    /// registration of a PENDING fee. Payment being unreachable defers an item to a later round.
+    /// One round: voids the fee of every PlaceCall intent older than `CALL_REPAIR_AFTER` that no call
+    /// replaced, finishes every cancellation marked longer ago than that, and retries every due
+    /// registration of a PENDING fee. Payment being unreachable defers an item (see the module
+    /// documentation).
     pub async fn repair_once(&self) -> Result<RepairReport, CallError> {
         let now = now_millis();
         let cutoff = self.repair_cutoff(now);
         let mut report = RepairReport::default();
         for intent in intents::due(&self.db, cutoff, BATCH).await? {
-            self.repair_intent(&intent, cutoff, &mut report).await?;
+            let done = self.repair_intent(&intent, cutoff, &mut report).await;
+            failed(done, &mut report, intent.call_id.as_str());
         }
         for call in db::stale_cancellations(&self.db, cutoff, BATCH).await? {
-            self.repair_cancellation(&call, &mut report).await?;
+            let done = self.repair_cancellation(&call, &mut report).await;
+            failed(done, &mut report, call.call_id.as_str());
         }
         for call in db::due_registrations(&self.db, now, BATCH).await? {
-            self.retry_registration(&call, &mut report).await?;
+            let done = self.retry_registration(&call, &mut report).await;
+            failed(done, &mut report, call.call_id.as_str());
         }
         Ok(report)
     }
@@ -83,12 +94,14 @@ impl CallApp {
         match self.payments.void_cost(call_id.clone()).await {
             Ok(()) | Err(PaymentCallError::NotFound) => {}
             Err(PaymentCallError::Refused(detail)) => {
-                // Only a settled fee refuses a void, and nothing settles a fee without a call: log it
-                // for an operator rather than retry forever.
+                // Payment refuses a void only for a fee held by a rider or settled, and no rider can
+                // see a call that was never stored: a bug on one side. Nothing is owed here either
+                // way, so the intent goes.
                 tracing::error!(%call_id, request = %key, %detail, "payment refused to void the fee of a call that does not exist");
             }
             Err(PaymentCallError::Unavailable(detail)) => {
-                tracing::warn!(%call_id, request = %key, %detail, "cannot void an abandoned fee yet; retrying next round");
+                tracing::warn!(%call_id, request = %key, %detail, "cannot void an abandoned fee yet; retrying later");
+                intents::postpone_void(&self.db, key, call_id, now_millis()).await?;
                 report.deferred += 1;
                 return Ok(());
             }
@@ -101,9 +114,14 @@ impl CallApp {
     async fn repair_cancellation(&self, call: &Call, report: &mut RepairReport) -> Result<(), CallError> {
         match self.void_and_cancel(&call.call_id).await {
             Ok(VoidOutcome::Done(_)) => report.cancellations_finished += 1,
-            Ok(VoidOutcome::Settled(_)) => report.cancellations_dropped += 1,
-            Ok(VoidOutcome::Unavailable(why) | VoidOutcome::Owed { why, .. }) => {
-                tracing::warn!(call_id = %call.call_id, %why, "cannot finish a cancellation yet; retrying next round");
+            Ok(VoidOutcome::Kept(_)) => report.cancellations_dropped += 1,
+            Ok(VoidOutcome::Unavailable(why)) => {
+                tracing::warn!(call_id = %call.call_id, %why, "payment cannot decide a cancellation yet; retrying later");
+                let now = now_millis();
+                match self.change_quietly(&call.call_id, |c| c.postpone_cancel(now)).await {
+                    Ok(_) | Err(CallError::Contended(_)) => {}
+                    Err(err) => return Err(err),
+                }
                 report.deferred += 1;
             }
             // Changed concurrently: the next round looks again if still needed.
@@ -154,9 +172,9 @@ impl CallApp {
                     // Cancelled since the attempt began: its void owns the fee (FEE_VOIDED is expected).
                     tracing::info!(%call_id, %detail, "payment refused the fee of a call cancelled meanwhile");
                 } else {
-                    // The fee was voided or registered differently under a live call: the fee stays
-                    // PENDING for an operator.
-                    tracing::error!(%call_id, %detail, "payment refused a deferred fee; no more retries");
+                    // Only a cancellation voids the fee of a stored call, and the fee is always the
+                    // call's: a bug on one side, which retrying would only repeat.
+                    tracing::error!(%call_id, %detail, "payment refused a deferred fee of a live call; no more retries");
                 }
                 report.registrations_refused += 1;
             }
@@ -168,5 +186,13 @@ impl CallApp {
             }
         }
         Ok(())
+    }
+}
+
+/// Counts an item that failed here and logs it; the round goes on.
+fn failed(done: Result<(), CallError>, report: &mut RepairReport, call_id: &str) {
+    if let Err(err) = done {
+        tracing::warn!(call_id, error = %err, "repair of an item failed; retrying next round");
+        report.failed += 1;
     }
 }

@@ -1,32 +1,28 @@
 //! The call application: each use case reads the call, lets the model decide, and stores the change
 //! with its event in one transaction (outbox). Payment is called with no transaction open.
 //!
-//! # Cancel against completion: payment is the arbiter
+//! # Cancel against pick-up: payment is the arbiter
 //!
-//! The call service is the authority on cancellation: an accept or pick-up that reaches it after its
-//! cancel decision (the mark below) is void. Payment decides the race between a cancel and a
-//! completion, because both end in a conditional change of the same payment (settle vs void), so a
-//! delivery whose fee was voided can never complete and be paid:
+//! A call can be cancelled only before pick-up. CancelCall (here) and PickUp (rider service) race
+//! across services, so payment decides: CancelCall voids the fee, PickUp holds it for the rider
+//! (`HoldCost`), and whichever payment applies first wins — a held (or settled) fee cannot be voided,
+//! a voided fee cannot be held or settled. Every interleaving converges to that one decision, and no
+//! OK answer is reversed: a pick-up the rider service answered OK was held first, so the cancel
+//! loses; a cancel answered OK was voided first, so no pick-up or completion can follow.
 //!
 //! 1. CancelCall refuses a call the call service already knows PICKED or COMPLETED, and marks the call
-//!    `cancel_requested_at` before anything else. That mark is the cancel decision: from then on
-//!    only payment's answer can stop the cancellation.
-//! 2. It voids the fee with payment. If payment refuses (the rider settled first), the completion won:
-//!    the mark is cleared and the answer is FAILED_PRECONDITION ("the delivery was already completed
-//!    and settled"); the call follows the rider's events to COMPLETED.
-//! 3. If payment voided the fee (or has none), the cancel won: the call becomes CANCELLED whatever it
-//!    reached meanwhile, and `CallCancelled` goes out. A rider's later Settle is refused by payment,
-//!    so that delivery can never complete and be paid; a later CallAccepted / DeliveryPicked /
-//!    DeliveryCompleted changes nothing here (CANCELLED is terminal), and the rider service drops the
-//!    delivery on `CallCancelled`.
-//! 4. If payment cannot be reached, the outcome of the void is unknown (it may have been applied and
-//!    its answer lost). The mark stays, the client gets UNAVAILABLE, and the repair worker finishes
-//!    the cancellation (step 2 or 3) once payment answers. Clearing the mark instead could leave a
-//!    voided fee under a live call, whose delivery would then complete and never be paid.
-//! 5. A CancelCall that finds the mark (a client retrying after UNAVAILABLE) does what the repair
-//!    worker would: step 2 or 3, whatever status the call reached meanwhile. A CallAccepted or
-//!    DeliveryPicked that arrived after the mark is void, so it does not turn the retry into
-//!    FAILED_PRECONDITION; only a settled fee (payment refusing the void) does.
+//!    `cancel_requested_at` before anything else: the cancel request, waiting for payment's decision.
+//! 2. It voids the fee with payment. If payment voided it (or had voided it), the cancel won: the
+//!    call becomes CANCELLED whatever it reached meanwhile, `CallCancelled` goes out, the answer is OK.
+//!    Payment had no fee (a `defer` call whose registration has not landed): the fee is registered
+//!    and voided at once, so payment records the void and refuses a registration or a hold that lands
+//!    later; "no fee" is never taken as final on its own.
+//! 3. If payment refuses (the fee is held for the rider who picked up, or settled), the pick-up won:
+//!    the mark is dropped, the answer is FAILED_PRECONDITION, and the call follows the rider's events.
+//! 4. If payment cannot be reached, the void's outcome is unknown (it may have been applied and its
+//!    answer lost): the answer is UNAVAILABLE — never OK, whatever `PLACE_CALL_FALLBACK` says, since
+//!    the pick-up may still win — and the mark stays. The repair worker finishes it (step 2 or 3) once
+//!    payment answers, backing off per call; a client retrying CancelCall does the same at once.
 //!
 //! PlaceCall keeps the other invariant, "no fee without a call", with a write-ahead intent: the call
 //! id is chosen and stored before the fee is registered, and an intent that no call replaced within
@@ -35,20 +31,16 @@
 //! # When payment is unavailable: `PLACE_CALL_FALLBACK`
 //!
 //! - `reject` (default): PlaceCall answers UNAVAILABLE and stores no call (its intent is left for the
-//!   repair worker to void, as above); CancelCall answers UNAVAILABLE with the mark kept (step 4).
+//!   repair worker to void, as above).
 //! - `defer`: PlaceCall stores the call with its fee PENDING in the transaction that replaces the
 //!   intent and enqueues `CallPlaced { payment_pending: true }`, and answers OK. The repair worker
 //!   retries RegisterCost with a per-call backoff until payment accepts it (the call then says
-//!   REGISTERED; payment announces `PaymentRegistered` itself) or refuses it (retries stop). CancelCall
-//!   commits CANCELLED at once and announces `CallCancelled`, keeping the mark: the repair worker voids
-//!   the fee once payment answers, and only then does the call say VOIDED.
+//!   REGISTERED; payment announces `PaymentRegistered` itself) or refuses it (retries stop).
 //!
-//! A cancelled call is never registered afterwards: the worker only registers calls with no mark,
-//! re-checking that in a conditional write right before it sends RegisterCost. A registration
-//! already in flight when the cancellation is decided may still land after the void found no fee,
-//! so for a PENDING fee "no fee" is final only once the mark is older than `CALL_REPAIR_AFTER`
-//! ([`Call::registration_may_land`]); until then the call is CANCELLED with the void still owed, and
-//! the repair worker voids again.
+//! CancelCall is the same under both (step 4). A call with a cancellation marked is never
+//! registered by the worker: it re-checks the mark in a conditional write right before it sends
+//! RegisterCost, and a registration already in flight lands on a fee the cancellation registered and
+//! voided (refused), or before it (and is voided with it).
 
 use std::{sync::Arc, time::Duration};
 
@@ -119,20 +111,12 @@ enum Reserved {
 /// How voiding the fee of a call marked for cancellation ended.
 #[derive(Debug)]
 pub(super) enum VoidOutcome {
-    /// The fee is voided (or none exists, nor can appear) and the call is CANCELLED.
+    /// Payment voided the fee: the call is CANCELLED.
     Done(Call),
-    /// The call is CANCELLED but the void is still owed: the mark stays and the repair worker voids
-    /// again later.
-    Owed {
-        /// The call as stored.
-        call: Call,
-        /// Why the void is not final.
-        why: String,
-    },
-    /// Payment refused (here or in a concurrent void): the fee is settled. A call not yet CANCELLED
-    /// had its cancellation dropped; a CANCELLED one is left as it is, its void no longer retried.
-    Settled(Call),
-    /// Payment is unavailable under `reject`: nothing changed, the mark stays.
+    /// Payment refused: the fee is held for the rider who picked up, or settled. The cancellation was
+    /// dropped (here or by a concurrent attempt).
+    Kept(Call),
+    /// Payment could not be reached: nothing decided, the mark stays.
     Unavailable(String),
 }
 
@@ -231,9 +215,14 @@ impl CallApp {
                 true
             }
             Err(refused) => {
-                // Hand the intent to the repair worker now, so a retry starts over with a fresh call id
-                // instead of being refused again under this one.
+                // The call id is dead at payment (its fee voided, or registered differently). Take the
+                // intent over, so no attempt stores a call under it, void what may stand there and drop
+                // it: a retry starts over with a fresh call id. If the void cannot be done now, the
+                // repair worker does it later.
                 intents::claim(&self.db, &new.key(), &call_id, None, now_millis()).await?;
+                if let Ok(()) | Err(PaymentCallError::NotFound) = self.payments.void_cost(call_id.clone()).await {
+                    intents::delete(&self.db, &new.key(), &call_id).await?;
+                }
                 let detail = match refused {
                     PaymentCallError::Refused(detail) => detail,
                     other => other.to_string(),
@@ -294,10 +283,10 @@ impl CallApp {
         }
         // The marked call carries the reason: ours, or the first attempt's when this is a retry.
         match self.void_and_cancel(&call_id).await? {
-            VoidOutcome::Done(call) | VoidOutcome::Owed { call, .. } => Ok(call),
-            // Cancelled meanwhile (the repair worker, under `defer`): see `void_and_cancel`.
-            VoidOutcome::Settled(call) if call.status == DeliveryStatus::Cancelled => Ok(call),
-            VoidOutcome::Settled(_) => Err(CallError::AlreadySettled),
+            VoidOutcome::Done(call) => Ok(call),
+            // Cancelled before this version decided by payment alone: answered as it is.
+            VoidOutcome::Kept(call) if call.status == DeliveryStatus::Cancelled => Ok(call),
+            VoidOutcome::Kept(_) => Err(CallError::PickedUpFirst),
             VoidOutcome::Unavailable(detail) => Err(CallError::PaymentUnavailable(detail)),
         }
     }
@@ -357,85 +346,50 @@ impl CallApp {
         }
     }
 
-    /// Voids the fee of a call marked for cancellation, then cancels it (or drops the mark when the
-    /// fee is settled). Shared by CancelCall and the repair worker, which also calls it for a call
-    /// cancelled before its void (the mark kept).
+    /// Voids the fee of a call marked for cancellation, then cancels it (or drops the mark when payment
+    /// refuses: the pick-up won). Shared by CancelCall and the repair worker.
     pub(super) async fn void_and_cancel(&self, call_id: &CallId) -> Result<VoidOutcome, CallError> {
-        let answer = self.payments.void_cost(call_id.clone()).await;
-        let now = now_millis();
-        let (call, why) = match answer {
+        let mut answer = self.payments.void_cost(call_id.clone()).await;
+        if answer == Err(PaymentCallError::NotFound) {
+            // No fee yet (a `defer` call whose registration has not landed): register it and void it, so
+            // that payment holds the void and refuses whatever registration or hold lands later.
+            let fee = db::find(&self.db, call_id)
+                .await?
+                .ok_or_else(|| CallError::NotFound(call_id.to_string()))?
+                .fee;
+            answer = match self.payments.register_cost(call_id.clone(), fee).await {
+                // Refused: voided already (a concurrent cancellation), which the void answers.
+                Ok(()) | Err(PaymentCallError::Refused(_)) => self.payments.void_cost(call_id.clone()).await,
+                Err(err) => Err(err),
+            };
+        }
+        match answer {
             Ok(()) => {
+                let now = now_millis();
                 let call = self
                     .transition(call_id, None, |call| {
                         Ok(call.confirm_cancel(now).map(|next| cancelling(call, next)))
                     })
                     .await?;
-                (call, String::new())
-            }
-            // Nothing registered is as good as voided, unless a deferred registration may still land.
-            Err(PaymentCallError::NotFound) => {
-                let cutoff = self.repair_cutoff(now);
-                let call = self
-                    .transition(call_id, None, |call| {
-                        let next = if call.registration_may_land(cutoff) {
-                            call.cancel_before_void(now)
-                        } else {
-                            call.confirm_cancel(now)
-                        };
-                        Ok(next.map(|next| cancelling(call, next)))
-                    })
-                    .await?;
-                (
-                    call,
-                    "a deferred registration of the fee may still reach payment".to_owned(),
-                )
+                Ok(if call.status == DeliveryStatus::Cancelled {
+                    VoidOutcome::Done(call)
+                } else {
+                    // The mark was dropped meanwhile: a concurrent void learned the fee is kept.
+                    VoidOutcome::Kept(call)
+                })
             }
             Err(PaymentCallError::Refused(detail)) => {
-                let (call, dropped) = self
-                    .change_quietly(call_id, |call| {
-                        if call.status == DeliveryStatus::Cancelled {
-                            call.abandon_void()
-                        } else {
-                            call.abandon_cancel()
-                        }
-                    })
-                    .await?;
-                if dropped && call.status == DeliveryStatus::Cancelled {
-                    // Only a settled fee refuses a void, and a call cancelled before its void (the
-                    // `defer` fallback) is settled only if the rider service completed a delivery this
-                    // service had already cancelled and settled it before our void reached payment:
-                    // it learned the cancellation late, or both waited for payment to come back.
-                    // CANCELLED is terminal and the rider was paid, so neither side can be undone
-                    // here: stop retrying and leave the state for an operator to reconcile.
-                    tracing::error!(%call_id, %detail, payment_state = call.payment_state.as_str(),
-                        "payment refused to void the fee of a cancelled call; leaving it for an operator");
+                let (call, dropped) = self.change_quietly(call_id, Call::abandon_cancel).await?;
+                if dropped {
+                    tracing::info!(%call_id, %detail, "payment kept the fee (picked up or settled first); the cancellation is dropped");
                 }
-                return Ok(VoidOutcome::Settled(call));
+                Ok(VoidOutcome::Kept(call))
             }
-            // The void's outcome is unknown; the mark stays and the repair worker voids again.
-            Err(PaymentCallError::Unavailable(detail)) if self.fallback == Fallback::Reject => {
-                return Ok(VoidOutcome::Unavailable(detail));
-            }
-            Err(PaymentCallError::Unavailable(detail)) => {
-                let call = self
-                    .transition(call_id, None, |call| {
-                        Ok(call.cancel_before_void(now).map(|next| cancelling(call, next)))
-                    })
-                    .await?;
-                (call, format!("payment is unavailable: {detail}"))
-            }
-        };
-        Ok(
-            match (
-                call.status == DeliveryStatus::Cancelled,
-                call.cancel_requested_at.is_some(),
-            ) {
-                (true, false) => VoidOutcome::Done(call),
-                (true, true) => VoidOutcome::Owed { call, why },
-                // The cancellation was dropped meanwhile: a concurrent void learned that the fee is settled.
-                (false, _) => VoidOutcome::Settled(call),
-            },
-        )
+            Err(PaymentCallError::Unavailable(detail)) => Ok(VoidOutcome::Unavailable(detail)),
+            Err(PaymentCallError::NotFound) => Ok(VoidOutcome::Unavailable(
+                "payment has no fee for the call even after registering it".into(),
+            )),
+        }
     }
 
     /// Work left unfinished at or before this instant is abandoned: `now` minus `CALL_REPAIR_AFTER`.

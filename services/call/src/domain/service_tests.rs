@@ -120,6 +120,7 @@ async fn repair_waits_while_payment_is_down_and_leaves_young_intents_alone() {
     assert_eq!(app.repair_once().await.unwrap().deferred, 1);
     assert_eq!(intents_left(&db).await, 1);
     payments.set_mode(Mode::Normal);
+    after_repair_age().await;
     assert_eq!(app.repair_once().await.unwrap().intents_voided, 1);
     assert_eq!(intents_left(&db).await, 0);
 }
@@ -167,7 +168,7 @@ async fn cancel_when_payment_refuses_is_failed_precondition_and_the_call_is_unch
         .await
         .unwrap_err();
 
-    assert!(matches!(err, CallError::AlreadySettled), "{err:?}");
+    assert!(matches!(err, CallError::PickedUpFirst), "{err:?}");
     let after = app.get(&COMPANY, &call.call_id).await.unwrap();
     assert_eq!(
         Call {
@@ -368,7 +369,7 @@ async fn lists_page_newest_first_and_filter() {
 }
 
 #[tokio::test]
-async fn a_refused_registration_is_rolled_back_and_a_retry_starts_over() {
+async fn a_refused_registration_is_rolled_back_at_once_and_a_retry_starts_over() {
     let payments = FakePayments::new();
     let (app, db) = app(payments.clone()).await;
     // The first attempt's fee is registered (answer lost), then voided by someone: its call id is dead.
@@ -384,12 +385,10 @@ async fn a_refused_registration_is_rolled_back_and_a_retry_starts_over() {
 
     let err = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap_err();
     assert!(matches!(err, CallError::PaymentRefused(_)), "{err:?}");
-    let err = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap_err();
-    assert!(matches!(err, CallError::Contended(_)), "being rolled back: {err:?}");
 
-    // The refused intent is handed over at once, whatever its age.
-    assert_eq!(app.repair_once().await.unwrap().intents_voided, 1);
+    // The refused intent is rolled back at once: the retry starts over under a fresh call id.
     let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+    assert!(app.repair_once().await.unwrap().is_empty());
     assert_ne!(call.call_id, dead);
     assert_eq!(payments.fee(&call.call_id), Some(Fake::Registered));
 }
@@ -528,7 +527,7 @@ async fn a_cancel_retry_loses_to_a_settlement_with_failed_precondition_and_drops
         .await
         .unwrap_err();
 
-    assert!(matches!(err, CallError::AlreadySettled), "{err:?}");
+    assert!(matches!(err, CallError::PickedUpFirst), "{err:?}");
     let after = app.get(&COMPANY, &call.call_id).await.unwrap();
     assert_eq!(after.status, DeliveryStatus::Completed);
     assert_eq!(after.cancel_requested_at, None);
@@ -620,4 +619,38 @@ async fn a_rider_reads_only_the_call_it_took_and_may_not_place_cancel_or_list() 
     assert!(forbidden(
         app.list(&taker, CallFilter::default(), all, None).await.map(drop)
     ));
+}
+
+#[tokio::test]
+async fn work_payment_cannot_decide_backs_off_per_item_behind_newer_work() {
+    let payments = FakePayments::new();
+    let (app, db) = app(payments.clone()).await;
+    let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+    payments.set_mode(Mode::LosesAnswers);
+    app.place(&COMPANY, new_call("req-2", 3_000)).await.unwrap_err();
+    payments.set_mode(Mode::Down);
+    app.cancel(&COMPANY, call.call_id.clone(), reason("closed"))
+        .await
+        .unwrap_err();
+    let marked_at = app.get(&COMPANY, &call.call_id).await.unwrap().cancel_requested_at.unwrap();
+    // Both are due for a worker that looks from a little later (the default age has passed).
+    let worker = CallApp::new(
+        db.clone(),
+        baemin_mesh_events::Outbox::new(),
+        payments.clone(),
+        std::time::Duration::ZERO,
+        Fallback::Reject,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let round = worker.repair_once().await.unwrap();
+    assert_eq!(round.deferred, 2, "{round:?}");
+
+    // Each moved to the time of its attempt: a worker waiting the default age leaves both alone now,
+    // so they wait behind anything older instead of being retried first every round.
+    let postponed = app.get(&COMPANY, &call.call_id).await.unwrap().cancel_requested_at.unwrap();
+    assert!(postponed > marked_at, "{postponed} > {marked_at}");
+    let intent = intents::find(&db, &new_call("req-2", 3_000).key()).await.unwrap().unwrap();
+    assert!(intent.void_requested_at.is_some_and(|at| at >= postponed - 1_000));
+    payments.set_mode(Mode::Normal);
+    assert!(app.repair_once().await.unwrap().is_empty(), "backed off");
 }

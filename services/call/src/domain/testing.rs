@@ -21,6 +21,8 @@ use crate::outbound::{db, intents, migration::Migrator};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fake {
     Registered,
+    /// Held for the rider who picked the food up (HoldCost).
+    Held,
     Settled,
     Voided,
 }
@@ -63,6 +65,11 @@ impl FakePayments {
     /// What payment holds for `call_id`.
     pub(crate) fn fee(&self, call_id: &CallId) -> Option<Fake> {
         self.fees.lock().unwrap().get(call_id.as_str()).copied()
+    }
+
+    /// Holds the fee of `call_id`, as a rider's PickUp would.
+    pub(crate) fn hold(&self, call_id: &CallId) {
+        self.fees.lock().unwrap().insert(call_id.to_string(), Fake::Held);
     }
 
     /// Settles the fee of `call_id`, as a rider's CompleteDelivery would.
@@ -121,6 +128,7 @@ impl Payments for FakePayments {
         *self.void_calls.lock().unwrap() += 1;
         let result = self.answer(|fees| match fees.get(call_id.as_str()) {
             None => Err(PaymentCallError::NotFound),
+            Some(Fake::Held) => Err(PaymentCallError::Refused("held for the rider who picked up".into())),
             Some(Fake::Settled) => Err(PaymentCallError::Refused("settled".into())),
             Some(_) => {
                 fees.insert(call_id.to_string(), Fake::Voided);

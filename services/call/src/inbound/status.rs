@@ -12,7 +12,7 @@ impl From<CallError> for Status {
             CallError::NotFound(_) => Status::not_found(err.to_string()),
             CallError::RequestIdReused(_) => Status::already_exists(err.to_string()),
             CallError::Forbidden(_) => Status::permission_denied(err.to_string()),
-            CallError::Illegal(_) | CallError::AlreadySettled | CallError::PaymentRefused(_) => {
+            CallError::Illegal(_) | CallError::PickedUpFirst | CallError::PaymentRefused(_) => {
                 Status::failed_precondition(err.to_string())
             }
             CallError::PaymentUnavailable(detail) => unavailable("payment", detail),
@@ -49,7 +49,7 @@ mod tests {
                 .into(),
                 Code::FailedPrecondition,
             ),
-            (CallError::AlreadySettled, Code::FailedPrecondition),
+            (CallError::PickedUpFirst, Code::FailedPrecondition),
             (CallError::PaymentRefused("voided".into()), Code::FailedPrecondition),
             (CallError::PaymentUnavailable("down".into()), Code::Unavailable),
             (CallError::Contended("retry".into()), Code::Aborted),

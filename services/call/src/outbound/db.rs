@@ -149,8 +149,8 @@ pub async fn list<C: ConnectionTrait>(
         .collect()
 }
 
-/// Calls whose cancellation was marked at or before `cutoff` and never finished (a crash or a lost
-/// answer from payment), or that were cancelled before their fee was voided, oldest first.
+/// Calls whose cancellation was marked at or before `cutoff` and never decided (a crash, a lost answer
+/// from payment, payment down), oldest mark first.
 pub async fn stale_cancellations<C: ConnectionTrait>(db: &C, cutoff: Millis, limit: u64) -> Result<Vec<Call>, DbErr> {
     entity::Entity::find()
         .filter(Column::CancelRequestedAt.lte(cutoff))

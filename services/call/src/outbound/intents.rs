@@ -111,6 +111,24 @@ pub async fn claim<C: ConnectionTrait>(
     Ok(result.rows_affected == 1)
 }
 
+/// Moves the time an intent taken over for voiding was claimed to `now`: its void could not be
+/// decided, so the repair worker looks again `CALL_REPAIR_AFTER` later, behind older intents.
+pub async fn postpone_void<C: ConnectionTrait>(
+    db: &C,
+    key: &RequestKey,
+    call_id: &CallId,
+    now: Millis,
+) -> Result<(), DbErr> {
+    entity::Entity::update_many()
+        .col_expr(Column::VoidRequestedAt, Expr::value(now))
+        .filter(of(key))
+        .filter(Column::CallId.eq(call_id.as_str()))
+        .filter(Column::VoidRequestedAt.is_not_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Deletes the intent (its fee is voided, or a call stands for it).
 pub async fn delete<C: ConnectionTrait>(db: &C, key: &RequestKey, call_id: &CallId) -> Result<(), DbErr> {
     entity::Entity::delete_many()
@@ -121,13 +139,18 @@ pub async fn delete<C: ConnectionTrait>(db: &C, key: &RequestKey, call_id: &Call
     Ok(())
 }
 
-/// Intents the repair worker should look at: taken over for voiding, or made at or before `cutoff`.
+/// Intents the repair worker should look at: made at or before `cutoff` and never taken over, or taken
+/// over for voiding at or before it (a void payment could not answer waits that long again).
 pub async fn due<C: ConnectionTrait>(db: &C, cutoff: Millis, limit: u64) -> Result<Vec<Registration>, DbErr> {
     entity::Entity::find()
         .filter(
             Condition::any()
-                .add(Column::VoidRequestedAt.is_not_null())
-                .add(Column::CreatedAt.lte(cutoff)),
+                .add(Column::VoidRequestedAt.lte(cutoff))
+                .add(
+                    Condition::all()
+                        .add(Column::VoidRequestedAt.is_null())
+                        .add(Column::CreatedAt.lte(cutoff)),
+                ),
         )
         .order_by_asc(Column::CreatedAt)
         .limit(limit)

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use baemin_proto::payment::v1::{
-    GetPaymentRequest, GetPaymentResponse, RegisterCostRequest, RegisterCostResponse, SettleRequest, SettleResponse,
+    GetPaymentRequest, GetPaymentResponse, HoldCostRequest, HoldCostResponse, RegisterCostRequest, RegisterCostResponse, SettleRequest, SettleResponse,
     VoidCostRequest, VoidCostResponse,
     payment_service_client::PaymentServiceClient,
     payment_service_server::{PaymentService, PaymentServiceServer},
@@ -70,6 +70,10 @@ struct FakePayment;
 impl PaymentService for FakePayment {
     async fn register_cost(&self, _: Request<RegisterCostRequest>) -> Result<Response<RegisterCostResponse>, Status> {
         Ok(Response::new(RegisterCostResponse::default()))
+    }
+
+    async fn hold_cost(&self, _: Request<HoldCostRequest>) -> Result<Response<HoldCostResponse>, Status> {
+        Err(Status::unimplemented("not used"))
     }
 
     async fn settle(&self, _: Request<SettleRequest>) -> Result<Response<SettleResponse>, Status> {
