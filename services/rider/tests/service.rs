@@ -65,7 +65,10 @@ impl PaymentService for FakePayment {
         Err(Status::unimplemented("not used"))
     }
 
-    async fn hold_cost(&self, request: Request<pay::HoldCostRequest>) -> Result<Response<pay::HoldCostResponse>, Status> {
+    async fn hold_cost(
+        &self,
+        request: Request<pay::HoldCostRequest>,
+    ) -> Result<Response<pay::HoldCostResponse>, Status> {
         let req = request.into_inner();
         if self.down.load(Ordering::SeqCst) {
             return Err(Status::unavailable("payment is restarting"));

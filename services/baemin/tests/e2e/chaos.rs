@@ -142,11 +142,19 @@ async fn chaos_payment_killed_with_defer_keeps_accepting_and_settles_everything_
     let mut ledger = Ledger::default();
     ledger.offer(&mesh.clients, 5).await;
     ledger.complete_all(&mesh.clients).await;
+    // Picked up while payment is up: payment holds their fees for their riders.
+    let on_the_road = ledger.place(&mesh.clients, 3).await;
+    for (n, id) in on_the_road.iter().enumerate() {
+        ledger.pick(&mesh.clients, id, &format!("r-{n}")).await;
+    }
     mesh.kill_service(Svc::Payment).await;
-    // `defer`: calls are taken with their fee pending, and deliveries complete with settlement pending.
+    // `defer`: calls are taken with their fee pending, and deliveries picked up before the outage
+    // complete with their settlement pending. (A pick-up waits for payment: it decides against a cancel.)
     ledger.offer(&mesh.clients, 10).await;
     assert_eq!(ledger.refused, 0, "defer keeps accepting while payment is down");
-    ledger.complete_all(&mesh.clients).await;
+    for (n, id) in on_the_road.iter().enumerate() {
+        ledger.complete(&mesh.clients, id, &format!("r-{n}")).await;
+    }
     let mut c = mesh.clients.call.clone();
     let pending = c
         .list_calls(call::ListCallsRequest {
@@ -165,7 +173,9 @@ async fn chaos_payment_killed_with_defer_keeps_accepting_and_settles_everything_
         "calls placed while payment was down show their fee pending"
     );
     mesh.start_service(Svc::Payment).await;
-    // The workers register every deferred fee and settle every deferred settlement, each exactly once.
+    // The workers register every deferred fee and settle every deferred settlement, each exactly once;
+    // the calls taken during the outage are picked up and delivered now.
+    ledger.complete_all(&mesh.clients).await;
     ledger.check("payment killed (defer)", &mesh).await;
     mesh.stop().await;
 }

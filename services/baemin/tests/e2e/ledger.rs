@@ -121,12 +121,26 @@ impl Ledger {
         })
         .await
         .expect("accept");
-        r.pick_up(rider::PickUpRequest {
-            call_id: call_id.to_owned(),
-            rider_id: rider_id.to_owned(),
+        // Payment decides a pick-up: while it cannot (down, or the fee still pending registration) the
+        // answer is UNAVAILABLE, and the rider retries.
+        let picked = eventually(PATIENCE, "payment to decide the pick-up", || {
+            let mut r = r.clone();
+            async move {
+                match r
+                    .pick_up(rider::PickUpRequest {
+                        call_id: call_id.to_owned(),
+                        rider_id: rider_id.to_owned(),
+                    })
+                    .await
+                {
+                    Ok(_) => Ok(Some(())),
+                    Err(status) if status.code() == Code::Unavailable => Ok(None),
+                    Err(status) => Err(anyhow::anyhow!("pick up: {status:?}")),
+                }
+            }
         })
-        .await
-        .expect("pick up");
+        .await;
+        picked.expect("pick up");
     }
 
     /// Rider `rider` completes the picked-up `call_id`.

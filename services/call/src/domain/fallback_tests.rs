@@ -146,9 +146,15 @@ async fn a_pending_call_cancelled_while_payment_is_down_waits_for_payment_and_it
         .await
         .unwrap_err();
 
-    assert!(matches!(err, CallError::PaymentUnavailable(_)), "never OK before payment decides: {err:?}");
+    assert!(
+        matches!(err, CallError::PaymentUnavailable(_)),
+        "never OK before payment decides: {err:?}"
+    );
     let marked = app.get(&COMPANY, &call.call_id).await.unwrap();
-    assert_eq!((marked.status, marked.payment_state), (DeliveryStatus::Called, PaymentState::Pending));
+    assert_eq!(
+        (marked.status, marked.payment_state),
+        (DeliveryStatus::Called, PaymentState::Pending)
+    );
     assert!(marked.cancel_requested_at.is_some());
     assert_eq!(events_on(&db, CANCELLED).await, 0);
 
@@ -158,7 +164,10 @@ async fn a_pending_call_cancelled_while_payment_is_down_waits_for_payment_and_it
     let round = app.repair_once().await.unwrap();
 
     assert_eq!(round.cancellations_finished, 1);
-    assert_eq!(round.registrations_completed, 0, "a marked call is not registered by the worker");
+    assert_eq!(
+        round.registrations_completed, 0,
+        "a marked call is not registered by the worker"
+    );
     // Payment had no fee: the cancellation registered and voided it, so payment refuses anything that
     // lands later.
     assert_eq!(payments.fee(&call.call_id), Some(Fake::Voided));
@@ -259,7 +268,11 @@ async fn cancel_in_defer_mode_with_payment_down_is_unavailable_as_in_reject_and_
     let voided = app.get(&COMPANY, &call.call_id).await.unwrap();
     assert_eq!(voided.status, DeliveryStatus::Cancelled);
     assert_eq!(voided.payment_state, PaymentState::Voided);
-    assert_eq!(voided.cancel_reason, Some(reason("closed")), "the first request's reason");
+    assert_eq!(
+        voided.cancel_reason,
+        Some(reason("closed")),
+        "the first request's reason"
+    );
     assert_eq!(voided.cancel_requested_at, None);
     assert_eq!(changes.recv().await.unwrap(), voided, "watchers see the cancellation");
     assert!(app.repair_once().await.unwrap().is_empty());
@@ -336,7 +349,10 @@ async fn a_cancel_left_undecided_by_a_payment_outage_loses_to_a_pick_up_and_the_
         assert_eq!((kept.cancel_requested_at, kept.cancel_reason), (None, None));
         assert_eq!(payments.fee(&call.call_id), Some(Fake::Held), "never voided");
         assert_eq!(events_on(&db, CANCELLED).await, 0);
-        assert!(app.repair_once().await.unwrap().is_empty(), "nothing left, no retry loop");
+        assert!(
+            app.repair_once().await.unwrap().is_empty(),
+            "nothing left, no retry loop"
+        );
         let err = app
             .cancel(&COMPANY, call.call_id.clone(), reason("again"))
             .await

@@ -794,7 +794,10 @@ mod tests {
     #[test]
     fn a_cancellation_payment_refused_is_dropped_and_the_call_follows_the_pick_up() {
         let dropped = marked(&call(), 50).abandon_cancel().unwrap();
-        assert_eq!((dropped.cancel_requested_at, dropped.cancel_reason.clone()), (None, None));
+        assert_eq!(
+            (dropped.cancel_requested_at, dropped.cancel_reason.clone()),
+            (None, None)
+        );
         assert_eq!(dropped.abandon_cancel(), None, "nothing left to drop");
         let picked_up = dropped.apply(&picked("r-1"), 60).unwrap();
         assert_eq!(picked_up.status, Picked);
@@ -804,7 +807,11 @@ mod tests {
     fn an_undecided_cancellation_backs_off_by_moving_its_mark() {
         let c = marked(&call(), 50);
         assert_eq!(c.postpone_cancel(70).unwrap().cancel_requested_at, Some(70));
-        assert_eq!(c.postpone_cancel(40).unwrap().cancel_requested_at, Some(50), "never earlier");
+        assert_eq!(
+            c.postpone_cancel(40).unwrap().cancel_requested_at,
+            Some(50),
+            "never earlier"
+        );
         assert_eq!(call().postpone_cancel(70), None);
     }
 

@@ -632,7 +632,12 @@ async fn work_payment_cannot_decide_backs_off_per_item_behind_newer_work() {
     app.cancel(&COMPANY, call.call_id.clone(), reason("closed"))
         .await
         .unwrap_err();
-    let marked_at = app.get(&COMPANY, &call.call_id).await.unwrap().cancel_requested_at.unwrap();
+    let marked_at = app
+        .get(&COMPANY, &call.call_id)
+        .await
+        .unwrap()
+        .cancel_requested_at
+        .unwrap();
     // Both are due for a worker that looks from a little later (the default age has passed).
     let worker = CallApp::new(
         db.clone(),
@@ -647,9 +652,17 @@ async fn work_payment_cannot_decide_backs_off_per_item_behind_newer_work() {
 
     // Each moved to the time of its attempt: a worker waiting the default age leaves both alone now,
     // so they wait behind anything older instead of being retried first every round.
-    let postponed = app.get(&COMPANY, &call.call_id).await.unwrap().cancel_requested_at.unwrap();
+    let postponed = app
+        .get(&COMPANY, &call.call_id)
+        .await
+        .unwrap()
+        .cancel_requested_at
+        .unwrap();
     assert!(postponed > marked_at, "{postponed} > {marked_at}");
-    let intent = intents::find(&db, &new_call("req-2", 3_000).key()).await.unwrap().unwrap();
+    let intent = intents::find(&db, &new_call("req-2", 3_000).key())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(intent.void_requested_at.is_some_and(|at| at >= postponed - 1_000));
     payments.set_mode(Mode::Normal);
     assert!(app.repair_once().await.unwrap().is_empty(), "backed off");

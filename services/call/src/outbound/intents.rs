@@ -144,13 +144,11 @@ pub async fn delete<C: ConnectionTrait>(db: &C, key: &RequestKey, call_id: &Call
 pub async fn due<C: ConnectionTrait>(db: &C, cutoff: Millis, limit: u64) -> Result<Vec<Registration>, DbErr> {
     entity::Entity::find()
         .filter(
-            Condition::any()
-                .add(Column::VoidRequestedAt.lte(cutoff))
-                .add(
-                    Condition::all()
-                        .add(Column::VoidRequestedAt.is_null())
-                        .add(Column::CreatedAt.lte(cutoff)),
-                ),
+            Condition::any().add(Column::VoidRequestedAt.lte(cutoff)).add(
+                Condition::all()
+                    .add(Column::VoidRequestedAt.is_null())
+                    .add(Column::CreatedAt.lte(cutoff)),
+            ),
         )
         .order_by_asc(Column::CreatedAt)
         .limit(limit)

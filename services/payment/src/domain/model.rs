@@ -128,13 +128,15 @@ impl Payment {
     /// fee, rounded down.
     pub fn settle(&self, rider: &RiderId, rate: CommissionRate, now: Millis) -> Result<Change, PaymentError> {
         match (self.status, &self.rider_id) {
-            (PaymentStatus::Registered, holder) if holder.as_ref().is_none_or(|h| h == rider) => Ok(Change::Apply(Self {
-                status: PaymentStatus::Settled,
-                rider_id: Some(rider.clone()),
-                settlement: Some(rate.settle(self.fee)),
-                settled_at: Some(now),
-                ..self.clone()
-            })),
+            (PaymentStatus::Registered, holder) if holder.as_ref().is_none_or(|h| h == rider) => {
+                Ok(Change::Apply(Self {
+                    status: PaymentStatus::Settled,
+                    rider_id: Some(rider.clone()),
+                    settlement: Some(rate.settle(self.fee)),
+                    settled_at: Some(now),
+                    ..self.clone()
+                }))
+            }
             (PaymentStatus::Settled, Some(paid)) if paid == rider => Ok(Change::AlreadyDone(self.clone())),
             (PaymentStatus::Voided, _) => Err(self.voided_refusal("settled")),
             _ => Err(self.another_rider()),
@@ -276,7 +278,10 @@ mod tests {
         let settled = applied(held.settle(&rider("r-1"), CommissionRate::DEFAULT, 3).unwrap());
         assert_eq!(settled.status, PaymentStatus::Settled);
         // A hold retried after the settlement is done; another rider's is refused.
-        assert_eq!(settled.hold(&rider("r-1"), 4).unwrap(), Change::AlreadyDone(settled.clone()));
+        assert_eq!(
+            settled.hold(&rider("r-1"), 4).unwrap(),
+            Change::AlreadyDone(settled.clone())
+        );
         assert!(matches!(
             settled.hold(&rider("r-2"), 4),
             Err(PaymentError::IllegalState(Refusal::SettledWithAnotherRider, _))

@@ -11,8 +11,8 @@ mod service;
 pub use actor::Actor;
 pub use error::RiderError;
 pub use model::{
-    BoardChange, CancelOutcome, Change, Completion, Delivery, DeliveryFilter, Listed, Page, PickUp, PlacedCall, PlacedOutcome,
-    Receipt, on_call_cancelled, on_call_placed, status_from_label, status_label,
+    BoardChange, CancelOutcome, Change, Completion, Delivery, DeliveryFilter, Listed, Page, PickUp, PlacedCall,
+    PlacedOutcome, Receipt, on_call_cancelled, on_call_placed, status_from_label, status_label,
 };
 pub use ports::{PaymentCallError, Payments};
 pub use service::RiderApp;

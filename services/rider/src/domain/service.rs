@@ -17,7 +17,7 @@
 //!    answer is OK. Refused with `FEE_VOIDED`: the cancel won; the delivery is CANCELLED and the answer
 //!    FAILED_PRECONDITION.
 //! 4. Payment unavailable, or no fee registered yet (the call service's `defer` fallback): the outcome
-//!    is not decided, so the answer is UNAVAILABLE (FAILED_PRECONDITION for no fee) and never OK. The
+//!    is not decided, so the answer is UNAVAILABLE and never OK. The
 //!    mark stays: the repair worker re-sends HoldCost for every mark older than `RIDER_REPAIR_AFTER`
 //!    and records what payment decides (PICKED, or CANCELLED); a rider retrying does the same.
 //!
@@ -45,7 +45,7 @@
 //!    CompleteDelivery answered OK ends COMPLETED and SETTLED. A retry by the same rider is answered
 //!    with the delivery as it is.
 //! 5. No fee registered yet (the call service's `defer` fallback): the mark stays, the delivery stays
-//!    PICKED and the answer is FAILED_PRECONDITION; the repair worker settles once the fee exists.
+//!    PICKED and the answer is UNAVAILABLE; the repair worker settles once the fee exists.
 
 use std::{sync::Arc, time::Duration};
 
@@ -319,7 +319,12 @@ impl RiderApp {
 
     /// Steps 2 and 3 of PickUp, shared with the repair worker: sends HoldCost for the delivery marked at
     /// `mark` and records what payment decided.
-    pub(super) async fn hold_marked(&self, call_id: &CallId, rider: &RiderId, mark: Millis) -> Result<Delivery, RiderError> {
+    pub(super) async fn hold_marked(
+        &self,
+        call_id: &CallId,
+        rider: &RiderId,
+        mark: Millis,
+    ) -> Result<Delivery, RiderError> {
         match self.payments.hold(call_id, rider).await {
             Ok(()) => {
                 let now = now_millis();

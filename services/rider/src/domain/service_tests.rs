@@ -446,7 +446,11 @@ async fn a_missing_fee_keeps_the_mark_until_payment_has_it() {
     let call_id = t.picked_by("r-1").await;
     t.payments.answer(Answer::NotFound);
     let err = t.app.complete(call_id.clone(), rider("r-1")).await.unwrap_err();
-    assert_eq!(code(err), Code::FailedPrecondition);
+    assert_eq!(
+        code(err),
+        Code::Unavailable,
+        "transient: retried by the worker and the rider"
+    );
     assert!(mark(&t, &call_id).await.is_some());
     assert_eq!(t.status(&call_id).await, DeliveryStatus::Picked);
     assert_eq!(t.app.repair_once().await.unwrap().deferred, 1);
@@ -690,7 +694,10 @@ async fn a_pick_up_payment_cannot_decide_is_never_answered_ok_and_the_repair_wor
     assert_eq!(code(err), Code::Unavailable, "a cancel may still win: not OK");
     let d = t.app.get(&call_id).await.unwrap();
     assert_eq!(d.status, DeliveryStatus::Accepted);
-    assert!(d.hold_requested_at.is_some(), "the pick-up is marked for the repair worker");
+    assert!(
+        d.hold_requested_at.is_some(),
+        "the pick-up is marked for the repair worker"
+    );
     assert_eq!(picked_events(&t, &call_id).await, 0);
 
     let report = t.app.repair_once().await.unwrap();
@@ -765,7 +772,11 @@ async fn marks_payment_keeps_failing_back_off_and_never_starve_newer_ones() {
     t.payments.answer(Answer::Settle);
 
     let first = t.app.repair_once().await.unwrap();
-    assert_eq!((first.deferred, first.picked_up), (100, 0), "a round looks at the 100 oldest");
+    assert_eq!(
+        (first.deferred, first.picked_up),
+        (100, 0),
+        "a round looks at the 100 oldest"
+    );
     // Each of them backed off behind the newer mark, which the next round reaches.
     let second = t.app.repair_once().await.unwrap();
     assert_eq!(second.picked_up, 1, "{second:?}");

@@ -18,10 +18,12 @@ impl From<RiderError> for Status {
             | RiderError::Cancelled(_)
             | RiderError::IllegalState(_)
             | RiderError::NothingToSettle(_)
-            | RiderError::PaymentRefused(..)
-            | RiderError::FeeNotRegistered(_) => Status::failed_precondition(err.to_string()),
+            | RiderError::PaymentRefused(..) => Status::failed_precondition(err.to_string()),
             RiderError::Contention(_) => Status::aborted(err.to_string()),
-            RiderError::PaymentUnavailable(..) => Status::unavailable(err.to_string()),
+            // Transient: payment decides once it is reachable and has the fee; the client retries.
+            RiderError::PaymentUnavailable(..) | RiderError::FeeNotRegistered(_) => {
+                Status::unavailable(err.to_string())
+            }
             RiderError::PaymentFailed(_) => baemin_mesh_server::status::internal("settling with payment", &err),
             RiderError::Db(ref db) => baemin_mesh_runtime::status::database("rider", db),
         }
@@ -52,7 +54,7 @@ mod tests {
                 RiderError::PaymentRefused(id(), "settled with another rider".into()),
                 Code::FailedPrecondition,
             ),
-            (RiderError::FeeNotRegistered(id()), Code::FailedPrecondition),
+            (RiderError::FeeNotRegistered(id()), Code::Unavailable),
             (RiderError::Contention(id()), Code::Aborted),
             (RiderError::PaymentUnavailable(id(), "down".into()), Code::Unavailable),
             (RiderError::PaymentFailed("odd".into()), Code::Internal),

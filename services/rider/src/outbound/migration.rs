@@ -108,10 +108,20 @@ impl MigrationTrait for AddHoldRequestedAt {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_index(Index::drop().name("deliveries_hold_requested_at").table("deliveries").to_owned())
+            .drop_index(
+                Index::drop()
+                    .name("deliveries_hold_requested_at")
+                    .table("deliveries")
+                    .to_owned(),
+            )
             .await?;
         manager
-            .alter_table(Table::alter().table("deliveries").drop_column("hold_requested_at").to_owned())
+            .alter_table(
+                Table::alter()
+                    .table("deliveries")
+                    .drop_column("hold_requested_at")
+                    .to_owned(),
+            )
             .await
     }
 }

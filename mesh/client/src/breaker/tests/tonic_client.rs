@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use baemin_proto::payment::v1::{
-    GetPaymentRequest, GetPaymentResponse, HoldCostRequest, HoldCostResponse, RegisterCostRequest, RegisterCostResponse, SettleRequest, SettleResponse,
-    VoidCostRequest, VoidCostResponse,
+    GetPaymentRequest, GetPaymentResponse, HoldCostRequest, HoldCostResponse, RegisterCostRequest,
+    RegisterCostResponse, SettleRequest, SettleResponse, VoidCostRequest, VoidCostResponse,
     payment_service_client::PaymentServiceClient,
     payment_service_server::{PaymentService, PaymentServiceServer},
 };
