@@ -14,6 +14,7 @@ mod local;
 pub mod migration;
 pub mod outbox;
 mod reconcile;
+pub mod retention;
 mod servers;
 
 pub use baemin_proto::events::v1::{Envelope, envelope::Event};

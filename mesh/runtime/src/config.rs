@@ -53,6 +53,9 @@ pub struct ServiceConfig {
     /// `BAEMIN_IDENTITY_KEY` (≥ 32 bytes): verifies the identity the gateway forwards, and signs this
     /// service's own calls to others. Without it, calls carrying identity are UNAUTHENTICATED.
     pub identity_key: Option<IdentityKey>,
+    /// How long published outbox rows and applied inbox rows are kept (`OUTBOX_RETENTION`,
+    /// `INBOX_RETENTION`; see `baemin_mesh_events::retention`).
+    pub retention: baemin_mesh_events::retention::Retention,
 }
 
 impl ServiceConfig {
@@ -108,6 +111,18 @@ impl ServiceConfig {
                 "must be 1..=64",
             ));
         }
+        let retention = baemin_mesh_events::retention::Retention {
+            outbox: s.duration("OUTBOX_RETENTION", Duration::from_secs(3_600))?,
+            inbox: s.duration("INBOX_RETENTION", Duration::from_secs(7 * 86_400))?,
+            ack_wait: event_ack_wait,
+        };
+        if retention.inbox < Duration::from_secs(3_600) {
+            return Err(ConfigError::new(
+                "INBOX_RETENTION",
+                &format!("{:?}", retention.inbox),
+                "must be at least 1h (a redelivered event must still find its inbox row)",
+            ));
+        }
         Ok(Self {
             name,
             listen_addr,
@@ -130,6 +145,7 @@ impl ServiceConfig {
             request_read_timeout: s.request_read_timeout()?,
             require_identity: s.parse("BAEMIN_REQUIRE_IDENTITY", false)?,
             identity_key: IdentityKey::from_settings(s)?,
+            retention,
         })
     }
 }

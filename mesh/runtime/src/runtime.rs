@@ -42,10 +42,15 @@ pub struct Runtime {
     background: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     consumer_metrics: Option<ConsumerMetrics>,
+    /// Whether the service consumes events (it has an inbox to keep bounded).
+    consumes: bool,
     /// `STARTUP_TIMEOUT` after the start began: what start-up retries (database, NATS, consumers) may take
     /// in all.
     startup_deadline: tokio::time::Instant,
 }
+
+/// How often the outbox and inbox are pruned and their sizes sampled.
+const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Runtime {
     /// Binds the gRPC port (health NOT_SERVING), opens and migrates the database with `M`, connects to
@@ -81,6 +86,7 @@ impl Runtime {
             background: CancellationToken::new(),
             tasks: Vec::new(),
             consumer_metrics: None,
+            consumes: false,
             startup_deadline: deadline,
         })
     }
@@ -133,6 +139,7 @@ impl Runtime {
 
     /// Starts a durable consumer of `subject` feeding `handler`.
     pub async fn consume<H: EventHandler>(&mut self, subject: &str, handler: Arc<H>) -> Result<(), StartupError> {
+        self.consumes = true;
         let spec = ConsumerSpec {
             ack_wait: self.config.event_ack_wait,
             lanes: self.config.event_lanes,
@@ -174,6 +181,11 @@ impl Runtime {
             self.server.metrics().clone(),
             self.background.clone(),
         ));
+        let (db, metrics, stop) = (self.db.clone(), self.server.metrics().clone(), self.background.clone());
+        let (retention, consumes) = (self.config.retention, self.consumes);
+        self.spawn(async move {
+            baemin_mesh_events::retention::run(db, retention, consumes, PRUNE_INTERVAL, &metrics, stop).await;
+        });
         self.server.serving().set(ServingStatus::Serving).await;
         let draining = self.draining.clone();
         let signal = shutdown.clone();
