@@ -6,12 +6,14 @@
 
 mod bad_input;
 mod chaos;
+mod checker;
 mod chaos_db;
 mod events;
 mod flows;
 mod gateway;
 mod gateway_limits;
 mod gateway_tls;
+mod histories;
 mod hostile_input;
 mod launcher;
 mod ledger;
