@@ -82,7 +82,8 @@ impl Plan {
     }
 }
 
-/// How a round's mesh is set up: alternately SQLite and PostgreSQL, `reject` and `defer`.
+/// How a history's mesh is set up, from its seed (so a seed alone reproduces a run): SQLite or
+/// PostgreSQL, `reject` or `defer`, each seed in turn.
 #[derive(Debug, Clone, Copy)]
 struct Setup {
     kind: DbKind,
@@ -90,10 +91,18 @@ struct Setup {
 }
 
 impl Setup {
-    fn of_round(round: u64) -> Self {
+    fn of_seed(seed: u64) -> Self {
         Self {
-            kind: if round % 2 == 0 { DbKind::Sqlite } else { DbKind::Postgres },
-            fallback: if (round / 2) % 2 == 0 { "reject" } else { "defer" },
+            kind: if seed.is_multiple_of(2) {
+                DbKind::Sqlite
+            } else {
+                DbKind::Postgres
+            },
+            fallback: if (seed / 2).is_multiple_of(2) {
+                "reject"
+            } else {
+                "defer"
+            },
         }
     }
 }
@@ -109,7 +118,7 @@ async fn randomized_histories_of_clients_and_faults_keep_every_domain_invariant(
     let mut round = 0;
     while round == 0 || started.elapsed() < plan.budget {
         let seed = plan.seed.wrapping_add(round);
-        let setup = Setup::of_round(round);
+        let setup = Setup::of_seed(seed);
         let history = generate(seed, plan.steps);
         match run(setup, &history).await {
             Ok(summary) => println!("checker: round {round}, seed {seed}, {setup:?}: {summary}"),
@@ -140,7 +149,7 @@ async fn run(setup: Setup, history: &[Op]) -> Result<String, Vec<String>> {
     let mut world = World {
         mesh,
         proxy,
-        slots: Vec::new(),
+        slots: HashMap::new(),
         told: Told::default(),
         broken: Vec::new(),
         nats_down: false,
@@ -176,7 +185,9 @@ async fn run(setup: Setup, history: &[Op]) -> Result<String, Vec<String>> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let World { mesh, told, mut broken, .. } = world;
+    let World {
+        mesh, told, mut broken, ..
+    } = world;
     mesh.stop().await;
     // What a client was told that contradicts itself fails at once, settled or not.
     broken.extend(told.contradictions);
@@ -267,8 +278,8 @@ impl Told {
 struct World {
     mesh: TestMesh,
     proxy: SlowProxy,
-    /// Slot → (idempotency key, fee).
-    slots: Vec<(String, i64)>,
+    /// Slot → (idempotency key, fee), made by the slot's first PlaceCall.
+    slots: HashMap<usize, (String, i64)>,
     told: Told,
     /// Answers no fault explains (a client's mistake answered INTERNAL, …).
     broken: Vec<String>,
@@ -285,6 +296,8 @@ impl World {
             Op::Place { slot } => self.place(*slot).await,
             Op::Accept { slot, riders } => {
                 let Some(call_id) = self.call(*slot) else { return };
+                // Riders take calls they see on the board.
+                self.wait_on_board(&call_id).await;
                 let accepts = riders.iter().map(|r| {
                     let mut client = self.mesh.clients.rider.clone();
                     let request = rider::AcceptCallRequest {
@@ -351,11 +364,28 @@ impl World {
         }
     }
 
-    async fn place(&mut self, slot: usize) {
-        if slot == self.slots.len() {
-            self.slots.push((request_id(), 1_000 + 10 * slot as i64));
+    /// Waits (up to a couple of seconds: the rider service or NATS may be down) until the rider service
+    /// has the call.
+    async fn wait_on_board(&self, call_id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let mut client = self.mesh.clients.rider.clone();
+            let request = rider::GetDeliveryRequest {
+                call_id: call_id.to_owned(),
+            };
+            if answer(client.get_delivery(request)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let (key, fee) = self.slots[slot].clone();
+    }
+
+    async fn place(&mut self, slot: usize) {
+        let (key, fee) = self
+            .slots
+            .entry(slot)
+            .or_insert_with(|| (request_id(), 1_000 + 10 * slot as i64))
+            .clone();
         let mut client = self.mesh.clients.call.clone();
         let request = call::PlaceCallRequest {
             request_id: key,
@@ -371,9 +401,9 @@ impl World {
                 if let Some(earlier) = self.told.placed.insert(slot, call_id.clone())
                     && earlier != call_id
                 {
-                    self.told
-                        .contradictions
-                        .push(format!("one key, two calls: slot #{slot} was answered {earlier} and then {call_id}"));
+                    self.told.contradictions.push(format!(
+                        "one key, two calls: slot #{slot} was answered {earlier} and then {call_id}"
+                    ));
                 }
             }
             Err(status) => self.unexplained("PlaceCall", &status),
@@ -416,10 +446,10 @@ impl World {
             Ok(cancelled) if cancelled.status() == call::CallStatus::Cancelled => {
                 self.told.cancelled.insert(call_id.to_owned());
             }
-            Ok(other) => self
-                .told
-                .contradictions
-                .push(format!("CancelCall of {call_id} answered OK with status {:?}", other.status())),
+            Ok(other) => self.told.contradictions.push(format!(
+                "CancelCall of {call_id} answered OK with status {:?}",
+                other.status()
+            )),
             Err(status) => self.unexplained("CancelCall", &status),
         }
     }
@@ -429,7 +459,8 @@ impl World {
     /// only INTERNAL is held against the mesh.)
     fn unexplained(&mut self, rpc: &str, status: &tonic::Status) {
         if status.code() == Code::Internal {
-            self.broken.push(format!("{rpc} answered INTERNAL: {}", status.message()));
+            self.broken
+                .push(format!("{rpc} answered INTERNAL: {}", status.message()));
         }
     }
 
@@ -501,7 +532,9 @@ impl World {
         };
         for (slot, call_id) in &self.told.placed {
             if !calls.contains_key(call_id) {
-                broken.push(format!("PlaceCall of slot #{slot} answered OK with {call_id}, which does not exist"));
+                broken.push(format!(
+                    "PlaceCall of slot #{slot} answered OK with {call_id}, which does not exist"
+                ));
             }
         }
         let payments = payment_rows(&self.mesh).await;
@@ -529,11 +562,25 @@ impl World {
     ) {
         let clients = &self.mesh.clients;
         let id = || call_id.to_owned();
-        let delivery = clients.rider.clone().get_delivery(rider::GetDeliveryRequest { call_id: id() }).await;
-        let view = clients.report.clone().get_delivery_view(report::GetDeliveryViewRequest { call_id: id() }).await;
-        let paid = clients.payment.clone().get_payment(payment::GetPaymentRequest { call_id: id() }).await;
+        let delivery = clients
+            .rider
+            .clone()
+            .get_delivery(rider::GetDeliveryRequest { call_id: id() })
+            .await;
+        let view = clients
+            .report
+            .clone()
+            .get_delivery_view(report::GetDeliveryViewRequest { call_id: id() })
+            .await;
+        let paid = clients
+            .payment
+            .clone()
+            .get_payment(payment::GetPaymentRequest { call_id: id() })
+            .await;
         let (Ok(delivery), Ok(view), Ok(paid)) = (delivery, view, paid) else {
-            broken.push(format!("call {call_id}: not known to every service yet (rider, report, payment)"));
+            broken.push(format!(
+                "call {call_id}: not known to every service yet (rider, report, payment)"
+            ));
             return;
         };
         let d = delivery.into_inner().delivery.expect("delivery");
@@ -546,7 +593,10 @@ impl World {
             wrong(format!("rider says {:?}, report says {:?}", d.status(), v.status()));
         }
         if d.fee != c.fee || v.fee != c.fee || p.fee != c.fee {
-            wrong(format!("fees differ: call {}, rider {}, report {}, payment {}", c.fee, d.fee, v.fee, p.fee));
+            wrong(format!(
+                "fees differ: call {}, rider {}, report {}, payment {}",
+                c.fee, d.fee, v.fee, p.fee
+            ));
         }
         let (paid_status, call_state, view_state) = (
             p.status().as_str_name().trim_start_matches("PAYMENT_STATUS_"),
@@ -567,7 +617,12 @@ impl World {
         let voided_events = events.get(&(call_id.to_owned(), "voided")).copied().unwrap_or(0);
         match status {
             call::CallStatus::Completed => {
-                if settled_events != 1 || p.rider_payout <= 0 || d.payout != p.rider_payout || c.settled_amount != p.rider_payout || v.settled_amount != p.rider_payout {
+                if settled_events != 1
+                    || p.rider_payout <= 0
+                    || d.payout != p.rider_payout
+                    || c.settled_amount != p.rider_payout
+                    || v.settled_amount != p.rider_payout
+                {
                     wrong(format!(
                         "settled {settled_events} times; payout payment {}, rider {}, call {}, report {}",
                         p.rider_payout, d.payout, c.settled_amount, v.settled_amount
@@ -578,16 +633,19 @@ impl World {
                 }
             }
             call::CallStatus::Cancelled if voided_events != 1 => wrong(format!("voided {voided_events} times")),
-            call::CallStatus::Picked if p.rider_id != d.rider_id || p.held_at.is_none() => {
-                wrong(format!("picked up by {} but the fee is held for {:?}", d.rider_id, p.rider_id))
-            }
+            call::CallStatus::Picked if p.rider_id != d.rider_id || p.held_at.is_none() => wrong(format!(
+                "picked up by {} but the fee is held for {:?}",
+                d.rider_id, p.rider_id
+            )),
             _ => {}
         }
         if settled_events > 1 || voided_events > 1 {
             wrong(format!("settled {settled_events} and voided {voided_events} times"));
         }
         // No OK answer reversed.
-        if self.told.picked.contains(call_id) && !matches!(status, call::CallStatus::Picked | call::CallStatus::Completed) {
+        if self.told.picked.contains(call_id)
+            && !matches!(status, call::CallStatus::Picked | call::CallStatus::Completed)
+        {
             wrong("PickUp was answered OK".into());
         }
         if let Some(rider_id) = self.told.completed.get(call_id)

@@ -16,15 +16,31 @@ pub enum Victim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// PlaceCall of slot `slot` with its own idempotency key (a retry sends the same key and body).
-    Place { slot: usize },
+    Place {
+        slot: usize,
+    },
     /// AcceptCall by each of `riders` at once (a race).
-    Accept { slot: usize, riders: Vec<u8> },
+    Accept {
+        slot: usize,
+        riders: Vec<u8>,
+    },
     /// As rider `r-<rider>`, or (`None`) as the rider who took the call.
-    PickUp { slot: usize, rider: Option<u8> },
-    Complete { slot: usize, rider: Option<u8> },
-    Cancel { slot: usize },
+    PickUp {
+        slot: usize,
+        rider: Option<u8>,
+    },
+    Complete {
+        slot: usize,
+        rider: Option<u8>,
+    },
+    Cancel {
+        slot: usize,
+    },
     /// A pick-up and a cancellation sent at once: the race payment decides.
-    PickUpWhileCancelling { slot: usize, rider: Option<u8> },
+    PickUpWhileCancelling {
+        slot: usize,
+        rider: Option<u8>,
+    },
     /// Payment SIGKILLed, or started again.
     PaymentDown,
     PaymentUp,
@@ -118,7 +134,9 @@ pub fn generate(seed: u64, len: usize) -> Vec<Op> {
                 Op::Place { slot: stages.len() - 1 }
             }
             // A retry of a PlaceCall with its key (after a lost answer).
-            20..=23 if !stages.is_empty() => Op::Place { slot: rng.below(stages.len()) },
+            20..=23 if !stages.is_empty() => Op::Place {
+                slot: rng.below(stages.len()),
+            },
             24..=87 if !stages.is_empty() => {
                 let slot = recent(&mut rng, stages.len());
                 let rider = (rng.chance(15)).then(|| rng.below(3) as u8);
@@ -268,7 +286,10 @@ mod tests {
                     _ => continue,
                 };
                 if n + 10 < ops.len() {
-                    assert!(ops[n + 1..=n + 10].contains(&end), "seed {seed}: {op} at {n} never ends");
+                    assert!(
+                        ops[n + 1..=n + 10].contains(&end),
+                        "seed {seed}: {op} at {n} never ends"
+                    );
                 }
             }
         }

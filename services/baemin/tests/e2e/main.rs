@@ -6,8 +6,8 @@
 
 mod bad_input;
 mod chaos;
-mod checker;
 mod chaos_db;
+mod checker;
 mod events;
 mod flows;
 mod gateway;
