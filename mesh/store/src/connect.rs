@@ -123,16 +123,49 @@ const MIGRATION_LOCK: i64 = 0x6261_656d_696e;
 /// migrates while the others wait, then find nothing left to do; a failure leaves no half-applied schema.
 async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, backend: Backend) -> Result<(), DbErr> {
     match backend {
+        Backend::Sqlite if newer_than::<M, _>(db).await? => Ok(()),
         Backend::Sqlite => M::up(db, None).await,
         Backend::Postgres => {
             use sea_orm::ConnectionTrait;
             let txn = db.begin().await?;
             txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                 .await?;
-            M::up(&txn, None).await?;
+            if !newer_than::<M, _>(&txn).await? {
+                M::up(&txn, None).await?;
+            }
             txn.commit().await
         }
     }
+}
+
+/// Whether the schema is newer than `M` (migrations applied that `M` does not know, none of `M`'s
+/// missing): then this binary starts without migrating. During a rolling update the new version
+/// migrates first, and an old replica that restarts then (or a rollback) must still start; migrations
+/// are additive (new tables, nullable columns), so an older binary reads and writes a newer schema
+/// correctly. A schema that has migrations this binary lacks *and* lacks some it has is not a newer
+/// version of the same line: that is refused.
+async fn newer_than<M: MigratorTrait, C: sea_orm::ConnectionTrait>(db: &C) -> Result<bool, DbErr> {
+    let known: Vec<String> = M::migrations().iter().map(|m| m.name().to_owned()).collect();
+    let applied: Vec<String> = M::get_migration_models(db)
+        .await?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    let unknown: Vec<&String> = applied.iter().filter(|v| !known.contains(v)).collect();
+    if unknown.is_empty() {
+        return Ok(false);
+    }
+    let missing: Vec<&String> = known.iter().filter(|k| !applied.contains(k)).collect();
+    if !missing.is_empty() {
+        return Err(DbErr::Migration(format!(
+            "the schema has migrations this binary does not know ({unknown:?}) and lacks some it has ({missing:?})"
+        )));
+    }
+    tracing::warn!(
+        newer = ?unknown,
+        "the database schema is newer than this binary (a rolling update or a rollback): starting without migrating"
+    );
+    Ok(true)
 }
 
 fn sqlite_dir(url: &str) -> Option<&Path> {
@@ -247,6 +280,65 @@ mod tests {
             let err = with_database(bad, "baemin_call").unwrap_err().to_string();
             assert!(!err.contains("secret"), "{err}");
         }
+    }
+
+    /// A migration that creates table `name`.
+    struct Creates(&'static str, &'static str);
+
+    impl sea_orm_migration::MigrationName for Creates {
+        fn name(&self) -> &str {
+            self.0
+        }
+    }
+
+    #[sea_orm_migration::async_trait::async_trait]
+    impl sea_orm_migration::MigrationTrait for Creates {
+        async fn up(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), DbErr> {
+            use sea_orm_migration::{prelude::Table, schema::integer};
+            manager
+                .create_table(Table::create().table(self.1).col(integer("n")).to_owned())
+                .await
+        }
+    }
+
+    struct OneTable;
+    impl MigratorTrait for OneTable {
+        fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+            vec![Box::new(Creates("m1_first", "first"))]
+        }
+    }
+
+    struct TwoTables;
+    impl MigratorTrait for TwoTables {
+        fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+            vec![
+                Box::new(Creates("m1_first", "first")),
+                Box::new(Creates("m2_second", "second")),
+            ]
+        }
+    }
+
+    struct OtherLine;
+    impl MigratorTrait for OtherLine {
+        fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+            vec![
+                Box::new(Creates("m1_first", "first")),
+                Box::new(Creates("m2_elsewhere", "elsewhere")),
+            ]
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_binary_starts_on_a_schema_a_newer_one_migrated_and_a_diverged_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&dir.path().join("x.db"));
+        connect::<TwoTables>(&url, 1).await.unwrap().close().await.unwrap();
+        // The old replica of a rolling update restarts after the new one migrated.
+        connect::<OneTable>(&url, 1).await.unwrap().close().await.unwrap();
+        // And the newer one again: nothing left to do.
+        connect::<TwoTables>(&url, 1).await.unwrap().close().await.unwrap();
+        let err = connect::<OtherLine>(&url, 1).await.unwrap_err();
+        assert!(matches!(err, StoreError::Migrate(_)), "{err:?}");
     }
 
     #[tokio::test]

@@ -415,7 +415,9 @@ export declare const CallService: GenService<{
     output: typeof ListCallsResponseSchema;
   },
   /**
-   * Cancels a call before pick-up; voids its fee.
+   * Cancels a call before pick-up; voids its fee. Payment decides against a concurrent pick-up: OK only
+   * once the fee is voided (then no pick-up can follow); FAILED_PRECONDITION when the rider picked the
+   * food up first; UNAVAILABLE while payment cannot decide (the cancellation is kept and finished later).
    *
    * @generated from rpc baemin.call.v1.CallService.CancelCall
    */

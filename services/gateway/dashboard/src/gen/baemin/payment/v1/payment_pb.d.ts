@@ -40,7 +40,7 @@ export declare type Payment = Message<"baemin.payment.v1.Payment"> & {
   status: PaymentStatus;
 
   /**
-   * Set once settled.
+   * Set once held (HoldCost) or settled: the rider the fee is paid to.
    *
    * @generated from field: string rider_id = 5;
    */
@@ -74,6 +74,13 @@ export declare type Payment = Message<"baemin.payment.v1.Payment"> & {
    * @generated from field: google.protobuf.Timestamp voided_at = 10;
    */
   voidedAt?: Timestamp | undefined;
+
+  /**
+   * Set once held for a rider (HoldCost); rider_id then names that rider, also while REGISTERED.
+   *
+   * @generated from field: google.protobuf.Timestamp held_at = 11;
+   */
+  heldAt?: Timestamp | undefined;
 };
 
 /**
@@ -118,6 +125,43 @@ export declare type RegisterCostResponse = Message<"baemin.payment.v1.RegisterCo
  * Use `create(RegisterCostResponseSchema)` to create a new message.
  */
 export declare const RegisterCostResponseSchema: GenMessage<RegisterCostResponse>;
+
+/**
+ * @generated from message baemin.payment.v1.HoldCostRequest
+ */
+export declare type HoldCostRequest = Message<"baemin.payment.v1.HoldCostRequest"> & {
+  /**
+   * @generated from field: string call_id = 1;
+   */
+  callId: string;
+
+  /**
+   * @generated from field: string rider_id = 2;
+   */
+  riderId: string;
+};
+
+/**
+ * Describes the message baemin.payment.v1.HoldCostRequest.
+ * Use `create(HoldCostRequestSchema)` to create a new message.
+ */
+export declare const HoldCostRequestSchema: GenMessage<HoldCostRequest>;
+
+/**
+ * @generated from message baemin.payment.v1.HoldCostResponse
+ */
+export declare type HoldCostResponse = Message<"baemin.payment.v1.HoldCostResponse"> & {
+  /**
+   * @generated from field: baemin.payment.v1.Payment payment = 1;
+   */
+  payment?: Payment | undefined;
+};
+
+/**
+ * Describes the message baemin.payment.v1.HoldCostResponse.
+ * Use `create(HoldCostResponseSchema)` to create a new message.
+ */
+export declare const HoldCostResponseSchema: GenMessage<HoldCostResponse>;
 
 /**
  * @generated from message baemin.payment.v1.SettleRequest
@@ -267,7 +311,21 @@ export declare const PaymentService: GenService<{
     output: typeof RegisterCostResponseSchema;
   },
   /**
-   * Settles a registered fee with the rider. Idempotent: settling twice never pays twice.
+   * Holds a registered fee for the rider who is picking the food up: from then on it can be settled
+   * with that rider only and can no longer be voided (a call is cancellable only before pick-up, and
+   * payment decides which came first). Idempotent for the same rider; FAILED_PRECONDITION with reason
+   * FEE_VOIDED once voided, HELD_FOR_ANOTHER_RIDER / SETTLED_WITH_ANOTHER_RIDER for another rider.
+   *
+   * @generated from rpc baemin.payment.v1.PaymentService.HoldCost
+   */
+  holdCost: {
+    methodKind: "unary";
+    input: typeof HoldCostRequestSchema;
+    output: typeof HoldCostResponseSchema;
+  },
+  /**
+   * Settles a registered fee with the rider (the one it is held for, if held). Idempotent: settling
+   * twice never pays twice.
    *
    * @generated from rpc baemin.payment.v1.PaymentService.Settle
    */
@@ -277,7 +335,8 @@ export declare const PaymentService: GenService<{
     output: typeof SettleResponseSchema;
   },
   /**
-   * Voids a registered fee (the call was cancelled or never stored). Idempotent.
+   * Voids a registered fee (the call was cancelled or never stored). Idempotent. FAILED_PRECONDITION
+   * with reason FEE_HELD once held for a rider (picked up), FEE_SETTLED once settled.
    *
    * @generated from rpc baemin.payment.v1.PaymentService.VoidCost
    */

@@ -11,7 +11,7 @@ import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
  * Describes the file baemin/payment/v1/payment.proto.
  */
 export const file_baemin_payment_v1_payment = /*@__PURE__*/
-  fileDesc("Ch9iYWVtaW4vcGF5bWVudC92MS9wYXltZW50LnByb3RvEhFiYWVtaW4ucGF5bWVudC52MSK7AgoHUGF5bWVudBISCgpwYXltZW50X2lkGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSCwoDZmVlGAMgASgDEjAKBnN0YXR1cxgEIAEoDjIgLmJhZW1pbi5wYXltZW50LnYxLlBheW1lbnRTdGF0dXMSEAoIcmlkZXJfaWQYBSABKAkSEgoKY29tbWlzc2lvbhgGIAEoAxIUCgxyaWRlcl9wYXlvdXQYByABKAMSMQoNcmVnaXN0ZXJlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc2V0dGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJdm9pZGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIzChNSZWdpc3RlckNvc3RSZXF1ZXN0Eg8KB2NhbGxfaWQYASABKAkSCwoDZmVlGAIgASgDIkMKFFJlZ2lzdGVyQ29zdFJlc3BvbnNlEisKB3BheW1lbnQYASABKAsyGi5iYWVtaW4ucGF5bWVudC52MS5QYXltZW50IjIKDVNldHRsZVJlcXVlc3QSDwoHY2FsbF9pZBgBIAEoCRIQCghyaWRlcl9pZBgCIAEoCSI9Cg5TZXR0bGVSZXNwb25zZRIrCgdwYXltZW50GAEgASgLMhouYmFlbWluLnBheW1lbnQudjEuUGF5bWVudCIiCg9Wb2lkQ29zdFJlcXVlc3QSDwoHY2FsbF9pZBgBIAEoCSI/ChBWb2lkQ29zdFJlc3BvbnNlEisKB3BheW1lbnQYASABKAsyGi5iYWVtaW4ucGF5bWVudC52MS5QYXltZW50IiQKEUdldFBheW1lbnRSZXF1ZXN0Eg8KB2NhbGxfaWQYASABKAkiQQoSR2V0UGF5bWVudFJlc3BvbnNlEisKB3BheW1lbnQYASABKAsyGi5iYWVtaW4ucGF5bWVudC52MS5QYXltZW50KoUBCg1QYXltZW50U3RhdHVzEh4KGlBBWU1FTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHQoZUEFZTUVOVF9TVEFUVVNfUkVHSVNURVJFRBABEhoKFlBBWU1FTlRfU1RBVFVTX1NFVFRMRUQQAhIZChVQQVlNRU5UX1NUQVRVU19WT0lERUQQAzLwAgoOUGF5bWVudFNlcnZpY2USXwoMUmVnaXN0ZXJDb3N0EiYuYmFlbWluLnBheW1lbnQudjEuUmVnaXN0ZXJDb3N0UmVxdWVzdBonLmJhZW1pbi5wYXltZW50LnYxLlJlZ2lzdGVyQ29zdFJlc3BvbnNlEk0KBlNldHRsZRIgLmJhZW1pbi5wYXltZW50LnYxLlNldHRsZVJlcXVlc3QaIS5iYWVtaW4ucGF5bWVudC52MS5TZXR0bGVSZXNwb25zZRJTCghWb2lkQ29zdBIiLmJhZW1pbi5wYXltZW50LnYxLlZvaWRDb3N0UmVxdWVzdBojLmJhZW1pbi5wYXltZW50LnYxLlZvaWRDb3N0UmVzcG9uc2USWQoKR2V0UGF5bWVudBIkLmJhZW1pbi5wYXltZW50LnYxLkdldFBheW1lbnRSZXF1ZXN0GiUuYmFlbWluLnBheW1lbnQudjEuR2V0UGF5bWVudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9iYWVtaW4vcGF5bWVudC92MS9wYXltZW50LnByb3RvEhFiYWVtaW4ucGF5bWVudC52MSLoAgoHUGF5bWVudBISCgpwYXltZW50X2lkGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSCwoDZmVlGAMgASgDEjAKBnN0YXR1cxgEIAEoDjIgLmJhZW1pbi5wYXltZW50LnYxLlBheW1lbnRTdGF0dXMSEAoIcmlkZXJfaWQYBSABKAkSEgoKY29tbWlzc2lvbhgGIAEoAxIUCgxyaWRlcl9wYXlvdXQYByABKAMSMQoNcmVnaXN0ZXJlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc2V0dGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJdm9pZGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdoZWxkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIzChNSZWdpc3RlckNvc3RSZXF1ZXN0Eg8KB2NhbGxfaWQYASABKAkSCwoDZmVlGAIgASgDIkMKFFJlZ2lzdGVyQ29zdFJlc3BvbnNlEisKB3BheW1lbnQYASABKAsyGi5iYWVtaW4ucGF5bWVudC52MS5QYXltZW50IjQKD0hvbGRDb3N0UmVxdWVzdBIPCgdjYWxsX2lkGAEgASgJEhAKCHJpZGVyX2lkGAIgASgJIj8KEEhvbGRDb3N0UmVzcG9uc2USKwoHcGF5bWVudBgBIAEoCzIaLmJhZW1pbi5wYXltZW50LnYxLlBheW1lbnQiMgoNU2V0dGxlUmVxdWVzdBIPCgdjYWxsX2lkGAEgASgJEhAKCHJpZGVyX2lkGAIgASgJIj0KDlNldHRsZVJlc3BvbnNlEisKB3BheW1lbnQYASABKAsyGi5iYWVtaW4ucGF5bWVudC52MS5QYXltZW50IiIKD1ZvaWRDb3N0UmVxdWVzdBIPCgdjYWxsX2lkGAEgASgJIj8KEFZvaWRDb3N0UmVzcG9uc2USKwoHcGF5bWVudBgBIAEoCzIaLmJhZW1pbi5wYXltZW50LnYxLlBheW1lbnQiJAoRR2V0UGF5bWVudFJlcXVlc3QSDwoHY2FsbF9pZBgBIAEoCSJBChJHZXRQYXltZW50UmVzcG9uc2USKwoHcGF5bWVudBgBIAEoCzIaLmJhZW1pbi5wYXltZW50LnYxLlBheW1lbnQqhQEKDVBheW1lbnRTdGF0dXMSHgoaUEFZTUVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIdChlQQVlNRU5UX1NUQVRVU19SRUdJU1RFUkVEEAESGgoWUEFZTUVOVF9TVEFUVVNfU0VUVExFRBACEhkKFVBBWU1FTlRfU1RBVFVTX1ZPSURFRBADMsUDCg5QYXltZW50U2VydmljZRJfCgxSZWdpc3RlckNvc3QSJi5iYWVtaW4ucGF5bWVudC52MS5SZWdpc3RlckNvc3RSZXF1ZXN0GicuYmFlbWluLnBheW1lbnQudjEuUmVnaXN0ZXJDb3N0UmVzcG9uc2USUwoISG9sZENvc3QSIi5iYWVtaW4ucGF5bWVudC52MS5Ib2xkQ29zdFJlcXVlc3QaIy5iYWVtaW4ucGF5bWVudC52MS5Ib2xkQ29zdFJlc3BvbnNlEk0KBlNldHRsZRIgLmJhZW1pbi5wYXltZW50LnYxLlNldHRsZVJlcXVlc3QaIS5iYWVtaW4ucGF5bWVudC52MS5TZXR0bGVSZXNwb25zZRJTCghWb2lkQ29zdBIiLmJhZW1pbi5wYXltZW50LnYxLlZvaWRDb3N0UmVxdWVzdBojLmJhZW1pbi5wYXltZW50LnYxLlZvaWRDb3N0UmVzcG9uc2USWQoKR2V0UGF5bWVudBIkLmJhZW1pbi5wYXltZW50LnYxLkdldFBheW1lbnRSZXF1ZXN0GiUuYmFlbWluLnBheW1lbnQudjEuR2V0UGF5bWVudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Describes the message baemin.payment.v1.Payment.
@@ -35,46 +35,60 @@ export const RegisterCostResponseSchema = /*@__PURE__*/
   messageDesc(file_baemin_payment_v1_payment, 2);
 
 /**
+ * Describes the message baemin.payment.v1.HoldCostRequest.
+ * Use `create(HoldCostRequestSchema)` to create a new message.
+ */
+export const HoldCostRequestSchema = /*@__PURE__*/
+  messageDesc(file_baemin_payment_v1_payment, 3);
+
+/**
+ * Describes the message baemin.payment.v1.HoldCostResponse.
+ * Use `create(HoldCostResponseSchema)` to create a new message.
+ */
+export const HoldCostResponseSchema = /*@__PURE__*/
+  messageDesc(file_baemin_payment_v1_payment, 4);
+
+/**
  * Describes the message baemin.payment.v1.SettleRequest.
  * Use `create(SettleRequestSchema)` to create a new message.
  */
 export const SettleRequestSchema = /*@__PURE__*/
-  messageDesc(file_baemin_payment_v1_payment, 3);
+  messageDesc(file_baemin_payment_v1_payment, 5);
 
 /**
  * Describes the message baemin.payment.v1.SettleResponse.
  * Use `create(SettleResponseSchema)` to create a new message.
  */
 export const SettleResponseSchema = /*@__PURE__*/
-  messageDesc(file_baemin_payment_v1_payment, 4);
+  messageDesc(file_baemin_payment_v1_payment, 6);
 
 /**
  * Describes the message baemin.payment.v1.VoidCostRequest.
  * Use `create(VoidCostRequestSchema)` to create a new message.
  */
 export const VoidCostRequestSchema = /*@__PURE__*/
-  messageDesc(file_baemin_payment_v1_payment, 5);
+  messageDesc(file_baemin_payment_v1_payment, 7);
 
 /**
  * Describes the message baemin.payment.v1.VoidCostResponse.
  * Use `create(VoidCostResponseSchema)` to create a new message.
  */
 export const VoidCostResponseSchema = /*@__PURE__*/
-  messageDesc(file_baemin_payment_v1_payment, 6);
+  messageDesc(file_baemin_payment_v1_payment, 8);
 
 /**
  * Describes the message baemin.payment.v1.GetPaymentRequest.
  * Use `create(GetPaymentRequestSchema)` to create a new message.
  */
 export const GetPaymentRequestSchema = /*@__PURE__*/
-  messageDesc(file_baemin_payment_v1_payment, 7);
+  messageDesc(file_baemin_payment_v1_payment, 9);
 
 /**
  * Describes the message baemin.payment.v1.GetPaymentResponse.
  * Use `create(GetPaymentResponseSchema)` to create a new message.
  */
 export const GetPaymentResponseSchema = /*@__PURE__*/
-  messageDesc(file_baemin_payment_v1_payment, 8);
+  messageDesc(file_baemin_payment_v1_payment, 10);
 
 /**
  * Describes the enum baemin.payment.v1.PaymentStatus.

@@ -468,7 +468,9 @@ export declare const RiderService: GenService<{
     output: typeof AcceptCallResponseSchema;
   },
   /**
-   * The rider picked the food up.
+   * The rider picked the food up: holds the fee for the rider with payment synchronously. OK only once
+   * payment held it (then no cancellation can follow); FAILED_PRECONDITION if the call was cancelled
+   * first; UNAVAILABLE while payment cannot decide (the pick-up is kept and finished later; retry).
    *
    * @generated from rpc baemin.rider.v1.RiderService.PickUp
    */
