@@ -39,6 +39,12 @@ pub enum HandleError {
     /// often as it takes — an event is never given up because a dependency was down for a while.
     #[error("transient failure: {0}")]
     Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database gave up on a statement after its timeout (PostgreSQL's statement or lock timeout):
+    /// usually load, so retried with backoff like a transient failure, but counted, because a statement
+    /// that always exceeds the timeout would otherwise hold its event for ever: past
+    /// [`TIMEOUT_ALLOWANCE`] × the consumer's `max_attempts` it is dead-lettered.
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// Something unexpected went wrong (an unclassified database error, a panic): retried with backoff
     /// until it has failed the consumer's `max_attempts` times (counted in `crate::failures`), then dead-lettered.
     #[error("failed: {0}")]
@@ -48,6 +54,10 @@ pub enum HandleError {
     #[error("rejected: {0}")]
     Rejected(String),
 }
+
+/// How many times more a statement timeout may fail an event than another failure before it is
+/// dead-lettered: timeouts under load pass, so they get a long allowance, but not an endless one.
+pub const TIMEOUT_ALLOWANCE: u32 = 10;
 
 /// A handler's outcome, once its failures are counted.
 enum Failure {
@@ -65,7 +75,9 @@ enum Failure {
 /// re-drivable once fixed) instead of blocking its consumer in an endless retry.
 impl From<sea_orm::DbErr> for HandleError {
     fn from(err: sea_orm::DbErr) -> Self {
-        if baemin_mesh_store::is_transient(&err) {
+        if baemin_mesh_store::is_timeout(&err) {
+            Self::TimedOut(format!("database statement timed out: {err}"))
+        } else if baemin_mesh_store::is_transient(&err) {
             Self::Transient(Box::new(err))
         } else {
             Self::Failed(format!("database error: {err}"))
@@ -502,16 +514,24 @@ async fn apply<H: EventHandler>(
     // A failure counts toward dead-lettering once recorded; one that cannot be recorded (the database
     // is down) is retried like a transient one.
     let outcome = match (outcome, &event_id) {
-        (Err(HandleError::Failed(reason)), Some(id)) => {
+        (Err(failed @ (HandleError::Failed(_) | HandleError::TimedOut(_))), Some(id)) => {
+            let allowed = match failed {
+                HandleError::TimedOut(_) => spec.max_attempts.saturating_mul(TIMEOUT_ALLOWANCE),
+                _ => spec.max_attempts,
+            };
+            let reason = match failed {
+                HandleError::Failed(reason) | HandleError::TimedOut(reason) => reason,
+                other => other.to_string(),
+            };
             match failures::record(db, &spec.durable, id, now_millis()).await {
-                Ok(failures) if failures < spec.max_attempts => Err(Failure::Counted(failures, reason)),
+                Ok(failures) if failures < allowed => Err(Failure::Counted(failures, reason)),
                 Ok(failures) => Err(Failure::Final(HandleError::Failed(format!(
                     "failed {failures} times, last: {reason}"
                 )))),
                 Err(err) if baemin_mesh_store::is_transient(&err) => Err(Failure::Uncounted(reason, err)),
                 // Not countable for another reason (an event id the table cannot hold): JetStream's
                 // delivery count stands in, so the event is still dead-lettered in the end.
-                Err(err) if delivered < i64::from(spec.max_attempts) => {
+                Err(err) if delivered < i64::from(allowed) => {
                     tracing::warn!(consumer = %spec.durable, event_id = %id, error = %err, "cannot count the failure; counting deliveries");
                     Err(Failure::Counted(u32::try_from(delivered).unwrap_or(u32::MAX), reason))
                 }
@@ -520,7 +540,9 @@ async fn apply<H: EventHandler>(
                 )))),
             }
         }
-        (Err(HandleError::Failed(reason)), None) => Err(Failure::Final(HandleError::Failed(reason))),
+        (Err(HandleError::Failed(reason) | HandleError::TimedOut(reason)), None) => {
+            Err(Failure::Final(HandleError::Failed(reason)))
+        }
         (Err(err), _) => Err(Failure::Final(err)),
         (Ok(()), _) => Ok(()),
     };

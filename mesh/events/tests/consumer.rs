@@ -30,6 +30,8 @@ struct Flaky {
     outage: u32,
     failures: u32,
     transient: bool,
+    /// The failures are statement timeouts (counted against a larger allowance).
+    timed_out: bool,
     tries: AtomicU32,
     applied: Mutex<Vec<String>>,
 }
@@ -41,7 +43,9 @@ impl EventHandler for Flaky {
             return Err(HandleError::Transient("the database is down".into()));
         }
         if tried - self.outage < self.failures {
-            return Err(if self.transient {
+            return Err(if self.timed_out {
+                HandleError::TimedOut("canceling statement due to statement timeout".into())
+            } else if self.transient {
                 HandleError::Transient("the database is down".into())
             } else {
                 HandleError::Failed("an unclassified error".into())
@@ -129,10 +133,27 @@ async fn run(
     run_after_outage(0, failures, transient, max_attempts).await
 }
 
+async fn run_timing_out(
+    failures: u32,
+    max_attempts: u32,
+) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
+    run_handler(0, failures, false, true, max_attempts).await
+}
+
 async fn run_after_outage(
     outage: u32,
     failures: u32,
     transient: bool,
+    max_attempts: u32,
+) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
+    run_handler(outage, failures, transient, false, max_attempts).await
+}
+
+async fn run_handler(
+    outage: u32,
+    failures: u32,
+    transient: bool,
+    timed_out: bool,
     max_attempts: u32,
 ) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
     let nats = NatsServer::start().await;
@@ -141,6 +162,7 @@ async fn run_after_outage(
         outage,
         failures,
         transient,
+        timed_out,
         tries: AtomicU32::new(0),
         applied: Mutex::new(Vec::new()),
     });
@@ -218,6 +240,21 @@ async fn an_unavailable_dependency_is_retried_past_the_attempt_limit_and_nothing
     let (handler, dead, id, _) = run(6, true, 2).await;
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(handler.tries.load(Ordering::SeqCst), 7);
+    assert_eq!(*handler.applied.lock().unwrap(), vec![id]);
+}
+
+#[tokio::test]
+async fn a_statement_that_always_times_out_is_dead_lettered_after_ten_times_the_attempts_not_retried_for_ever() {
+    let (handler, dead, _, _) = run_timing_out(u32::MAX, 2).await;
+    assert_eq!(handler.tries.load(Ordering::SeqCst), 20);
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("failed 20 times"), "{}", dead[0].reason);
+}
+
+#[tokio::test]
+async fn statement_timeouts_that_pass_within_their_allowance_are_applied_once() {
+    let (handler, dead, id, _) = run_timing_out(5, 2).await;
+    assert!(dead.is_empty(), "load passes: {dead:?}");
     assert_eq!(*handler.applied.lock().unwrap(), vec![id]);
 }
 

@@ -5,4 +5,4 @@ mod unavailable;
 
 pub use connect::{Backend, StoreError, begin_write, connect, pool_usage, sqlite_url, with_database};
 pub use sea_orm::DatabaseConnection;
-pub use unavailable::{is_contention, is_transient, is_unavailable};
+pub use unavailable::{is_contention, is_timeout, is_transient, is_unavailable};

@@ -49,6 +49,22 @@ pub fn is_contention(err: &DbErr) -> bool {
     }
 }
 
+/// Whether the database gave up on a statement after a timeout: PostgreSQL's `statement_timeout`
+/// (57014) or `lock_timeout` (55P03). Usually load, so transient — but a statement that always takes
+/// longer than the timeout fails the same way every time, so callers that retry without end count
+/// these (the event consumers do, against a larger allowance than other failures).
+pub fn is_timeout(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sqlx::Error::Database(db) => db
+                .try_downcast_ref::<PgDatabaseError>()
+                .is_some_and(|pg| matches!(pg.code(), "57014" | "55P03")),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// Whether trying again later can succeed: the database is unavailable, or a race was lost.
 pub fn is_transient(err: &DbErr) -> bool {
     is_unavailable(err) || is_contention(err)

@@ -223,13 +223,13 @@ async fn apply(
             Err(HandleError::Transient(source)) if attempt >= ATTEMPTS => {
                 return Err(RebuildError::Apply { sequence, source });
             }
-            Err(HandleError::Failed(reason)) if attempt >= ATTEMPTS => {
+            Err(HandleError::Failed(reason) | HandleError::TimedOut(reason)) if attempt >= ATTEMPTS => {
                 return Err(RebuildError::Apply {
                     sequence,
                     source: reason.into(),
                 });
             }
-            Err(err @ (HandleError::Transient(_) | HandleError::Failed(_))) => {
+            Err(err @ (HandleError::Transient(_) | HandleError::Failed(_) | HandleError::TimedOut(_))) => {
                 tracing::warn!(sequence, %subject, error = %err, attempt, "event not stored; retrying");
                 tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
                 attempt += 1;
