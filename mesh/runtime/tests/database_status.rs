@@ -151,3 +151,32 @@ async fn replicas_starting_together_migrate_once_and_all_start() {
     assert_eq!(applied, 1, "the migration ran once");
     db.close().await.ok();
 }
+
+#[tokio::test]
+async fn write_transactions_read_committed_whatever_the_servers_default_isolation() {
+    let mut dbs = TestDatabases::new(DbKind::Postgres);
+    let url = dbs.url_for("isolation").await;
+    let name = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let admin = Database::connect(&url).await.expect("PostgreSQL");
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE {name} SET default_transaction_isolation = 'repeatable read'"
+        ))
+        .await
+        .unwrap();
+    admin.close().await.ok();
+    let db = Database::connect(&url).await.unwrap();
+    let plain = db.begin().await.unwrap();
+    assert_eq!(isolation(&plain).await, "repeatable read", "the server's default");
+    plain.rollback().await.unwrap();
+    let write = baemin_mesh_store::begin_write(&db).await.unwrap();
+    assert_eq!(isolation(&write).await, "read committed");
+    write.rollback().await.unwrap();
+    db.close().await.ok();
+}
+
+async fn isolation(txn: &sea_orm::DatabaseTransaction) -> String {
+    let statement = sea_orm::Statement::from_string(txn.get_database_backend(), "SHOW transaction_isolation");
+    let row = txn.query_one_raw(statement).await.unwrap().unwrap();
+    row.try_get::<String>("", "transaction_isolation").unwrap()
+}

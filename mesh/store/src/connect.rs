@@ -200,13 +200,22 @@ pub fn pool_usage(db: &DatabaseConnection) -> (u32, usize) {
 /// A transaction that writes: on SQLite it takes the database's write lock at BEGIN (`BEGIN IMMEDIATE`,
 /// waiting up to the busy timeout for another writer), so a read inside it can never go stale before its
 /// write — a deferred transaction that read and then wrote after another process committed failed at
-/// once with SQLITE_BUSY (replicas, or `baemin` tools, on one SQLite file). On PostgreSQL a plain BEGIN.
+/// once with SQLITE_BUSY (replicas, or `baemin` tools, on one SQLite file). On PostgreSQL READ
+/// COMMITTED, whatever the server's `default_transaction_isolation`: the services' conditional writes
+/// decide again on what a concurrent writer committed, and PlaceCall's claim of an idempotency key
+/// looks the key up again after claiming it — each statement must see the commits before it.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
+    let options = match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        },
+        _ => TransactionOptions {
+            isolation_level: Some(sea_orm::IsolationLevel::ReadCommitted),
+            ..TransactionOptions::default()
+        },
+    };
+    db.begin_with_options(options).await
 }
 
 /// `url` (a PostgreSQL URL, with or without a database in its path) naming database `name` instead, the
