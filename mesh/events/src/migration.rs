@@ -78,3 +78,39 @@ impl MigrationTrait for CreateInbox {
         manager.drop_table(Table::drop().table("inbox_events").to_owned()).await
     }
 }
+
+/// An index on `inbox_events.processed_at`, for pruning by age (`crate::retention`).
+pub struct IndexInboxByAge;
+
+impl MigrationName for IndexInboxByAge {
+    fn name(&self) -> &str {
+        "m20261207_000003_mesh_index_inbox_by_age"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for IndexInboxByAge {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("inbox_events_processed_at")
+                    .table("inbox_events")
+                    .col("processed_at")
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("inbox_events_processed_at")
+                    .table("inbox_events")
+                    .to_owned(),
+            )
+            .await
+    }
+}

@@ -8,8 +8,9 @@
 //!   again only while it is pending on its durable consumer (the acknowledgement was lost), and
 //!   JetStream redelivers a pending event `EVENT_ACK_WAIT` after it was handed out whenever any replica
 //!   pulls. So a row older than `INBOX_RETENTION` (default 7 days) is deleted only by a replica that has
-//!   itself been pulling for [`warm_up`] — long enough for every such redelivery to have happened
-//!   (after an outage of every replica the pending events come at once). The bound: an inbox row
+//!   itself been connected to NATS, pulling, for [`warm_up`] without a break — long enough for every
+//!   such redelivery to have happened (after an outage of every replica, or of NATS, the pending
+//!   events come at once). The bound: an inbox row
 //!   lives at least `INBOX_RETENTION` and at least the warm-up of a running replica after it; a dead
 //!   letter redriven later than `INBOX_RETENTION` after a consumer applied it reaches that consumer as
 //!   new, where the domain's handlers converge under duplicates (their second line of defence).
@@ -162,9 +163,11 @@ impl RetentionMetrics {
 }
 
 /// Prunes every `interval` until `stop`, and samples the table sizes; inbox rows only with `inbox` (a
-/// service that consumes events) and only once this replica has pulled for [`warm_up`].
+/// service that consumes events) and only once this replica has been connected to NATS through `nats`
+/// for [`warm_up`] without a break (checked every second).
 pub async fn run(
     db: DatabaseConnection,
+    nats: async_nats::Client,
     retention: Retention,
     inbox: bool,
     interval: Duration,
@@ -172,10 +175,21 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let metrics = RetentionMetrics::new(metrics);
-    let started = tokio::time::Instant::now();
+    let mut connected_since = tokio::time::Instant::now();
+    let mut next_prune = tokio::time::Instant::now();
     let warm = warm_up(retention.ack_wait);
     loop {
-        let prune_inbox = inbox && started.elapsed() >= warm;
+        if nats.connection_state() != async_nats::connection::State::Connected {
+            connected_since = tokio::time::Instant::now();
+        }
+        if tokio::time::Instant::now() < next_prune {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                () = stop.cancelled() => return,
+            }
+        }
+        next_prune = tokio::time::Instant::now() + interval;
+        let prune_inbox = inbox && connected_since.elapsed() >= warm;
         match prune_once(&db, &retention, prune_inbox, now_millis()).await {
             Ok(pruned) => {
                 metrics.outbox_pruned.inc_by(pruned.outbox);
@@ -191,10 +205,6 @@ pub async fn run(
             if let Some(n) = inbox_rows {
                 metrics.inbox_rows.set(i64::try_from(n).unwrap_or(i64::MAX));
             }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = stop.cancelled() => return,
         }
     }
 }

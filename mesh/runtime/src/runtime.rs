@@ -182,9 +182,9 @@ impl Runtime {
             self.background.clone(),
         ));
         let (db, metrics, stop) = (self.db.clone(), self.server.metrics().clone(), self.background.clone());
-        let (retention, consumes) = (self.config.retention, self.consumes);
+        let (nats, retention, consumes) = (self.bus.client().clone(), self.config.retention, self.consumes);
         self.spawn(async move {
-            baemin_mesh_events::retention::run(db, retention, consumes, PRUNE_INTERVAL, &metrics, stop).await;
+            baemin_mesh_events::retention::run(db, nats, retention, consumes, PRUNE_INTERVAL, &metrics, stop).await;
         });
         self.server.serving().set(ServingStatus::Serving).await;
         let draining = self.draining.clone();

@@ -123,49 +123,43 @@ const MIGRATION_LOCK: i64 = 0x6261_656d_696e;
 /// migrates while the others wait, then find nothing left to do; a failure leaves no half-applied schema.
 async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, backend: Backend) -> Result<(), DbErr> {
     match backend {
-        Backend::Sqlite if newer_than::<M, _>(db).await? => Ok(()),
-        Backend::Sqlite => M::up(db, None).await,
+        Backend::Sqlite => {
+            refuse_newer::<M, _>(db).await?;
+            M::up(db, None).await
+        }
         Backend::Postgres => {
             use sea_orm::ConnectionTrait;
             let txn = db.begin().await?;
             txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                 .await?;
-            if !newer_than::<M, _>(&txn).await? {
-                M::up(&txn, None).await?;
-            }
+            refuse_newer::<M, _>(&txn).await?;
+            M::up(&txn, None).await?;
             txn.commit().await
         }
     }
 }
 
-/// Whether the schema is newer than `M` (migrations applied that `M` does not know, none of `M`'s
-/// missing): then this binary starts without migrating. During a rolling update the new version
-/// migrates first, and an old replica that restarts then (or a rollback) must still start; migrations
-/// are additive (new tables, nullable columns), so an older binary reads and writes a newer schema
-/// correctly. A schema that has migrations this binary lacks *and* lacks some it has is not a newer
-/// version of the same line: that is refused.
-async fn newer_than<M: MigratorTrait, C: sea_orm::ConnectionTrait>(db: &C) -> Result<bool, DbErr> {
+/// Refuses, with a clear error, a schema that has migrations `M` does not know: a newer release
+/// migrated it (a rollback, or an old replica restarting during a rolling update). Migrations here can
+/// change what the code relies on — this release's holds on fees: an older payment would void a held
+/// fee, an older rider would pick up without holding — so an older binary must not run on a newer
+/// schema; the rollout goes forward, and old replicas are replaced rather than restarted.
+async fn refuse_newer<M: MigratorTrait, C: sea_orm::ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     let known: Vec<String> = M::migrations().iter().map(|m| m.name().to_owned()).collect();
-    let applied: Vec<String> = M::get_migration_models(db)
+    let unknown: Vec<String> = M::get_migration_models(db)
         .await?
         .into_iter()
         .map(|m| m.version)
+        .filter(|v| !known.contains(v))
         .collect();
-    let unknown: Vec<&String> = applied.iter().filter(|v| !known.contains(v)).collect();
     if unknown.is_empty() {
-        return Ok(false);
+        Ok(())
+    } else {
+        Err(DbErr::Migration(format!(
+            "the database schema is newer than this binary (it has {unknown:?}, which this binary does not know): \
+             run the release that migrated it; an older release may not run on it"
+        )))
     }
-    let missing: Vec<&String> = known.iter().filter(|k| !applied.contains(k)).collect();
-    if !missing.is_empty() {
-        return Err(DbErr::Migration(format!(
-            "the schema has migrations this binary does not know ({unknown:?}) and lacks some it has ({missing:?})"
-        )));
-    }
-    tracing::warn!(
-        newer = ?unknown,
-        "the database schema is newer than this binary (a rolling update or a rollback): starting without migrating"
-    );
-    Ok(true)
 }
 
 fn sqlite_dir(url: &str) -> Option<&Path> {
@@ -338,16 +332,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_older_binary_starts_on_a_schema_a_newer_one_migrated_and_a_diverged_schema_is_refused() {
+    async fn an_older_binary_is_refused_on_a_schema_a_newer_one_migrated_saying_so() {
         let dir = tempfile::tempdir().unwrap();
         let url = sqlite_url(&dir.path().join("x.db"));
         connect::<TwoTables>(&url, 1).await.unwrap().close().await.unwrap();
-        // The old replica of a rolling update restarts after the new one migrated.
-        connect::<OneTable>(&url, 1).await.unwrap().close().await.unwrap();
-        // And the newer one again: nothing left to do.
+        // An old replica restarting after the new release migrated, or a rollback.
+        let err = connect::<OneTable>(&url, 1).await.unwrap_err();
+        let StoreError::Migrate(DbErr::Migration(message)) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            message.contains("newer than this binary") && message.contains("m2_second"),
+            "{message}"
+        );
+        // The newer one again: nothing left to do; another line of migrations is refused too.
         connect::<TwoTables>(&url, 1).await.unwrap().close().await.unwrap();
-        let err = connect::<OtherLine>(&url, 1).await.unwrap_err();
-        assert!(matches!(err, StoreError::Migrate(_)), "{err:?}");
+        assert!(connect::<OtherLine>(&url, 1).await.is_err());
     }
 
     #[tokio::test]

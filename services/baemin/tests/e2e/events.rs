@@ -63,8 +63,8 @@ async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_f
         (call.rider_id.as_str(), call.settled_amount, call.fee),
         ("r-5", 4_500, 5_000)
     );
-    // A marker published last: the report consumes the stream in order, so once the marker's row shows,
-    // every copy of every event above has been applied.
+    // A marker published last: once its row shows, the report has reached the end of the stream (the
+    // call's own events, applied in order in their lane, are waited for below).
     let marker = uuid::Uuid::now_v7().to_string();
     let placed = Event::CallPlaced(CallPlaced {
         restaurant_id: "marker".into(),
@@ -84,8 +84,14 @@ async fn duplicated_and_out_of_order_events_leave_call_and_report_in_the_right_f
     baemin::scenario::wait_view(&mesh.clients, &marker, PATIENCE, |_| true)
         .await
         .unwrap();
+    // The marker's lane may run ahead of this call's (events apply in order per call id): wait for
+    // every fact of the call, the oldest events of which were published last.
     let view = baemin::scenario::wait_view(&mesh.clients, &id, PATIENCE, |v| {
-        v.status() == report::DeliveryStatus::Completed && v.fee == 5_000
+        v.status() == report::DeliveryStatus::Completed
+            && v.fee == 5_000
+            && v.called_at.is_some()
+            && v.accepted_at.is_some()
+            && v.picked_at.is_some()
     })
     .await
     .unwrap();

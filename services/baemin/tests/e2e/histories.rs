@@ -19,6 +19,11 @@ pub enum Op {
     Place {
         slot: usize,
     },
+    /// `copies` PlaceCalls of slot `slot` with its key at once (a client retrying before an answer).
+    PlaceConcurrently {
+        slot: usize,
+        copies: u8,
+    },
     /// AcceptCall by each of `riders` at once (a race).
     Accept {
         slot: usize,
@@ -59,6 +64,7 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Place { slot } => write!(f, "place #{slot}"),
+            Self::PlaceConcurrently { slot, copies } => write!(f, "place #{slot} {copies} times at once"),
             Self::Accept { slot, riders } => write!(f, "accept #{slot} by {riders:?} at once"),
             Self::PickUp { slot, rider } => write!(f, "pick up #{slot} as {}", who(*rider)),
             Self::Complete { slot, rider } => write!(f, "complete #{slot} as {}", who(*rider)),
@@ -129,9 +135,16 @@ pub fn generate(seed: u64, len: usize) -> Vec<Op> {
         }
         let roll = rng.below(100);
         let op = match roll {
-            0..=19 => {
+            0..=16 => {
                 stages.push(0);
                 Op::Place { slot: stages.len() - 1 }
+            }
+            17..=19 => {
+                stages.push(0);
+                Op::PlaceConcurrently {
+                    slot: stages.len() - 1,
+                    copies: 2 + rng.below(3) as u8,
+                }
             }
             // A retry of a PlaceCall with its key (after a lost answer).
             20..=23 if !stages.is_empty() => Op::Place {
@@ -261,6 +274,7 @@ mod tests {
         let ops: Vec<Op> = (0..20).flat_map(|seed| generate(seed, 80)).collect();
         let has = |f: fn(&Op) -> bool| ops.iter().any(f);
         assert!(has(|o| matches!(o, Op::Place { .. })));
+        assert!(has(|o| matches!(o, Op::PlaceConcurrently { .. })));
         assert!(has(|o| matches!(o, Op::Accept { riders, .. } if riders.len() > 1)));
         assert!(has(|o| matches!(o, Op::PickUp { .. })));
         assert!(has(|o| matches!(o, Op::Complete { .. })));

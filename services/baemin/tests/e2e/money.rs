@@ -218,6 +218,8 @@ async fn converged(mesh: &TestMesh, call_id: &str) -> Settled {
 async fn a_cancel_pending_through_a_payment_outage_never_reverses_a_pick_up_and_completion_answered_ok() {
     let mut mesh = TestMesh::processes(DbKind::Postgres, &QUICK_REPAIRS).await;
     let call_id = accepted_call(&mesh, "r-1").await;
+    // NATS stopped: the call service does not learn of the pick-up, so its cancel must ask payment.
+    mesh.nats.stop();
     pick_up(&mesh, &call_id, "r-1")
         .await
         .expect("PickUp while payment is up");
@@ -231,6 +233,7 @@ async fn a_cancel_pending_through_a_payment_outage_never_reverses_a_pick_up_and_
         .await
         .expect("the food was delivered: the completion is OK while payment is down");
     assert_eq!(done.status(), rider::DeliveryStatus::Completed);
+    mesh.nats.restart().await;
     mesh.start_service(Svc::Payment).await;
 
     let state = converged(&mesh, &call_id).await;

@@ -148,7 +148,7 @@ impl CallApp {
         match self.payments.register_cost(call_id.clone(), attempt.fee).await {
             Ok(()) => {
                 // A cancellation decided meanwhile leaves the call as it is: its void covers the fee
-                // just registered (see `Call::registration_may_land`).
+                // just registered (it voids what it finds, or registers and voids it).
                 match self
                     .change_visibly(call_id, |c| c.confirm_registration(now_millis()))
                     .await

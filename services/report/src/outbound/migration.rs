@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateDeliveryViews),
             Box::new(baemin_mesh_events::lease::CreateOutboxLease),
             Box::new(baemin_mesh_events::failures::CreateEventFailures),
+            Box::new(baemin_mesh_events::migration::IndexInboxByAge),
         ]
     }
 }

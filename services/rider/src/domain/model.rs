@@ -320,10 +320,30 @@ impl Delivery {
         }))
     }
 
-    /// Whether HoldCost was sent for this ACCEPTED delivery longer ago than `cutoff` and its outcome
-    /// never recorded: the repair worker's to-do.
+    /// Payment held the fee for `rider`: an ACCEPTED delivery is picked up ([`Delivery::pick_up`]). A
+    /// delivery picked up before payment held fees (PICKED, or COMPLETED with its settlement pending,
+    /// marked by the upgrade's migration) only has its hold mark cleared.
+    pub fn held(&self, rider: &RiderId, now: Millis) -> Result<Change, RiderError> {
+        let picked_before_holds = matches!(self.status, DeliveryStatus::Picked | DeliveryStatus::Completed);
+        if picked_before_holds && self.hold_requested_at.is_some() {
+            self.ensure_owned_by(rider)?;
+            return Ok(Change::Apply(Self {
+                hold_requested_at: None,
+                updated_at: now,
+                ..self.clone()
+            }));
+        }
+        self.pick_up(rider, now)
+    }
+
+    /// Whether HoldCost was sent for this delivery longer ago than `cutoff` and its outcome never
+    /// recorded: the repair worker's to-do (an ACCEPTED delivery being picked up, or one picked up
+    /// before payment held fees).
     pub fn hold_stale(&self, cutoff: Millis) -> bool {
-        self.status == DeliveryStatus::Accepted && self.hold_requested_at.is_some_and(|at| at <= cutoff)
+        matches!(
+            self.status,
+            DeliveryStatus::Accepted | DeliveryStatus::Picked | DeliveryStatus::Completed
+        ) && self.hold_requested_at.is_some_and(|at| at <= cutoff)
     }
 
     /// CompleteDelivery by `rider`, before settling: must it settle, or was it done before?

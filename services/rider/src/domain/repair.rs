@@ -114,7 +114,7 @@ impl RiderApp {
         };
         match self.hold_marked(call_id, rider, mark).await {
             Ok(_) => {
-                tracing::info!(%call_id, "a pick-up left undecided was held by payment: PICKED");
+                tracing::info!(%call_id, "payment holds the fee of a pick-up left undecided (or made before fees were held)");
                 Ok(Outcome::PickedUp)
             }
             Err(RiderError::Cancelled(_)) => Ok(Outcome::Cancelled),

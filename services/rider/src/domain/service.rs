@@ -331,8 +331,8 @@ impl RiderApp {
                 let change = self
                     .transition(
                         call_id,
-                        |d| d.pick_up(rider, now),
-                        |_, d| Some(events::delivery_picked(d)),
+                        |d| d.held(rider, now),
+                        |from, d| (from.status == DeliveryStatus::Accepted).then(|| events::delivery_picked(d)),
                     )
                     .await?;
                 Ok(into_delivery(change))

@@ -286,7 +286,10 @@ async fn a_definite_refusal_of_a_deferred_settlement_drops_the_mark_and_keeps_it
     assert_eq!(report.dropped, 1, "{report:?}");
     let d = t.app.get(&call_id).await.unwrap();
     assert_eq!((d.status, d.settle_requested_at), (DeliveryStatus::Completed, None));
-    assert!(t.app.repair_once().await.unwrap().is_empty(), "left to an operator");
+    assert!(
+        t.app.repair_once().await.unwrap().is_empty(),
+        "no retry loop: a refusal no retry can change"
+    );
 }
 
 #[tokio::test]
@@ -784,4 +787,31 @@ async fn marks_payment_keeps_failing_back_off_and_never_starve_newer_ones() {
     for call_id in &stuck {
         assert_eq!(t.status(call_id).await, DeliveryStatus::Accepted);
     }
+}
+
+#[tokio::test]
+async fn deliveries_picked_up_before_fees_were_held_get_their_fees_held_by_the_repair_worker() {
+    use sea_orm::ConnectionTrait;
+    let t = spawn_app().await;
+    let picked = t.picked_by("r-1").await;
+    let pending = t.picked_by("r-2").await;
+    t.payments.answer(Answer::Unavailable);
+    t.app.complete(pending.clone(), rider("r-2")).await.unwrap();
+    t.payments.answer(Answer::Settle);
+    // What the upgrade's migration does to deliveries picked up by the previous version.
+    t.db.execute_unprepared(crate::outbound::migration::MARK_PICKED_BEFORE_HOLDS)
+        .await
+        .unwrap();
+    let holds = t.payments.holds();
+
+    let report = t.app.repair_once().await.unwrap();
+
+    assert_eq!(report.picked_up, 2, "{report:?}");
+    assert_eq!(t.payments.holds(), holds + 2);
+    let d = t.app.get(&picked).await.unwrap();
+    assert_eq!((d.status, d.hold_requested_at), (DeliveryStatus::Picked, None));
+    assert_eq!(picked_events(&t, &picked).await, 1, "no second DeliveryPicked");
+    let d = t.app.get(&pending).await.unwrap();
+    assert_eq!((d.status, d.hold_requested_at), (DeliveryStatus::Completed, None));
+    assert_eq!(t.app.repair_once().await.unwrap().picked_up, 0);
 }

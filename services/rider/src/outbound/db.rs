@@ -163,7 +163,12 @@ impl Mark {
     /// The statuses whose marks the repair worker finishes.
     fn pending_in(self) -> &'static [DeliveryStatus] {
         match self {
-            Self::Hold => &[DeliveryStatus::Accepted],
+            // PICKED and COMPLETED: deliveries picked up before payment held fees (see the migration).
+            Self::Hold => &[
+                DeliveryStatus::Accepted,
+                DeliveryStatus::Picked,
+                DeliveryStatus::Completed,
+            ],
             Self::Settle => &[DeliveryStatus::Picked, DeliveryStatus::Completed],
         }
     }

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(baemin_mesh_events::lease::CreateOutboxLease),
             Box::new(baemin_mesh_events::failures::CreateEventFailures),
             Box::new(AddHoldRequestedAt),
+            Box::new(baemin_mesh_events::migration::IndexInboxByAge),
         ]
     }
 }
@@ -74,6 +75,11 @@ impl MigrationTrait for CreateDeliveries {
     }
 }
 
+/// Marks every delivery picked up before payment held fees (PICKED, or COMPLETED with its settlement
+/// pending) for the repair worker to hold its fee.
+pub(crate) const MARK_PICKED_BEFORE_HOLDS: &str = "UPDATE deliveries SET hold_requested_at = COALESCE(picked_at, updated_at) \
+     WHERE status = 'PICKED' OR (status = 'COMPLETED' AND payout IS NULL)";
+
 /// PickUp's write-ahead mark: HoldCost sent, outcome not yet recorded.
 struct AddHoldRequestedAt;
 
@@ -93,6 +99,12 @@ impl MigrationTrait for AddHoldRequestedAt {
                     .add_column(big_integer_null("hold_requested_at"))
                     .to_owned(),
             )
+            .await?;
+        // Deliveries picked up before payment held fees: the repair worker holds their fees (so no
+        // cancellation can void them any more) at its first round.
+        manager
+            .get_connection()
+            .execute_unprepared(MARK_PICKED_BEFORE_HOLDS)
             .await?;
         manager
             .create_index(

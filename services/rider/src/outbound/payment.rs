@@ -112,6 +112,11 @@ fn classify(status: Status) -> PaymentCallError {
         Code::FailedPrecondition if voided(&status) => PaymentCallError::Voided(message),
         Code::FailedPrecondition => PaymentCallError::Refused(message),
         Code::NotFound => PaymentCallError::NotFound(message),
+        // Payment or the mesh is misconfigured (payment not upgraded yet, identity keys out of step):
+        // a dependency problem, not a client's; keep what is owed and try again later.
+        Code::Unimplemented | Code::PermissionDenied | Code::Unauthenticated | Code::DataLoss => {
+            PaymentCallError::Unavailable(format!("{:?}: {message}", status.code()))
+        }
         code => PaymentCallError::Unexpected(format!("{code:?}: {message}")),
     }
 }
@@ -184,6 +189,12 @@ mod tests {
             classify(Status::invalid_argument("bad")),
             PaymentCallError::Unexpected(_)
         ));
+        for misconfigured in [Code::Unimplemented, Code::PermissionDenied, Code::Unauthenticated] {
+            assert!(matches!(
+                classify(Status::new(misconfigured, "x")),
+                PaymentCallError::Unavailable(_)
+            ));
+        }
     }
 
     #[tokio::test]
