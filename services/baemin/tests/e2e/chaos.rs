@@ -180,6 +180,48 @@ async fn chaos_payment_killed_with_defer_keeps_accepting_and_settles_everything_
     mesh.stop().await;
 }
 
+/// Deliveries picked up, then payment killed while restaurants cancel them (the call service has not
+/// learned of the pick-ups: NATS is stopped too) and riders complete them: every cancel is UNAVAILABLE
+/// (payment must decide; never OK), every completion OK; once payment and NATS are back the repair
+/// workers race, and the pick-ups — held at payment first — win: every delivery completed and settled
+/// exactly once, none cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_payment_killed_with_cancels_pending_over_picked_up_deliveries_settles_each_once_and_cancels_none() {
+    let mut settings = vec![("PAYMENT_BREAKER_OPEN_WAIT", "1s")];
+    settings.extend(QUICK_REPAIRS);
+    let mut mesh = TestMesh::processes(DbKind::Postgres, &settings).await;
+    let mut ledger = Ledger::default();
+    let ids = ledger.place(&mesh.clients, 6).await;
+    for id in &ids {
+        crate::ledger::wait_for_rider_service(&mesh.clients, id).await;
+    }
+    mesh.nats.stop();
+    for (n, id) in ids.iter().enumerate() {
+        ledger.pick(&mesh.clients, id, &format!("r-{n}")).await;
+    }
+    mesh.kill_service(Svc::Payment).await;
+    for (n, id) in ids.iter().enumerate() {
+        let refused = mesh
+            .clients
+            .call
+            .clone()
+            .cancel_call(call::CancelCallRequest {
+                call_id: id.clone(),
+                reason: "the customer left".into(),
+            })
+            .await
+            .expect_err("payment must decide the cancel");
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        ledger.complete(&mesh.clients, id, &format!("r-{n}")).await;
+    }
+    mesh.nats.restart().await;
+    mesh.start_service(Svc::Payment).await;
+    ledger
+        .check("payment killed, cancels pending over picked-up deliveries", &mesh)
+        .await;
+    mesh.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_payment_slow_opens_the_breaker_on_slow_calls_and_deadlines_hold() {
     let settings = [
