@@ -515,15 +515,19 @@ async fn apply<H: EventHandler>(
     // is down) is retried like a transient one.
     let outcome = match (outcome, &event_id) {
         (Err(failed @ (HandleError::Failed(_) | HandleError::TimedOut(_))), Some(id)) => {
-            let allowed = match failed {
-                HandleError::TimedOut(_) => spec.max_attempts.saturating_mul(TIMEOUT_ALLOWANCE),
-                _ => spec.max_attempts,
+            // Timeouts and other failures each count against their own allowance.
+            let (counter, allowed) = match failed {
+                HandleError::TimedOut(_) => (
+                    failures::timeouts_of(&spec.durable),
+                    spec.max_attempts.saturating_mul(TIMEOUT_ALLOWANCE),
+                ),
+                _ => (spec.durable.clone(), spec.max_attempts),
             };
             let reason = match failed {
                 HandleError::Failed(reason) | HandleError::TimedOut(reason) => reason,
                 other => other.to_string(),
             };
-            match failures::record(db, &spec.durable, id, now_millis()).await {
+            match failures::record(db, &counter, id, now_millis()).await {
                 Ok(failures) if failures < allowed => Err(Failure::Counted(failures, reason)),
                 Ok(failures) => Err(Failure::Final(HandleError::Failed(format!(
                     "failed {failures} times, last: {reason}"

@@ -51,10 +51,16 @@ pub async fn record<C: ConnectionTrait>(db: &C, consumer: &str, event_id: &str, 
 pub async fn forget<C: ConnectionTrait>(db: &C, consumer: &str, event_id: &str) -> Result<(), DbErr> {
     let statement = Query::delete()
         .from_table(Alias::new(TABLE))
-        .and_where(Expr::col(Alias::new("consumer")).eq(consumer))
+        .and_where(Expr::col(Alias::new("consumer")).is_in([consumer.to_owned(), timeouts_of(consumer)]))
         .and_where(Expr::col(Alias::new("event_id")).eq(event_id))
         .to_owned();
     db.execute(&statement).await.map(drop)
+}
+
+/// The counter under which `consumer`'s statement timeouts are counted: apart from its other failures,
+/// each kind against its own allowance ([`forget`] clears both).
+pub fn timeouts_of(consumer: &str) -> String {
+    format!("{consumer}/timeouts")
 }
 
 /// Creates `event_failures`: per consumer and event, how often its handler failed.

@@ -24,14 +24,14 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
 
-/// Fails each event transiently `outage` times (its database is down), then `failures` times (transiently
-/// or not), then applies it; remembers what it applied.
+/// Fails each event transiently `outage` times (its database is down), then with a statement timeout
+/// `timeouts` times, then `failures` times (transiently or not), then applies it; remembers what it
+/// applied.
 struct Flaky {
     outage: u32,
+    timeouts: u32,
     failures: u32,
     transient: bool,
-    /// The failures are statement timeouts (counted against a larger allowance).
-    timed_out: bool,
     tries: AtomicU32,
     applied: Mutex<Vec<String>>,
 }
@@ -42,10 +42,14 @@ impl EventHandler for Flaky {
         if tried < self.outage {
             return Err(HandleError::Transient("the database is down".into()));
         }
-        if tried - self.outage < self.failures {
-            return Err(if self.timed_out {
-                HandleError::TimedOut("canceling statement due to statement timeout".into())
-            } else if self.transient {
+        let tried = tried - self.outage;
+        if tried < self.timeouts {
+            return Err(HandleError::TimedOut(
+                "canceling statement due to statement timeout".into(),
+            ));
+        }
+        if tried - self.timeouts < self.failures {
+            return Err(if self.transient {
                 HandleError::Transient("the database is down".into())
             } else {
                 HandleError::Failed("an unclassified error".into())
@@ -134,10 +138,10 @@ async fn run(
 }
 
 async fn run_timing_out(
-    failures: u32,
+    timeouts: u32,
     max_attempts: u32,
 ) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
-    run_handler(0, failures, false, true, max_attempts).await
+    run_handler(0, timeouts, 0, false, max_attempts).await
 }
 
 async fn run_after_outage(
@@ -146,23 +150,23 @@ async fn run_after_outage(
     transient: bool,
     max_attempts: u32,
 ) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
-    run_handler(outage, failures, transient, false, max_attempts).await
+    run_handler(outage, 0, failures, transient, max_attempts).await
 }
 
 async fn run_handler(
     outage: u32,
+    timeouts: u32,
     failures: u32,
     transient: bool,
-    timed_out: bool,
     max_attempts: u32,
 ) -> (Arc<Flaky>, Vec<deadletter::DeadLetter>, String, Metrics) {
     let nats = NatsServer::start().await;
     let bus = bus_on(&nats).await;
     let handler = Arc::new(Flaky {
         outage,
+        timeouts,
         failures,
         transient,
-        timed_out,
         tries: AtomicU32::new(0),
         applied: Mutex::new(Vec::new()),
     });
@@ -249,6 +253,17 @@ async fn a_statement_that_always_times_out_is_dead_lettered_after_ten_times_the_
     assert_eq!(handler.tries.load(Ordering::SeqCst), 20);
     assert_eq!(dead.len(), 1);
     assert!(dead[0].reason.contains("failed 20 times"), "{}", dead[0].reason);
+}
+
+#[tokio::test]
+async fn timeouts_do_not_use_up_the_attempts_of_other_failures() {
+    // Fifteen timeouts (allowed: 20), then one unclassified failure (allowed: 2), then it applies.
+    let (handler, dead, id, _) = run_handler(0, 15, 1, false, 2).await;
+    assert!(
+        dead.is_empty(),
+        "each kind is counted against its own allowance: {dead:?}"
+    );
+    assert_eq!(*handler.applied.lock().unwrap(), vec![id]);
 }
 
 #[tokio::test]
