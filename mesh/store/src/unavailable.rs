@@ -38,15 +38,7 @@ pub fn is_unavailable(err: &DbErr) -> bool {
 /// Whether `err` is a lost race the database detected (PostgreSQL serialization failure 40001,
 /// deadlock 40P01, or a lock not had within `lock_timeout` 55P03): retrying the transaction is the cure.
 pub fn is_contention(err: &DbErr) -> bool {
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
-            sqlx::Error::Database(db) => db
-                .try_downcast_ref::<PgDatabaseError>()
-                .is_some_and(|pg| matches!(pg.code(), "40001" | "40P01" | "55P03")),
-            _ => false,
-        },
-        _ => false,
-    }
+    postgres_code(err).is_some_and(|code| matches!(code, "40001" | "40P01" | "55P03"))
 }
 
 /// Whether the database gave up on a statement after a timeout: PostgreSQL's `statement_timeout`
@@ -54,14 +46,17 @@ pub fn is_contention(err: &DbErr) -> bool {
 /// longer than the timeout fails the same way every time, so callers that retry without end count
 /// these (the event consumers do, against a larger allowance than other failures).
 pub fn is_timeout(err: &DbErr) -> bool {
+    postgres_code(err).is_some_and(|code| matches!(code, "57014" | "55P03"))
+}
+
+/// The SQLSTATE of an error PostgreSQL answered a statement with.
+fn postgres_code(err: &DbErr) -> Option<&str> {
     match err {
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
-            sqlx::Error::Database(db) => db
-                .try_downcast_ref::<PgDatabaseError>()
-                .is_some_and(|pg| matches!(pg.code(), "57014" | "55P03")),
-            _ => false,
+            sqlx::Error::Database(db) => db.try_downcast_ref::<PgDatabaseError>().map(PgDatabaseError::code),
+            _ => None,
         },
-        _ => false,
+        _ => None,
     }
 }
 

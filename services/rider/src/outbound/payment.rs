@@ -6,7 +6,7 @@ use baemin_kernel::{CallId, RiderId, Settlement};
 use baemin_mesh_client::{ClientError, ClientSettings, MeshChannel, RetryPolicy, connect_lazy, outcome_unknown};
 use baemin_proto::payment::{
     reasons,
-    v1::{HoldCostRequest, PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient},
+    v1::{HoldCostRequest, Payment, PaymentStatus, SettleRequest, payment_service_client::PaymentServiceClient},
 };
 use futures::future::BoxFuture;
 use tonic::{Code, Status};
@@ -32,6 +32,22 @@ impl GrpcPayments {
     }
 }
 
+impl GrpcPayments {
+    /// Sends `rpc` with `send` (idempotent at payment, so a call lost on the network is retried) and
+    /// returns the payment it answered with.
+    async fn answered<F, Fut>(&self, rpc: &str, send: F) -> Result<Payment, PaymentCallError>
+    where
+        F: Fn(PaymentServiceClient<MeshChannel>) -> Fut,
+        Fut: Future<Output = Result<Option<Payment>, Status>>,
+    {
+        self.retry
+            .idempotent(|| send(self.client.clone()))
+            .await
+            .map_err(classify)?
+            .ok_or_else(|| PaymentCallError::Unexpected(format!("{rpc} answered without a payment")))
+    }
+}
+
 impl Payments for GrpcPayments {
     fn hold<'a>(&'a self, call_id: &'a CallId, rider: &'a RiderId) -> BoxFuture<'a, Result<(), PaymentCallError>> {
         Box::pin(async move {
@@ -39,19 +55,12 @@ impl Payments for GrpcPayments {
                 call_id: call_id.to_string(),
                 rider_id: rider.to_string(),
             };
-            // HoldCost is idempotent per call id and rider: a call lost on the network is retried.
-            let response = self
-                .retry
-                .idempotent(|| {
-                    let (mut client, request) = (self.client.clone(), request.clone());
-                    async move { client.hold_cost(request).await }
+            let payment = self
+                .answered("HoldCost", |mut client| {
+                    let request = request.clone();
+                    async move { Ok(client.hold_cost(request).await?.into_inner().payment) }
                 })
-                .await
-                .map_err(classify)?;
-            let payment = response
-                .into_inner()
-                .payment
-                .ok_or_else(|| PaymentCallError::Unexpected("HoldCost answered without a payment".into()))?;
+                .await?;
             if payment.rider_id != rider.as_str() {
                 return Err(PaymentCallError::Unexpected(format!(
                     "HoldCost answered with the fee held for {:?}",
@@ -72,19 +81,12 @@ impl Payments for GrpcPayments {
                 call_id: call_id.to_string(),
                 rider_id: rider.to_string(),
             };
-            // Settle is idempotent per call id: a call lost on the network is retried.
-            let response = self
-                .retry
-                .idempotent(|| {
-                    let (mut client, request) = (self.client.clone(), request.clone());
-                    async move { client.settle(request).await }
+            let payment = self
+                .answered("Settle", |mut client| {
+                    let request = request.clone();
+                    async move { Ok(client.settle(request).await?.into_inner().payment) }
                 })
-                .await
-                .map_err(classify)?;
-            let payment = response
-                .into_inner()
-                .payment
-                .ok_or_else(|| PaymentCallError::Unexpected("Settle answered without a payment".into()))?;
+                .await?;
             if payment.status != PaymentStatus::Settled as i32 {
                 return Err(PaymentCallError::Unexpected(format!(
                     "Settle answered with payment status {}",
