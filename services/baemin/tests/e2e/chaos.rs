@@ -10,7 +10,7 @@ use baemin_proto::call::v1 as call;
 
 use crate::{
     ledger::Ledger,
-    support::{Svc, TestMesh, request_id},
+    support::{QUICK_REPAIRS, Svc, TestMesh, request_id},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,15 +124,6 @@ async fn chaos_payment_killed_opens_the_breaker_rejects_fast_and_recovers_throug
     ledger.check("payment killed (reject)", &mesh).await;
     mesh.stop().await;
 }
-
-/// Settings that let the repair workers act within a test's patience.
-const QUICK_REPAIRS: [(&str, &str); 5] = [
-    ("PAYMENT_DEADLINE", "500ms"),
-    ("CALL_REPAIR_AFTER", "1s"),
-    ("CALL_REPAIR_INTERVAL", "200ms"),
-    ("RIDER_REPAIR_AFTER", "1s"),
-    ("RIDER_REPAIR_INTERVAL", "200ms"),
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_payment_killed_with_defer_keeps_accepting_and_settles_everything_once_when_it_returns() {

@@ -31,18 +31,14 @@ use tonic::Code;
 
 use crate::{
     histories::{Op, Victim, generate, without_chunks},
-    ledger::connect,
-    support::{Svc, TestMesh, request_id},
+    ledger::{connect, count},
+    support::{QUICK_REPAIRS, Svc, TestMesh, request_id},
 };
 
-/// Repair workers and redeliveries quick enough for a history to settle within the test's patience.
-const QUICK: [(&str, &str); 8] = [
-    ("PAYMENT_DEADLINE", "500ms"),
+/// Besides [`QUICK_REPAIRS`]: redeliveries and a breaker quick enough for a history to settle within
+/// the test's patience.
+const QUICK: [(&str, &str); 3] = [
     ("PAYMENT_BREAKER_OPEN_WAIT", "500ms"),
-    ("CALL_REPAIR_AFTER", "1s"),
-    ("CALL_REPAIR_INTERVAL", "200ms"),
-    ("RIDER_REPAIR_AFTER", "1s"),
-    ("RIDER_REPAIR_INTERVAL", "200ms"),
     ("EVENT_ACK_WAIT", "2s"),
     ("STARTUP_TIMEOUT", "30s"),
 ];
@@ -135,7 +131,8 @@ async fn randomized_histories_of_clients_and_faults_keep_every_domain_invariant(
 /// Runs `history` on a fresh mesh, ends every fault, and checks the invariants until they hold or
 /// [`SETTLE`] passes. `Ok` is a one-line summary; `Err` what still breaks.
 async fn run(setup: Setup, history: &[Op]) -> Result<String, Vec<String>> {
-    let mut settings = QUICK.to_vec();
+    let mut settings = QUICK_REPAIRS.to_vec();
+    settings.extend(QUICK);
     settings.push(("PLACE_CALL_FALLBACK", setup.fallback));
     let mut mesh = TestMesh::processes(setup.kind, &settings).await;
     // Call and rider reach payment through a proxy that can slow it down; payment restarts on its
@@ -571,10 +568,9 @@ impl World {
         }
         // Quiescence: nothing left under way (write-ahead marks and intents all finished).
         for (svc, what, sql) in LEFT_UNDER_WAY {
-            match count_rows(&self.mesh, svc, sql).await {
-                Ok(0) => {}
-                Ok(n) => broken.push(format!("{n} {what} still under way")),
-                Err(err) => broken.push(format!("cannot count {what}: {err}")),
+            let n = count_rows(&self.mesh, svc, sql).await;
+            if n > 0 {
+                broken.push(format!("{n} {what} still under way"));
             }
         }
         broken
@@ -755,13 +751,11 @@ const LEFT_UNDER_WAY: [(Svc, &str, &str); 4] = [
     ),
 ];
 
-async fn count_rows(mesh: &TestMesh, svc: Svc, sql: &str) -> Result<i64, sea_orm::DbErr> {
+async fn count_rows(mesh: &TestMesh, svc: Svc, sql: &str) -> i64 {
     let db = connect(mesh.database_url(svc)).await;
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_owned()))
-        .await;
+    let n = count(&db, sql).await;
     db.close().await.ok();
-    Ok(row?.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+    n
 }
 
 /// Every row of payment's table: call id → status.

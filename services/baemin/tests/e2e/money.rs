@@ -10,7 +10,7 @@ use tonic::Code;
 
 use crate::{
     ledger::{connect, count, wait_for_rider_service},
-    support::{PATIENCE, Svc, TestMesh, request_id},
+    support::{PATIENCE, QUICK_REPAIRS, Svc, TestMesh, request_id},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,16 +59,6 @@ async fn one_request_id_placed_concurrently_registers_one_fee_on_postgres() {
     );
     mesh.stop().await;
 }
-
-/// Repair workers acting within a test's patience, payment answering (or not) quickly.
-const QUICK_REPAIRS: [(&str, &str); 6] = [
-    ("PAYMENT_DEADLINE", "500ms"),
-    ("PAYMENT_BREAKER_OPEN_WAIT", "500ms"),
-    ("CALL_REPAIR_AFTER", "1s"),
-    ("CALL_REPAIR_INTERVAL", "200ms"),
-    ("RIDER_REPAIR_AFTER", "1s"),
-    ("RIDER_REPAIR_INTERVAL", "200ms"),
-];
 
 /// A call placed by `store-1` and accepted by `rider_id`, once the rider service has it.
 async fn accepted_call(mesh: &TestMesh, rider_id: &str) -> String {
@@ -216,7 +206,9 @@ async fn converged(mesh: &TestMesh, call_id: &str) -> Settled {
 /// and SETTLED, and the cancel is refused from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_pending_through_a_payment_outage_never_reverses_a_pick_up_and_completion_answered_ok() {
-    let mut mesh = TestMesh::processes(DbKind::Postgres, &QUICK_REPAIRS).await;
+    let mut settings = QUICK_REPAIRS.to_vec();
+    settings.push(("PAYMENT_BREAKER_OPEN_WAIT", "500ms"));
+    let mut mesh = TestMesh::processes(DbKind::Postgres, &settings).await;
     let call_id = accepted_call(&mesh, "r-1").await;
     // NATS stopped: the call service does not learn of the pick-up, so its cancel must ask payment.
     mesh.nats.stop();
@@ -261,7 +253,10 @@ async fn a_cancel_pending_through_a_payment_outage_never_reverses_a_pick_up_and_
 async fn a_pick_up_and_a_cancel_both_pending_through_a_payment_outage_converge_on_the_one_payment_applied() {
     for fallback in ["reject", "defer"] {
         let mut settings = QUICK_REPAIRS.to_vec();
-        settings.push(("PLACE_CALL_FALLBACK", fallback));
+        settings.extend([
+            ("PAYMENT_BREAKER_OPEN_WAIT", "500ms"),
+            ("PLACE_CALL_FALLBACK", fallback),
+        ]);
         let mut mesh = TestMesh::processes(DbKind::Postgres, &settings).await;
         let call_id = accepted_call(&mesh, "r-1").await;
 

@@ -8,6 +8,15 @@ use baemin_mesh_testkit::{DbKind, NatsServer, RunningService, ServiceProcess, Te
 /// How long a test waits for an event to reach a service.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Settings that let the repair workers act within a test's patience (payment answering, or not, fast).
+pub const QUICK_REPAIRS: [(&str, &str); 5] = [
+    ("PAYMENT_DEADLINE", "500ms"),
+    ("CALL_REPAIR_AFTER", "1s"),
+    ("CALL_REPAIR_INTERVAL", "200ms"),
+    ("RIDER_REPAIR_AFTER", "1s"),
+    ("RIDER_REPAIR_INTERVAL", "200ms"),
+];
+
 /// A service of the mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Svc {
