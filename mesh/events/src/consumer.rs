@@ -9,6 +9,7 @@
 //! would bound a consumer by the round trips of one transaction — on PostgreSQL, fewer events a second
 //! than the mesh produces.
 
+use baemin_mesh_store::Db;
 use std::{future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
@@ -22,8 +23,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-use sea_orm::DatabaseConnection;
 
 use crate::{
     BusError, Envelope, EventBus, STREAM_NAME,
@@ -195,7 +194,7 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// replicas: see [`crate::failures`]).
 pub async fn spawn_consumer<H: EventHandler>(
     bus: &EventBus,
-    db: DatabaseConnection,
+    db: Db,
     spec: ConsumerSpec,
     handler: Arc<H>,
     metrics: ConsumerMetrics,
@@ -273,7 +272,7 @@ const LANE_QUEUE: usize = 4;
 
 async fn run<H: EventHandler>(
     jetstream: jetstream::Context,
-    db: DatabaseConnection,
+    db: Db,
     consumer: Consumer<consumer::pull::Config>,
     spec: ConsumerSpec,
     handler: Arc<H>,
@@ -412,7 +411,7 @@ fn lane_of(message: &async_nats::jetstream::Message, lanes: usize) -> usize {
 /// Applies the messages of one lane in order until its queue closes or `shutdown`.
 async fn lane<H: EventHandler>(
     jetstream: jetstream::Context,
-    db: DatabaseConnection,
+    db: Db,
     spec: Arc<ConsumerSpec>,
     handler: Arc<H>,
     metrics: ConsumerMetrics,
@@ -446,7 +445,7 @@ async fn lane<H: EventHandler>(
 /// context in the message's headers); returns a pause when the handler failed transiently.
 async fn process<H: EventHandler>(
     jetstream: &jetstream::Context,
-    db: &DatabaseConnection,
+    db: &Db,
     spec: &ConsumerSpec,
     handler: &H,
     metrics: &ConsumerMetrics,
@@ -490,7 +489,7 @@ async fn process<H: EventHandler>(
 /// [`process`] without the telemetry: the pause, and `applied`, `retried` or `dead_lettered`.
 async fn apply<H: EventHandler>(
     jetstream: &jetstream::Context,
-    db: &DatabaseConnection,
+    db: &Db,
     spec: &ConsumerSpec,
     handler: &H,
     message: async_nats::jetstream::Message,

@@ -30,7 +30,7 @@ pub async fn record<C: ConnectionTrait>(db: &C, consumer: &str, event_id: &str, 
             failures_col.clone(),
             at_col.clone(),
         ])
-        .values_panic([consumer.into(), event_id.into(), 1_i32.into(), now.into()])
+        .values_panic([consumer.into(), event_id.into(), 1_i64.into(), now.into()])
         .on_conflict(
             OnConflict::columns([consumer_col, event_col])
                 .value(failures_col.clone(), Expr::col((table, failures_col.clone())).add(1))
@@ -43,8 +43,8 @@ pub async fn record<C: ConnectionTrait>(db: &C, consumer: &str, event_id: &str, 
         .query_one_raw(db.get_database_backend().build(&statement))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("{TABLE}: no row returned for {event_id}")))?;
-    let failures: i32 = row.try_get("", "failures")?;
-    Ok(<u32 as TryFrom<i32>>::try_from(failures).unwrap_or(0))
+    let failures: i64 = row.try_get("", "failures")?;
+    Ok(<u32 as TryFrom<i64>>::try_from(failures).unwrap_or(u32::MAX))
 }
 
 /// Forgets the failures of `consumer` on `event_id` (applied at last, or dead-lettered).
@@ -61,6 +61,16 @@ pub async fn forget<C: ConnectionTrait>(db: &C, consumer: &str, event_id: &str) 
 /// each kind against its own allowance ([`forget`] clears both).
 pub fn timeouts_of(consumer: &str) -> String {
     format!("{consumer}/timeouts")
+}
+
+/// `event_failures.failures` as an `i64` on PostgreSQL too (one integer width: see
+/// `baemin_mesh_store::WidenToBigint`).
+pub fn widen_event_failures() -> baemin_mesh_store::WidenToBigint {
+    baemin_mesh_store::WidenToBigint {
+        name: "m20261208_000005_mesh_widen_event_failures",
+        table: TABLE,
+        columns: &["failures"],
+    }
 }
 
 /// Creates `event_failures`: per consumer and event, how often its handler failed.

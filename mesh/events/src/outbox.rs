@@ -2,6 +2,7 @@
 //! a relay publishes unsent rows to JetStream (with `Nats-Msg-Id` = event id) and marks them sent.
 //! A crash between commit and publish loses nothing: the row is still there at the next start.
 
+use baemin_mesh_store::{Db, Txn};
 use std::{future::IntoFuture, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -9,8 +10,7 @@ use baemin_mesh_telemetry::{Counter, Family, Histogram, Metrics, propagation};
 use prost::Message;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Expr,
 };
 use tokio::sync::Notify;
@@ -95,14 +95,14 @@ impl Outbox {
     }
 
     /// Commits `txn` and wakes the relay so the events go out at once.
-    pub async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
+    pub async fn commit(&self, txn: Txn) -> Result<(), DbErr> {
         txn.commit().await?;
         self.wake.notify_one();
         Ok(())
     }
 
     /// The relay publishing this outbox, reporting into `metrics`.
-    pub fn relay(&self, db: DatabaseConnection, jetstream: jetstream::Context, metrics: &Metrics) -> OutboxRelay {
+    pub fn relay(&self, db: Db, jetstream: jetstream::Context, metrics: &Metrics) -> OutboxRelay {
         OutboxRelay {
             db,
             jetstream,
@@ -170,7 +170,7 @@ fn publish_span(row: &entity::Model) -> Span {
 /// is gone, so rows a standby's own service wrote go out within that poll of its commit. The lease is
 /// only taken or renewed when rows are pending, so idle relays read but never write.
 pub struct OutboxRelay {
-    db: DatabaseConnection,
+    db: Db,
     jetstream: jetstream::Context,
     wake: Arc<Notify>,
     batch: u64,
@@ -339,7 +339,6 @@ impl OutboxRelay {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::TransactionTrait;
     use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
     use super::*;
@@ -359,7 +358,7 @@ mod tests {
             .await
             .unwrap();
         let outbox = Outbox::new();
-        let txn = db.begin().await.unwrap();
+        let txn = baemin_mesh_store::begin_write(&db).await.unwrap();
         outbox
             .enqueue(
                 &txn,
@@ -373,7 +372,7 @@ mod tests {
             0,
             "a rolled-back change leaves no event behind"
         );
-        let txn = db.begin().await.unwrap();
+        let txn = baemin_mesh_store::begin_write(&db).await.unwrap();
         for call in ["c-1", "c-2"] {
             outbox
                 .enqueue(

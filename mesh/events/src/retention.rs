@@ -17,10 +17,11 @@
 //!
 //! Deletes go in batches, so a large backlog of old rows never holds a long transaction.
 
+use baemin_mesh_store::Db;
 use std::time::Duration;
 
 use baemin_mesh_telemetry::{Gauge, Metrics};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbErr, Statement};
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::now_millis;
@@ -166,7 +167,7 @@ impl RetentionMetrics {
 /// service that consumes events) and only once this replica has been connected to NATS through `nats`
 /// for [`warm_up`] without a break (checked every second).
 pub async fn run(
-    db: DatabaseConnection,
+    db: Db,
     nats: async_nats::Client,
     retention: Retention,
     inbox: bool,
@@ -226,7 +227,7 @@ mod tests {
         }
     }
 
-    async fn outbox_row(db: &DatabaseConnection, id: i64, published_at: Option<i64>) {
+    async fn outbox_row(db: &Db, id: i64, published_at: Option<i64>) {
         db.execute_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
             "INSERT INTO outbox_events (id, event_id, subject, payload, created_at, published_at) \
@@ -237,7 +238,7 @@ mod tests {
         .unwrap();
     }
 
-    async fn inbox_row(db: &DatabaseConnection, id: &str, processed_at: i64) {
+    async fn inbox_row(db: &Db, id: &str, processed_at: i64) {
         db.execute_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
             "INSERT INTO inbox_events (event_id, subject, processed_at) VALUES (?, 's', ?)",

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
+use baemin_mesh_store::Db;
 use std::{
     sync::{
         Arc, Mutex,
@@ -20,7 +21,7 @@ use baemin_mesh_telemetry::Metrics;
 use baemin_mesh_testkit::{DbKind, NatsServer, TestDatabases};
 use baemin_proto::events::v1::CallCancelled;
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
 
@@ -95,7 +96,7 @@ impl MigratorTrait for FailureCounts {
 }
 
 /// A database with the failure counts' table (removed with the returned guard).
-async fn failure_counts() -> (TestDatabases, DatabaseConnection) {
+async fn failure_counts() -> (TestDatabases, Db) {
     let mut dbs = TestDatabases::new(DbKind::Sqlite);
     let url = dbs.url_for("consumer").await;
     let db = baemin_mesh_store::connect::<FailureCounts>(&url, 2).await.unwrap();
@@ -109,11 +110,7 @@ async fn consume<H: EventHandler>(
     spec: ConsumerSpec,
     handler: &Arc<H>,
     metrics: &Metrics,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<()>,
-    (TestDatabases, DatabaseConnection),
-) {
+) -> (CancellationToken, tokio::task::JoinHandle<()>, (TestDatabases, Db)) {
     let (dbs, db) = failure_counts().await;
     let stop = CancellationToken::new();
     let task = spawn_consumer(

@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
+use baemin_mesh_store::Db;
 use std::time::Duration;
 
 use baemin_mesh_events::{Event, EventBus, Outbox, StreamSettings, new_envelope};
 use baemin_mesh_telemetry::Metrics;
 use baemin_mesh_testkit::{DbKind, NatsServer, TestDatabases};
-use sea_orm::{DatabaseConnection, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 struct Migrator;
@@ -23,8 +23,8 @@ impl MigratorTrait for Migrator {
     }
 }
 
-async fn write_events(db: &DatabaseConnection, outbox: &Outbox, n: usize) {
-    let txn = db.begin().await.unwrap();
+async fn write_events(db: &Db, outbox: &Outbox, n: usize) {
+    let txn = baemin_mesh_store::begin_write(db).await.unwrap();
     for i in 0..n {
         let envelope = new_envelope("test", &format!("call-{i}"), Event::CallCancelled(Default::default()));
         outbox.enqueue(&txn, &envelope).await.unwrap();

@@ -4,12 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
+use baemin_mesh_store::Db;
 use std::time::Duration;
 
 use baemin_mesh_events::retention::{self, Retention};
 use baemin_mesh_telemetry::Metrics;
 use baemin_mesh_testkit::{DbKind, NatsServer, TestDatabases};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::ConnectionTrait;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +25,7 @@ impl MigratorTrait for Migrator {
     }
 }
 
-async fn exec(db: &DatabaseConnection, sql: &str) {
+async fn exec(db: &Db, sql: &str) {
     db.execute_unprepared(sql).await.unwrap();
 }
 

@@ -4,6 +4,7 @@
 //! shows as its statements (sea-orm reports statements only, not BEGIN and COMMIT). Never the values,
 //! which may hold personal data.
 
+use baemin_mesh_store::Db;
 use std::time::{Duration, SystemTime};
 
 use baemin_mesh_telemetry::{Family, Histogram, LatencyBuckets, Metrics};
@@ -11,21 +12,19 @@ use opentelemetry::{
     KeyValue, global,
     trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _},
 };
-use sea_orm::{DatabaseConnection, DbBackend};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
 /// Reports every statement `db` runs (transactions included) into `metrics` and the current span.
-pub(crate) fn observe(db: &mut DatabaseConnection, metrics: &Metrics) {
+pub(crate) fn observe(db: &mut Db, metrics: &Metrics) {
     let durations: Family<Labels, Histogram, LatencyBuckets> = metrics.latency_family(
         "db_statement_duration",
         "Time each database statement took, by operation and outcome",
     );
-    let system = match db.get_database_backend() {
-        DbBackend::Postgres => "postgresql",
-        DbBackend::Sqlite => "sqlite",
-        _ => "other_sql",
+    let system = match db.backend() {
+        baemin_mesh_store::Backend::Postgres => "postgresql",
+        baemin_mesh_store::Backend::Sqlite => "sqlite",
     };
     db.set_metric_callback(move |info| {
         let operation = operation(&info.statement.sql);

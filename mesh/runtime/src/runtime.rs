@@ -1,11 +1,11 @@
 //! Start-up and orderly shutdown of one service process.
 
+use baemin_mesh_store::Db;
 use std::{net::SocketAddr, sync::Arc};
 
 use baemin_mesh_events::{BusError, ConsumerMetrics, ConsumerSpec, EventBus, EventHandler, Outbox, spawn_consumer};
 use baemin_mesh_server::{MeshServer, ServeError, Shutdown};
 use baemin_mesh_store::StoreError;
-use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,7 @@ pub enum StartupError {
 /// What a running service holds: its database, bus, outbox and server, and its background tasks.
 pub struct Runtime {
     config: ServiceConfig,
-    db: DatabaseConnection,
+    db: Db,
     bus: EventBus,
     outbox: Outbox,
     server: MeshServer,
@@ -92,7 +92,7 @@ impl Runtime {
     }
 
     /// The service's database.
-    pub fn db(&self) -> &DatabaseConnection {
+    pub fn db(&self) -> &Db {
         &self.db
     }
 
@@ -228,7 +228,7 @@ impl Runtime {
 }
 
 /// Sets `baemin_db_pool_connections{state="in_use"|"idle"}` every few seconds until `stop`.
-async fn sample_pool(db: DatabaseConnection, metrics: baemin_mesh_telemetry::Metrics, stop: CancellationToken) {
+async fn sample_pool(db: Db, metrics: baemin_mesh_telemetry::Metrics, stop: CancellationToken) {
     use baemin_mesh_telemetry::{Family, Gauge};
     let family: Family<Vec<(&'static str, &'static str)>, Gauge> = metrics.register(
         "db_pool_connections",
@@ -238,7 +238,7 @@ async fn sample_pool(db: DatabaseConnection, metrics: baemin_mesh_telemetry::Met
     let in_use = family.get_or_create(&vec![("state", "in_use")]).clone();
     let idle = family.get_or_create(&vec![("state", "idle")]).clone();
     loop {
-        let (open, free) = baemin_mesh_store::pool_usage(&db);
+        let (open, free) = db.usage();
         let free = i64::try_from(free).unwrap_or(i64::MAX);
         idle.set(free);
         in_use.set(i64::from(open) - free);

@@ -169,13 +169,15 @@ async fn write_transactions_read_committed_whatever_the_servers_default_isolatio
     let plain = db.begin().await.unwrap();
     assert_eq!(isolation(&plain).await, "repeatable read", "the server's default");
     plain.rollback().await.unwrap();
+    db.close().await.ok();
+    let db = baemin_mesh_store::open(&url, 1).await.unwrap();
     let write = baemin_mesh_store::begin_write(&db).await.unwrap();
     assert_eq!(isolation(&write).await, "read committed");
     write.rollback().await.unwrap();
     db.close().await.ok();
 }
 
-async fn isolation(txn: &sea_orm::DatabaseTransaction) -> String {
+async fn isolation<C: ConnectionTrait>(txn: &C) -> String {
     let statement = sea_orm::Statement::from_string(txn.get_database_backend(), "SHOW transaction_isolation");
     let row = txn.query_one_raw(statement).await.unwrap().unwrap();
     row.try_get::<String>("", "transaction_isolation").unwrap()

@@ -2,11 +2,10 @@
 
 use std::{path::Path, time::Duration};
 
-use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectOptions, Database, DbErr, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
+
+use crate::{Db, sqlite::Engine};
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,17 +73,26 @@ pub fn sqlite_url(path: &Path) -> String {
 
 /// Connects to `url` and brings the schema up to date with migrator `M`.
 ///
-/// SQLite runs in WAL mode with one pooled connection: SQLite has one writer at a time anyway, and a
-/// single connection rules out `SQLITE_BUSY` on read-to-write upgrades inside transactions (which a
-/// busy timeout does not cover). Code must therefore never use the pool while holding a transaction.
-pub async fn connect<M: MigratorTrait>(url: &str, pool_size: u32) -> Result<DatabaseConnection, StoreError> {
+/// SQLite: one connection, in WAL mode, used inline by the task holding its turn (see
+/// `crate::sqlite`); SQLite has one writer at a time anyway. Code must therefore never use the `Db`
+/// while holding a transaction on it (it would wait for itself). PostgreSQL: a pool of `pool_size`
+/// connections, not pinged on checkout (a broken connection fails its statement, which is classified
+/// unavailable and retried like any outage; a ping per checkout was a round trip per transaction).
+pub async fn connect<M: MigratorTrait>(url: &str, pool_size: u32) -> Result<Db, StoreError> {
+    let db = open(url, pool_size).await?;
+    migrate::<M>(&db).await.map_err(StoreError::Migrate)?;
+    Ok(db)
+}
+
+/// Opens the database `url` names as [`connect`] does, without migrating it: for tools that read
+/// another service's database.
+pub async fn open(url: &str, pool_size: u32) -> Result<Db, StoreError> {
     let backend = Backend::of(url).ok_or_else(|| StoreError::UnsupportedUrl(redact(url)))?;
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .sqlx_logging(false)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(5));
-    match backend {
+    let connect_error = |source| StoreError::Connect {
+        url: redact(url),
+        source,
+    };
+    let db = match backend {
         Backend::Sqlite => {
             if let Some(dir) = sqlite_dir(url) {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
@@ -92,25 +100,19 @@ pub async fn connect<M: MigratorTrait>(url: &str, pool_size: u32) -> Result<Data
                     source,
                 })?;
             }
-            // `synchronous=FULL`: a commit is on disk before it is acknowledged, as durable as the events
-            // it publishes (NATS syncs every write). WAL's NORMAL could roll a commit back after a power
-            // loss while its event was already out: the board showing a call the call service lost.
-            options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(5))
-                    .foreign_keys(true)
-            });
+            Db::sqlite(Engine::open(url).map_err(connect_error)?)
         }
         Backend::Postgres => {
-            options.max_connections(pool_size.max(1));
+            let mut options = ConnectOptions::new(url.to_owned());
+            options
+                .sqlx_logging(false)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_timeout(Duration::from_secs(5))
+                .test_before_acquire(false)
+                .max_connections(pool_size.max(1));
+            Db::server(Database::connect(options).await.map_err(connect_error)?)
         }
-    }
-    let db = Database::connect(options).await.map_err(|source| StoreError::Connect {
-        url: redact(url),
-        source,
-    })?;
-    migrate::<M>(&db, backend).await.map_err(StoreError::Migrate)?;
+    };
     Ok(db)
 }
 
@@ -121,11 +123,13 @@ const MIGRATION_LOCK: i64 = 0x6261_656d_696e;
 /// Brings the schema up to date. On PostgreSQL every replica of a service may start at once (a rolling
 /// update, a scale-up): the migrations run in one transaction holding an advisory lock, so one replica
 /// migrates while the others wait, then find nothing left to do; a failure leaves no half-applied schema.
-async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, backend: Backend) -> Result<(), DbErr> {
+async fn migrate<M: MigratorTrait>(db: &Db) -> Result<(), DbErr> {
+    let backend = db.backend();
+    let db = db.as_sea_orm().await?;
     match backend {
         Backend::Sqlite => {
-            refuse_newer::<M, _>(db).await?;
-            M::up(db, None).await
+            refuse_newer::<M, _>(&db).await?;
+            M::up(&db, None).await
         }
         Backend::Postgres => {
             use sea_orm::ConnectionTrait;
@@ -176,42 +180,6 @@ fn redact(url: &str) -> String {
     baemin_mesh_server::config::redact_url(url)
 }
 
-/// How the connection pool of `db` is used right now: (open connections, idle ones).
-pub fn pool_usage(db: &DatabaseConnection) -> (u32, usize) {
-    match db.get_database_backend() {
-        sea_orm::DbBackend::Postgres => {
-            let pool = db.get_postgres_connection_pool();
-            (pool.size(), pool.num_idle())
-        }
-        sea_orm::DbBackend::Sqlite => {
-            let pool = db.get_sqlite_connection_pool();
-            (pool.size(), pool.num_idle())
-        }
-        _ => (0, 0),
-    }
-}
-
-/// A transaction that writes: on SQLite it takes the database's write lock at BEGIN (`BEGIN IMMEDIATE`,
-/// waiting up to the busy timeout for another writer), so a read inside it can never go stale before its
-/// write — a deferred transaction that read and then wrote after another process committed failed at
-/// once with SQLITE_BUSY (replicas, or `baemin` tools, on one SQLite file). On PostgreSQL READ
-/// COMMITTED, whatever the server's `default_transaction_isolation`: the services' conditional writes
-/// decide again on what a concurrent writer committed, and PlaceCall's claim of an idempotency key
-/// looks the key up again after claiming it — each statement must see the commits before it.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    let options = match db.get_database_backend() {
-        sea_orm::DbBackend::Sqlite => TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        },
-        _ => TransactionOptions {
-            isolation_level: Some(sea_orm::IsolationLevel::ReadCommitted),
-            ..TransactionOptions::default()
-        },
-    };
-    db.begin_with_options(options).await
-}
-
 /// `url` (a PostgreSQL URL, with or without a database in its path) naming database `name` instead, the
 /// rest — user, password, host, port, query — kept as it was.
 pub fn with_database(url: &str, name: &str) -> Result<String, StoreError> {
@@ -232,6 +200,7 @@ pub fn with_database(url: &str, name: &str) -> Result<String, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::begin_write;
 
     #[test]
     fn backend_is_chosen_by_scheme() {
@@ -371,7 +340,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let level: i32 = row.try_get_by_index(0).unwrap();
+        let level: i64 = row.try_get_by_index(0).unwrap();
         assert_eq!(level, 2, "FULL");
     }
 

@@ -1,8 +1,12 @@
 //! Database connections for every service: a SQLite file by default, PostgreSQL when `DATABASE_URL` says so.
 
 mod connect;
+mod db;
+mod sqlite;
 mod unavailable;
+mod widen;
 
-pub use connect::{Backend, StoreError, begin_write, connect, pool_usage, sqlite_url, with_database};
-pub use sea_orm::DatabaseConnection;
+pub use connect::{Backend, StoreError, connect, open, sqlite_url, with_database};
+pub use db::{Db, Txn, begin_write};
 pub use unavailable::{is_contention, is_timeout, is_transient, is_unavailable};
+pub use widen::WidenToBigint;

@@ -7,7 +7,7 @@ use std::ops::Deref;
 
 use sea_orm::{
     DbErr, RuntimeErr,
-    sqlx::{self, error::DatabaseError, postgres::PgDatabaseError, sqlite::SqliteError},
+    sqlx::{self, error::DatabaseError, postgres::PgDatabaseError},
 };
 
 /// Whether `err` means the database is unreachable or refusing work for now, rather than a bug.
@@ -20,7 +20,7 @@ use sea_orm::{
 /// (57014: `statement_timeout` under load, or cancelled by an operator), running out of
 /// resources (class 53: too many connections, disk full, out of memory), or a failover leaving us
 /// on a read-only standby (25006); SQLite busy or locked beyond its busy timeout, failing I/O, a
-/// full disk or a file it cannot open.
+/// full disk or a file it cannot open (the SQLite engine reports those as connection errors).
 ///
 /// Everything else — constraint violations, decode and type errors, rows that do not map to the
 /// domain, SQL errors — is not: it is a bug or corrupt data.
@@ -78,16 +78,8 @@ fn sqlx_unavailable(err: &sqlx::Error) -> bool {
 }
 
 fn database_unavailable(err: &(dyn DatabaseError + 'static)) -> bool {
-    if let Some(pg) = err.try_downcast_ref::<PgDatabaseError>() {
-        return postgres_unavailable(pg.code());
-    }
-    if err.try_downcast_ref::<SqliteError>().is_some() {
-        return err
-            .code()
-            .and_then(|code| code.parse::<i32>().ok())
-            .is_some_and(sqlite_unavailable);
-    }
-    false
+    err.try_downcast_ref::<PgDatabaseError>()
+        .is_some_and(|pg| postgres_unavailable(pg.code()))
 }
 
 /// PostgreSQL SQLSTATEs of an unavailable database (see the PostgreSQL "Error Codes" appendix).
@@ -97,17 +89,6 @@ fn postgres_unavailable(sqlstate: &str) -> bool {
         || sqlstate.starts_with("57P") // admin / crash shutdown, cannot connect now, database dropped, ...
         || sqlstate == "57014" // query canceled: statement_timeout under load (or an operator's cancel)
         || sqlstate == "25006" // read-only transaction: a failover left us on a standby
-}
-
-/// SQLite result codes (extended codes carry the primary one in their low byte) of an unavailable
-/// database: BUSY and LOCKED past the busy timeout, IOERR, FULL, CANTOPEN.
-fn sqlite_unavailable(code: i32) -> bool {
-    const BUSY: i32 = 5;
-    const LOCKED: i32 = 6;
-    const IOERR: i32 = 10;
-    const FULL: i32 = 13;
-    const CANTOPEN: i32 = 14;
-    matches!(code & 0xff, BUSY | LOCKED | IOERR | FULL | CANTOPEN)
 }
 
 #[cfg(test)]
@@ -177,32 +158,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sqlite_codes_of_an_unavailable_file_are_recognised() {
-        // BUSY, BUSY_SNAPSHOT, LOCKED, IOERR_WRITE, FULL, CANTOPEN
-        for code in [5, 517, 6, 778, 13, 14] {
-            assert!(sqlite_unavailable(code), "{code}");
-        }
-        // CONSTRAINT_UNIQUE, CONSTRAINT_FOREIGNKEY, MISMATCH, ERROR, CORRUPT
-        for code in [2067, 787, 20, 1, 11] {
-            assert!(!sqlite_unavailable(code), "{code}");
-        }
-    }
-
-    async fn sqlite(url: &str, busy_timeout: Duration) -> sea_orm::DatabaseConnection {
-        let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .max_connections(1)
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(move |o| o.busy_timeout(busy_timeout));
-        Database::connect(options).await.expect("sqlite")
+    fn sqlite(url: &str, busy_timeout: Duration) -> crate::Db {
+        crate::Db::sqlite(crate::sqlite::Engine::open_with(url, busy_timeout).expect("sqlite"))
     }
 
     #[tokio::test]
     async fn sqlite_busy_past_its_timeout_is_unavailable_and_a_constraint_violation_is_not() {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/busy.db?mode=rwc", dir.path().display());
-        let holder = sqlite(&url, Duration::from_secs(5)).await;
+        let holder = sqlite(&url, Duration::from_secs(5));
         holder
             .execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY)")
             .await
@@ -218,11 +182,11 @@ mod tests {
         assert!(!is_unavailable(&duplicate), "{duplicate:?}");
 
         // One writer holds the lock; another gives up after its (short) busy timeout.
-        let txn = holder.begin().await.expect("begin");
+        let txn = crate::begin_write(&holder).await.expect("begin");
         txn.execute_unprepared("INSERT INTO t (id) VALUES (2)")
             .await
             .expect("write");
-        let other = sqlite(&url, Duration::from_millis(50)).await;
+        let other = sqlite(&url, Duration::from_millis(50));
         let busy = other
             .execute_unprepared("INSERT INTO t (id) VALUES (3)")
             .await
@@ -233,7 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_connection_is_unavailable() {
-        let db = sqlite("sqlite::memory:", Duration::from_secs(1)).await;
+        let db = sqlite("sqlite::memory:", Duration::from_secs(1));
         db.clone().close().await.expect("close");
         let err = db.execute_unprepared("SELECT 1").await.expect_err("closed");
         assert!(is_unavailable(&err), "{err:?}");

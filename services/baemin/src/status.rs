@@ -5,7 +5,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use baemin_mesh_events::{consumer_lag, deadletter, outbox};
-use sea_orm::Database;
 
 use crate::cli::ServiceName;
 
@@ -48,7 +47,7 @@ pub async fn show(nats_url: &str, data_dir: &Path) -> anyhow::Result<()> {
             ),
             None => continue,
         };
-        let db = Database::connect(url.as_str())
+        let db = baemin_mesh_store::open(&url, 1)
             .await
             .map_err(|_| anyhow::anyhow!("cannot open {shown}"))?;
         let pending = outbox::backlog(&db)

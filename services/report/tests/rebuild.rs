@@ -20,7 +20,7 @@ use baemin_proto::{
 };
 use baemin_report::rebuild::{RebuildError, Rebuilt, live_progress, rebuild, rows};
 use prost::Message;
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::ConnectionTrait;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -254,7 +254,7 @@ async fn another_services_database_is_refused_and_left_alone() {
     bus.ensure_stream(&StreamSettings::default()).await.unwrap();
     let mut dbs = TestDatabases::new(DbKind::Sqlite);
     let url = dbs.url_for("call").await;
-    let db = Database::connect(&url).await.unwrap();
+    let db = baemin_mesh_store::open(&url, 1).await.unwrap();
     db.execute_unprepared("CREATE TABLE calls (call_id TEXT PRIMARY KEY)")
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! Test helpers shared by the application and adapter tests: the application on SQLite in memory with a
 //! fake payment port.
 
+use baemin_mesh_store::Db;
 use std::{
     collections::HashSet,
     sync::{
@@ -14,7 +15,7 @@ use baemin_kernel::{CallId, DeliveryStatus, Destination, Fee, RestaurantId, Ride
 use baemin_mesh_events::{Envelope, Event, Outbox, outbox::entity as outbox};
 use futures::future::BoxFuture;
 use prost::Message;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::EntityTrait;
 use tonic::Code;
 
 use crate::{
@@ -164,7 +165,7 @@ impl Answer {
 
 pub struct TestApp {
     pub app: Arc<RiderApp>,
-    pub db: DatabaseConnection,
+    pub db: Db,
     pub payments: Arc<FakePayments>,
 }
 

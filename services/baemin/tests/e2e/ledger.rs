@@ -4,6 +4,7 @@
 //! revenue equals the sum of commissions, a fee exists for every call and no other, no PlaceCall intent
 //! is left behind. `check` prints the ledger line of its scenario.
 
+use baemin_mesh_store::Db;
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -11,7 +12,7 @@ use std::{
 
 use baemin::{clients::Clients, scenario::eventually};
 use baemin_proto::{call::v1 as call, payment::v1 as payment, report::v1 as report, rider::v1 as rider};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
 use crate::support::{PATIENCE, Svc, TestMesh, request_id};
@@ -345,12 +346,12 @@ async fn all_rows(clients: &Clients) -> anyhow::Result<HashMap<String, report::D
 }
 
 /// A connection of the test's own to a service's database (to read what the API does not show).
-pub(crate) async fn connect(url: &str) -> DatabaseConnection {
-    Database::connect(url).await.expect("the service's database")
+pub(crate) async fn connect(url: &str) -> Db {
+    baemin_mesh_store::open(url, 1).await.expect("the service's database")
 }
 
 /// The `n` of a `SELECT COUNT(*) AS n ...`.
-pub(crate) async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+pub(crate) async fn count(db: &Db, sql: &str) -> i64 {
     let row = db
         .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await

@@ -12,7 +12,7 @@ use baemin_mesh_events::{STREAM_NAME, outbox};
 use baemin_mesh_testkit::DbKind;
 use baemin_proto::{call::v1 as call, report::v1 as report, rider::v1 as rider};
 use clap::Parser;
-use sea_orm::{ColumnTrait, Database, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::{
     flows::place,
@@ -23,7 +23,7 @@ use crate::{
 async fn unpublished(mesh: &TestMesh) -> anyhow::Result<u64> {
     let mut total = 0;
     for svc in [Svc::Payment, Svc::Call, Svc::Rider, Svc::Report] {
-        let db = Database::connect(mesh.database_url(svc)).await?;
+        let db = baemin_mesh_store::open(&mesh.database_url(svc), 1).await?;
         total += outbox::entity::Entity::find()
             .filter(outbox::entity::Column::PublishedAt.is_null())
             .count(&db)

@@ -2,11 +2,12 @@
 //! placed or cancelled while payment is down, and the repair worker finishing it once payment is back
 //! with payment's decision.
 
+use baemin_mesh_store::Db;
 use std::{sync::Arc, time::Duration};
 
 use baemin_kernel::{CancelReason, DeliveryStatus};
 use baemin_mesh_events::{Event, Outbox};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
 use super::{testing::*, *};
 use crate::outbound::{db, migration::Migrator};
@@ -20,7 +21,7 @@ fn reason(text: &str) -> CancelReason {
 }
 
 /// A `defer` app whose repair worker leaves everything alone (default repair age).
-async fn defer_app(payments: Arc<FakePayments>) -> (CallApp, DatabaseConnection) {
+async fn defer_app(payments: Arc<FakePayments>) -> (CallApp, Db) {
     app_in(Fallback::Defer, payments, Duration::from_secs(30)).await
 }
 
@@ -35,7 +36,7 @@ async fn patient_and_eager(payments: Arc<FakePayments>) -> (CallApp, CallApp) {
 }
 
 /// Makes every scheduled registration retry due now (instead of waiting out its backoff).
-async fn retries_due(db: &DatabaseConnection) {
+async fn retries_due(db: &Db) {
     db::entity::Entity::update_many()
         .col_expr(db::entity::Column::NextAttemptAt, Expr::value(0_i64))
         .filter(db::entity::Column::NextAttemptAt.is_not_null())
@@ -44,7 +45,7 @@ async fn retries_due(db: &DatabaseConnection) {
         .unwrap();
 }
 
-async fn call_placed_says_pending(db: &DatabaseConnection) -> Vec<bool> {
+async fn call_placed_says_pending(db: &Db) -> Vec<bool> {
     envelopes_on(db, PLACED)
         .await
         .into_iter()

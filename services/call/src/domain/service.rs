@@ -42,13 +42,13 @@
 //! RegisterCost, and a registration already in flight lands on a fee the cancellation registered and
 //! voided (refused), or before it (and is voided with it).
 
+use baemin_mesh_store::Db;
 use std::{sync::Arc, time::Duration};
 
 use baemin_kernel::{
     CallId, CancelReason, DeliveryStatus, Millis, PageSize, PageToken, RestaurantId, RiderId, now_millis,
 };
 use baemin_mesh_events::{ChangeFeed, Envelope, Outbox};
-use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -156,7 +156,7 @@ impl Change {
 
 /// The call service's use cases.
 pub struct CallApp {
-    pub(super) db: DatabaseConnection,
+    pub(super) db: Db,
     outbox: Outbox,
     pub(super) payments: Arc<dyn Payments>,
     changes: broadcast::Sender<Call>,
@@ -174,7 +174,7 @@ impl CallApp {
     /// unfinished PlaceCall or CancelCall must be before the repair worker finishes it; `fallback` is
     /// what PlaceCall and CancelCall do when payment is unavailable.
     pub fn new(
-        db: DatabaseConnection,
+        db: Db,
         outbox: Outbox,
         payments: Arc<dyn Payments>,
         repair_after: Duration,

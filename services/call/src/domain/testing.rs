@@ -1,6 +1,7 @@
 //! Test doubles shared by the application and adapter tests: a fake payment service and an app on
 //! SQLite in memory.
 
+use baemin_mesh_store::Db;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -12,7 +13,7 @@ use baemin_mesh_events::Envelope;
 use baemin_mesh_events::Outbox;
 use futures::future::BoxFuture;
 use prost::Message;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
 use super::{CallApp, Fallback, NewCall, PaymentCallError, Payments};
 use crate::outbound::{db, intents, migration::Migrator};
@@ -141,16 +142,12 @@ impl Payments for FakePayments {
 
 /// An app on a fresh in-memory database whose repair worker acts after `repair_after`, with the
 /// `reject` fallback.
-pub(crate) async fn app_with(payments: Arc<FakePayments>, repair_after: Duration) -> (CallApp, DatabaseConnection) {
+pub(crate) async fn app_with(payments: Arc<FakePayments>, repair_after: Duration) -> (CallApp, Db) {
     app_in(Fallback::Reject, payments, repair_after).await
 }
 
 /// An app with `fallback` on a fresh in-memory database whose repair worker acts after `repair_after`.
-pub(crate) async fn app_in(
-    fallback: Fallback,
-    payments: Arc<FakePayments>,
-    repair_after: Duration,
-) -> (CallApp, DatabaseConnection) {
+pub(crate) async fn app_in(fallback: Fallback, payments: Arc<FakePayments>, repair_after: Duration) -> (CallApp, Db) {
     let db = baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
         .await
         .unwrap();
@@ -159,17 +156,17 @@ pub(crate) async fn app_in(
 }
 
 /// An app with the `defer` fallback whose repair worker acts on anything older than a millisecond.
-pub(crate) async fn eager_defer_app(payments: Arc<FakePayments>) -> (CallApp, DatabaseConnection) {
+pub(crate) async fn eager_defer_app(payments: Arc<FakePayments>) -> (CallApp, Db) {
     app_in(Fallback::Defer, payments, Duration::from_millis(1)).await
 }
 
 /// An app with the default repair age (30 s): the repair worker leaves everything alone.
-pub(crate) async fn app(payments: Arc<FakePayments>) -> (CallApp, DatabaseConnection) {
+pub(crate) async fn app(payments: Arc<FakePayments>) -> (CallApp, Db) {
     app_with(payments, Duration::from_secs(30)).await
 }
 
 /// An app whose repair worker acts on anything older than a millisecond.
-pub(crate) async fn eager_repair_app(payments: Arc<FakePayments>) -> (CallApp, DatabaseConnection) {
+pub(crate) async fn eager_repair_app(payments: Arc<FakePayments>) -> (CallApp, Db) {
     app_with(payments, Duration::from_millis(1)).await
 }
 
@@ -194,12 +191,12 @@ pub(crate) fn new_call_of(restaurant: &str, request_id: &str, fee: i64) -> NewCa
 }
 
 /// How many calls are stored.
-pub(crate) async fn calls_stored(db: &DatabaseConnection) -> u64 {
+pub(crate) async fn calls_stored(db: &Db) -> u64 {
     db::entity::Entity::find().count(db).await.unwrap()
 }
 
 /// How many events on `subject` are in the outbox.
-pub(crate) async fn events_on(db: &DatabaseConnection, subject: &str) -> u64 {
+pub(crate) async fn events_on(db: &Db, subject: &str) -> u64 {
     use baemin_mesh_events::outbox::entity;
     entity::Entity::find()
         .filter(entity::Column::Subject.eq(subject))
@@ -209,7 +206,7 @@ pub(crate) async fn events_on(db: &DatabaseConnection, subject: &str) -> u64 {
 }
 
 /// The envelopes on `subject` in the outbox, oldest first.
-pub(crate) async fn envelopes_on(db: &DatabaseConnection, subject: &str) -> Vec<Envelope> {
+pub(crate) async fn envelopes_on(db: &Db, subject: &str) -> Vec<Envelope> {
     use baemin_mesh_events::outbox::entity;
     entity::Entity::find()
         .filter(entity::Column::Subject.eq(subject))
@@ -223,6 +220,6 @@ pub(crate) async fn envelopes_on(db: &DatabaseConnection, subject: &str) -> Vec<
 }
 
 /// How many PlaceCall intents are left.
-pub(crate) async fn intents_left(db: &DatabaseConnection) -> u64 {
+pub(crate) async fn intents_left(db: &Db) -> u64 {
     intents::entity::Entity::find().count(db).await.unwrap()
 }

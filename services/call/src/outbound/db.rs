@@ -43,7 +43,7 @@ pub mod entity {
         /// Set while a cancellation voids the fee, ms (kept by a CANCELLED call whose void is owed).
         pub cancel_requested_at: Option<i64>,
         /// Registration attempts of a PENDING fee by the repair worker.
-        pub payment_attempts: i32,
+        pub payment_attempts: i64,
         /// When the repair worker next tries to register a PENDING fee, ms.
         pub next_attempt_at: Option<i64>,
         /// ms since the epoch.
@@ -180,9 +180,9 @@ pub async fn due_registrations<C: ConnectionTrait>(db: &C, now: Millis, limit: u
         .collect()
 }
 
-/// The attempt count as stored (saturating: past two billion attempts the count stops mattering).
-fn attempts(c: &Call) -> i32 {
-    i32::try_from(c.payment_attempts).unwrap_or(i32::MAX)
+/// The attempt count as stored.
+fn attempts(c: &Call) -> i64 {
+    i64::from(c.payment_attempts)
 }
 
 fn to_row(c: &Call) -> entity::ActiveModel {

@@ -15,6 +15,12 @@ impl MigratorTrait for Migrator {
             Box::new(baemin_mesh_events::lease::CreateOutboxLease),
             Box::new(baemin_mesh_events::failures::CreateEventFailures),
             Box::new(baemin_mesh_events::migration::IndexInboxByAge),
+            Box::new(baemin_mesh_events::failures::widen_event_failures()),
+            Box::new(baemin_mesh_store::WidenToBigint {
+                name: "m20261208_000203_call_widen_payment_attempts",
+                table: "calls",
+                columns: &["payment_attempts"],
+            }),
         ]
     }
 }

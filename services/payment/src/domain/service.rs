@@ -3,7 +3,7 @@
 
 use baemin_kernel::{CallId, CommissionRate, Fee, RiderId, now_millis};
 use baemin_mesh_events::Outbox;
-use sea_orm::DatabaseConnection;
+use baemin_mesh_store::Db;
 
 use super::{Change, Payment, PaymentError, PaymentMetrics};
 use crate::outbound::{db, events};
@@ -14,7 +14,7 @@ const RACE_RETRIES: usize = 3;
 
 /// The payment service's use cases.
 pub struct PaymentApp {
-    db: DatabaseConnection,
+    db: Db,
     outbox: Outbox,
     commission: CommissionRate,
     metrics: PaymentMetrics,
@@ -22,7 +22,7 @@ pub struct PaymentApp {
 
 impl PaymentApp {
     /// The application over its database and outbox.
-    pub fn new(db: DatabaseConnection, outbox: Outbox, commission: CommissionRate) -> Self {
+    pub fn new(db: Db, outbox: Outbox, commission: CommissionRate) -> Self {
         Self {
             db,
             outbox,

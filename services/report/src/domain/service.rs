@@ -1,11 +1,11 @@
 //! The report application: projects each event in one transaction with the inbox, answers queries,
 //! and tells watchers about every committed change.
 
+use baemin_mesh_store::Db;
 use std::{collections::VecDeque, sync::Arc};
 
 use baemin_kernel::{CallId, PageSize, PageToken};
 use futures::Stream;
-use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +48,7 @@ enum Signal {
 
 /// The report service's use cases.
 pub struct ReportApp {
-    db: DatabaseConnection,
+    db: Db,
     changes: broadcast::Sender<Signal>,
     closing: CancellationToken,
     /// Where committed changes are announced to every replica (see [`Self::follow_changes`]); without
@@ -58,11 +58,11 @@ pub struct ReportApp {
 
 impl ReportApp {
     /// The application over its database.
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: Db) -> Self {
         Self::with_watch_buffer(db, WATCH_BUFFER)
     }
 
-    fn with_watch_buffer(db: DatabaseConnection, buffer: usize) -> Self {
+    fn with_watch_buffer(db: Db, buffer: usize) -> Self {
         Self {
             db,
             changes: broadcast::channel(buffer).0,

@@ -11,6 +11,7 @@
 
 mod target;
 
+use baemin_mesh_store::Db;
 use std::{error::Error, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
@@ -21,7 +22,6 @@ use baemin_mesh_events::{ConsumerLag, ConsumerSpec, Envelope, EventHandler, Hand
 use baemin_mesh_runtime::Service as _;
 use futures::StreamExt;
 use prost::Message as _;
-use sea_orm::DatabaseConnection;
 
 pub use target::rows;
 
@@ -119,7 +119,7 @@ struct Tally {
     skipped: u64,
 }
 
-async fn replay(jetstream: &jetstream::Context, db: &DatabaseConnection) -> Result<Rebuilt, RebuildError> {
+async fn replay(jetstream: &jetstream::Context, db: &Db) -> Result<Rebuilt, RebuildError> {
     // The live consumer's handler over the target: same decoding, same inbox, same projection.
     let projector = Projector::new(Arc::new(ReportApp::new(db.clone())));
     let mut stream = jetstream.get_stream(STREAM_NAME).await.map_err(stream_error)?;

@@ -1,10 +1,10 @@
 //! The database a rebuild writes into (fresh, or refused), and reading a report database back in the
 //! form ListDeliveryViews answers, to compare a rebuilt model with the live one.
 
-use std::time::Duration;
+use baemin_mesh_store::Db;
 
 use baemin_proto::report::v1 as pb;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
 use super::RebuildError;
 use crate::{
@@ -27,7 +27,7 @@ const OWN_TABLES: [&str; 6] = [
 const BATCH: u64 = 500;
 
 /// The database at `url`, migrated, holding nothing yet.
-pub(super) async fn open_fresh(url: &str) -> Result<DatabaseConnection, RebuildError> {
+pub(super) async fn open_fresh(url: &str) -> Result<Db, RebuildError> {
     // Look before migrating: pointed at another service's database by mistake, the rebuild must not
     // add the report's tables to it.
     let foreign = foreign_tables(url).await?;
@@ -53,7 +53,7 @@ pub(super) async fn open_fresh(url: &str) -> Result<DatabaseConnection, RebuildE
 }
 
 /// What a migrated report database holds, if anything.
-async fn holdings(db: &DatabaseConnection) -> Result<Option<String>, DbErr> {
+async fn holdings(db: &Db) -> Result<Option<String>, DbErr> {
     let (shown, hidden) = db::count(db).await?;
     let events = db::applied_events(db).await?;
     let views = shown + hidden;
@@ -63,7 +63,7 @@ async fn holdings(db: &DatabaseConnection) -> Result<Option<String>, DbErr> {
 /// Tables at `url` that are not the report's. None when it cannot be opened yet (a SQLite file in a
 /// directory still to be created): `baemin_mesh_store::connect` creates it, or says what is wrong.
 async fn foreign_tables(url: &str) -> Result<Vec<String>, RebuildError> {
-    let Ok(probe) = Database::connect(options(url)).await else {
+    let Ok(probe) = baemin_mesh_store::open(url, 1).await else {
         return Ok(Vec::new());
     };
     let backend = probe.get_database_backend();
@@ -87,27 +87,17 @@ async fn foreign_tables(url: &str) -> Result<Vec<String>, RebuildError> {
     Ok(foreign)
 }
 
-/// A plain connection: no migration, one connection.
-fn options(url: &str) -> ConnectOptions {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .sqlx_logging(false)
-        .max_connections(1)
-        .connect_timeout(Duration::from_secs(5));
-    options
-}
-
 /// Every row of the deliverylist in the report database at `database_url`, newest call first, exactly
 /// as ListDeliveryViews answers them (the same conversion): to compare a rebuilt model with the live one.
 pub async fn rows(database_url: &str) -> Result<Vec<pb::DeliveryView>, RebuildError> {
     // Not migrated: a wrong URL fails here instead of getting the report's tables.
-    let db = Database::connect(options(database_url)).await?;
+    let db = baemin_mesh_store::open(database_url, 1).await?;
     let views = all_rows(&db).await;
     db.close().await.ok();
     Ok(views?.iter().map(grpc::to_pb).collect())
 }
 
-async fn all_rows(db: &DatabaseConnection) -> Result<Vec<DeliveryView>, DbErr> {
+async fn all_rows(db: &Db) -> Result<Vec<DeliveryView>, DbErr> {
     let mut views: Vec<DeliveryView> = Vec::new();
     loop {
         let after = views.last().map(|v| v.call_id.to_string());

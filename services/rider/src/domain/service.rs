@@ -47,11 +47,11 @@
 //! 5. No fee registered yet (the call service's `defer` fallback): the mark stays, the delivery stays
 //!    PICKED and the answer is UNAVAILABLE; the repair worker settles once the fee exists.
 
+use baemin_mesh_store::Db;
 use std::{sync::Arc, time::Duration};
 
 use baemin_kernel::{CallId, DeliveryStatus, Millis, RiderId, Settlement, now_millis};
 use baemin_mesh_events::{ChangeFeed, Envelope, Outbox};
-use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +73,7 @@ const BOARD_BACKLOG: usize = 1024;
 
 /// The rider service's use cases.
 pub struct RiderApp {
-    pub(super) db: DatabaseConnection,
+    pub(super) db: Db,
     outbox: Outbox,
     payments: Arc<dyn Payments>,
     board: broadcast::Sender<BoardChange>,
@@ -87,7 +87,7 @@ pub struct RiderApp {
 impl RiderApp {
     /// The application over its database, outbox and payment port; settlements whose outcome is still
     /// unknown after `repair_after` are finished by the repair worker.
-    pub fn new(db: DatabaseConnection, outbox: Outbox, payments: Arc<dyn Payments>, repair_after: Duration) -> Self {
+    pub fn new(db: Db, outbox: Outbox, payments: Arc<dyn Payments>, repair_after: Duration) -> Self {
         Self {
             db,
             outbox,

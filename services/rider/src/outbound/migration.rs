@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(baemin_mesh_events::failures::CreateEventFailures),
             Box::new(AddHoldRequestedAt),
             Box::new(baemin_mesh_events::migration::IndexInboxByAge),
+            Box::new(baemin_mesh_events::failures::widen_event_failures()),
         ]
     }
 }

@@ -23,7 +23,7 @@ async fn app() -> Arc<ReportApp> {
     Arc::new(ReportApp::new(database().await))
 }
 
-async fn database() -> sea_orm::DatabaseConnection {
+async fn database() -> baemin_mesh_store::Db {
     baemin_mesh_store::connect::<Migrator>("sqlite::memory:", 1)
         .await
         .expect("in-memory database")

@@ -1,0 +1,230 @@
+//! [`Db`], a service's database, and [`Txn`], a write transaction on it: sea-orm connections (every
+//! query, entity and migration of the services works on them unchanged), backed by the SQLite engine of
+//! this crate or by sqlx's PostgreSQL pool.
+
+use std::sync::Arc;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, Statement,
+    TransactionOptions, TransactionTrait,
+};
+
+use crate::{
+    Backend,
+    sqlite::{self, Engine},
+};
+
+/// A service's database (cheap to clone: clones share the connection or pool).
+#[derive(Clone)]
+pub struct Db(Backing);
+
+#[derive(Clone)]
+enum Backing {
+    Sqlite(Arc<Engine>),
+    Server(DatabaseConnection),
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Db").field(&self.backend()).finish()
+    }
+}
+
+impl Db {
+    pub(crate) fn sqlite(engine: Arc<Engine>) -> Self {
+        Self(Backing::Sqlite(engine))
+    }
+
+    pub(crate) fn server(conn: DatabaseConnection) -> Self {
+        Self(Backing::Server(conn))
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        match &self.0 {
+            Backing::Sqlite(_) => Backend::Sqlite,
+            Backing::Server(_) => Backend::Postgres,
+        }
+    }
+
+    /// Reports every statement from now on (transactions included) to `callback`; on SQLite the
+    /// COMMITs too, each of which may carry several transactions (see the engine's group commit).
+    pub fn set_metric_callback<F>(&mut self, callback: F)
+    where
+        F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
+    {
+        match &mut self.0 {
+            Backing::Sqlite(engine) => engine.set_metric_callback(Arc::new(callback) as sqlite::MetricCallback),
+            Backing::Server(conn) => conn.set_metric_callback(callback),
+        }
+    }
+
+    /// How the connections are used right now: (open connections, idle ones).
+    pub fn usage(&self) -> (u32, usize) {
+        match &self.0 {
+            Backing::Sqlite(engine) => engine.usage(),
+            Backing::Server(conn) => {
+                let pool = conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        }
+    }
+
+    /// Closes the database (an open group of SQLite transactions is committed first).
+    pub async fn close(self) -> Result<(), DbErr> {
+        match self.0 {
+            Backing::Sqlite(engine) => {
+                engine.close().await;
+                Ok(())
+            }
+            Backing::Server(conn) => conn.close().await,
+        }
+    }
+
+    /// This database as sea-orm's own connection type, for APIs that take nothing else
+    /// (sea-orm-migration). On SQLite it runs statements outside transactions only.
+    pub async fn as_sea_orm(&self) -> Result<DatabaseConnection, DbErr> {
+        match &self.0 {
+            Backing::Sqlite(engine) => {
+                sea_orm::Database::connect_proxy(
+                    DbBackend::Sqlite,
+                    Arc::new(Box::new(sqlite::MigrationProxy(Arc::clone(engine)))),
+                )
+                .await
+            }
+            Backing::Server(conn) => Ok(conn.clone()),
+        }
+    }
+}
+
+/// A transaction that writes: on SQLite it holds the database's write lock from BEGIN (`BEGIN
+/// IMMEDIATE`), so a read inside it can never go stale before its write (another process on the same
+/// file waits instead of failing), and it commits with the other transactions waiting for the
+/// connection (one sync for all; `commit` returns once its changes are durable). On PostgreSQL READ
+/// COMMITTED, whatever the server's `default_transaction_isolation`: the services' conditional writes
+/// decide again on what a concurrent writer committed, and PlaceCall's claim of an idempotency key
+/// looks the key up again after claiming it — each statement must see the commits before it.
+pub async fn begin_write(db: &Db) -> Result<Txn, DbErr> {
+    match &db.0 {
+        Backing::Sqlite(engine) => Ok(Txn(TxnInner::Sqlite(engine.begin().await?))),
+        Backing::Server(conn) => {
+            let options = TransactionOptions {
+                isolation_level: Some(sea_orm::IsolationLevel::ReadCommitted),
+                ..TransactionOptions::default()
+            };
+            Ok(Txn(TxnInner::Server(conn.begin_with_options(options).await?)))
+        }
+    }
+}
+
+/// A write transaction ([`begin_write`]); dropping it uncommitted rolls it back.
+pub struct Txn(TxnInner);
+
+enum TxnInner {
+    Sqlite(sqlite::Transaction),
+    Server(DatabaseTransaction),
+}
+
+impl std::fmt::Debug for Txn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Txn")
+    }
+}
+
+impl Txn {
+    /// Commits; `Ok` once the changes are durable.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        match self.0 {
+            TxnInner::Sqlite(txn) => txn.commit().await,
+            TxnInner::Server(txn) => txn.commit().await,
+        }
+    }
+
+    /// Rolls the changes back.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        match self.0 {
+            TxnInner::Sqlite(txn) => txn.rollback().await,
+            TxnInner::Server(txn) => txn.rollback().await,
+        }
+    }
+}
+
+fn results(rows: Vec<sea_orm::ProxyRow>) -> Vec<QueryResult> {
+    rows.into_iter().map(QueryResult::from).collect()
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl ConnectionTrait for Db {
+    fn get_database_backend(&self) -> DbBackend {
+        match &self.0 {
+            Backing::Sqlite(_) => DbBackend::Sqlite,
+            Backing::Server(conn) => conn.get_database_backend(),
+        }
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match &self.0 {
+            Backing::Sqlite(engine) => engine.execute(&stmt).await.map(ExecResult::from),
+            Backing::Server(conn) => conn.execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match &self.0 {
+            Backing::Sqlite(engine) => engine.execute_unprepared(sql).await.map(ExecResult::from),
+            Backing::Server(conn) => conn.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match &self.0 {
+            Backing::Sqlite(engine) => Ok(results(engine.query(&stmt).await?).into_iter().next()),
+            Backing::Server(conn) => conn.query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match &self.0 {
+            Backing::Sqlite(engine) => Ok(results(engine.query(&stmt).await?)),
+            Backing::Server(conn) => conn.query_all_raw(stmt).await,
+        }
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl ConnectionTrait for Txn {
+    fn get_database_backend(&self) -> DbBackend {
+        match &self.0 {
+            TxnInner::Sqlite(_) => DbBackend::Sqlite,
+            TxnInner::Server(txn) => txn.get_database_backend(),
+        }
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match &self.0 {
+            TxnInner::Sqlite(txn) => txn.execute(&stmt).await.map(ExecResult::from),
+            TxnInner::Server(txn) => txn.execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match &self.0 {
+            TxnInner::Sqlite(txn) => txn.execute_unprepared(sql).await.map(ExecResult::from),
+            TxnInner::Server(txn) => txn.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match &self.0 {
+            TxnInner::Sqlite(txn) => Ok(results(txn.query(&stmt).await?).into_iter().next()),
+            TxnInner::Server(txn) => txn.query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match &self.0 {
+            TxnInner::Sqlite(txn) => Ok(results(txn.query(&stmt).await?)),
+            TxnInner::Server(txn) => txn.query_all_raw(stmt).await,
+        }
+    }
+}

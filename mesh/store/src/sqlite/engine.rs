@@ -1,0 +1,502 @@
+//! One SQLite connection, used inline by whoever holds its turn, committing transactions in groups.
+//!
+//! sqlx ran every statement on a thread of its own, sending it there and the answer back: two thread
+//! wake-ups per statement, plus a ping on every checkout and another on every return, the bulk of
+//! the mesh's CPU per write. Here a statement runs on the task that issues it (SQLite answers a
+//! prepared statement in microseconds). Tasks take turns (first come, first served): a write
+//! transaction holds the turn from BEGIN to its commit; a statement outside a transaction holds it for
+//! that statement.
+//!
+//! **Group commit.** A commit with `synchronous=FULL` waits for the disk. When a transaction commits
+//! while others wait for their turn, its changes are kept (its savepoint released) in the SQLite
+//! transaction that stays open for the next one; the last of the group — the one that finds nobody
+//! waiting, or the group full — commits them all with one sync, and each member's `commit` returns only
+//! then, with that commit's outcome. A member's own failure rolls back to its savepoint and touches no
+//! one else's changes. A statement outside any transaction first commits an open group, so nothing
+//! reads changes that are not yet durable.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, MutexGuard, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use rusqlite::{Connection, OpenFlags};
+use sea_orm::{DbErr, ProxyExecResult, ProxyRow, RuntimeErr, Statement};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{
+    columns::{self, Kinds},
+    statements::{self, Failure},
+};
+
+/// Reports a statement's duration and outcome (the service's telemetry).
+pub(crate) type MetricCallback = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send + Sync>;
+
+/// Transactions committed with one sync at most.
+const GROUP_MEMBERS: usize = 64;
+/// A group commits once this old, waiting transactions or not (bounds the first member's wait).
+const GROUP_AGE: Duration = Duration::from_millis(5);
+/// How long a statement waits for another process's lock on the file before failing as unavailable.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Groups whose COMMIT failed, remembered for members that have not yet asked.
+const FAILED_REMEMBERED: usize = 256;
+
+/// An open SQLite database.
+pub(crate) struct Engine {
+    conn: Mutex<Conn>,
+    turn: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    metric: OnceLock<MetricCallback>,
+    busy_timeout: Duration,
+}
+
+struct Conn {
+    sqlite: Connection,
+    kinds: Kinds,
+    /// The SQLite transaction shared by the members of the current group, when one is open.
+    group: Option<Group>,
+    next_group: u64,
+    failed: VecDeque<(u64, String)>,
+}
+
+struct Group {
+    id: u64,
+    /// Members that committed into it and wait for its COMMIT.
+    members: usize,
+    opened: Instant,
+}
+
+impl Engine {
+    /// Opens the database `url` names (`sqlite::memory:`, `sqlite://PATH[?mode=rwc|rw|ro]`): WAL,
+    /// `synchronous=FULL` (a commit is on disk before it is acknowledged), foreign keys on.
+    pub(crate) fn open(url: &str) -> Result<Arc<Self>, DbErr> {
+        Self::open_with(url, BUSY_TIMEOUT)
+    }
+
+    /// [`Engine::open`], waiting at most `busy_timeout` for another process's lock.
+    pub(crate) fn open_with(url: &str, busy_timeout: Duration) -> Result<Arc<Self>, DbErr> {
+        let fail = |err: rusqlite::Error| DbErr::Conn(RuntimeErr::Internal(format!("SQLite: {err}")));
+        let (path, query) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split_once('?').unwrap_or((rest, "")))
+            .ok_or_else(|| DbErr::Conn(RuntimeErr::Internal(format!("not a SQLite URL: {url}"))))?;
+        let memory = path.is_empty() || path == ":memory:";
+        let sqlite = if memory {
+            Connection::open_in_memory().map_err(fail)?
+        } else {
+            let mode = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("mode="))
+                .unwrap_or("rwc");
+            let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI
+                | match mode {
+                    "ro" => OpenFlags::SQLITE_OPEN_READ_ONLY,
+                    "rw" => OpenFlags::SQLITE_OPEN_READ_WRITE,
+                    _ => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+                };
+            Connection::open_with_flags(path, flags).map_err(fail)?
+        };
+        // Busy is waited out by `Engine::retrying`, off the thread: another process's lock must not
+        // block this runtime.
+        sqlite.busy_timeout(Duration::ZERO).map_err(fail)?;
+        sqlite.set_prepared_statement_cache_capacity(256);
+        if !memory {
+            let _: String = sqlite
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+                .map_err(fail)?;
+        }
+        sqlite
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(fail)?;
+        Ok(Arc::new(Self {
+            conn: Mutex::new(Conn {
+                sqlite,
+                kinds: Kinds::default(),
+                group: None,
+                next_group: 0,
+                failed: VecDeque::new(),
+            }),
+            turn: Arc::new(Semaphore::new(1)),
+            waiting: AtomicUsize::new(0),
+            metric: OnceLock::new(),
+            busy_timeout,
+        }))
+    }
+
+    /// Reports every statement from now on to `callback` (once; later calls are ignored).
+    pub(crate) fn set_metric_callback(&self, callback: MetricCallback) {
+        let _ = self.metric.set(callback);
+    }
+
+    /// (connections, idle ones): one connection, idle when nobody holds its turn.
+    pub(crate) fn usage(&self) -> (u32, usize) {
+        (1, self.turn.available_permits())
+    }
+
+    /// Runs a statement outside any transaction, returning its rows.
+    pub(crate) async fn query(&self, statement: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
+        let _turn = self.turn().await?;
+        self.settle();
+        self.retrying(statement, true, |c| {
+            statements::rows(&c.sqlite, &mut c.kinds, statement)
+        })
+        .await
+    }
+
+    /// Runs a statement outside any transaction.
+    pub(crate) async fn execute(&self, statement: &Statement) -> Result<ProxyExecResult, DbErr> {
+        let _turn = self.turn().await?;
+        self.settle();
+        self.retrying(statement, false, |c| statements::execute(&c.sqlite, statement))
+            .await
+    }
+
+    /// Runs `sql` as it is, outside any transaction.
+    pub(crate) async fn execute_unprepared(&self, sql: &str) -> Result<ProxyExecResult, DbErr> {
+        let _turn = self.turn().await?;
+        self.settle();
+        let statement = Statement::from_string(sea_orm::DbBackend::Sqlite, sql);
+        self.retrying(&statement, false, |c| statements::unprepared(&c.sqlite, sql))
+            .await
+    }
+
+    /// Begins a write transaction: waits for the turn, then joins the open group or opens one
+    /// (`BEGIN IMMEDIATE`: the file's write lock is taken now, so no read in it goes stale before its
+    /// write — another process on the same file waits, it does not fail).
+    pub(crate) async fn begin(self: &Arc<Self>) -> Result<Transaction, DbErr> {
+        let turn = self.turn().await?;
+        let open = {
+            let mut conn = self.lock();
+            match conn.group.as_ref().map(|g| g.id) {
+                Some(id) if !conn.sqlite.is_autocommit() => Some(id),
+                Some(_) => {
+                    // SQLite ended the group's transaction by itself (see `Conn::in_group`).
+                    conn.abandon_group("SQLite rolled the transaction back");
+                    None
+                }
+                None => None,
+            }
+        };
+        let group = match open {
+            Some(id) => id,
+            None => {
+                let begin = Statement::from_string(sea_orm::DbBackend::Sqlite, "BEGIN IMMEDIATE");
+                self.retrying(&begin, false, |c| statements::unprepared(&c.sqlite, "BEGIN IMMEDIATE"))
+                    .await?;
+                let mut conn = self.lock();
+                let id = conn.next_group;
+                conn.next_group += 1;
+                conn.group = Some(Group {
+                    id,
+                    members: 0,
+                    opened: Instant::now(),
+                });
+                id
+            }
+        };
+        let mut conn = self.lock();
+        if let Err(err) = conn.sqlite.execute_batch("SAVEPOINT member") {
+            // The group's transaction cannot go on: end it, failing its members.
+            conn.abandon_group(&err.to_string());
+            return Err(Failure::from(err).into_db_err(false));
+        }
+        Ok(Transaction {
+            engine: Arc::clone(self),
+            turn: Some(turn),
+            group,
+        })
+    }
+
+    /// Commits the open group before a statement outside it runs (it may read what the group wrote).
+    fn settle(&self) {
+        let mut conn = self.lock();
+        if conn.group.is_some() {
+            let _ = conn.commit_group(self.metric.get());
+        }
+    }
+
+    /// Waits for the turn, counted as waiting meanwhile (a committing transaction leaves its group
+    /// open for waiters).
+    async fn turn(&self) -> Result<OwnedSemaphorePermit, DbErr> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        Arc::clone(&self.turn)
+            .acquire_owned()
+            .await
+            .map_err(|_| DbErr::Conn(RuntimeErr::Internal("the SQLite database is closed".into())))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Conn> {
+        // A panic while holding the lock leaves nothing half-done that SQLite itself does not undo.
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `run` with the connection (its caller holds the turn), reporting it to the metric
+    /// callback; while another process holds the file's lock, tries again with back-off (never
+    /// blocking the thread) up to the busy timeout ([`BUSY_TIMEOUT`] unless opened otherwise).
+    async fn retrying<T>(
+        &self,
+        statement: &Statement,
+        query: bool,
+        mut run: impl FnMut(&mut Conn) -> Result<T, Failure>,
+    ) -> Result<T, DbErr> {
+        let deadline = Instant::now() + self.busy_timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let started = Instant::now();
+            let result = {
+                let mut conn = self.lock();
+                let result = run(&mut conn);
+                if result.is_ok() && columns::changes_schema(&statement.sql) {
+                    conn.kinds.forget();
+                }
+                result
+            };
+            match result {
+                Err(failure) if failure.is_busy() && Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                result => {
+                    if let Some(metric) = self.metric.get() {
+                        metric(&sea_orm::metric::Info {
+                            elapsed: started.elapsed(),
+                            statement,
+                            failed: result.is_err(),
+                        });
+                    }
+                    return result.map_err(|f| f.into_db_err(query));
+                }
+            }
+        }
+    }
+
+    /// Waits for group `id` to be committed (committing it when it is this caller's turn and it is still
+    /// open), then its outcome.
+    async fn outcome(&self, id: u64) -> Result<(), DbErr> {
+        let _turn = self.turn().await?;
+        let mut conn = self.lock();
+        if conn.group.as_ref().is_some_and(|g| g.id == id) {
+            conn.commit_group(self.metric.get())
+        } else {
+            conn.outcome(id)
+        }
+    }
+
+    /// Commits an open group, then closes the database: nothing after this runs.
+    pub(crate) async fn close(&self) {
+        if let Ok(turn) = self.turn().await {
+            self.settle();
+            turn.forget();
+        }
+        self.turn.close();
+    }
+}
+
+impl Conn {
+    /// COMMITs the open group (one sync for all its members) and records its outcome.
+    fn commit_group(&mut self, metric: Option<&MetricCallback>) -> Result<(), DbErr> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let result = self.sqlite.execute_batch("COMMIT");
+        if let Some(metric) = metric {
+            metric(&sea_orm::metric::Info {
+                elapsed: started.elapsed(),
+                statement: &Statement::from_string(sea_orm::DbBackend::Sqlite, "COMMIT"),
+                failed: result.is_err(),
+            });
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                if !self.sqlite.is_autocommit() {
+                    let _ = self.sqlite.execute_batch("ROLLBACK");
+                }
+                self.remember_failed(group.id, &err.to_string());
+                Err(Failure::from(err).into_db_err(false))
+            }
+        }
+    }
+
+    /// Ends the open group without committing (its transaction broke): its members are told so.
+    fn abandon_group(&mut self, why: &str) {
+        if let Some(group) = self.group.take() {
+            if !self.sqlite.is_autocommit() {
+                let _ = self.sqlite.execute_batch("ROLLBACK");
+            }
+            self.remember_failed(group.id, why);
+        }
+    }
+
+    fn remember_failed(&mut self, id: u64, why: &str) {
+        if self.failed.len() >= FAILED_REMEMBERED {
+            self.failed.pop_front();
+        }
+        self.failed.push_back((id, why.to_owned()));
+    }
+
+    /// The outcome of group `id`, already closed.
+    fn outcome(&self, id: u64) -> Result<(), DbErr> {
+        match self.failed.iter().find(|(failed, _)| *failed == id) {
+            None => Ok(()),
+            Some((_, why)) => Err(DbErr::Exec(RuntimeErr::Internal(format!(
+                "SQLite: the commit failed: {why}"
+            )))),
+        }
+    }
+
+    /// Whether the group this transaction belongs to is still the open one, with its SQLite
+    /// transaction alive (SQLite rolls the whole transaction back by itself on some errors — a full
+    /// disk, failing I/O — after which statements would run outside it).
+    fn in_group(&mut self, id: u64) -> Result<(), DbErr> {
+        let open = self.group.as_ref().is_some_and(|g| g.id == id);
+        if open && !self.sqlite.is_autocommit() {
+            return Ok(());
+        }
+        if open {
+            self.abandon_group("SQLite rolled the transaction back");
+        }
+        Err(DbErr::Exec(RuntimeErr::Internal(
+            "SQLite: the transaction was rolled back by an earlier failure".into(),
+        )))
+    }
+}
+
+/// A write transaction: holds the connection's turn until it commits or rolls back (dropping it rolls
+/// it back).
+pub(crate) struct Transaction {
+    engine: Arc<Engine>,
+    turn: Option<OwnedSemaphorePermit>,
+    group: u64,
+}
+
+impl Transaction {
+    /// Runs a statement in the transaction, returning its rows.
+    pub(crate) async fn query(&self, statement: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
+        self.engine.lock().in_group(self.group)?;
+        self.engine
+            .retrying(statement, true, |c| {
+                statements::rows(&c.sqlite, &mut c.kinds, statement)
+            })
+            .await
+    }
+
+    /// Runs a statement in the transaction.
+    pub(crate) async fn execute(&self, statement: &Statement) -> Result<ProxyExecResult, DbErr> {
+        self.engine.lock().in_group(self.group)?;
+        self.engine
+            .retrying(statement, false, |c| statements::execute(&c.sqlite, statement))
+            .await
+    }
+
+    /// Runs `sql` as it is, in the transaction.
+    pub(crate) async fn execute_unprepared(&self, sql: &str) -> Result<ProxyExecResult, DbErr> {
+        self.engine.lock().in_group(self.group)?;
+        let statement = Statement::from_string(sea_orm::DbBackend::Sqlite, sql);
+        self.engine
+            .retrying(&statement, false, |c| statements::unprepared(&c.sqlite, sql))
+            .await
+    }
+
+    /// Commits: returns once the changes are on disk (with its group's), or with why they are not.
+    pub(crate) async fn commit(mut self) -> Result<(), DbErr> {
+        let Some(turn) = self.turn.take() else {
+            return Ok(());
+        };
+        let engine = Arc::clone(&self.engine);
+        let group = self.group;
+        let wait = {
+            let mut conn = engine.lock();
+            conn.in_group(group)?;
+            if let Err(err) = conn.sqlite.execute_batch("RELEASE member") {
+                conn.abandon_group(&err.to_string());
+                return Err(Failure::from(err).into_db_err(false));
+            }
+            let open = conn.group.as_mut().expect("in_group checked it");
+            open.members += 1;
+            let others_waiting = engine.waiting.load(Ordering::Acquire) > 0;
+            if others_waiting && open.members < GROUP_MEMBERS && open.opened.elapsed() < GROUP_AGE {
+                true
+            } else {
+                return conn.commit_group(engine.metric.get());
+            }
+        };
+        debug_assert!(wait);
+        // Leave the group open for the next in line; the group is committed by its last member, by a
+        // statement outside it, or by this one when its turn comes again.
+        drop(turn);
+        let mut pending = Pending {
+            engine: Some(engine),
+            group,
+        };
+        let outcome = pending.engine.as_ref().expect("set above").outcome(group).await;
+        pending.engine = None;
+        outcome
+    }
+
+    /// Rolls back this transaction's changes (its group's other members keep theirs).
+    pub(crate) async fn rollback(mut self) -> Result<(), DbErr> {
+        self.roll_back();
+        Ok(())
+    }
+
+    fn roll_back(&mut self) {
+        let Some(turn) = self.turn.take() else {
+            return;
+        };
+        let mut conn = self.engine.lock();
+        if conn.in_group(self.group).is_ok() {
+            let undone = conn.sqlite.execute_batch("ROLLBACK TO member; RELEASE member");
+            let alone = conn.group.as_ref().is_some_and(|g| g.members == 0);
+            if let Err(err) = undone {
+                conn.abandon_group(&err.to_string());
+            } else if alone {
+                // Nobody else's changes in it: end the SQLite transaction (and its write lock) now.
+                conn.group = None;
+                let _ = conn.sqlite.execute_batch("ROLLBACK");
+            }
+        }
+        drop(conn);
+        drop(turn);
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        self.roll_back();
+    }
+}
+
+/// A member's wait for its group's commit. Dropped unfinished (its caller gave up), it still sees
+/// the group committed — the other members' acknowledgements, and the file's write lock, depend on it.
+struct Pending {
+    engine: Option<Arc<Engine>>,
+    group: u64,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let (Some(engine), group) = (self.engine.take(), self.group) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = engine.outcome(group).await;
+            });
+        }
+    }
+}
