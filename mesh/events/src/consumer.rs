@@ -263,9 +263,13 @@ async fn sample_pending(
     }
 }
 
-/// Events of different calls applied at once by one consumer, unless configured otherwise (see the
-/// module documentation).
+/// Events of different calls applied at once by one consumer on PostgreSQL, unless configured
+/// otherwise (see the module documentation): each lane holds a pooled connection while it applies one.
 pub const LANES: usize = 8;
+
+/// The same on SQLite: lanes cost no connection there (they take turns on the one), and the write
+/// transactions of lanes waiting together commit with one sync — more lanes, fewer syncs per event.
+pub const SQLITE_LANES: usize = 32;
 
 /// Events waiting per lane; the pull waits while the lane of the next event is full.
 const LANE_QUEUE: usize = 4;

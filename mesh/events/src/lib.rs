@@ -21,7 +21,7 @@ pub use baemin_proto::events::v1::{Envelope, envelope::Event};
 pub use bus::{BusError, EventBus, STREAM_NAME, StreamSettings};
 pub use changes::{ChangeFeed, Notice};
 pub use consumer::{
-    ConsumerMetrics, ConsumerSpec, DEFAULT_MAX_ATTEMPTS, EventHandler, HandleError, LANES, spawn_consumer,
+    ConsumerMetrics, ConsumerSpec, DEFAULT_MAX_ATTEMPTS, EventHandler, HandleError, LANES, SQLITE_LANES, spawn_consumer,
 };
 pub use envelope::new_envelope;
 pub use lag::{ConsumerLag, consumer_lag};

@@ -39,7 +39,8 @@ pub struct ServiceConfig {
     /// `EVENT_ACK_WAIT`: how long events taken by an instance that died wait before being delivered
     /// again (default 10 s, at least 1 s).
     pub event_ack_wait: Duration,
-    /// `EVENT_LANES`: events of different calls each consumer applies at once (default 8, 1..=64);
+    /// `EVENT_LANES`: events of different calls each consumer applies at once (default 8 on
+    /// PostgreSQL, 32 on SQLite, 1..=64);
     /// one call's events always go one after another.
     pub event_lanes: usize,
     /// `MAX_MESSAGE_BYTES`: largest request message accepted (default 64 KiB); larger is RESOURCE_EXHAUSTED.
@@ -103,7 +104,11 @@ impl ServiceConfig {
                 "must be at least 1s",
             ));
         }
-        let event_lanes = s.parse("EVENT_LANES", baemin_mesh_events::LANES)?;
+        let default_lanes = match baemin_mesh_store::Backend::of(&database_url) {
+            Some(baemin_mesh_store::Backend::Sqlite) => baemin_mesh_events::SQLITE_LANES,
+            _ => baemin_mesh_events::LANES,
+        };
+        let event_lanes = s.parse("EVENT_LANES", default_lanes)?;
         if !(1..=64).contains(&event_lanes) {
             return Err(ConfigError::new(
                 "EVENT_LANES",
