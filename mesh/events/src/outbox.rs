@@ -112,6 +112,7 @@ impl Outbox {
             metrics: RelayMetrics::new(metrics),
             holder: uuid::Uuid::now_v7().to_string(),
             lease_ttl: crate::lease::LEASE_TTL,
+            renewed: std::sync::Mutex::new(None),
         }
     }
 }
@@ -178,6 +179,8 @@ pub struct OutboxRelay {
     metrics: RelayMetrics,
     holder: String,
     lease_ttl: Duration,
+    /// When this relay last took or renewed the lease (it holds it for `lease_ttl` from then).
+    renewed: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Publishing failed; the rows stay pending and are retried.
@@ -212,7 +215,7 @@ impl OutboxRelay {
             .await?;
         // The lease is taken (or renewed) only when there is work: an idle relay writes nothing. A row
         // read just before a previous holder marked it may go out once more; `Nats-Msg-Id` drops it.
-        if rows.is_empty() || !crate::lease::hold(&self.db, &self.holder, self.lease_ttl).await? {
+        if rows.is_empty() || !self.holds_lease().await? {
             return Ok(0);
         }
         let mut pending = Vec::with_capacity(rows.len());
@@ -282,6 +285,21 @@ impl OutboxRelay {
             }
             None => Ok(published),
         }
+    }
+
+    /// Whether this relay holds the lease, renewing it once a quarter of its time has passed since the
+    /// last renewal (not on every batch: a write, and on SQLite a sync, per batch saved). Three
+    /// quarters of the lease are always left when a batch starts; the time is taken before the
+    /// statement, so the lease in the database lasts at least as long as this relay counts on it.
+    async fn holds_lease(&self) -> Result<bool, DbErr> {
+        let now = tokio::time::Instant::now();
+        let renewed = *self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if renewed.is_some_and(|at| now < at + self.lease_ttl / 4) {
+            return Ok(true);
+        }
+        let held = crate::lease::hold(&self.db, &self.holder, self.lease_ttl).await?;
+        *self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = held.then_some(now);
+        Ok(held)
     }
 
     /// Sets `baemin_outbox_backlog` from the table.

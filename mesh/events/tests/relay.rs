@@ -114,3 +114,61 @@ async fn sqlite_one_relay_at_a_time_and_another_once_it_is_gone() {
 async fn postgres_one_relay_at_a_time_and_another_once_it_is_gone() {
     one_relay_at_a_time_and_another_once_it_is_gone(DbKind::Postgres).await;
 }
+
+async fn lease_expiry(db: &Db) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT expires_at FROM outbox_lease",
+        ))
+        .await
+        .unwrap()
+        .expect("the lease row");
+    row.try_get::<i64>("", "expires_at").unwrap()
+}
+
+#[tokio::test]
+async fn a_relay_renews_its_lease_once_a_quarter_of_it_has_passed_not_for_every_batch() {
+    let nats = NatsServer::start().await;
+    let bus = EventBus::connect(&nats.url(), "test").await.unwrap();
+    bus.ensure_stream(&StreamSettings::default()).await.unwrap();
+    let mut dbs = TestDatabases::new(DbKind::Sqlite);
+    let db = baemin_mesh_store::connect::<Migrator>(&dbs.url_for("renew").await, 1)
+        .await
+        .unwrap();
+    let outbox = Outbox::new();
+
+    let long = outbox
+        .relay(db.clone(), bus.jetstream().clone(), &Metrics::new())
+        .with_lease_ttl(Duration::from_secs(60));
+    write_events(&db, &outbox, 2).await;
+    assert_eq!(long.relay_once().await.unwrap(), 2);
+    let taken = lease_expiry(&db).await;
+    write_events(&db, &outbox, 1).await;
+    assert_eq!(long.relay_once().await.unwrap(), 1);
+    assert_eq!(
+        lease_expiry(&db).await,
+        taken,
+        "no write for a batch early in the lease"
+    );
+    drop(long);
+
+    let short = outbox
+        .relay(db.clone(), bus.jetstream().clone(), &Metrics::new())
+        .with_lease_ttl(Duration::from_millis(400));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    write_events(&db, &outbox, 1).await;
+    // The first relay's lease is its own still (60 s): the second cannot take it.
+    assert_eq!(short.relay_once().await.unwrap(), 0);
+    // The first relay is gone without letting go: once its lease lapses the second takes it.
+    sea_orm::ConnectionTrait::execute_unprepared(&db, "UPDATE outbox_lease SET expires_at = 0")
+        .await
+        .unwrap();
+    assert_eq!(short.relay_once().await.unwrap(), 1, "the expired lease is taken");
+    let taken = lease_expiry(&db).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    write_events(&db, &outbox, 1).await;
+    assert_eq!(short.relay_once().await.unwrap(), 1);
+    assert!(lease_expiry(&db).await > taken, "renewed past a quarter of the lease");
+}
