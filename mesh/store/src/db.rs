@@ -118,6 +118,11 @@ pub async fn begin_write(db: &Db) -> Result<Txn, DbErr> {
 }
 
 /// A write transaction ([`begin_write`]); dropping it uncommitted rolls it back.
+///
+/// On SQLite it may read changes of transactions committed just before it that are not yet durable
+/// (they share its group's sync): `commit` and `rollback` return only once those are, or fail. A
+/// transaction whose reads are acted upon must therefore end with one of them, not be dropped
+/// (dropping returns at once; use it for failures).
 pub struct Txn(TxnInner);
 
 enum TxnInner {
@@ -140,7 +145,7 @@ impl Txn {
         }
     }
 
-    /// Rolls the changes back.
+    /// Rolls the changes back; on SQLite, once what it read of others is durable (see [`Txn`]).
     pub async fn rollback(self) -> Result<(), DbErr> {
         match self.0 {
             TxnInner::Sqlite(txn) => txn.rollback().await,

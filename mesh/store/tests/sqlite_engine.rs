@@ -130,9 +130,16 @@ async fn a_commit_that_fails_fails_every_transaction_of_its_group_and_keeps_none
             tokio::spawn(async move { insert(&db, n, parent).await })
         })
         .collect();
+    let mut errors = Vec::new();
     for writer in writers {
         let outcome = writer.await.unwrap();
-        assert!(outcome.is_err(), "told committed, but the commit failed");
+        errors.push(outcome.expect_err("told committed, but the commit failed"));
+    }
+    // Every member is told the same, classified the same: a constraint, not an outage.
+    for err in &errors {
+        assert!(matches!(err, DbErr::Exec(_)), "{err:?}");
+        assert!(!baemin_mesh_store::is_unavailable(err), "{err:?}");
+        assert_eq!(err.to_string(), errors[0].to_string());
     }
     assert_eq!(durable_rows(&dir).await, Vec::<i64>::new());
     // The connection goes on: the next transaction commits.
@@ -247,4 +254,52 @@ async fn columns_read_back_as_the_entities_declare_them() {
         .expect("one row");
     assert_eq!(back.try_get::<i64>("", "big").unwrap(), 5_000_000_000);
     assert_eq!(back.try_get::<i16>("", "small").unwrap(), 8);
+}
+
+#[tokio::test]
+async fn a_rollback_after_reading_a_groups_changes_fails_when_they_never_become_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = database(&dir).await;
+    // The first leaves a change in the group that its COMMIT will refuse (no parent 2).
+    let first = tokio::spawn({
+        let db = db.clone();
+        async move { insert(&db, 1, 2).await }
+    });
+    tokio::task::yield_now().await;
+    let reader = begin_write(&db).await.unwrap();
+    let seen = reader
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM rows",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(seen, 1, "the reader sees the group's change");
+    let outcome = reader.rollback().await;
+    assert!(
+        outcome.is_err(),
+        "what the reader saw never became durable, and it must not act on it"
+    );
+    assert!(first.await.unwrap().is_err());
+    assert_eq!(durable_rows(&dir).await, Vec::<i64>::new());
+}
+
+#[tokio::test]
+async fn closing_the_database_commits_the_open_group_and_its_members_are_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = database(&dir).await;
+    let txn = begin_write(&db).await.unwrap();
+    txn.execute_unprepared("INSERT INTO rows VALUES (1, 1)").await.unwrap();
+    let closing = tokio::spawn({
+        let db = db.clone();
+        async move { db.close().await }
+    });
+    tokio::task::yield_now().await;
+    // `close` waits for the turn: the commit leaves the group open for it, and `close` commits it.
+    txn.commit().await.expect("committed by close, and told so");
+    closing.await.unwrap().unwrap();
+    assert_eq!(durable_rows(&dir).await, vec![1]);
 }

@@ -16,7 +16,6 @@
 //! reads changes that are not yet durable.
 
 use std::{
-    collections::VecDeque,
     sync::{
         Arc, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicUsize, Ordering},
@@ -38,12 +37,11 @@ pub(crate) type MetricCallback = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send +
 
 /// Transactions committed with one sync at most.
 const GROUP_MEMBERS: usize = 64;
-/// A group commits once this old, waiting transactions or not (bounds the first member's wait).
+/// A group takes no more members once this old (with [`GROUP_MEMBERS`], bounds how long its first
+/// member waits: this, plus the transaction of the last member to join).
 const GROUP_AGE: Duration = Duration::from_millis(5);
 /// How long a statement waits for another process's lock on the file before failing as unavailable.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Groups whose COMMIT failed, remembered for members that have not yet asked.
-const FAILED_REMEMBERED: usize = 256;
 
 /// An open SQLite database.
 pub(crate) struct Engine {
@@ -52,6 +50,9 @@ pub(crate) struct Engine {
     waiting: AtomicUsize,
     metric: OnceLock<MetricCallback>,
     busy_timeout: Duration,
+    /// The runtime the engine was opened on: where a member that stopped waiting has its group
+    /// committed (see [`Pending`]).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 struct Conn {
@@ -60,7 +61,6 @@ struct Conn {
     /// The SQLite transaction shared by the members of the current group, when one is open.
     group: Option<Group>,
     next_group: u64,
-    failed: VecDeque<(u64, String)>,
 }
 
 struct Group {
@@ -68,6 +68,36 @@ struct Group {
     /// Members that committed into it and wait for its COMMIT.
     members: usize,
     opened: Instant,
+    outcome: Outcome,
+}
+
+/// What became of a group, set once when it closes; every member holds it.
+type Outcome = Arc<OnceLock<Result<(), Failed>>>;
+
+/// Why a group's changes are not durable.
+#[derive(Debug, Clone)]
+struct Failed {
+    /// The database is unavailable (a full disk, failing I/O): retry later, as for any outage.
+    unavailable: bool,
+    message: String,
+}
+
+impl Failed {
+    fn of(err: &rusqlite::Error) -> Self {
+        Self {
+            unavailable: statements::unavailable(err),
+            message: format!("SQLite: {err}"),
+        }
+    }
+
+    fn to_db_err(&self) -> DbErr {
+        let err = RuntimeErr::Internal(self.message.clone());
+        if self.unavailable {
+            DbErr::Conn(err)
+        } else {
+            DbErr::Exec(err)
+        }
+    }
 }
 
 impl Engine {
@@ -105,11 +135,16 @@ impl Engine {
         // Busy is waited out by `Engine::retrying`, off the thread: another process's lock must not
         // block this runtime.
         sqlite.busy_timeout(Duration::ZERO).map_err(fail)?;
-        sqlite.set_prepared_statement_cache_capacity(256);
+        sqlite.set_prepared_statement_cache_capacity(64);
         if !memory {
-            let _: String = sqlite
+            let mode: String = sqlite
                 .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
                 .map_err(fail)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(DbErr::Conn(RuntimeErr::Internal(format!(
+                    "SQLite: {path} cannot use WAL (journal mode {mode})"
+                ))));
+            }
         }
         sqlite
             .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
@@ -120,12 +155,12 @@ impl Engine {
                 kinds: Kinds::default(),
                 group: None,
                 next_group: 0,
-                failed: VecDeque::new(),
             }),
             turn: Arc::new(Semaphore::new(1)),
             waiting: AtomicUsize::new(0),
             metric: OnceLock::new(),
             busy_timeout,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }))
     }
 
@@ -143,7 +178,7 @@ impl Engine {
     pub(crate) async fn query(&self, statement: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
         let _turn = self.turn().await?;
         self.settle();
-        self.retrying(statement, true, |c| {
+        self.retrying(statement, true, true, |c| {
             statements::rows(&c.sqlite, &mut c.kinds, statement)
         })
         .await
@@ -153,16 +188,17 @@ impl Engine {
     pub(crate) async fn execute(&self, statement: &Statement) -> Result<ProxyExecResult, DbErr> {
         let _turn = self.turn().await?;
         self.settle();
-        self.retrying(statement, false, |c| statements::execute(&c.sqlite, statement))
+        self.retrying(statement, false, true, |c| statements::execute(&c.sqlite, statement))
             .await
     }
 
-    /// Runs `sql` as it is, outside any transaction.
+    /// Runs `sql` as it is, outside any transaction (not tried again when busy: some of its
+    /// statements may have run).
     pub(crate) async fn execute_unprepared(&self, sql: &str) -> Result<ProxyExecResult, DbErr> {
         let _turn = self.turn().await?;
         self.settle();
         let statement = Statement::from_string(sea_orm::DbBackend::Sqlite, sql);
-        self.retrying(&statement, false, |c| statements::unprepared(&c.sqlite, sql))
+        self.retrying(&statement, false, false, |c| statements::unprepared(&c.sqlite, sql))
             .await
     }
 
@@ -173,43 +209,52 @@ impl Engine {
         let turn = self.turn().await?;
         let open = {
             let mut conn = self.lock();
-            match conn.group.as_ref().map(|g| g.id) {
-                Some(id) if !conn.sqlite.is_autocommit() => Some(id),
+            match conn.group.as_ref().map(|g| (g.id, Arc::clone(&g.outcome))) {
+                Some(open) if !conn.sqlite.is_autocommit() => Some(open),
                 Some(_) => {
                     // SQLite ended the group's transaction by itself (see `Conn::in_group`).
-                    conn.abandon_group("SQLite rolled the transaction back");
+                    conn.abandon_group(rolled_back_by_sqlite());
                     None
                 }
-                None => None,
+                None => {
+                    conn.recover();
+                    None
+                }
             }
         };
-        let group = match open {
-            Some(id) => id,
+        let (group, outcome) = match open {
+            Some(open) => open,
             None => {
                 let begin = Statement::from_string(sea_orm::DbBackend::Sqlite, "BEGIN IMMEDIATE");
-                self.retrying(&begin, false, |c| statements::unprepared(&c.sqlite, "BEGIN IMMEDIATE"))
-                    .await?;
+                self.retrying(&begin, false, true, |c| {
+                    statements::unprepared(&c.sqlite, "BEGIN IMMEDIATE")
+                })
+                .await?;
                 let mut conn = self.lock();
                 let id = conn.next_group;
                 conn.next_group += 1;
+                let outcome = Outcome::default();
                 conn.group = Some(Group {
                     id,
                     members: 0,
                     opened: Instant::now(),
+                    outcome: Arc::clone(&outcome),
                 });
-                id
+                (id, outcome)
             }
         };
         let mut conn = self.lock();
         if let Err(err) = conn.sqlite.execute_batch("SAVEPOINT member") {
             // The group's transaction cannot go on: end it, failing its members.
-            conn.abandon_group(&err.to_string());
-            return Err(Failure::from(err).into_db_err(false));
+            let failed = Failed::of(&err);
+            conn.abandon_group(failed.clone());
+            return Err(failed.to_db_err());
         }
         Ok(Transaction {
             engine: Arc::clone(self),
             turn: Some(turn),
             group,
+            outcome,
         })
     }
 
@@ -218,6 +263,8 @@ impl Engine {
         let mut conn = self.lock();
         if conn.group.is_some() {
             let _ = conn.commit_group(self.metric.get());
+        } else {
+            conn.recover();
         }
     }
 
@@ -244,12 +291,15 @@ impl Engine {
     }
 
     /// Runs `run` with the connection (its caller holds the turn), reporting it to the metric
-    /// callback; while another process holds the file's lock, tries again with back-off (never
-    /// blocking the thread) up to the busy timeout ([`BUSY_TIMEOUT`] unless opened otherwise).
+    /// callback; with `retry_busy`, while another process holds the file's lock, tries again with
+    /// back-off (never blocking the thread) up to the busy timeout ([`BUSY_TIMEOUT`] unless opened
+    /// otherwise) — only for what a busy failure leaves undone: one statement outside a transaction,
+    /// or BEGIN (inside a transaction SQLite may have rolled it all back, see `Conn::in_group`).
     async fn retrying<T>(
         &self,
         statement: &Statement,
         query: bool,
+        retry_busy: bool,
         mut run: impl FnMut(&mut Conn) -> Result<T, Failure>,
     ) -> Result<T, DbErr> {
         let deadline = Instant::now() + self.busy_timeout;
@@ -265,7 +315,7 @@ impl Engine {
                 result
             };
             match result {
-                Err(failure) if failure.is_busy() && Instant::now() < deadline => {
+                Err(failure) if retry_busy && failure.is_busy() && Instant::now() < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
@@ -283,15 +333,28 @@ impl Engine {
         }
     }
 
-    /// Waits for group `id` to be committed (committing it when it is this caller's turn and it is still
-    /// open), then its outcome.
-    async fn outcome(&self, id: u64) -> Result<(), DbErr> {
-        let _turn = self.turn().await?;
-        let mut conn = self.lock();
-        if conn.group.as_ref().is_some_and(|g| g.id == id) {
-            conn.commit_group(self.metric.get())
-        } else {
-            conn.outcome(id)
+    /// Waits for group `id` to be closed — committing it when it is this caller's turn and the group
+    /// is still open — then its outcome.
+    async fn outcome(&self, id: u64, outcome: &Outcome) -> Result<(), DbErr> {
+        if outcome.get().is_none() {
+            match self.turn().await {
+                Ok(_turn) => {
+                    let mut conn = self.lock();
+                    if conn.group.as_ref().is_some_and(|g| g.id == id) {
+                        let _ = conn.commit_group(self.metric.get());
+                    }
+                }
+                // Closed: `close` committed the group first, unless it never got the turn.
+                Err(closed) if outcome.get().is_none() => return Err(closed),
+                Err(_) => {}
+            }
+        }
+        match outcome.get() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(failed)) => Err(failed.to_db_err()),
+            None => Err(DbErr::Conn(RuntimeErr::Internal(
+                "SQLite: the transaction's group was left open".into(),
+            ))),
         }
     }
 
@@ -320,59 +383,55 @@ impl Conn {
                 failed: result.is_err(),
             });
         }
-        match result {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                if !self.sqlite.is_autocommit() {
-                    let _ = self.sqlite.execute_batch("ROLLBACK");
-                }
-                self.remember_failed(group.id, &err.to_string());
-                Err(Failure::from(err).into_db_err(false))
+        let result = result.map_err(|err| {
+            if !self.sqlite.is_autocommit() {
+                let _ = self.sqlite.execute_batch("ROLLBACK");
             }
-        }
+            Failed::of(&err)
+        });
+        let _ = group.outcome.set(result.clone());
+        result.map_err(|failed| failed.to_db_err())
     }
 
     /// Ends the open group without committing (its transaction broke): its members are told so.
-    fn abandon_group(&mut self, why: &str) {
+    fn abandon_group(&mut self, failed: Failed) {
         if let Some(group) = self.group.take() {
             if !self.sqlite.is_autocommit() {
                 let _ = self.sqlite.execute_batch("ROLLBACK");
             }
-            self.remember_failed(group.id, why);
+            let _ = group.outcome.set(Err(failed));
         }
     }
 
-    fn remember_failed(&mut self, id: u64, why: &str) {
-        if self.failed.len() >= FAILED_REMEMBERED {
-            self.failed.pop_front();
-        }
-        self.failed.push_back((id, why.to_owned()));
-    }
-
-    /// The outcome of group `id`, already closed.
-    fn outcome(&self, id: u64) -> Result<(), DbErr> {
-        match self.failed.iter().find(|(failed, _)| *failed == id) {
-            None => Ok(()),
-            Some((_, why)) => Err(DbErr::Exec(RuntimeErr::Internal(format!(
-                "SQLite: the commit failed: {why}"
-            )))),
+    /// Ends a SQLite transaction no group owns (a ROLLBACK that failed, or one a migration began):
+    /// otherwise the next BEGIN would fail, and statements outside transactions would never commit.
+    fn recover(&mut self) {
+        if self.group.is_none() && !self.sqlite.is_autocommit() {
+            tracing::warn!("a SQLite transaction was left open without a group; rolling it back");
+            let _ = self.sqlite.execute_batch("ROLLBACK");
         }
     }
 
     /// Whether the group this transaction belongs to is still the open one, with its SQLite
     /// transaction alive (SQLite rolls the whole transaction back by itself on some errors — a full
-    /// disk, failing I/O — after which statements would run outside it).
+    /// disk, failing I/O, busy — after which statements would run outside it and commit one by one).
     fn in_group(&mut self, id: u64) -> Result<(), DbErr> {
         let open = self.group.as_ref().is_some_and(|g| g.id == id);
         if open && !self.sqlite.is_autocommit() {
             return Ok(());
         }
+        let failed = rolled_back_by_sqlite();
         if open {
-            self.abandon_group("SQLite rolled the transaction back");
+            self.abandon_group(failed.clone());
         }
-        Err(DbErr::Exec(RuntimeErr::Internal(
-            "SQLite: the transaction was rolled back by an earlier failure".into(),
-        )))
+        Err(failed.to_db_err())
+    }
+}
+
+fn rolled_back_by_sqlite() -> Failed {
+    Failed {
+        unavailable: true,
+        message: "SQLite: the transaction was rolled back by an earlier failure".into(),
     }
 }
 
@@ -382,6 +441,7 @@ pub(crate) struct Transaction {
     engine: Arc<Engine>,
     turn: Option<OwnedSemaphorePermit>,
     group: u64,
+    outcome: Outcome,
 }
 
 impl Transaction {
@@ -389,7 +449,7 @@ impl Transaction {
     pub(crate) async fn query(&self, statement: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
         self.engine.lock().in_group(self.group)?;
         self.engine
-            .retrying(statement, true, |c| {
+            .retrying(statement, true, false, |c| {
                 statements::rows(&c.sqlite, &mut c.kinds, statement)
             })
             .await
@@ -399,7 +459,7 @@ impl Transaction {
     pub(crate) async fn execute(&self, statement: &Statement) -> Result<ProxyExecResult, DbErr> {
         self.engine.lock().in_group(self.group)?;
         self.engine
-            .retrying(statement, false, |c| statements::execute(&c.sqlite, statement))
+            .retrying(statement, false, false, |c| statements::execute(&c.sqlite, statement))
             .await
     }
 
@@ -408,7 +468,7 @@ impl Transaction {
         self.engine.lock().in_group(self.group)?;
         let statement = Statement::from_string(sea_orm::DbBackend::Sqlite, sql);
         self.engine
-            .retrying(&statement, false, |c| statements::unprepared(&c.sqlite, sql))
+            .retrying(&statement, false, false, |c| statements::unprepared(&c.sqlite, sql))
             .await
     }
 
@@ -418,60 +478,73 @@ impl Transaction {
             return Ok(());
         };
         let engine = Arc::clone(&self.engine);
-        let group = self.group;
-        let wait = {
+        {
             let mut conn = engine.lock();
-            conn.in_group(group)?;
+            conn.in_group(self.group)?;
             if let Err(err) = conn.sqlite.execute_batch("RELEASE member") {
-                conn.abandon_group(&err.to_string());
-                return Err(Failure::from(err).into_db_err(false));
+                let failed = Failed::of(&err);
+                conn.abandon_group(failed.clone());
+                return Err(failed.to_db_err());
             }
-            let open = conn.group.as_mut().expect("in_group checked it");
+            let Some(open) = conn.group.as_mut() else {
+                return Err(rolled_back_by_sqlite().to_db_err());
+            };
             open.members += 1;
             let others_waiting = engine.waiting.load(Ordering::Acquire) > 0;
-            if others_waiting && open.members < GROUP_MEMBERS && open.opened.elapsed() < GROUP_AGE {
-                true
-            } else {
+            if !(others_waiting && open.members < GROUP_MEMBERS && open.opened.elapsed() < GROUP_AGE) {
                 return conn.commit_group(engine.metric.get());
             }
-        };
-        debug_assert!(wait);
-        // Leave the group open for the next in line; the group is committed by its last member, by a
+        }
+        // Leave the group open for the next in line; it is committed by its last member, by a
         // statement outside it, or by this one when its turn comes again.
         drop(turn);
         let mut pending = Pending {
-            engine: Some(engine),
-            group,
+            engine: Some(Arc::clone(&engine)),
+            group: self.group,
+            outcome: Arc::clone(&self.outcome),
         };
-        let outcome = pending.engine.as_ref().expect("set above").outcome(group).await;
+        let outcome = engine.outcome(self.group, &self.outcome).await;
         pending.engine = None;
         outcome
     }
 
-    /// Rolls back this transaction's changes (its group's other members keep theirs).
+    /// Rolls back this transaction's changes (its group's other members keep theirs). When it read
+    /// in a group that held other members' changes, returns only once those are durable — or fails
+    /// with why they are not — so nothing read here is acted upon before it is committed.
     pub(crate) async fn rollback(mut self) -> Result<(), DbErr> {
-        self.roll_back();
-        Ok(())
+        if self.roll_back() {
+            self.engine.outcome(self.group, &self.outcome).await
+        } else {
+            Ok(())
+        }
     }
 
-    fn roll_back(&mut self) {
+    /// Rolls back to this transaction's savepoint and gives the turn up; whether the group held other
+    /// members' changes (or broke), which this transaction may have read.
+    fn roll_back(&mut self) -> bool {
         let Some(turn) = self.turn.take() else {
-            return;
+            return false;
         };
         let mut conn = self.engine.lock();
-        if conn.in_group(self.group).is_ok() {
-            let undone = conn.sqlite.execute_batch("ROLLBACK TO member; RELEASE member");
-            let alone = conn.group.as_ref().is_some_and(|g| g.members == 0);
-            if let Err(err) = undone {
-                conn.abandon_group(&err.to_string());
-            } else if alone {
-                // Nobody else's changes in it: end the SQLite transaction (and its write lock) now.
-                conn.group = None;
-                let _ = conn.sqlite.execute_batch("ROLLBACK");
+        let others = match conn.in_group(self.group) {
+            Err(_) => true,
+            Ok(()) => {
+                let others = conn.group.as_ref().is_some_and(|g| g.members > 0);
+                match conn.sqlite.execute_batch("ROLLBACK TO member; RELEASE member") {
+                    Err(err) => conn.abandon_group(Failed::of(&err)),
+                    // Nobody else's changes in it: end the SQLite transaction (and its write lock) now.
+                    Ok(()) if !others => conn.abandon_group(Failed {
+                        unavailable: false,
+                        message: "rolled back".into(),
+                    }),
+                    Ok(()) => {}
+                }
+                others
             }
-        }
+        };
         drop(conn);
         drop(turn);
+        others
     }
 }
 
@@ -486,16 +559,21 @@ impl Drop for Transaction {
 struct Pending {
     engine: Option<Arc<Engine>>,
     group: u64,
+    outcome: Outcome,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let (Some(engine), group) = (self.engine.take(), self.group) else {
+        let Some(engine) = self.engine.take() else {
             return;
         };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| engine.runtime.clone());
+        if let Some(runtime) = runtime {
+            let (group, outcome) = (self.group, Arc::clone(&self.outcome));
             runtime.spawn(async move {
-                let _ = engine.outcome(group).await;
+                let _ = engine.outcome(group, &outcome).await;
             });
         }
     }

@@ -31,24 +31,13 @@ impl Failure {
         ))
     }
 
-    /// As sea-orm's error: a database that is busy past the timeout, failing I/O, full or cannot be
-    /// opened is a connection error (`crate::is_unavailable`); anything else is the statement's.
+    /// As sea-orm's error: see [`unavailable`]; anything else is the statement's.
     pub(super) fn into_db_err(self, query: bool) -> DbErr {
         match self {
             Self::Value(message) => DbErr::Type(message),
             Self::Sqlite(err) => {
                 let message = format!("SQLite: {err}");
-                let unavailable = matches!(
-                    err.sqlite_error_code(),
-                    Some(
-                        rusqlite::ErrorCode::DatabaseBusy
-                            | rusqlite::ErrorCode::DatabaseLocked
-                            | rusqlite::ErrorCode::SystemIoFailure
-                            | rusqlite::ErrorCode::DiskFull
-                            | rusqlite::ErrorCode::CannotOpen
-                    )
-                );
-                if unavailable {
+                if unavailable(&err) {
                     DbErr::Conn(RuntimeErr::Internal(message))
                 } else if query {
                     DbErr::Query(RuntimeErr::Internal(message))
@@ -58,6 +47,22 @@ impl Failure {
             }
         }
     }
+}
+
+/// Whether `err` means the database is unavailable rather than the statement wrong: busy or locked
+/// past the timeout, failing I/O, a full disk, a file it cannot open. Reported as connection errors
+/// (`DbErr::Conn`), which `crate::is_unavailable` recognises.
+pub(super) fn unavailable(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::CannotOpen
+        )
+    )
 }
 
 /// Runs `statement` (prepared once and kept), returning its rows (none for a write without RETURNING).
