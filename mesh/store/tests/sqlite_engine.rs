@@ -1,6 +1,8 @@
 //! The SQLite engine: statements inline, write transactions committed in groups — and what each
 //! transaction is told is what the file holds.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
 use std::{
     sync::{Arc, Mutex},
     time::Duration,

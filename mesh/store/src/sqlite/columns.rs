@@ -111,7 +111,7 @@ impl Kinds {
 
 /// Whether `sql` changes the schema (the remembered kinds no longer hold).
 pub(super) fn changes_schema(sql: &str) -> bool {
-    let first = sql.trim_start().split_whitespace().next().unwrap_or("");
+    let first = sql.split_whitespace().next().unwrap_or("");
     ["CREATE", "ALTER", "DROP"]
         .iter()
         .any(|w| first.eq_ignore_ascii_case(w))

@@ -23,7 +23,7 @@ use crate::{
 async fn unpublished(mesh: &TestMesh) -> anyhow::Result<u64> {
     let mut total = 0;
     for svc in [Svc::Payment, Svc::Call, Svc::Rider, Svc::Report] {
-        let db = baemin_mesh_store::open(&mesh.database_url(svc), 1).await?;
+        let db = baemin_mesh_store::open(mesh.database_url(svc), 1).await?;
         total += outbox::entity::Entity::find()
             .filter(outbox::entity::Column::PublishedAt.is_null())
             .count(&db)
