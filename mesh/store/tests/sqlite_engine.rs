@@ -68,6 +68,12 @@ async fn insert(db: &Db, n: i64, parent: i64) -> Result<(), DbErr> {
     txn.commit().await
 }
 
+/// [`insert`] on a task of its own.
+fn spawn_insert(db: &Db, n: i64, parent: i64) -> tokio::task::JoinHandle<Result<(), DbErr>> {
+    let db = db.clone();
+    tokio::spawn(async move { insert(&db, n, parent).await })
+}
+
 fn commits(seen: &Mutex<Vec<String>>) -> usize {
     seen.lock().unwrap().iter().filter(|w| *w == "COMMIT").count()
 }
@@ -76,12 +82,7 @@ fn commits(seen: &Mutex<Vec<String>>) -> usize {
 async fn concurrent_write_transactions_share_commits_and_every_acknowledged_one_is_durable() {
     let dir = tempfile::tempdir().unwrap();
     let (db, seen) = database(&dir).await;
-    let writers: Vec<_> = (0..50)
-        .map(|n| {
-            let db = db.clone();
-            tokio::spawn(async move { insert(&db, n, 1).await })
-        })
-        .collect();
+    let writers: Vec<_> = (0..50).map(|n| spawn_insert(&db, n, 1)).collect();
     for writer in writers {
         writer.await.unwrap().expect("acknowledged");
     }
@@ -95,10 +96,7 @@ async fn concurrent_write_transactions_share_commits_and_every_acknowledged_one_
 async fn a_transaction_rolled_back_inside_a_group_takes_only_its_own_changes_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = database(&dir).await;
-    let first = tokio::spawn({
-        let db = db.clone();
-        async move { insert(&db, 1, 1).await }
-    });
+    let first = spawn_insert(&db, 1, 1);
     let abandoned = tokio::spawn({
         let db = db.clone();
         async move {
@@ -109,10 +107,7 @@ async fn a_transaction_rolled_back_inside_a_group_takes_only_its_own_changes_wit
             Ok::<_, DbErr>(())
         }
     });
-    let third = tokio::spawn({
-        let db = db.clone();
-        async move { insert(&db, 3, 1).await }
-    });
+    let third = spawn_insert(&db, 3, 1);
     first.await.unwrap().unwrap();
     abandoned.await.unwrap().unwrap();
     third.await.unwrap().unwrap();
@@ -127,10 +122,7 @@ async fn a_commit_that_fails_fails_every_transaction_of_its_group_and_keeps_none
     // 2 names a parent that does not exist: the deferred foreign key fails the group's COMMIT.
     let writers: Vec<_> = [(1, 1), (2, 2), (3, 1)]
         .into_iter()
-        .map(|(n, parent)| {
-            let db = db.clone();
-            tokio::spawn(async move { insert(&db, n, parent).await })
-        })
+        .map(|(n, parent)| spawn_insert(&db, n, parent))
         .collect();
     let mut errors = Vec::new();
     for writer in writers {
@@ -191,10 +183,7 @@ async fn a_group_is_committed_even_when_a_member_stops_waiting_for_it() {
 async fn a_statement_outside_a_transaction_reads_a_group_only_once_it_is_committed() {
     let dir = tempfile::tempdir().unwrap();
     let (db, seen) = database(&dir).await;
-    let writer = tokio::spawn({
-        let db = db.clone();
-        async move { insert(&db, 1, 1).await }
-    });
+    let writer = spawn_insert(&db, 1, 1);
     tokio::task::yield_now().await;
     let n = db
         .query_one_raw(Statement::from_string(
@@ -263,10 +252,7 @@ async fn a_rollback_after_reading_a_groups_changes_fails_when_they_never_become_
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = database(&dir).await;
     // The first leaves a change in the group that its COMMIT will refuse (no parent 2).
-    let first = tokio::spawn({
-        let db = db.clone();
-        async move { insert(&db, 1, 2).await }
-    });
+    let first = spawn_insert(&db, 1, 2);
     tokio::task::yield_now().await;
     let reader = begin_write(&db).await.unwrap();
     let seen = reader
