@@ -89,6 +89,24 @@ impl From<sea_orm::DbErr> for HandleError {
 pub trait EventHandler: Send + Sync + 'static {
     /// Applies one event that arrived on `subject`.
     fn handle(&self, subject: &str, envelope: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// Whether [`Self::handle_all`] applies several events as one unit: then a lane hands it the
+    /// events it has queued together (at most 16 at once).
+    const HANDLES_ALL: bool = false;
+
+    /// Applies several events a lane had queued (`(subject, envelope)`, in delivery order), as one unit
+    /// — one transaction for all. `Ok` means every one is applied; an `Err` says nothing about which
+    /// were: the consumer then applies them one by one with [`Self::handle`], where failures are
+    /// counted, rejected events dead-lettered, and what was applied already is recognised by the
+    /// inbox. By default one by one (used only when [`Self::HANDLES_ALL`]).
+    fn handle_all(&self, events: &[(String, Envelope)]) -> impl Future<Output = Result<(), HandleError>> + Send {
+        async move {
+            for (subject, envelope) in events {
+                self.handle(subject, envelope.clone()).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// One durable consumer: a name that survives restarts, and the subject it reads.
@@ -176,7 +194,13 @@ impl ConsumerMetrics {
         }
     }
 
-    fn processed(&self, consumer: &str, outcome: &'static str) {
+    pub(crate) fn redelivered(&self, consumer: &str) {
+        self.redelivered
+            .get_or_create(&vec![("consumer", consumer.to_owned())])
+            .inc();
+    }
+
+    pub(crate) fn processed(&self, consumer: &str, outcome: &'static str) {
         self.processed
             .get_or_create(&vec![
                 ("consumer", consumer.to_owned()),
@@ -271,8 +295,10 @@ pub const LANES: usize = 8;
 /// transactions of lanes waiting together commit with one sync — more lanes, fewer syncs per event.
 pub const SQLITE_LANES: usize = 32;
 
-/// Events waiting per lane; the pull waits while the lane of the next event is full.
-const LANE_QUEUE: usize = 4;
+/// Events waiting per lane; the pull waits while the lane of the next event is full. A handler that
+/// applies several at once ([`EventHandler::HANDLES_ALL`]) gets what is queued, so at most this many
+/// and the one in hand.
+const LANE_QUEUE: usize = 8;
 
 async fn run<H: EventHandler>(
     jetstream: jetstream::Context,
@@ -431,12 +457,34 @@ async fn lane<H: EventHandler>(
         let Some(message) = message else {
             break;
         };
-        if let Some(pause) = process(&jetstream, &db, &spec, handler.as_ref(), &metrics, message).await {
-            // A dependency is failing: slow down instead of churning through the queue.
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = shutdown.cancelled() => break,
+        let mut messages = vec![message];
+        while H::HANDLES_ALL && messages.len() < crate::batch::MOST {
+            match queue.try_recv() {
+                Ok(message) => messages.push(message),
+                Err(_) => break,
             }
+        }
+        if messages.len() > 1 && crate::batch::process_all(&db, &spec, handler.as_ref(), &metrics, &messages).await {
+            continue;
+        }
+        let mut messages = messages.into_iter();
+        let mut stopped = false;
+        while let Some(message) = messages.next() {
+            if let Some(pause) = process(&jetstream, &db, &spec, handler.as_ref(), &metrics, message).await {
+                // A dependency is failing: slow down instead of churning through the queue.
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => {
+                        for message in messages.by_ref() {
+                            give_back_one(message).await;
+                        }
+                        stopped = true;
+                    }
+                }
+            }
+        }
+        if stopped {
+            break;
         }
     }
     queue.close();
@@ -445,18 +493,18 @@ async fn lane<H: EventHandler>(
     }
 }
 
-/// Applies one message and acks it, in a consumer span that is a child of the producer's (the trace
-/// context in the message's headers); returns a pause when the handler failed transiently.
-async fn process<H: EventHandler>(
-    jetstream: &jetstream::Context,
-    db: &Db,
+/// How often `message` has been delivered, this time included.
+pub(crate) fn delivery_count(message: &async_nats::jetstream::Message) -> i64 {
+    message.info().map(|i| i.delivered).unwrap_or(1)
+}
+
+/// The consumer span of `message`: a child of the producer's (the trace context in its headers).
+pub(crate) fn consumer_span(
     spec: &ConsumerSpec,
-    handler: &H,
-    metrics: &ConsumerMetrics,
-    message: async_nats::jetstream::Message,
-) -> Option<Duration> {
-    let subject = message.subject.to_string();
-    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+    message: &async_nats::jetstream::Message,
+    subject: &str,
+    delivered: i64,
+) -> tracing::Span {
     let span = tracing::info_span!(
         "event.process",
         otel.name = %format!("{subject} process"),
@@ -474,11 +522,24 @@ async fn process<H: EventHandler>(
             headers.get(key).map(|v| v.as_str().to_owned())
         }));
     }
+    span
+}
+
+/// Applies one message and acks it, in a consumer span that is a child of the producer's (the trace
+/// context in the message's headers); returns a pause when the handler failed transiently.
+async fn process<H: EventHandler>(
+    jetstream: &jetstream::Context,
+    db: &Db,
+    spec: &ConsumerSpec,
+    handler: &H,
+    metrics: &ConsumerMetrics,
+    message: async_nats::jetstream::Message,
+) -> Option<Duration> {
+    let subject = message.subject.to_string();
+    let delivered = delivery_count(&message);
+    let span = consumer_span(spec, &message, &subject, delivered);
     if delivered > 1 {
-        metrics
-            .redelivered
-            .get_or_create(&vec![("consumer", spec.durable.clone())])
-            .inc();
+        metrics.redelivered(&spec.durable);
     }
     let (pause, outcome) = apply(jetstream, db, spec, handler, message, subject, delivered)
         .instrument(span.clone())

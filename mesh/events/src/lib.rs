@@ -1,6 +1,7 @@
 //! Events on NATS JetStream: the stream, the transactional outbox and its relay, the idempotent inbox,
 //! and durable pull consumers with explicit acks.
 
+mod batch;
 mod bus;
 mod changes;
 mod consumer;

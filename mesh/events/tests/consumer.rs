@@ -411,3 +411,92 @@ async fn events_queued_when_a_consumer_stops_go_to_the_next_one_at_once_not_afte
     // the handlers' inbox and state checks are what make that safe.)
     assert_eq!(seen(), (0..EVENTS).collect::<Vec<_>>(), "every event applied");
 }
+
+/// Applies what a lane has queued as one unit; refuses a batch holding `refuse` (as a transaction
+/// would fail whole), which then goes one by one.
+#[derive(Default)]
+struct Batching {
+    refuse: Option<String>,
+    batches: Mutex<Vec<usize>>,
+    applied: Mutex<Vec<String>>,
+}
+
+impl EventHandler for Batching {
+    const HANDLES_ALL: bool = true;
+
+    async fn handle(&self, _subject: &str, envelope: Envelope) -> Result<(), HandleError> {
+        let Some(Event::CallCancelled(c)) = envelope.event else {
+            return Err(HandleError::Rejected("unexpected event".into()));
+        };
+        self.applied.lock().unwrap().push(c.reason);
+        Ok(())
+    }
+
+    async fn handle_all(&self, events: &[(String, Envelope)]) -> Result<(), HandleError> {
+        // The first batch takes a while, so the lane's queue fills behind it.
+        let first = self.batches.lock().unwrap().is_empty();
+        if first {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        self.batches.lock().unwrap().push(events.len());
+        let reasons: Vec<String> = events
+            .iter()
+            .map(|(_, e)| match &e.event {
+                Some(Event::CallCancelled(c)) => c.reason.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        if self.refuse.as_ref().is_some_and(|r| reasons.contains(r)) {
+            return Err(HandleError::Failed("one of them cannot apply".into()));
+        }
+        self.applied.lock().unwrap().extend(reasons);
+        Ok(())
+    }
+}
+
+async fn consume_in_one_lane(handler: &Arc<Batching>, events: usize) -> Vec<String> {
+    let nats = NatsServer::start().await;
+    let bus = bus_on(&nats).await;
+    for step in 0..events {
+        publish(&bus, "call-1", &step.to_string()).await;
+    }
+    let spec = ConsumerSpec {
+        lanes: 1,
+        ..ConsumerSpec::new("test", SUBJECT)
+    };
+    let (stop, task, _db) = consume(&bus, spec, handler, &Metrics::new()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while handler.applied.lock().unwrap().len() < events {
+        assert!(tokio::time::Instant::now() < deadline, "not every event was applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Acked: nothing comes again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    task.await.unwrap();
+    handler.applied.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_lane_applies_the_events_it_has_queued_together_in_order_each_once() {
+    let handler = Arc::new(Batching::default());
+    let applied = consume_in_one_lane(&handler, 12).await;
+    let expected: Vec<String> = (0..12).map(|n| n.to_string()).collect();
+    assert_eq!(applied, expected);
+    let batches = handler.batches.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|&n| n > 1),
+        "no events applied together: {batches:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_is_applied_one_by_one_instead() {
+    let handler = Arc::new(Batching {
+        refuse: Some("5".into()),
+        ..Batching::default()
+    });
+    let applied = consume_in_one_lane(&handler, 12).await;
+    let expected: Vec<String> = (0..12).map(|n| n.to_string()).collect();
+    assert_eq!(applied, expected, "in order, each once");
+}

@@ -126,15 +126,43 @@ impl ReportApp {
         }
         txn.commit().await?;
         if changed && next.is_visible() {
-            match &self.feed {
-                Some(feed) => feed.announce(next.call_id.as_str()).await,
-                // No receiver is not an error: nobody is watching.
-                None => {
-                    let _ = self.changes.send(Signal::View(Box::new(next)));
-                }
-            }
+            self.announce(next).await;
         }
         Ok(changed)
+    }
+
+    /// Applies events `(subject, event_id, fact)` in order in one transaction — all or none — skipping
+    /// those applied before, then announces every visible change.
+    pub async fn project_all(&self, events: &[(&str, &str, Fact)]) -> Result<(), ReportError> {
+        let txn = baemin_mesh_store::begin_write(&self.db).await?;
+        let mut changed = Vec::new();
+        for (subject, event_id, fact) in events {
+            if !baemin_mesh_events::inbox::first_delivery(&txn, subject, event_id).await? {
+                continue;
+            }
+            let current = db::lock_or_create(&txn, &fact.call_id).await?;
+            let next = apply(Some(current.clone()), fact);
+            if next != current {
+                db::store(&txn, &next).await?;
+                changed.push(next);
+            }
+        }
+        txn.commit().await?;
+        for next in changed.into_iter().filter(DeliveryView::is_visible) {
+            self.announce(next).await;
+        }
+        Ok(())
+    }
+
+    /// Tells the watchers of every replica about a committed change; nobody watching is fine.
+    async fn announce(&self, view: DeliveryView) {
+        match &self.feed {
+            Some(feed) => feed.announce(view.call_id.as_str()).await,
+            // No receiver is not an error: nobody is watching.
+            None => {
+                let _ = self.changes.send(Signal::View(Box::new(view)));
+            }
+        }
     }
 
     /// The row of `call_id`, if `viewer` may see it.

@@ -21,12 +21,30 @@ impl Projector {
 }
 
 impl EventHandler for Projector {
+    const HANDLES_ALL: bool = true;
+
     async fn handle(&self, subject: &str, envelope: Envelope) -> Result<(), HandleError> {
         // An event that cannot be read now never will be: reject it (dead-letter) instead of looping.
         let fact =
             fact_of(&envelope).map_err(|v| HandleError::Rejected(format!("event {}: {v}", envelope.event_id)))?;
         match self.app.project(subject, &envelope.event_id, &fact).await {
             Ok(_) => Ok(()),
+            Err(ReportError::Db(err)) => Err(HandleError::from(err)),
+            Err(err) => Err(HandleError::Rejected(err.to_string())),
+        }
+    }
+
+    /// A lane's queued events in one transaction (one commit): the deliverylist is where every event
+    /// of the mesh lands, so this is the consumer that most needs to keep up.
+    async fn handle_all(&self, events: &[(String, Envelope)]) -> Result<(), HandleError> {
+        let mut facts = Vec::with_capacity(events.len());
+        for (subject, envelope) in events {
+            let fact =
+                fact_of(envelope).map_err(|v| HandleError::Rejected(format!("event {}: {v}", envelope.event_id)))?;
+            facts.push((subject.as_str(), envelope.event_id.as_str(), fact));
+        }
+        match self.app.project_all(&facts).await {
+            Ok(()) => Ok(()),
             Err(ReportError::Db(err)) => Err(HandleError::from(err)),
             Err(err) => Err(HandleError::Rejected(err.to_string())),
         }

@@ -419,3 +419,35 @@ async fn a_restaurant_reads_only_its_own_calls_and_not_the_stats() {
         "another restaurant's change is not sent"
     );
 }
+
+#[tokio::test]
+async fn events_applied_together_give_the_rows_one_by_one_gives_and_a_redelivered_one_applies_nothing() {
+    let (together, one_by_one) = (app().await, app().await);
+    let call_id = CallId::generate();
+    let events = [
+        envelope(&call_id, 1_000, placed("store-1", 3_000)),
+        envelope(&call_id, 1_001, registered(3_000)),
+        envelope(&call_id, 2_000, accepted("rider-1")),
+    ];
+    let batch: Vec<(String, Envelope)> = events
+        .iter()
+        .map(|e| (subject_of(e.event.as_ref().unwrap()).to_owned(), e.clone()))
+        .collect();
+    // The first again at the end: a redelivery inside the batch.
+    let mut with_repeat = batch.clone();
+    with_repeat.push(batch[0].clone());
+    Projector::new(together.clone()).handle_all(&with_repeat).await.unwrap();
+    for event in &events {
+        deliver(&one_by_one, event.clone()).await;
+    }
+    assert_eq!(
+        together.get(&Viewer::Company, &call_id).await.unwrap(),
+        one_by_one.get(&Viewer::Company, &call_id).await.unwrap()
+    );
+    // The whole batch again: all recognised, nothing changes.
+    Projector::new(together.clone()).handle_all(&batch).await.unwrap();
+    assert_eq!(
+        together.get(&Viewer::Company, &call_id).await.unwrap(),
+        one_by_one.get(&Viewer::Company, &call_id).await.unwrap()
+    );
+}
