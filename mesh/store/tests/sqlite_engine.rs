@@ -68,6 +68,19 @@ async fn insert(db: &Db, n: i64, parent: i64) -> Result<(), DbErr> {
     txn.commit().await
 }
 
+/// How many rows `rows` holds, as `on` sees it.
+async fn count<C: ConnectionTrait>(on: &C) -> i64 {
+    on.query_one_raw(Statement::from_string(
+        on.get_database_backend(),
+        "SELECT COUNT(*) AS n FROM rows",
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get::<i64>("", "n")
+    .unwrap()
+}
+
 /// [`insert`] on a task of its own.
 fn spawn_insert(db: &Db, n: i64, parent: i64) -> tokio::task::JoinHandle<Result<(), DbErr>> {
     let db = db.clone();
@@ -185,16 +198,7 @@ async fn a_statement_outside_a_transaction_reads_a_group_only_once_it_is_committ
     let (db, seen) = database(&dir).await;
     let writer = spawn_insert(&db, 1, 1);
     tokio::task::yield_now().await;
-    let n = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM rows",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let n = count(&db).await;
     writer.await.unwrap().unwrap();
     let order: Vec<String> = seen
         .lock()
@@ -255,16 +259,7 @@ async fn a_rollback_after_reading_a_groups_changes_fails_when_they_never_become_
     let first = spawn_insert(&db, 1, 2);
     tokio::task::yield_now().await;
     let reader = begin_write(&db).await.unwrap();
-    let seen = reader
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM rows",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let seen = count(&reader).await;
     assert_eq!(seen, 1, "the reader sees the group's change");
     let outcome = reader.rollback().await;
     assert!(
