@@ -288,7 +288,7 @@ async fn sample_pending(
 }
 
 /// Events of different calls applied at once by one consumer on PostgreSQL, unless configured
-/// otherwise (see the module documentation): each lane holds a pooled connection while it applies one.
+/// otherwise (see the module documentation): each lane holds a pooled connection while it applies.
 pub const LANES: usize = 8;
 
 /// The same on SQLite: lanes cost no connection there (they take turns on the one), and the write

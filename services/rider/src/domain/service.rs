@@ -461,7 +461,7 @@ impl RiderApp {
     /// sees the delivery decided from and the next one) conditionally on the status it was decided
     /// from; a lost race re-reads and decides again.
     ///
-    /// The read happens before the transaction opens: SQLite has one pooled connection, and the
+    /// The read happens before the transaction opens: SQLite has one connection (taken in turns), and the
     /// conditional write is what guards against a concurrent change.
     async fn transition(
         &self,
