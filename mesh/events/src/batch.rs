@@ -55,6 +55,10 @@ pub(crate) async fn process_all<H: EventHandler>(
         .instrument(spans[0].clone())
         .await;
     if !matches!(applied, Ok(Ok(()))) {
+        // The attempt shows as failed; each event gets a span of its own again one by one.
+        for span in &spans {
+            span.record("otel.status_code", "ERROR");
+        }
         return false;
     }
     for (message, (_, envelope)) in messages.iter().zip(&events) {

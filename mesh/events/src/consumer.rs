@@ -91,7 +91,7 @@ pub trait EventHandler: Send + Sync + 'static {
     fn handle(&self, subject: &str, envelope: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
 
     /// Whether [`Self::handle_all`] applies several events as one unit: then a lane hands it the
-    /// events it has queued together (at most 16 at once).
+    /// events it has queued together (up to 16).
     const HANDLES_ALL: bool = false;
 
     /// Applies several events a lane had queued (`(subject, envelope)`, in delivery order), as one unit
@@ -295,10 +295,13 @@ pub const LANES: usize = 8;
 /// transactions of lanes waiting together commit with one sync — more lanes, fewer syncs per event.
 pub const SQLITE_LANES: usize = 32;
 
-/// Events waiting per lane; the pull waits while the lane of the next event is full. A handler that
-/// applies several at once ([`EventHandler::HANDLES_ALL`]) gets what is queued, so at most this many
-/// and the one in hand.
-const LANE_QUEUE: usize = 8;
+/// Events waiting per lane; the pull waits while the lane of the next event is full. Short, so a lane
+/// that pauses (a failing dependency) holds few events past their ack wait.
+const LANE_QUEUE: usize = 4;
+
+/// The same for a handler that applies several at once ([`EventHandler::HANDLES_ALL`]): it takes what
+/// is queued (and what the pull adds meanwhile, up to 16) in one go.
+const BATCHING_LANE_QUEUE: usize = 8;
 
 async fn run<H: EventHandler>(
     jetstream: jetstream::Context,
@@ -313,7 +316,11 @@ async fn run<H: EventHandler>(
     let (lanes, workers): (Vec<_>, Vec<_>) = (0..spec.lanes.max(1))
         .map(|_| {
             // Short queues: a lane that pauses (a failing dependency) holds few events past their ack wait.
-            let (tx, rx) = tokio::sync::mpsc::channel(LANE_QUEUE);
+            let (tx, rx) = tokio::sync::mpsc::channel(if H::HANDLES_ALL {
+                BATCHING_LANE_QUEUE
+            } else {
+                LANE_QUEUE
+            });
             let worker = tokio::spawn(lane(
                 jetstream.clone(),
                 db.clone(),
@@ -470,6 +477,15 @@ async fn lane<H: EventHandler>(
         let mut messages = messages.into_iter();
         let mut stopped = false;
         while let Some(message) = messages.next() {
+            if shutdown.is_cancelled() {
+                // Stopping: what is not applied yet goes back at once, as what is still queued does.
+                give_back_one(message).await;
+                for message in messages.by_ref() {
+                    give_back_one(message).await;
+                }
+                stopped = true;
+                break;
+            }
             if let Some(pause) = process(&jetstream, &db, &spec, handler.as_ref(), &metrics, message).await {
                 // A dependency is failing: slow down instead of churning through the queue.
                 tokio::select! {

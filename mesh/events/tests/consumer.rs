@@ -417,6 +417,7 @@ async fn events_queued_when_a_consumer_stops_go_to_the_next_one_at_once_not_afte
 #[derive(Default)]
 struct Batching {
     refuse: Option<String>,
+    refused: AtomicU32,
     batches: Mutex<Vec<usize>>,
     applied: Mutex<Vec<String>>,
 }
@@ -447,6 +448,7 @@ impl EventHandler for Batching {
             })
             .collect();
         if self.refuse.as_ref().is_some_and(|r| reasons.contains(r)) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
             return Err(HandleError::Failed("one of them cannot apply".into()));
         }
         self.applied.lock().unwrap().extend(reasons);
@@ -499,4 +501,8 @@ async fn a_batch_that_fails_is_applied_one_by_one_instead() {
     let applied = consume_in_one_lane(&handler, 12).await;
     let expected: Vec<String> = (0..12).map(|n| n.to_string()).collect();
     assert_eq!(applied, expected, "in order, each once");
+    assert!(
+        handler.refused.load(Ordering::SeqCst) > 0,
+        "no batch held the refused event"
+    );
 }

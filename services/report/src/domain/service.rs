@@ -133,9 +133,19 @@ impl ReportApp {
 
     /// Applies events `(subject, event_id, fact)` in order in one transaction — all or none — skipping
     /// those applied before, then announces every visible change.
+    ///
+    /// The calls' rows are locked first, in call id order: replicas applying batches of the same calls
+    /// (lanes hash call ids alike everywhere) take their locks in one order, so they wait for each
+    /// other instead of deadlocking.
     pub async fn project_all(&self, events: &[(&str, &str, Fact)]) -> Result<(), ReportError> {
         let txn = baemin_mesh_store::begin_write(&self.db).await?;
-        let mut changed = Vec::new();
+        let mut calls: Vec<&CallId> = events.iter().map(|(_, _, fact)| &fact.call_id).collect();
+        calls.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        calls.dedup();
+        for call_id in calls {
+            db::lock_or_create(&txn, call_id).await?;
+        }
+        let mut changed: Vec<DeliveryView> = Vec::new();
         for (subject, event_id, fact) in events {
             if !baemin_mesh_events::inbox::first_delivery(&txn, subject, event_id).await? {
                 continue;
@@ -144,6 +154,8 @@ impl ReportApp {
             let next = apply(Some(current.clone()), fact);
             if next != current {
                 db::store(&txn, &next).await?;
+                // Watchers get each call's last state once.
+                changed.retain(|v| v.call_id != next.call_id);
                 changed.push(next);
             }
         }
