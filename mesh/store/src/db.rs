@@ -83,7 +83,7 @@ impl Db {
 
     /// This database as sea-orm's own connection type, for APIs that take nothing else
     /// (sea-orm-migration). On SQLite it runs statements outside transactions only.
-    pub async fn as_sea_orm(&self) -> Result<DatabaseConnection, DbErr> {
+    pub(crate) async fn as_sea_orm(&self) -> Result<DatabaseConnection, DbErr> {
         match &self.0 {
             Backing::Sqlite(engine) => {
                 sea_orm::Database::connect_proxy(

@@ -65,6 +65,22 @@ pub fn is_transient(err: &DbErr) -> bool {
     is_unavailable(err) || is_contention(err)
 }
 
+/// Whether a SQLite error (of `crate::sqlite`'s engine) means the database is unavailable: busy or
+/// locked past the timeout, failing I/O, a full disk, a file it cannot open. The engine reports those
+/// as connection errors (`DbErr::Conn`).
+pub(crate) fn sqlite_unavailable(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::CannotOpen
+        )
+    )
+}
+
 fn sqlx_unavailable(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)
@@ -155,6 +171,19 @@ mod tests {
         // unique violation, foreign key violation, serialization failure, syntax error, lock not available
         for code in ["23505", "23503", "40001", "42601", "55P03"] {
             assert!(!postgres_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_codes_of_an_unavailable_file_are_recognised() {
+        let error = |code: i32| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        // BUSY, BUSY_SNAPSHOT, LOCKED, IOERR_WRITE, FULL, CANTOPEN
+        for code in [5, 517, 6, 778, 13, 14] {
+            assert!(sqlite_unavailable(&error(code)), "{code}");
+        }
+        // CONSTRAINT_UNIQUE, CONSTRAINT_FOREIGNKEY, MISMATCH, ERROR, CORRUPT
+        for code in [2067, 787, 20, 1, 11] {
+            assert!(!sqlite_unavailable(&error(code)), "{code}");
         }
     }
 

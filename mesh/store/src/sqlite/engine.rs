@@ -29,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     columns::{self, Kinds},
-    statements::{self, Failure},
+    statements::{self, Failed, Failure},
 };
 
 /// Reports a statement's duration and outcome (the service's telemetry).
@@ -73,32 +73,6 @@ struct Group {
 
 /// What became of a group, set once when it closes; every member holds it.
 type Outcome = Arc<OnceLock<Result<(), Failed>>>;
-
-/// Why a group's changes are not durable.
-#[derive(Debug, Clone)]
-struct Failed {
-    /// The database is unavailable (a full disk, failing I/O): retry later, as for any outage.
-    unavailable: bool,
-    message: String,
-}
-
-impl Failed {
-    fn of(err: &rusqlite::Error) -> Self {
-        Self {
-            unavailable: statements::unavailable(err),
-            message: format!("SQLite: {err}"),
-        }
-    }
-
-    fn to_db_err(&self) -> DbErr {
-        let err = RuntimeErr::Internal(self.message.clone());
-        if self.unavailable {
-            DbErr::Conn(err)
-        } else {
-            DbErr::Exec(err)
-        }
-    }
-}
 
 impl Engine {
     /// Opens the database `url` names (`sqlite::memory:`, `sqlite://PATH[?mode=rwc|rw|ro]`): WAL,
@@ -248,7 +222,7 @@ impl Engine {
             // The group's transaction cannot go on: end it, failing its members.
             let failed = Failed::of(&err);
             conn.abandon_group(failed.clone());
-            return Err(failed.to_db_err());
+            return Err(failed.to_db_err(false));
         }
         Ok(Transaction {
             engine: Arc::clone(self),
@@ -351,7 +325,7 @@ impl Engine {
         }
         match outcome.get() {
             Some(Ok(())) => Ok(()),
-            Some(Err(failed)) => Err(failed.to_db_err()),
+            Some(Err(failed)) => Err(failed.to_db_err(false)),
             None => Err(DbErr::Conn(RuntimeErr::Internal(
                 "SQLite: the transaction's group was left open".into(),
             ))),
@@ -390,7 +364,7 @@ impl Conn {
             Failed::of(&err)
         });
         let _ = group.outcome.set(result.clone());
-        result.map_err(|failed| failed.to_db_err())
+        result.map_err(|failed| failed.to_db_err(false))
     }
 
     /// Ends the open group without committing (its transaction broke): its members are told so.
@@ -424,7 +398,7 @@ impl Conn {
         if open {
             self.abandon_group(failed.clone());
         }
-        Err(failed.to_db_err())
+        Err(failed.to_db_err(false))
     }
 }
 
@@ -484,10 +458,10 @@ impl Transaction {
             if let Err(err) = conn.sqlite.execute_batch("RELEASE member") {
                 let failed = Failed::of(&err);
                 conn.abandon_group(failed.clone());
-                return Err(failed.to_db_err());
+                return Err(failed.to_db_err(false));
             }
             let Some(open) = conn.group.as_mut() else {
-                return Err(rolled_back_by_sqlite().to_db_err());
+                return Err(rolled_back_by_sqlite().to_db_err(false));
             };
             open.members += 1;
             let others_waiting = engine.waiting.load(Ordering::Acquire) > 0;

@@ -31,38 +31,43 @@ impl Failure {
         ))
     }
 
-    /// As sea-orm's error: see [`unavailable`]; anything else is the statement's.
+    /// As sea-orm's error (see [`Failed::to_db_err`]); a value that does not fit is a type error.
     pub(super) fn into_db_err(self, query: bool) -> DbErr {
         match self {
             Self::Value(message) => DbErr::Type(message),
-            Self::Sqlite(err) => {
-                let message = format!("SQLite: {err}");
-                if unavailable(&err) {
-                    DbErr::Conn(RuntimeErr::Internal(message))
-                } else if query {
-                    DbErr::Query(RuntimeErr::Internal(message))
-                } else {
-                    DbErr::Exec(RuntimeErr::Internal(message))
-                }
-            }
+            Self::Sqlite(err) => Failed::of(&err).to_db_err(query),
         }
     }
 }
 
-/// Whether `err` means the database is unavailable rather than the statement wrong: busy or locked
-/// past the timeout, failing I/O, a full disk, a file it cannot open. Reported as connection errors
-/// (`DbErr::Conn`), which `crate::is_unavailable` recognises.
-pub(super) fn unavailable(err: &rusqlite::Error) -> bool {
-    matches!(
-        err.sqlite_error_code(),
-        Some(
-            rusqlite::ErrorCode::DatabaseBusy
-                | rusqlite::ErrorCode::DatabaseLocked
-                | rusqlite::ErrorCode::SystemIoFailure
-                | rusqlite::ErrorCode::DiskFull
-                | rusqlite::ErrorCode::CannotOpen
-        )
-    )
+/// A SQLite error as kept and told to callers — to every member of a group alike.
+#[derive(Debug, Clone)]
+pub(super) struct Failed {
+    /// The database is unavailable (busy past the timeout, a full disk, failing I/O): retry later.
+    pub(super) unavailable: bool,
+    pub(super) message: String,
+}
+
+impl Failed {
+    pub(super) fn of(err: &rusqlite::Error) -> Self {
+        Self {
+            unavailable: crate::unavailable::sqlite_unavailable(err),
+            message: format!("SQLite: {err}"),
+        }
+    }
+
+    /// As sea-orm's error: an unavailable database is a connection error (`DbErr::Conn`, which
+    /// `crate::is_unavailable` recognises); anything else is the statement's.
+    pub(super) fn to_db_err(&self, query: bool) -> DbErr {
+        let err = RuntimeErr::Internal(self.message.clone());
+        if self.unavailable {
+            DbErr::Conn(err)
+        } else if query {
+            DbErr::Query(err)
+        } else {
+            DbErr::Exec(err)
+        }
+    }
 }
 
 /// Runs `statement` (prepared once and kept), returning its rows (none for a write without RETURNING).
