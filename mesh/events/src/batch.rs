@@ -64,7 +64,7 @@ pub(crate) async fn process_all<H: EventHandler>(
     for (message, (_, envelope)) in messages.iter().zip(&events) {
         let delivered = delivery_count(message);
         if delivered > 1 {
-            metrics.redelivered(&spec.durable);
+            metrics.count_redelivery(&spec.durable);
         }
         metrics.processed(&spec.durable, "applied");
         match message.ack().await {

@@ -194,7 +194,7 @@ impl ConsumerMetrics {
         }
     }
 
-    pub(crate) fn redelivered(&self, consumer: &str) {
+    pub(crate) fn count_redelivery(&self, consumer: &str) {
         self.redelivered
             .get_or_create(&vec![("consumer", consumer.to_owned())])
             .inc();
@@ -555,7 +555,7 @@ async fn process<H: EventHandler>(
     let delivered = delivery_count(&message);
     let span = consumer_span(spec, &message, &subject, delivered);
     if delivered > 1 {
-        metrics.redelivered(&spec.durable);
+        metrics.count_redelivery(&spec.durable);
     }
     let (pause, outcome) = apply(jetstream, db, spec, handler, message, subject, delivered)
         .instrument(span.clone())

@@ -235,6 +235,8 @@ async fn columns_read_back_as_the_entities_declare_them() {
     assert_eq!(row.try_get::<i64>("", "big").unwrap(), 5_000_000_000);
     assert_eq!(row.try_get::<Option<i16>>("", "small").unwrap(), Some(7));
     assert_eq!(row.try_get::<Option<i64>>("", "gone").unwrap(), None);
+    // A value of the wrong variant would read as None in an `Option` field, silently: not this one.
+    assert_eq!(row.try_get::<Option<i64>>("", "big").unwrap(), Some(5_000_000_000));
     assert_eq!(row.try_get::<String>("", "name").unwrap(), "x");
     assert_eq!(row.try_get::<Vec<u8>>("", "data").unwrap(), vec![0, 255]);
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1);
