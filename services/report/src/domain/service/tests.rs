@@ -451,3 +451,43 @@ async fn events_applied_together_give_the_rows_one_by_one_gives_and_a_redelivere
         one_by_one.get(&Viewer::Company, &call_id).await.unwrap()
     );
 }
+
+/// Two replicas on one PostgreSQL database applying batches that hold the same calls in opposite
+/// orders: each takes the calls' locks in one order, so neither deadlocks (PostgreSQL would abort one
+/// with 40P01 after its `deadlock_timeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_applying_batches_of_the_same_calls_in_opposite_orders_do_not_deadlock() {
+    let mut databases = baemin_mesh_testkit::TestDatabases::new(baemin_mesh_testkit::DbKind::Postgres);
+    let url = databases.url_for("report").await;
+    let replica = || async {
+        let db = baemin_mesh_store::connect::<Migrator>(&url, 4)
+            .await
+            .expect("PostgreSQL test database");
+        Projector::new(Arc::new(ReportApp::new(db)))
+    };
+    let (first, second) = (Arc::new(replica().await), Arc::new(replica().await));
+    let batch = |events: Vec<Envelope>| -> Vec<(String, Envelope)> {
+        events
+            .into_iter()
+            .map(|e| (subject_of(e.event.as_ref().unwrap()).to_owned(), e))
+            .collect()
+    };
+    for _ in 0..20 {
+        let (a, b) = (CallId::generate(), CallId::generate());
+        let forward = batch(vec![
+            envelope(&a, 1_000, placed("store-1", 3_000)),
+            envelope(&b, 1_000, placed("store-1", 3_000)),
+        ]);
+        let backward = batch(vec![
+            envelope(&b, 1_100, registered(3_000)),
+            envelope(&a, 1_100, registered(3_000)),
+        ]);
+        let (one, two) = (first.clone(), second.clone());
+        let (x, y) = tokio::join!(
+            tokio::spawn(async move { one.handle_all(&forward).await }),
+            tokio::spawn(async move { two.handle_all(&backward).await }),
+        );
+        x.unwrap().expect("the first replica's batch");
+        y.unwrap().expect("the second replica's batch");
+    }
+}
