@@ -319,6 +319,42 @@ mod tests {
         assert!(connect::<OtherLine>(&url, 1).await.is_err());
     }
 
+    /// A migration that asks for a transaction.
+    struct Atomic;
+
+    impl sea_orm_migration::MigrationName for Atomic {
+        fn name(&self) -> &str {
+            "m1_atomic"
+        }
+    }
+
+    #[sea_orm_migration::async_trait::async_trait]
+    impl sea_orm_migration::MigrationTrait for Atomic {
+        async fn up(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), DbErr> {
+            Creates("m1_atomic", "atomic").up(manager).await
+        }
+
+        fn use_transaction(&self) -> Option<bool> {
+            Some(true)
+        }
+    }
+
+    struct AtomicMigrations;
+    impl MigratorTrait for AtomicMigrations {
+        fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+            vec![Box::new(Atomic)]
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_migration_asking_for_a_transaction_is_refused_saying_so() {
+        let err = connect::<AtomicMigrations>("sqlite::memory:", 1).await.unwrap_err();
+        let StoreError::Migrate(DbErr::Migration(message)) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(message.contains("asked for a transaction"), "{message}");
+    }
+
     #[tokio::test]
     async fn a_sqlite_commit_is_synced_before_it_is_acknowledged() {
         use sea_orm::ConnectionTrait;

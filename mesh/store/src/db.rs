@@ -88,7 +88,7 @@ impl Db {
             Backing::Sqlite(engine) => {
                 sea_orm::Database::connect_proxy(
                     DbBackend::Sqlite,
-                    Arc::new(Box::new(sqlite::MigrationProxy(Arc::clone(engine)))),
+                    Arc::new(Box::new(sqlite::MigrationProxy::new(Arc::clone(engine)))),
                 )
                 .await
             }
