@@ -110,6 +110,11 @@ impl Engine {
         // block this runtime.
         sqlite.busy_timeout(Duration::ZERO).map_err(fail)?;
         sqlite.set_prepared_statement_cache_capacity(64);
+        // Plans that do not depend on bound values: otherwise SQLite prepares a kept statement again
+        // whenever a parameter its planner looked at is bound (every `LIMIT ?`, so every `.one()`).
+        sqlite
+            .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(fail)?;
         if !memory {
             let mode: String = sqlite
                 .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -550,5 +555,46 @@ impl Drop for Pending {
                 let _ = engine.outcome(group, &outcome).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+    use sea_orm::{DbBackend, Statement, Value};
+
+    use super::Engine;
+
+    /// SQLite re-prepares a statement whenever a parameter its plan looked at is bound again (a
+    /// `LIMIT ?`, as in every `.one()` of sea-orm, or a `LIKE ?`), unless the planner is told not to
+    /// look at bound values: a kept statement must not be parsed again at each run.
+    #[tokio::test]
+    async fn a_kept_statement_with_a_bound_limit_is_not_prepared_again_at_each_run() {
+        let engine = Engine::open("sqlite::memory:").unwrap();
+        engine
+            .execute_unprepared("CREATE TABLE t (id text PRIMARY KEY, n integer NOT NULL)")
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let insert = Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "INSERT INTO t (id, n) VALUES (?, ?)",
+                [Value::from(format!("k{i}")), Value::from(i64::from(i))],
+            );
+            engine.execute(&insert).await.unwrap();
+        }
+        let sql = r#"SELECT "id", "n" FROM "t" WHERE "id" = ? LIMIT ?"#;
+        for (i, limit) in [(0, 1_u64), (1, 1), (2, 2), (0, 1)] {
+            let select = Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                [Value::from(format!("k{i}")), Value::from(limit)],
+            );
+            assert_eq!(engine.query(&select).await.unwrap().len(), 1);
+        }
+        let conn = engine.conn.lock().unwrap();
+        let kept = conn.sqlite.prepare_cached(sql).unwrap();
+        assert_eq!(kept.get_status(StatementStatus::RePrepare), 0, "prepared again on a new binding");
+        assert_eq!(kept.get_status(StatementStatus::Run), 4);
     }
 }
