@@ -77,6 +77,10 @@ pub struct Options {
     /// Databases to start a mesh on, in turn.
     #[arg(long, value_delimiter = ',', default_values = ["sqlite", "postgres"])]
     pub databases: Vec<DbKind>,
+    /// nats-servers to start: 1, or a cluster of 3 or 5 holding the events stream on three of them
+    /// (production's topology: its Raft log syncs a batch of messages at once, one server syncs each).
+    #[arg(long, default_value_t = 1, value_parser = parse_nats_nodes)]
+    pub nats_nodes: u8,
     /// The PostgreSQL server for `postgres` runs; a database per service is created and dropped.
     #[arg(
         long,
@@ -163,4 +167,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn parse_nats_nodes(text: &str) -> Result<u8, String> {
+    match text.trim() {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        "5" => Ok(5),
+        _ => Err(format!("{text:?}: 1 nats-server, or a cluster of 3 or 5")),
+    }
 }

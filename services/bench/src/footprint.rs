@@ -53,8 +53,8 @@ pub fn cpu_time_of_all(comm: &str) -> Option<std::time::Duration> {
 /// A process, or a group of them, whose CPU time is watched.
 #[derive(Debug, Clone)]
 pub enum Watched {
-    /// One process: (name, pid).
-    Process(String, u32),
+    /// Processes counted together under one name (a service, or a NATS cluster's nodes).
+    Processes(String, Vec<u32>),
     /// Every process with this command name (processes that ended between two samples are missed).
     All(&'static str),
 }
@@ -70,7 +70,7 @@ impl CpuSample {
             watched
                 .iter()
                 .map(|w| match w {
-                    Watched::Process(name, pid) => (name.clone(), cpu_time(*pid)),
+                    Watched::Processes(name, pids) => (name.clone(), pids.iter().map(|&pid| cpu_time(pid)).sum()),
                     Watched::All(comm) => (format!("{comm} (all)"), cpu_time_of_all(comm)),
                 })
                 .collect(),

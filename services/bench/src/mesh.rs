@@ -43,15 +43,22 @@ impl Process {
 
 /// A mesh to measure.
 pub struct Mesh {
-    /// "sqlite", "postgres" or "running".
+    /// "sqlite", "postgres" or "running", with ", NATS ×3" when the events stream lives on a cluster.
     pub label: String,
+    /// The database the services run on (None for a running mesh: not known here).
+    pub db: Option<DbKind>,
     /// Its addresses.
     pub urls: Urls,
     /// The gateway's HS256 secret, to mint tokens with.
     pub jwt_secret: String,
     /// Service processes, in start-up order (empty for a running mesh).
     pub processes: Vec<Process>,
-    nats: Option<Child>,
+    /// The nats-servers of a mesh started here (a URL, or a cluster's comma-separated list).
+    pub nats_url: Option<String>,
+    /// Copies of the events stream (1, or 3 on a cluster).
+    pub stream_replicas: u8,
+    /// The nats-servers started here: one, or a cluster's nodes.
+    nats: Vec<Child>,
     databases: Vec<String>,
     postgres_url: String,
     dir: Option<tempfile::TempDir>,
@@ -69,6 +76,9 @@ impl Mesh {
     pub fn running(data_dir: &Path, options: &Options) -> anyhow::Result<Self> {
         Ok(Self {
             label: "running".into(),
+            db: None,
+            nats_url: None,
+            stream_replicas: 1,
             urls: Urls {
                 gateway: options.gateway_url.clone(),
                 services: baemin::clients::Urls {
@@ -80,30 +90,38 @@ impl Mesh {
             },
             jwt_secret: baemin::token::secret(data_dir)?,
             processes: Vec::new(),
-            nats: None,
+            nats: Vec::new(),
             databases: Vec::new(),
             postgres_url: String::new(),
             dir: None,
         })
     }
 
-    /// Starts nats-server and every service on `db`, each process timed to SERVING.
-    pub async fn start(exe: &Path, db: DbKind, postgres_url: &str) -> anyhow::Result<Self> {
+    /// Starts `nats_nodes` nats-servers (one, or a cluster holding the events stream on three of them,
+    /// as in production) and every service on `db`, each process timed to SERVING.
+    pub async fn start(exe: &Path, db: DbKind, nats_nodes: u8, postgres_url: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("baemin-bench-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("logs"))?;
-        let (nats_url, nats) = baemin::launcher::start_nats(dir.path(), 1).await?;
-        let nats = nats.into_iter().next().context("nats-server")?;
+        let (nats_url, nats) = baemin::launcher::start_nats(dir.path(), nats_nodes).await?;
+        let stream_replicas = nats_nodes.min(3);
+        let label = match nats_nodes {
+            1 => db.as_str().to_owned(),
+            n => format!("{}, NATS ×{n}", db.as_str()),
+        };
         // Lives as long as this temporary mesh on loopback; v7's random bits twice over.
         let jwt_secret = format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple());
         let mut mesh = Self {
-            label: db.as_str().into(),
+            label,
+            db: Some(db),
+            nats_url: Some(nats_url.clone()),
+            stream_replicas,
             urls: Urls {
                 gateway: String::new(),
                 services: baemin::clients::Urls::default(),
             },
             jwt_secret,
             processes: Vec::new(),
-            nats: Some(nats),
+            nats,
             databases: Vec::new(),
             postgres_url: postgres_url.to_owned(),
             dir: Some(dir),
@@ -122,7 +140,7 @@ impl Mesh {
                 report: url_of(ServiceName::Report),
             },
         };
-        match mesh.start_services(exe, db, &addrs, &nats_url).await {
+        match mesh.start_services(exe, db, &addrs, &nats_url, stream_replicas).await {
             Ok(()) => Ok(mesh),
             Err(err) => {
                 // Nothing left behind: processes stopped, databases dropped.
@@ -138,6 +156,7 @@ impl Mesh {
         db: DbKind,
         addrs: &[(ServiceName, SocketAddr)],
         nats_url: &str,
+        stream_replicas: u8,
     ) -> anyhow::Result<()> {
         let url_of = |service| url_of(addrs, service);
         // The key the gateway signs forwarded identity with and the services verify; like the JWT
@@ -157,7 +176,8 @@ impl Mesh {
                 .env("GRPC_ADDR", addr.to_string())
                 .env("ADMIN_ADDR", "127.0.0.1:0")
                 .env("RUST_LOG", "warn")
-                .env("LOG_COLOR", "never");
+                .env("LOG_COLOR", "never")
+                .env("NATS_STREAM_REPLICAS", stream_replicas.to_string());
             if service == ServiceName::Gateway {
                 command.env("GATEWAY_RATE_LIMIT", BENCH_RATE_LIMIT);
             } else {
@@ -240,17 +260,15 @@ impl Mesh {
         })
     }
 
-    /// The processes whose CPU time is worth watching: the services, and nats-server when started here.
-    pub fn pids(&self) -> Vec<(String, u32)> {
+    /// The processes whose CPU time is worth watching: the services, and nats-server when started here
+    /// (a cluster's nodes together).
+    pub fn pids(&self) -> Vec<(String, Vec<u32>)> {
         let services = self
             .processes
             .iter()
-            .filter_map(|p| Some((p.service.as_str().to_owned(), p.pid()?)));
-        let nats = self
-            .nats
-            .as_ref()
-            .and_then(Child::id)
-            .map(|pid| ("nats".to_owned(), pid));
+            .filter_map(|p| Some((p.service.as_str().to_owned(), vec![p.pid()?])));
+        let nats: Vec<u32> = self.nats.iter().filter_map(Child::id).collect();
+        let nats = (!nats.is_empty()).then(|| ("nats".to_owned(), nats));
         services.chain(nats).collect()
     }
 
@@ -267,7 +285,7 @@ impl Mesh {
                 let _ = process.child.kill().await;
             }
         }
-        if let Some(mut nats) = self.nats.take() {
+        for mut nats in std::mem::take(&mut self.nats) {
             if let Some(pid) = nats.id() {
                 baemin_mesh_server::probe::terminate(pid);
             }
@@ -293,7 +311,7 @@ impl Drop for Mesh {
             .processes
             .iter_mut()
             .map(|p| &mut p.child)
-            .chain(self.nats.as_mut())
+            .chain(self.nats.iter_mut())
             .collect();
         for child in &mut children {
             let _ = child.start_kill();

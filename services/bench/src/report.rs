@@ -60,6 +60,9 @@ pub struct MeshRun {
     pub database: String,
     /// Raw tonic echo, measured just before this mesh's scenarios.
     pub echo: Figure,
+    /// JetStream publishes (256 bytes, acked) into a scratch stream on the mesh's nats-server: the
+    /// floor under the event figures (None for a running mesh).
+    pub jetstream: Option<Figure>,
     /// PlaceCall through the gateway.
     pub place_gateway: Placed,
     /// PlaceCall straight to the call service.
@@ -308,6 +311,9 @@ impl Results {
             out.push_str("| figure | throughput /s | × echo | p50 ms | p99 ms | max ms | errors |\n");
             out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
             row(&mut out, "raw tonic echo (reference)", &run.echo);
+            if let Some(jetstream) = &run.jetstream {
+                row(&mut out, "JetStream publish, acked (events' floor)", jetstream);
+            }
             row(&mut out, "PlaceCall via gateway", &run.place_gateway.calls);
             row(&mut out, "PlaceCall direct", &run.place_direct.calls);
             row(&mut out, "full lifecycle (deliveries)", &run.lifecycle.deliveries);

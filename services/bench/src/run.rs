@@ -45,7 +45,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         } else {
             for &db in &options.databases {
                 eprintln!("starting a mesh on {}", db.as_str());
-                let mesh = Mesh::start(&exe, db, &options.postgres_url)
+                let mesh = Mesh::start(&exe, db, options.nats_nodes, &options.postgres_url)
                     .await
                     .with_context(|| format!("starting the mesh on {}", db.as_str()))?;
                 let measured = measure_mesh(&mesh, &echo, plan, concurrency, options.lag_rate).await;
@@ -97,15 +97,15 @@ async fn measure_mesh(
     let mut pids: Vec<Watched> = mesh
         .pids()
         .into_iter()
-        .map(|(name, pid)| Watched::Process(name, pid))
+        .map(|(name, pids)| Watched::Processes(name, pids))
         .collect();
-    if mesh.label == DbKind::Postgres.as_str() {
+    if mesh.db == Some(DbKind::Postgres) {
         // The database server works for the mesh too (on this machine, only for it during the run).
         pids.push(Watched::All("postgres"));
     }
-    pids.push(Watched::Process("harness".into(), std::process::id()));
+    pids.push(Watched::Processes("harness".into(), vec![std::process::id()]));
     if let Some(pid) = echo.pid() {
-        pids.push(Watched::Process("echo".into(), pid));
+        pids.push(Watched::Processes("echo".into(), vec![pid]));
     }
     let mut cpu = Vec::new();
     let mut sample = CpuSample::take(&pids);
@@ -121,6 +121,14 @@ async fn measure_mesh(
     let echo_run = scenarios::echo(&plan, concurrency, echo).await?;
     account("raw tonic echo", echo_run.all);
     let reference = echo_run.throughput();
+    let jetstream = match &mesh.nats_url {
+        Some(url) => {
+            let run = scenarios::jetstream_publish(&plan, concurrency, url, mesh.stream_replicas.into()).await?;
+            account("JetStream publish", run.all);
+            Some(Figure::of(&run, reference))
+        }
+        None => None,
+    };
     // The lifecycle first: the board of open calls is still small (PlaceCall alone leaves calls open).
     let lifecycle = scenarios::lifecycle(&target).await?;
     account("full lifecycle (per delivery)", lifecycle.deliveries.all);
@@ -150,6 +158,7 @@ async fn measure_mesh(
     Ok(MeshRun {
         database: mesh.label.clone(),
         echo: Figure::of(&echo_run, reference),
+        jetstream,
         gateway_to_direct: gateway.calls.throughput() / direct.calls.throughput().max(f64::EPSILON),
         place_gateway: placed(&gateway),
         place_direct: placed(&direct),

@@ -103,6 +103,50 @@ pub async fn echo(plan: &Plan, concurrency: usize, echo: &echo::EchoProcess) -> 
     .await)
 }
 
+/// JetStream publishes, each awaited to its ack, into a scratch file stream (`replicas` copies) on the
+/// nats-servers at `nats_url`: the floor under every event figure. Each event of the mesh is one such
+/// publish (about the size of an envelope, with its `Nats-Msg-Id`), and a server that syncs every write
+/// syncs each before acknowledging it, one after the other within a stream.
+pub async fn jetstream_publish(
+    plan: &Plan,
+    concurrency: usize,
+    nats_url: &str,
+    replicas: usize,
+) -> anyhow::Result<Measured> {
+    use async_nats::jetstream::{self, stream};
+    const STREAM: &str = "BENCH_FLOOR";
+    let servers = baemin_mesh_events::server_addrs(nats_url).map_err(anyhow::Error::msg)?;
+    let client = async_nats::connect(servers).await.context("connecting to nats-server")?;
+    let js = jetstream::new(client);
+    js.create_stream(stream::Config {
+        name: STREAM.into(),
+        subjects: vec!["bench.floor.>".into()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    })
+    .await
+    .context("creating the scratch stream")?;
+    let payload = bytes::Bytes::from(vec![b'e'; 256]);
+    let measured = drive("JetStream publish", plan, Shape::Closed(concurrency), {
+        let js = js.clone();
+        move || {
+            let (js, payload) = (js.clone(), payload.clone());
+            async move {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
+                js.publish_with_headers("bench.floor.event", headers, payload)
+                    .await?
+                    .await?;
+                Ok(())
+            }
+        }
+    })
+    .await;
+    js.delete_stream(STREAM).await.context("deleting the scratch stream")?;
+    Ok(measured)
+}
+
 /// The event pipeline seen while PlaceCall runs: every call's lag to the report's stream.
 pub struct Placed {
     /// The PlaceCall calls.
