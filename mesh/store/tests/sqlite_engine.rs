@@ -288,3 +288,43 @@ async fn closing_the_database_commits_the_open_group_and_its_members_are_told_so
     closing.await.unwrap().unwrap();
     assert_eq!(durable_rows(&dir).await, vec![1]);
 }
+
+/// Files this process holds open that SQLite made for itself (its temporary files are named
+/// `etilqs_…` and unlinked at once).
+fn sqlite_temporary_files() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("etilqs_"))
+        .count()
+}
+
+/// A transaction of a group runs inside a savepoint, whose undo pages SQLite keeps in a sub-journal; past
+/// 64 KiB that journal would go to a temporary file, every changed page one more write system call.
+#[tokio::test]
+async fn a_transaction_changing_many_pages_keeps_its_undo_journal_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = database(&dir).await;
+    db.execute_unprepared(
+        "CREATE TABLE wide (n INTEGER PRIMARY KEY, body BLOB NOT NULL);
+         WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < 400)
+         INSERT INTO wide SELECT n, zeroblob(1000) FROM k;",
+    )
+    .await
+    .unwrap();
+    let txn = begin_write(&db).await.unwrap();
+    txn.execute_unprepared("UPDATE wide SET body = randomblob(1000)").await.unwrap();
+    let spilled = sqlite_temporary_files();
+    txn.commit().await.unwrap();
+    assert_eq!(spilled, 0, "the savepoint's journal went to a temporary file");
+    assert_eq!(count_wide(&db).await, 400);
+}
+
+async fn count_wide(db: &Db) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT count(*) AS n FROM wide"))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}

@@ -125,8 +125,10 @@ impl Engine {
                 ))));
             }
         }
+        // temp_store = MEMORY: a write transaction runs inside a savepoint (see `begin`), whose undo
+        // pages SQLite would spill to a temporary file past 64 KiB — a write system call per page.
         sqlite
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")
             .map_err(fail)?;
         Ok(Arc::new(Self {
             conn: Mutex::new(Conn {
