@@ -313,7 +313,9 @@ async fn a_transaction_changing_many_pages_keeps_its_undo_journal_in_memory() {
     .await
     .unwrap();
     let txn = begin_write(&db).await.unwrap();
-    txn.execute_unprepared("UPDATE wide SET body = randomblob(1000)").await.unwrap();
+    txn.execute_unprepared("UPDATE wide SET body = randomblob(1000)")
+        .await
+        .unwrap();
     let spilled = sqlite_temporary_files();
     txn.commit().await.unwrap();
     assert_eq!(spilled, 0, "the savepoint's journal went to a temporary file");
@@ -322,7 +324,10 @@ async fn a_transaction_changing_many_pages_keeps_its_undo_journal_in_memory() {
 
 async fn count_wide(db: &Db) -> i64 {
     let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT count(*) AS n FROM wide"))
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS n FROM wide",
+        ))
         .await
         .unwrap()
         .unwrap();

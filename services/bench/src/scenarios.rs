@@ -116,7 +116,9 @@ pub async fn jetstream_publish(
     use async_nats::jetstream::{self, stream};
     const STREAM: &str = "BENCH_FLOOR";
     let servers = baemin_mesh_events::server_addrs(nats_url).map_err(anyhow::Error::msg)?;
-    let client = async_nats::connect(servers).await.context("connecting to nats-server")?;
+    let client = async_nats::connect(servers)
+        .await
+        .context("connecting to nats-server")?;
     let js = jetstream::new(client);
     js.create_stream(stream::Config {
         name: STREAM.into(),

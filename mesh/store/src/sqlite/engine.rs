@@ -596,7 +596,11 @@ mod tests {
         }
         let conn = engine.conn.lock().unwrap();
         let kept = conn.sqlite.prepare_cached(sql).unwrap();
-        assert_eq!(kept.get_status(StatementStatus::RePrepare), 0, "prepared again on a new binding");
+        assert_eq!(
+            kept.get_status(StatementStatus::RePrepare),
+            0,
+            "prepared again on a new binding"
+        );
         assert_eq!(kept.get_status(StatementStatus::Run), 4);
     }
 }
