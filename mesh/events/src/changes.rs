@@ -69,10 +69,12 @@ impl ChangeFeed {
 }
 
 impl ChangeFeed {
-    /// Follows the feed until `stop`: `read_again(key)` for each announced change, `resync()` once the
-    /// subscription is in place (anything announced before it is unknown) and after every gap. A
-    /// subscription that fails is retried with backoff.
-    pub async fn run<R, F>(self, stop: CancellationToken, read_again: R, resync: impl Fn())
+    /// Follows the feed until `stop`: `read_again(key)` for each announced change while `watched()`
+    /// says this replica has somebody to tell (a watcher subscribes before it reads, so one that comes
+    /// later reads the change itself: nothing is read for nobody), `resync()` once the subscription is
+    /// in place (anything announced before it is unknown) and after every gap. A subscription that
+    /// fails is retried with backoff.
+    pub async fn run<R, F>(self, stop: CancellationToken, watched: impl Fn() -> bool, read_again: R, resync: impl Fn())
     where
         R: Fn(String) -> F,
         F: Future<Output = ()>,
@@ -99,7 +101,8 @@ impl ChangeFeed {
                     notice = notices.next() => notice,
                 };
                 match notice {
-                    Some(Notice::Changed(key)) => read_again(key).await,
+                    Some(Notice::Changed(key)) if watched() => read_again(key).await,
+                    Some(Notice::Changed(_)) => {}
                     Some(Notice::Gap) => resync(),
                     None => break,
                 }

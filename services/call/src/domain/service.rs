@@ -325,7 +325,8 @@ impl CallApp {
             return;
         };
         let resync = || self.resyncs.send_modify(|generation| *generation += 1);
-        feed.run(stop, |key| self.read_again(key), resync).await;
+        let watched = || self.changes.receiver_count() > 0;
+        feed.run(stop, watched, |key| self.read_again(key), resync).await;
     }
 
     /// Tells this replica's watchers the call `key` as the database has it now.

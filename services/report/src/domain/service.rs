@@ -87,7 +87,8 @@ impl ReportApp {
         let resync = || {
             let _ = self.changes.send(Signal::Resync);
         };
-        feed.run(stop, |key| self.read_again(key), resync).await;
+        let watched = || self.changes.receiver_count() > 0;
+        feed.run(stop, watched, |key| self.read_again(key), resync).await;
     }
 
     /// Tells this replica's watchers the row `key` as the database has it now.

@@ -114,7 +114,8 @@ impl RiderApp {
         let resync = || {
             let _ = self.board.send(BoardChange::Resync);
         };
-        feed.run(stop, |key| self.read_again(key), resync).await;
+        let watched = || self.board.receiver_count() > 0;
+        feed.run(stop, watched, |key| self.read_again(key), resync).await;
     }
 
     /// Tells this replica's watchers the call `key` as the board has it now.
