@@ -70,9 +70,14 @@ async fn insert(db: &Db, n: i64, parent: i64) -> Result<(), DbErr> {
 
 /// How many rows `rows` holds, as `on` sees it.
 async fn count<C: ConnectionTrait>(on: &C) -> i64 {
+    count_in(on, "rows").await
+}
+
+/// How many rows `table` holds, as `on` sees it.
+async fn count_in<C: ConnectionTrait>(on: &C, table: &str) -> i64 {
     on.query_one_raw(Statement::from_string(
         on.get_database_backend(),
-        "SELECT COUNT(*) AS n FROM rows",
+        format!("SELECT COUNT(*) AS n FROM {table}"),
     ))
     .await
     .unwrap()
@@ -319,17 +324,5 @@ async fn a_transaction_changing_many_pages_keeps_its_undo_journal_in_memory() {
     let spilled = sqlite_temporary_files();
     txn.commit().await.unwrap();
     assert_eq!(spilled, 0, "the savepoint's journal went to a temporary file");
-    assert_eq!(count_wide(&db).await, 400);
-}
-
-async fn count_wide(db: &Db) -> i64 {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT count(*) AS n FROM wide",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get::<i64>("", "n").unwrap()
+    assert_eq!(count_in(&db, "wide").await, 400);
 }
