@@ -294,6 +294,7 @@ async fn closing_the_database_commits_the_open_group_and_its_members_are_told_so
     assert_eq!(durable_rows(&dir).await, vec![1]);
 }
 
+#[cfg(target_os = "linux")]
 /// Files this process holds open that SQLite made for itself (its temporary files are named
 /// `etilqs_…` and unlinked at once).
 fn sqlite_temporary_files() -> usize {
@@ -305,7 +306,9 @@ fn sqlite_temporary_files() -> usize {
 }
 
 /// A transaction of a group runs inside a savepoint, whose undo pages SQLite keeps in a sub-journal; past
-/// 64 KiB that journal would go to a temporary file, every changed page one more write system call.
+/// 64 KiB (SQLite's default) that journal went to a temporary file, every changed page one more write
+/// system call.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_transaction_changing_many_pages_keeps_its_undo_journal_in_memory() {
     let dir = tempfile::tempdir().unwrap();

@@ -74,6 +74,35 @@ struct Group {
 /// What became of a group, set once when it closes; every member holds it.
 type Outcome = Arc<OnceLock<Result<(), Failed>>>;
 
+/// How many bytes of a savepoint's undo pages SQLite keeps in memory before it moves them to a temporary
+/// file (64 KiB by default). Every write transaction here is a savepoint inside its group's transaction
+/// (see `Engine::begin`); a group under load passed 64 KiB, and from then on each page a member changed
+/// was one more write system call. The journal is emptied at each member's release, so this is what one
+/// transaction may hold, once, before it spills as before.
+const UNDO_JOURNAL_IN_MEMORY: std::ffi::c_int = 4 << 20;
+
+/// Sets [`UNDO_JOURNAL_IN_MEMORY`] for the process, once, before SQLite starts (it refuses the setting
+/// afterwards: then the default stays, and this says so).
+fn keep_undo_journals_in_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[allow(unsafe_code)]
+        // SAFETY: `SQLITE_CONFIG_STMTJRNL_SPILL` takes exactly one `int`; called once (`Once`), before
+        // this process opens a connection through this engine. If SQLite is initialised already it
+        // answers SQLITE_MISUSE and changes nothing.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_STMTJRNL_SPILL, UNDO_JOURNAL_IN_MEMORY)
+        };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::warn!(
+                code = rc,
+                "SQLite started before its undo-journal threshold could be set: transactions over 64 KiB of \
+                 changes write their undo pages to a temporary file"
+            );
+        }
+    });
+}
+
 impl Engine {
     /// Opens the database `url` names (`sqlite::memory:`, `sqlite://PATH[?mode=rwc|rw|ro]`): WAL,
     /// `synchronous=FULL` (a commit is on disk before it is acknowledged), foreign keys on.
@@ -83,6 +112,7 @@ impl Engine {
 
     /// [`Engine::open`], waiting at most `busy_timeout` for another process's lock.
     pub(crate) fn open_with(url: &str, busy_timeout: Duration) -> Result<Arc<Self>, DbErr> {
+        keep_undo_journals_in_memory();
         let fail = |err: rusqlite::Error| DbErr::Conn(RuntimeErr::Internal(format!("SQLite: {err}")));
         let (path, query) = url
             .strip_prefix("sqlite://")
@@ -125,10 +155,8 @@ impl Engine {
                 ))));
             }
         }
-        // temp_store = MEMORY: a write transaction runs inside a savepoint (see `begin`), whose undo
-        // pages SQLite would spill to a temporary file past 64 KiB — a write system call per page.
         sqlite
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(fail)?;
         Ok(Arc::new(Self {
             conn: Mutex::new(Conn {
