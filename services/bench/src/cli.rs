@@ -79,7 +79,7 @@ pub struct Options {
     pub databases: Vec<DbKind>,
     /// nats-servers to start: 1, or a cluster of 3 or 5 holding the events stream on three of them
     /// (production's topology: its Raft log syncs a batch of messages at once, one server syncs each).
-    #[arg(long, default_value_t = 1, value_parser = parse_nats_nodes)]
+    #[arg(long, default_value_t = 1, value_parser = parse_nats_nodes, conflicts_with = "running")]
     pub nats_nodes: u8,
     /// The PostgreSQL server for `postgres` runs; a database per service is created and dropped.
     #[arg(

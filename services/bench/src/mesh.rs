@@ -260,6 +260,11 @@ impl Mesh {
         })
     }
 
+    /// How many nats-servers the harness started for this mesh.
+    pub fn nats_nodes(&self) -> usize {
+        self.nats.len()
+    }
+
     /// The processes whose CPU time is worth watching: the services, and nats-server when started here
     /// (a cluster's nodes together).
     pub fn pids(&self) -> Vec<(String, Vec<u32>)> {

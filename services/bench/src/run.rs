@@ -157,6 +157,7 @@ async fn measure_mesh(
     let mib = |kib: u64| kib as f64 / 1024.0;
     Ok(MeshRun {
         database: mesh.label.clone(),
+        nats_nodes: mesh.nats_nodes(),
         echo: Figure::of(&echo_run, reference),
         jetstream,
         gateway_to_direct: gateway.calls.throughput() / direct.calls.throughput().max(f64::EPSILON),

@@ -89,8 +89,10 @@ fn a_smoke_run_reports_every_figure_for_both_databases() {
     assert_eq!(databases, ["sqlite", "postgres"]);
     for run in runs {
         let db = run["database"].as_str().unwrap();
+        assert_eq!(number(run, "nats_nodes"), 1.0, "{db}: one nats-server by default");
         for scenario in [
             "echo",
+            "jetstream",
             "place_gateway.calls",
             "place_direct.calls",
             "lifecycle.deliveries",
