@@ -103,7 +103,7 @@ async fn the_worker_registers_a_deferred_fee_exactly_once_when_payment_returns()
     payments.set_mode(Mode::Down);
     let (app, db) = eager_defer_app(payments.clone()).await;
     let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
-    let mut changes = app.subscribe();
+    let mut changes = app.watch().changes;
 
     let round = app.repair_once().await.unwrap();
     assert_eq!(round.deferred, 1, "payment is still down");
@@ -239,7 +239,7 @@ async fn cancel_in_defer_mode_with_payment_down_is_unavailable_as_in_reject_and_
     let (app, db) = eager_defer_app(payments.clone()).await;
     let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
     payments.set_mode(Mode::Down);
-    let mut changes = app.subscribe();
+    let mut changes = app.watch().changes;
 
     let err = app
         .cancel(&COMPANY, call.call_id.clone(), reason("closed"))

@@ -22,4 +22,4 @@ pub use model::{
     Call, CancelStep, DeliveryEvent, Fingerprint, IntentStep, NewCall, PaymentState, Registration, RequestKey,
 };
 pub use ports::{PaymentCallError, Payments};
-pub use service::{CallApp, CallFilter, Delivery};
+pub use service::{CallApp, CallFilter, Delivery, Subscription};

@@ -154,6 +154,14 @@ impl Change {
     }
 }
 
+/// What a watcher of calls listens to (see [`CallApp::watch`]).
+pub struct Subscription {
+    /// Every visible change of any call from the subscription on, in commit order (per call, `version`
+    /// grows).
+    pub changes: broadcast::Receiver<Call>,
+    /// Changes when changes may have been missed: read the call again.
+    pub resyncs: tokio::sync::watch::Receiver<u64>,
+}
 /// The call service's use cases.
 pub struct CallApp {
     pub(super) db: Db,
@@ -301,14 +309,19 @@ impl CallApp {
         .map(drop)
     }
 
-    /// Every visible change of any call from now on, in commit order (per call, `version` grows).
-    pub fn subscribe(&self) -> broadcast::Receiver<Call> {
-        self.changes.subscribe()
+    /// A watcher's subscription, taken before it reads the call: the changes from then on, and the signal
+    /// to read the call again when some may have been missed (announcements lost) — both at once, so a
+    /// resync cannot fall between the read and the subscription.
+    pub fn watch(&self) -> Subscription {
+        Subscription {
+            changes: self.changes.subscribe(),
+            resyncs: self.resyncs.subscribe(),
+        }
     }
 
-    /// Changes when changes may have been missed (announcements lost): watchers read their call again.
-    pub fn resyncs(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.resyncs.subscribe()
+    /// Tells every watcher of this replica to read its call again.
+    pub(crate) fn resync_watchers(&self) {
+        self.resyncs.send_modify(|generation| *generation += 1);
     }
 
     /// Announces committed changes on `feed`, for the watchers of every replica.
@@ -324,7 +337,7 @@ impl CallApp {
         let Some(feed) = self.feed.clone() else {
             return;
         };
-        let resync = || self.resyncs.send_modify(|generation| *generation += 1);
+        let resync = || self.resync_watchers();
         let watched = || self.changes.receiver_count() > 0;
         feed.run(stop, watched, |key| self.read_again(key), resync).await;
     }
@@ -342,7 +355,7 @@ impl CallApp {
             Ok(None) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read an announced change; watchers read again");
-                self.resyncs.send_modify(|generation| *generation += 1);
+                self.resync_watchers();
             }
         }
     }

@@ -309,7 +309,7 @@ async fn an_accept_after_a_cancel_changes_nothing() {
 #[tokio::test]
 async fn watchers_are_told_each_visible_change_after_commit() {
     let (app, _db) = app(FakePayments::new()).await;
-    let mut changes = app.subscribe();
+    let mut changes = app.watch().changes;
     let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
     assert_eq!(changes.recv().await.unwrap(), call);
     let cancelled = app.cancel(&COMPANY, call.call_id.clone(), reason("")).await.unwrap();

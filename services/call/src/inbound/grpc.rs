@@ -90,9 +90,15 @@ impl CallService for CallGrpc {
         let actor = actor(&request)?;
         let call_id = proto::call_id(&request.get_ref().call_id)?;
         // Subscribe before reading, so no change between the read and the first wait is missed.
-        let changes = self.app.subscribe();
+        let subscription = self.app.watch();
         let current = self.app.get(&actor, &call_id).await?;
-        let stream = watch::changes(self.app.clone(), actor, current, changes, self.streams_stop.clone());
+        let stream = watch::changes(
+            self.app.clone(),
+            actor,
+            current,
+            subscription,
+            self.streams_stop.clone(),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }

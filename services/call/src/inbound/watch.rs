@@ -12,19 +12,20 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::proto::to_pb;
-use crate::domain::{Actor, Call, CallApp, CallError};
+use crate::domain::{Actor, Call, CallApp, CallError, Subscription};
 
-/// The stream of `current`, then of the changes of the same call among `changes`, for `actor` (who
-/// was allowed to see `current`), until `stop` is cancelled.
+/// The stream of `current`, then of the changes of the same call that `subscription` (taken before
+/// `current` was read) hears of, for `actor` (who was allowed to see `current`), until `stop` is cancelled.
 pub fn changes(
     app: Arc<CallApp>,
     actor: Actor,
     current: Call,
-    changes: broadcast::Receiver<Call>,
+    subscription: Subscription,
     stop: CancellationToken,
 ) -> impl Stream<Item = Result<pb::WatchCallResponse, Status>> + Send + 'static {
+    let Subscription { changes, resyncs } = subscription;
     let watch = Watch {
-        resyncs: app.resyncs(),
+        resyncs,
         app,
         actor,
         stop,
@@ -115,8 +116,12 @@ mod tests {
     use tonic::Code;
 
     use super::*;
+    use std::time::Duration;
+
+    use baemin_mesh_events::Outbox;
+
     use crate::domain::{
-        Delivery, DeliveryEvent,
+        Delivery, DeliveryEvent, Fallback,
         testing::{FakePayments, app, new_call},
     };
 
@@ -138,7 +143,7 @@ mod tests {
         let app = Arc::new(app);
         let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
         let other = app.place(&COMPANY, new_call("req-2", 3_000)).await.unwrap();
-        let subscription = app.subscribe();
+        let subscription = app.watch();
         let stream = changes(
             app.clone(),
             COMPANY,
@@ -175,6 +180,51 @@ mod tests {
         );
     }
 
+    /// Announcements lost (another replica accepted the call; this one never heard of it) and the
+    /// resync that says so, both between the watcher's subscription and its first message.
+    #[tokio::test]
+    async fn a_resync_after_the_watcher_subscribed_and_read_its_call_makes_it_read_the_call_again() {
+        let (app, db) = app(FakePayments::new()).await;
+        let app = Arc::new(app);
+        let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+        let subscription = app.watch();
+        let current = app.get(&COMPANY, &call.call_id).await.unwrap();
+        let other_replica = CallApp::new(
+            db,
+            Outbox::new(),
+            FakePayments::new(),
+            Duration::from_secs(30),
+            Fallback::Reject,
+        );
+        let accepted = Delivery {
+            event_id: "e-1".into(),
+            subject: "baemin.events.call.accepted".into(),
+            call_id: call.call_id.clone(),
+            event: DeliveryEvent::Accepted {
+                rider: RiderId::parse("r-1", "rider_id").unwrap(),
+            },
+            occurred_at: 1,
+        };
+        other_replica.follow(accepted).await.unwrap();
+        app.resync_watchers();
+
+        let mut stream = Box::pin(changes(
+            app.clone(),
+            COMPANY,
+            current,
+            subscription,
+            CancellationToken::new(),
+        ));
+        let status = |message: Option<Result<pb::WatchCallResponse, Status>>| {
+            pb::CallStatus::try_from(message.unwrap().unwrap().call.unwrap().status).unwrap()
+        };
+        assert_eq!(status(stream.next().await), pb::CallStatus::Called);
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the resync reached the watch");
+        assert_eq!(status(next), pb::CallStatus::Accepted);
+    }
+
     #[tokio::test]
     async fn a_watch_of_a_finished_call_sends_it_once_and_ends() {
         let (app, _db) = app(FakePayments::new()).await;
@@ -184,13 +234,7 @@ mod tests {
             .cancel(&COMPANY, call.call_id, CancelReason::default())
             .await
             .unwrap();
-        let stream = changes(
-            app.clone(),
-            COMPANY,
-            cancelled,
-            app.subscribe(),
-            CancellationToken::new(),
-        );
+        let stream = changes(app.clone(), COMPANY, cancelled, app.watch(), CancellationToken::new());
         assert_eq!(statuses(stream).await, [pb::CallStatus::Cancelled]);
     }
 
@@ -200,7 +244,7 @@ mod tests {
         let app = Arc::new(app);
         let call = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
         let draining = CancellationToken::new();
-        let mut stream = Box::pin(changes(app.clone(), COMPANY, call, app.subscribe(), draining.clone()));
+        let mut stream = Box::pin(changes(app.clone(), COMPANY, call, app.watch(), draining.clone()));
         assert!(stream.next().await.unwrap().is_ok(), "the call as it is");
 
         draining.cancel();
