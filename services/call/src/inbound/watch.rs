@@ -127,6 +127,19 @@ mod tests {
 
     const COMPANY: Actor = Actor::Company;
 
+    /// The rider service's event: rider r-1 accepted `call`.
+    fn accepted_by_r1(call: &Call) -> Delivery {
+        Delivery {
+            event_id: "e-1".into(),
+            subject: "baemin.events.call.accepted".into(),
+            call_id: call.call_id.clone(),
+            event: DeliveryEvent::Accepted {
+                rider: RiderId::parse("r-1", "rider_id").unwrap(),
+            },
+            occurred_at: 1,
+        }
+    }
+
     async fn statuses(stream: impl Stream<Item = Result<pb::WatchCallResponse, Status>>) -> Vec<pb::CallStatus> {
         stream
             .map(|message| {
@@ -152,15 +165,7 @@ mod tests {
             CancellationToken::new(),
         );
 
-        let accepted = Delivery {
-            event_id: "e-1".into(),
-            subject: "baemin.events.call.accepted".into(),
-            call_id: call.call_id.clone(),
-            event: DeliveryEvent::Accepted {
-                rider: RiderId::parse("r-1", "rider_id").unwrap(),
-            },
-            occurred_at: 1,
-        };
+        let accepted = accepted_by_r1(&call);
         app.follow(accepted.clone()).await.unwrap();
         app.follow(accepted).await.unwrap();
         app.cancel(&COMPANY, other.call_id, CancelReason::default())
@@ -196,15 +201,7 @@ mod tests {
             Duration::from_secs(30),
             Fallback::Reject,
         );
-        let accepted = Delivery {
-            event_id: "e-1".into(),
-            subject: "baemin.events.call.accepted".into(),
-            call_id: call.call_id.clone(),
-            event: DeliveryEvent::Accepted {
-                rider: RiderId::parse("r-1", "rider_id").unwrap(),
-            },
-            occurred_at: 1,
-        };
+        let accepted = accepted_by_r1(&call);
         other_replica.follow(accepted).await.unwrap();
         app.resync_watchers();
 
