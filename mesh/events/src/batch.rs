@@ -5,7 +5,7 @@
 
 use std::panic::AssertUnwindSafe;
 
-use async_nats::jetstream::Message;
+use async_nats::jetstream::{AckKind, Message};
 use baemin_mesh_store::Db;
 use futures::FutureExt;
 use prost::Message as _;
@@ -13,8 +13,7 @@ use tracing::Instrument;
 
 use crate::{
     Envelope, EventHandler,
-    consumer::{ConsumerMetrics, ConsumerSpec, consumer_span, delivery_count},
-    failures,
+    consumer::{ConsumerMetrics, ConsumerSpec, acknowledge, consumer_span, delivery_count},
 };
 
 /// Events a lane applies at once at most.
@@ -67,18 +66,7 @@ pub(crate) async fn process_all<H: EventHandler>(
             metrics.count_redelivery(&spec.durable);
         }
         metrics.processed(&spec.durable, "applied");
-        match message.ack().await {
-            Err(err) => {
-                tracing::warn!(consumer = %spec.durable, subject = %message.subject, error = %err, "ack failed; the event will be redelivered");
-            }
-            // Applied after an earlier delivery: its failures are forgotten, as one by one.
-            Ok(()) if delivered > 1 => {
-                if let Err(err) = failures::forget(db, &spec.durable, &envelope.event_id).await {
-                    tracing::debug!(consumer = %spec.durable, event_id = %envelope.event_id, error = %err, "failure count not forgotten");
-                }
-            }
-            Ok(()) => {}
-        }
+        acknowledge(db, spec, message, AckKind::Ack, Some(&envelope.event_id), delivered).await;
     }
     true
 }

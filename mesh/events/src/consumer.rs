@@ -680,16 +680,29 @@ async fn apply<H: EventHandler>(
         AckKind::Term => "dead_lettered",
         _ => "retried",
     };
-    // An event done with — applied after an earlier delivery, or dead-lettered — has its failures
-    // forgotten once acked (before, a lost ack would restart its count): the table holds only events
-    // still failing. A count that stays is harmless until the event fails again.
+    acknowledge(db, spec, &message, ack, event_id.as_deref(), delivered).await;
+    (pause, outcome)
+}
+
+/// Acks `message` (delivered `delivered` times) as `ack`. An event done with — applied after an earlier
+/// delivery, or dead-lettered — has its failures forgotten once acked (before, a lost ack would restart
+/// its count): the table holds only events still failing. A count that stays is harmless until the
+/// event fails again.
+pub(crate) async fn acknowledge(
+    db: &Db,
+    spec: &ConsumerSpec,
+    message: &async_nats::jetstream::Message,
+    ack: AckKind,
+    event_id: Option<&str>,
+    delivered: i64,
+) {
     let done = matches!(ack, AckKind::Term) || (matches!(ack, AckKind::Ack) && delivered > 1);
     match message.ack_with(ack).await {
         Err(err) => {
-            tracing::warn!(consumer = %spec.durable, %subject, error = %err, "ack failed; the event will be redelivered");
+            tracing::warn!(consumer = %spec.durable, subject = %message.subject, error = %err, "ack failed; the event will be redelivered");
         }
         Ok(()) if done => {
-            if let Some(id) = &event_id
+            if let Some(id) = event_id
                 && let Err(err) = failures::forget(db, &spec.durable, id).await
             {
                 tracing::debug!(consumer = %spec.durable, event_id = %id, error = %err, "failure count not forgotten");
@@ -697,7 +710,6 @@ async fn apply<H: EventHandler>(
         }
         Ok(()) => {}
     }
-    (pause, outcome)
 }
 
 /// 250 ms after the first failure, doubling per delivery, at most `max`.
