@@ -112,59 +112,52 @@ impl ReportApp {
     /// Applies one event that arrived on `subject` with id `event_id`; a redelivered event applies
     /// nothing. Returns whether the row changed (and was announced to watchers).
     pub async fn project(&self, subject: &str, event_id: &str, fact: &Fact) -> Result<bool, ReportError> {
-        let txn = baemin_mesh_store::begin_write(&self.db).await?;
-        if !baemin_mesh_events::inbox::first_delivery(&txn, subject, event_id).await? {
-            txn.commit().await?;
-            return Ok(false);
-        }
-        // Locked: another replica projecting an event of the same call waits for our commit, so
-        // neither overwrites the other's fields.
-        let current = db::lock_or_create(&txn, &fact.call_id).await?;
-        let next = apply(Some(current.clone()), fact);
-        let changed = next != current;
-        if changed {
-            db::store(&txn, &next).await?;
-        }
-        txn.commit().await?;
-        if changed && next.is_visible() {
-            self.announce(next).await;
-        }
-        Ok(changed)
+        Ok(self.project_all(&[(subject, event_id, fact.clone())]).await? > 0)
     }
 
     /// Applies events `(subject, event_id, fact)` in order in one transaction — all or none — skipping
-    /// those applied before, then announces every visible change.
+    /// those applied before, then announces each changed call's last state once, if visible. Returns
+    /// how many events changed a row.
     ///
-    /// The calls' rows are locked first, in call id order: replicas applying batches of the same calls
-    /// (lanes hash call ids alike everywhere) take their locks in one order, so they wait for each
-    /// other instead of deadlocking.
-    pub async fn project_all(&self, events: &[(&str, &str, Fact)]) -> Result<(), ReportError> {
+    /// The calls' rows are locked first (another replica projecting an event of the same call waits for
+    /// our commit, so neither overwrites the other's fields), in call id order: replicas applying
+    /// batches of the same calls (lanes hash call ids alike everywhere) take their locks in one order,
+    /// so they wait for each other instead of deadlocking.
+    pub async fn project_all(&self, events: &[(&str, &str, Fact)]) -> Result<usize, ReportError> {
         let txn = baemin_mesh_store::begin_write(&self.db).await?;
         let mut calls: Vec<&CallId> = events.iter().map(|(_, _, fact)| &fact.call_id).collect();
         calls.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         calls.dedup();
+        let mut rows: Vec<DeliveryView> = Vec::with_capacity(calls.len());
         for call_id in calls {
-            db::lock_or_create(&txn, call_id).await?;
+            rows.push(db::lock_or_create(&txn, call_id).await?);
         }
-        let mut changed: Vec<DeliveryView> = Vec::new();
+        let mut changed = Vec::new();
         for (subject, event_id, fact) in events {
             if !baemin_mesh_events::inbox::first_delivery(&txn, subject, event_id).await? {
                 continue;
             }
-            let current = db::lock_or_create(&txn, &fact.call_id).await?;
-            let next = apply(Some(current.clone()), fact);
-            if next != current {
+            let Some(row) = rows.iter_mut().find(|row| row.call_id == fact.call_id) else {
+                continue;
+            };
+            let next = apply(Some(row.clone()), fact);
+            if next != *row {
                 db::store(&txn, &next).await?;
-                // Watchers get each call's last state once.
-                changed.retain(|v| v.call_id != next.call_id);
-                changed.push(next);
+                *row = next;
+                if !changed.contains(&row.call_id) {
+                    changed.push(row.call_id.clone());
+                }
             }
         }
         txn.commit().await?;
-        for next in changed.into_iter().filter(DeliveryView::is_visible) {
-            self.announce(next).await;
+        let changes = changed.len();
+        for view in rows
+            .into_iter()
+            .filter(|row| changed.contains(&row.call_id) && row.is_visible())
+        {
+            self.announce(view).await;
         }
-        Ok(())
+        Ok(changes)
     }
 
     /// Tells the watchers of every replica about a committed change; nobody watching is fine.

@@ -27,11 +27,11 @@ impl EventHandler for Projector {
         // An event that cannot be read now never will be: reject it (dead-letter) instead of looping.
         let fact =
             fact_of(&envelope).map_err(|v| HandleError::Rejected(format!("event {}: {v}", envelope.event_id)))?;
-        match self.app.project(subject, &envelope.event_id, &fact).await {
-            Ok(_) => Ok(()),
-            Err(ReportError::Db(err)) => Err(HandleError::from(err)),
-            Err(err) => Err(HandleError::Rejected(err.to_string())),
-        }
+        self.app
+            .project(subject, &envelope.event_id, &fact)
+            .await
+            .map(drop)
+            .map_err(handle_error)
     }
 
     /// A lane's queued events in one transaction (one commit): the deliverylist is where every event
@@ -43,11 +43,15 @@ impl EventHandler for Projector {
                 fact_of(envelope).map_err(|v| HandleError::Rejected(format!("event {}: {v}", envelope.event_id)))?;
             facts.push((subject.as_str(), envelope.event_id.as_str(), fact));
         }
-        match self.app.project_all(&facts).await {
-            Ok(()) => Ok(()),
-            Err(ReportError::Db(err)) => Err(HandleError::from(err)),
-            Err(err) => Err(HandleError::Rejected(err.to_string())),
-        }
+        self.app.project_all(&facts).await.map(drop).map_err(handle_error)
+    }
+}
+
+/// A storage failure is the consumer's to retry; anything else can never apply.
+fn handle_error(err: ReportError) -> HandleError {
+    match err {
+        ReportError::Db(err) => HandleError::from(err),
+        err => HandleError::Rejected(err.to_string()),
     }
 }
 
