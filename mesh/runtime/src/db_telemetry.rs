@@ -1,7 +1,7 @@
 //! What the database does, seen from telemetry: every statement is timed into
 //! `baemin_db_statement_duration_seconds{operation,outcome}` and becomes a client span (`db.system.name`,
 //! `db.operation.name`) under the span it ran in — the RPC or event being handled — so a transaction
-//! shows as its statements (sea-orm reports statements only, not BEGIN and COMMIT). Never the values,
+//! shows as its statements and its COMMIT (and, on PostgreSQL, its BEGIN). Never the values,
 //! which may hold personal data.
 
 use baemin_mesh_store::Db;

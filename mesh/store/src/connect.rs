@@ -2,10 +2,14 @@
 
 use std::{path::Path, time::Duration};
 
-use sea_orm::{ConnectOptions, Database, DbErr, TransactionTrait};
+use sea_orm::{DbErr, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
 
-use crate::{Db, sqlite::Engine};
+use crate::{
+    Db,
+    postgres::{Pool, Timeouts},
+    sqlite::Engine,
+};
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +80,9 @@ pub fn sqlite_url(path: &Path) -> String {
 /// SQLite: one connection, in WAL mode, used inline by the task holding its turn (see
 /// `crate::sqlite`); SQLite has one writer at a time anyway. Code must therefore never use the `Db`
 /// while holding a transaction on it (it would wait for itself). PostgreSQL: a pool of `pool_size`
-/// connections, not pinged on checkout (a broken connection fails its statement, which is classified
-/// unavailable and retried like any outage; a ping per checkout was a round trip per transaction).
+/// connections, pinged neither when taken nor when given back (see `crate::postgres`: a broken
+/// connection fails its statement, which is classified unavailable and retried like any outage, and
+/// is then closed; a ping was a round trip per transaction).
 pub async fn connect<M: MigratorTrait>(url: &str, pool_size: u32) -> Result<Db, StoreError> {
     let db = open(url, pool_size).await?;
     migrate::<M>(&db).await.map_err(StoreError::Migrate)?;
@@ -103,14 +108,11 @@ pub async fn open(url: &str, pool_size: u32) -> Result<Db, StoreError> {
             Db::sqlite(Engine::open(url).map_err(connect_error)?)
         }
         Backend::Postgres => {
-            let mut options = ConnectOptions::new(url.to_owned());
-            options
-                .sqlx_logging(false)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_timeout(Duration::from_secs(5))
-                .test_before_acquire(false)
-                .max_connections(pool_size.max(1));
-            Db::server(Database::connect(options).await.map_err(connect_error)?)
+            let timeouts = Timeouts {
+                acquire: Duration::from_secs(10),
+                connect: Duration::from_secs(5),
+            };
+            Db::postgres(Pool::open(url, pool_size, timeouts).await.map_err(connect_error)?)
         }
     };
     Ok(db)
@@ -133,12 +135,18 @@ async fn migrate<M: MigratorTrait>(db: &Db) -> Result<(), DbErr> {
         }
         Backend::Postgres => {
             use sea_orm::ConnectionTrait;
-            let txn = db.begin().await?;
-            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
-                .await?;
-            refuse_newer::<M, _>(&txn).await?;
-            M::up(&txn, None).await?;
-            txn.commit().await
+            let migrated = async {
+                let txn = db.begin().await?;
+                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                    .await?;
+                refuse_newer::<M, _>(&txn).await?;
+                M::up(&txn, None).await?;
+                txn.commit().await
+            }
+            .await;
+            let closed = db.close().await;
+            migrated?;
+            closed
         }
     }
 }

@@ -1,16 +1,14 @@
 //! [`Db`], a service's database, and [`Txn`], a write transaction on it: sea-orm connections (every
 //! query, entity and migration of the services works on them unchanged), backed by the SQLite engine of
-//! this crate or by sqlx's PostgreSQL pool.
+//! this crate or by its PostgreSQL pool over sqlx's connections.
 
 use std::sync::Arc;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, Statement,
-    TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult, Statement};
 
 use crate::{
     Backend,
+    postgres::{self, Pool},
     sqlite::{self, Engine},
 };
 
@@ -21,7 +19,7 @@ pub struct Db(Backing);
 #[derive(Clone)]
 enum Backing {
     Sqlite(Arc<Engine>),
-    Server(DatabaseConnection),
+    Postgres(Arc<Pool>),
 }
 
 impl std::fmt::Debug for Db {
@@ -35,27 +33,27 @@ impl Db {
         Self(Backing::Sqlite(engine))
     }
 
-    pub(crate) fn server(conn: DatabaseConnection) -> Self {
-        Self(Backing::Server(conn))
+    pub(crate) fn postgres(pool: Arc<Pool>) -> Self {
+        Self(Backing::Postgres(pool))
     }
 
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         match &self.0 {
             Backing::Sqlite(_) => Backend::Sqlite,
-            Backing::Server(_) => Backend::Postgres,
+            Backing::Postgres(_) => Backend::Postgres,
         }
     }
 
-    /// Reports every statement from now on (transactions included) to `callback`; on SQLite the
-    /// COMMITs too, each of which may carry several transactions (see the engine's group commit).
+    /// Reports every statement from now on (transactions included) to `callback`, and the COMMITs
+    /// (on SQLite each may carry several transactions: see the engine's group commit).
     pub fn set_metric_callback<F>(&mut self, callback: F)
     where
         F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
     {
         match &mut self.0 {
             Backing::Sqlite(engine) => engine.set_metric_callback(Arc::new(callback) as sqlite::MetricCallback),
-            Backing::Server(conn) => conn.set_metric_callback(callback),
+            Backing::Postgres(pool) => pool.set_metric_callback(Arc::new(callback) as sqlite::MetricCallback),
         }
     }
 
@@ -63,10 +61,7 @@ impl Db {
     pub fn usage(&self) -> (u32, usize) {
         match &self.0 {
             Backing::Sqlite(engine) => engine.usage(),
-            Backing::Server(conn) => {
-                let pool = conn.get_postgres_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
+            Backing::Postgres(pool) => pool.usage(),
         }
     }
 
@@ -77,12 +72,16 @@ impl Db {
                 engine.close().await;
                 Ok(())
             }
-            Backing::Server(conn) => conn.close().await,
+            Backing::Postgres(pool) => {
+                pool.close().await;
+                Ok(())
+            }
         }
     }
 
     /// This database as sea-orm's own connection type, for APIs that take nothing else
-    /// (sea-orm-migration). On SQLite it runs statements outside transactions only.
+    /// (sea-orm-migration). On SQLite it runs statements outside transactions only; on PostgreSQL it
+    /// is a connection of its own, to be closed after use.
     pub(crate) async fn as_sea_orm(&self) -> Result<DatabaseConnection, DbErr> {
         match &self.0 {
             Backing::Sqlite(engine) => {
@@ -92,7 +91,11 @@ impl Db {
                 )
                 .await
             }
-            Backing::Server(conn) => Ok(conn.clone()),
+            Backing::Postgres(pool) => {
+                let mut options = sea_orm::ConnectOptions::new(pool.url().to_owned());
+                options.sqlx_logging(false).max_connections(1);
+                sea_orm::Database::connect(options).await
+            }
         }
     }
 }
@@ -107,12 +110,10 @@ impl Db {
 pub async fn begin_write(db: &Db) -> Result<Txn, DbErr> {
     match &db.0 {
         Backing::Sqlite(engine) => Ok(Txn(TxnInner::Sqlite(engine.begin().await?))),
-        Backing::Server(conn) => {
-            let options = TransactionOptions {
-                isolation_level: Some(sea_orm::IsolationLevel::ReadCommitted),
-                ..TransactionOptions::default()
-            };
-            Ok(Txn(TxnInner::Server(conn.begin_with_options(options).await?)))
+        Backing::Postgres(pool) => {
+            let mut conn = pool.acquire().await?;
+            conn.begin().await?;
+            Ok(Txn(TxnInner::Postgres(tokio::sync::Mutex::new(conn))))
         }
     }
 }
@@ -127,7 +128,7 @@ pub struct Txn(TxnInner);
 
 enum TxnInner {
     Sqlite(sqlite::Transaction),
-    Server(DatabaseTransaction),
+    Postgres(tokio::sync::Mutex<postgres::Conn>),
 }
 
 impl std::fmt::Debug for Txn {
@@ -141,7 +142,7 @@ impl Txn {
     pub async fn commit(self) -> Result<(), DbErr> {
         match self.0 {
             TxnInner::Sqlite(txn) => txn.commit().await,
-            TxnInner::Server(txn) => txn.commit().await,
+            TxnInner::Postgres(conn) => conn.into_inner().commit().await,
         }
     }
 
@@ -149,7 +150,7 @@ impl Txn {
     pub async fn rollback(self) -> Result<(), DbErr> {
         match self.0 {
             TxnInner::Sqlite(txn) => txn.rollback().await,
-            TxnInner::Server(txn) => txn.rollback().await,
+            TxnInner::Postgres(conn) => conn.into_inner().rollback().await,
         }
     }
 }
@@ -163,35 +164,35 @@ impl ConnectionTrait for Db {
     fn get_database_backend(&self) -> DbBackend {
         match &self.0 {
             Backing::Sqlite(_) => DbBackend::Sqlite,
-            Backing::Server(conn) => conn.get_database_backend(),
+            Backing::Postgres(_) => DbBackend::Postgres,
         }
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
             Backing::Sqlite(engine) => engine.execute(&stmt).await.map(ExecResult::from),
-            Backing::Server(conn) => conn.execute_raw(stmt).await,
+            Backing::Postgres(pool) => pool.acquire().await?.execute(&stmt).await,
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match &self.0 {
             Backing::Sqlite(engine) => engine.execute_unprepared(sql).await.map(ExecResult::from),
-            Backing::Server(conn) => conn.execute_unprepared(sql).await,
+            Backing::Postgres(pool) => pool.acquire().await?.execute_unprepared(sql).await,
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
             Backing::Sqlite(engine) => Ok(results(engine.query(&stmt).await?).into_iter().next()),
-            Backing::Server(conn) => conn.query_one_raw(stmt).await,
+            Backing::Postgres(pool) => Ok(pool.acquire().await?.query(&stmt).await?.into_iter().next()),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
             Backing::Sqlite(engine) => Ok(results(engine.query(&stmt).await?)),
-            Backing::Server(conn) => conn.query_all_raw(stmt).await,
+            Backing::Postgres(pool) => pool.acquire().await?.query(&stmt).await,
         }
     }
 }
@@ -201,35 +202,35 @@ impl ConnectionTrait for Txn {
     fn get_database_backend(&self) -> DbBackend {
         match &self.0 {
             TxnInner::Sqlite(_) => DbBackend::Sqlite,
-            TxnInner::Server(txn) => txn.get_database_backend(),
+            TxnInner::Postgres(_) => DbBackend::Postgres,
         }
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
             TxnInner::Sqlite(txn) => txn.execute(&stmt).await.map(ExecResult::from),
-            TxnInner::Server(txn) => txn.execute_raw(stmt).await,
+            TxnInner::Postgres(conn) => conn.lock().await.execute(&stmt).await,
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match &self.0 {
             TxnInner::Sqlite(txn) => txn.execute_unprepared(sql).await.map(ExecResult::from),
-            TxnInner::Server(txn) => txn.execute_unprepared(sql).await,
+            TxnInner::Postgres(conn) => conn.lock().await.execute_unprepared(sql).await,
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
             TxnInner::Sqlite(txn) => Ok(results(txn.query(&stmt).await?).into_iter().next()),
-            TxnInner::Server(txn) => txn.query_one_raw(stmt).await,
+            TxnInner::Postgres(conn) => Ok(conn.lock().await.query(&stmt).await?.into_iter().next()),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
             TxnInner::Sqlite(txn) => Ok(results(txn.query(&stmt).await?)),
-            TxnInner::Server(txn) => txn.query_all_raw(stmt).await,
+            TxnInner::Postgres(conn) => conn.lock().await.query(&stmt).await,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod connect;
 mod db;
+mod postgres;
 mod sqlite;
 mod unavailable;
 mod widen;

@@ -111,7 +111,7 @@ fn postgres_unavailable(sqlstate: &str) -> bool {
 mod tests {
     use std::{io, sync::Arc, time::Duration};
 
-    use sea_orm::{ConnAcquireErr, ConnectOptions, ConnectionTrait, Database, TransactionTrait};
+    use sea_orm::{ConnAcquireErr, ConnectionTrait, Database};
 
     use super::*;
 
@@ -251,9 +251,7 @@ mod tests {
             .expect("create");
         let base = admin_url.split('?').next().unwrap_or(&admin_url);
         let url = format!("{}/{name}", base.rsplit_once('/').map_or(base, |(b, _)| b));
-        let mut options = ConnectOptions::new(url);
-        options.max_connections(2).sqlx_logging(false);
-        let db = Database::connect(options).await.expect("connect");
+        let db = crate::open(&url, 2).await.expect("connect");
         db.execute_unprepared("CREATE TABLE t (id INT PRIMARY KEY)")
             .await
             .expect("create table");
@@ -263,7 +261,7 @@ mod tests {
             .await
             .expect_err("duplicate key");
         assert!(!is_unavailable(&duplicate), "{duplicate:?}");
-        let txn = db.begin().await.expect("begin");
+        let txn = crate::begin_write(&db).await.expect("begin");
         txn.execute_unprepared("INSERT INTO t VALUES (2)").await.expect("write");
 
         admin

@@ -1,0 +1,317 @@
+//! PostgreSQL through a pool of our own over sqlx's connections, sea-orm on top (rows and results are
+//! sea-orm's own, made from sqlx's): a round trip is a statement, nothing else.
+//!
+//! sqlx's pool pings every connection it takes back (a round trip per checkout, in a task of its own,
+//! which no option turns off), and sea-orm opens a transaction with `BEGIN` and then sets its isolation
+//! level with a second statement. Here a connection goes back to the pool as it is — sqlx answers
+//! whatever a cancelled statement left unread before the next one runs — and a write transaction
+//! starts with one `BEGIN ISOLATION LEVEL READ COMMITTED`. A transaction dropped uncommitted is rolled
+//! back at once, in a task, before its connection is used again: its locks do not wait for the next
+//! checkout. A connection whose statement failed on the wire (I/O, TLS, protocol, the server ending the
+//! session) is closed instead of being taken back; idle connections older than [`IDLE_TIMEOUT`] or
+//! [`MAX_LIFETIME`] are replaced when next taken.
+
+use std::{
+    sync::{
+        Arc, Mutex, OnceLock, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use sea_orm::{
+    ConnAcquireErr, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr, Statement,
+    sea_query::Values,
+    sqlx::{
+        self, AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _,
+        postgres::{PgConnectOptions, PgConnection, Postgres},
+    },
+};
+use sea_query_sqlx::SqlxValues;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::sqlite::MetricCallback;
+
+/// A connection idle this long is closed and replaced when next taken (sqlx's default).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// A connection this old is closed and replaced when next taken (sqlx's default).
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// How a write transaction starts; see [`crate::begin_write`] for why READ COMMITTED.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// How long to wait for a free connection, and for a new one to open.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) acquire: Duration,
+    pub(crate) connect: Duration,
+}
+
+/// Up to `size` connections to one database.
+pub(crate) struct Pool {
+    options: PgConnectOptions,
+    url: String,
+    timeouts: Timeouts,
+    slots: Arc<Semaphore>,
+    idle: Mutex<Vec<Idle>>,
+    open: AtomicU32,
+    metric: OnceLock<MetricCallback>,
+}
+
+struct Idle {
+    conn: PgConnection,
+    born: Instant,
+    since: Instant,
+}
+
+impl Pool {
+    /// A pool of at most `size` connections to `url`; one is opened now, so a wrong URL or an
+    /// unreachable server fails here.
+    pub(crate) async fn open(url: &str, size: u32, timeouts: Timeouts) -> Result<Arc<Self>, DbErr> {
+        // Statements are reported through the metric callback; sqlx's own log of each is not wanted.
+        let options = url
+            .parse::<PgConnectOptions>()
+            .map_err(conn_err)?
+            .disable_statement_logging();
+        let pool = Arc::new(Self {
+            options,
+            url: url.to_owned(),
+            timeouts,
+            slots: Arc::new(Semaphore::new(size.max(1) as usize)),
+            idle: Mutex::new(Vec::new()),
+            open: AtomicU32::new(0),
+            metric: OnceLock::new(),
+        });
+        drop(pool.acquire().await?);
+        Ok(pool)
+    }
+
+    /// The URL it connects to (for sea-orm-migration, which opens its own connection).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Reports every statement and COMMIT from now on to `callback` (once; later calls are ignored).
+    pub(crate) fn set_metric_callback(&self, callback: MetricCallback) {
+        let _ = self.metric.set(callback);
+    }
+
+    /// (open connections, idle ones).
+    pub(crate) fn usage(&self) -> (u32, usize) {
+        (self.open.load(Ordering::Relaxed), self.idle_list().len())
+    }
+
+    /// Refuses new checkouts and closes the idle connections (those in use close when given back).
+    pub(crate) async fn close(&self) {
+        self.slots.close();
+        let idle = std::mem::take(&mut *self.idle_list());
+        for Idle { conn, .. } in idle {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            let _ = conn.close().await;
+        }
+    }
+
+    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A connection of its own for the caller: an idle one (the most recently used) or a new one.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Conn, DbErr> {
+        let permit = match tokio::time::timeout(self.timeouts.acquire, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => return Err(DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)),
+            Err(_elapsed) => return Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)),
+        };
+        let now = Instant::now();
+        loop {
+            let Some(idle) = self.idle_list().pop() else { break };
+            if now.duration_since(idle.since) < IDLE_TIMEOUT && now.duration_since(idle.born) < MAX_LIFETIME {
+                return Ok(self.lend(idle.conn, idle.born, permit));
+            }
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _ = idle.conn.close().await;
+            });
+        }
+        let conn = match tokio::time::timeout(self.timeouts.connect, self.options.connect()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) => return Err(conn_err(err)),
+            Err(_elapsed) => return Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)),
+        };
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(self.lend(conn, Instant::now(), permit))
+    }
+
+    fn lend(self: &Arc<Self>, conn: PgConnection, born: Instant, permit: OwnedSemaphorePermit) -> Conn {
+        Conn {
+            pool: Arc::clone(self),
+            conn: Some(conn),
+            born,
+            in_transaction: false,
+            broken: false,
+            permit: Some(permit),
+        }
+    }
+
+    /// Takes `conn` back (its slot is freed when its permit drops, after this).
+    fn give_back(&self, conn: PgConnection, born: Instant) {
+        if self.slots.is_closed() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            // Closed politely where a runtime is at hand; else dropping the socket ends the session.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = conn.close().await;
+                });
+            }
+            return;
+        }
+        self.idle_list().push(Idle {
+            conn,
+            born,
+            since: Instant::now(),
+        });
+    }
+
+    fn report(&self, statement: &Statement, started: Instant, failed: bool) {
+        if let Some(metric) = self.metric.get() {
+            metric(&sea_orm::metric::Info {
+                elapsed: started.elapsed(),
+                statement,
+                failed,
+            });
+        }
+    }
+}
+
+/// One connection lent by the [`Pool`]; given back when dropped.
+pub(crate) struct Conn {
+    pool: Arc<Pool>,
+    conn: Option<PgConnection>,
+    born: Instant,
+    /// `BEGIN` was sent and neither COMMIT nor ROLLBACK has succeeded since.
+    in_transaction: bool,
+    /// A statement failed on the wire: the connection is closed, not taken back.
+    broken: bool,
+    /// The pool's slot this connection holds; moved to the task that rolls back an open transaction.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Conn {
+    fn raw(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("a lent connection is held until dropped")
+    }
+
+    /// Runs a statement, prepared (and kept prepared on this connection).
+    pub(crate) async fn execute(&mut self, stmt: &Statement) -> Result<ExecResult, DbErr> {
+        let started = Instant::now();
+        let done = query(stmt).execute(self.raw()).await;
+        self.settle(stmt, started, done.map(ExecResult::from).map_err(exec_err))
+    }
+
+    /// Runs a query, prepared (and kept prepared on this connection), returning all its rows.
+    pub(crate) async fn query(&mut self, stmt: &Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let started = Instant::now();
+        let done = query(stmt).fetch_all(self.raw()).await;
+        let rows = done.map(|rows| rows.into_iter().map(QueryResult::from).collect());
+        self.settle(stmt, started, rows.map_err(query_err))
+    }
+
+    /// Runs `sql` as it is (the simple protocol: no parameters, several statements allowed).
+    pub(crate) async fn execute_unprepared(&mut self, sql: &str) -> Result<ExecResult, DbErr> {
+        let started = Instant::now();
+        let done = self.raw().execute(AssertSqlSafe(sql.to_owned())).await;
+        let stmt = Statement::from_string(DbBackend::Postgres, sql);
+        self.settle(&stmt, started, done.map(ExecResult::from).map_err(exec_err))
+    }
+
+    /// Notes a statement's outcome: reported to the metric callback; a connection broken by it is not
+    /// taken back.
+    fn settle<T>(&mut self, stmt: &Statement, started: Instant, done: Result<T, DbErr>) -> Result<T, DbErr> {
+        if let Err(err) = &done {
+            self.broken |= breaks_connection(err);
+        }
+        self.pool.report(stmt, started, done.is_err());
+        done
+    }
+
+    /// `BEGIN ISOLATION LEVEL READ COMMITTED`.
+    pub(crate) async fn begin(&mut self) -> Result<(), DbErr> {
+        // Marked first: if this is cancelled after the server got it, the drop rolls back.
+        self.in_transaction = true;
+        self.execute_unprepared(BEGIN).await.map(drop)
+    }
+
+    /// `COMMIT`; `Ok` once the server reports it durable.
+    pub(crate) async fn commit(&mut self) -> Result<(), DbErr> {
+        self.execute_unprepared("COMMIT").await?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// `ROLLBACK`.
+    pub(crate) async fn rollback(&mut self) -> Result<(), DbErr> {
+        self.execute_unprepared("ROLLBACK").await?;
+        self.in_transaction = false;
+        Ok(())
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        if self.broken {
+            self.pool.open.fetch_sub(1, Ordering::Relaxed);
+            return; // dropping the socket ends the session; the server rolls back what was open
+        }
+        if !self.in_transaction {
+            self.pool.give_back(conn, self.born);
+            return;
+        }
+        // Rolled back now, not at the next checkout: the transaction's locks go with it. The slot is
+        // held until then, so the pool never lends a connection with a transaction open.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.pool.open.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        let pool = Arc::clone(&self.pool);
+        let born = self.born;
+        let permit = self.permit.take();
+        runtime.spawn(async move {
+            match conn.execute(AssertSqlSafe("ROLLBACK")).await {
+                Ok(_) => pool.give_back(conn, born),
+                Err(_) => {
+                    pool.open.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn query(stmt: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
+    let values = stmt.values.clone().unwrap_or(Values(Vec::new()));
+    sqlx::query_with(AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
+}
+
+fn conn_err(err: sqlx::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err)))
+}
+
+fn exec_err(err: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))
+}
+
+fn query_err(err: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+}
+
+/// Whether the connection is no use after `err`: it broke on the wire, or the server ended the session.
+fn breaks_connection(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sqlx::Error::Database(_) => crate::is_unavailable(err),
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+            _ => false,
+        },
+        _ => false,
+    }
+}
