@@ -149,3 +149,35 @@ impl Drop for TestDatabases {
         let _ = cleanup.join();
     }
 }
+
+/// The statements a database runs from now on, by their first word (`INSERT`, `SELECT`, `COMMIT`, …):
+/// what a test of "no read before the write" looks at. A database reports to one recorder only.
+pub fn record_statements(db: &baemin_mesh_store::Db) -> Statements {
+    let seen = Statements::default();
+    let log = seen.clone();
+    db.clone().set_metric_callback(move |info| {
+        let word = info
+            .statement
+            .sql
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        log.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(word);
+    });
+    seen
+}
+
+/// See [`record_statements`].
+#[derive(Clone, Default)]
+pub struct Statements(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Statements {
+    /// The first words recorded so far, and forgets them.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}

@@ -418,17 +418,14 @@ impl CallApp {
         for _ in 0..RACE_RETRIES {
             let now = now_millis();
             let txn = baemin_mesh_store::begin_write(&self.db).await?;
-            if let Some(call) = db::find_by_request(&txn, key).await? {
-                txn.commit().await?;
-                return placed_under(call, new, fingerprint);
-            }
             // Most requests are new: claim the key with a fresh intent, and read the one standing only if
             // that fails (a retry of this request, or a different request under the same id).
             let intent = Registration::fresh(new, now);
             let reserved = if intents::insert(&txn, &intent).await? {
-                // The key was free — or a concurrent attempt of this request stored its call (dropping
-                // its intent) since the look-up above. Looked up again (a new statement sees that commit):
-                // a claim that stood then would register a second fee under a call id that never exists.
+                // The key was free of intents — but a call may stand under it: an earlier attempt of this
+                // request stored its call (dropping its intent), maybe while this insert waited for it.
+                // Looked up after the claim (a new statement sees that commit): a claim that stood then
+                // would register a second fee under a call id that never exists.
                 if let Some(call) = db::find_by_request(&txn, key).await? {
                     txn.rollback().await?;
                     return placed_under(call, new, fingerprint);

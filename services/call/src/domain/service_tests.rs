@@ -26,6 +26,22 @@ fn delivery(call_id: &CallId, event: DeliveryEvent, event_id: &str) -> Delivery 
 }
 
 #[tokio::test]
+async fn a_new_call_is_claimed_and_stored_with_one_read_only() {
+    let (app, db) = app(FakePayments::new()).await;
+    let statements = baemin_mesh_testkit::record_statements(&db);
+    app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+    let run = statements.take();
+    let reads = run.iter().filter(|w| *w == "SELECT").count();
+    // The look-up after the claim (a call stored meanwhile under the key); nothing read before a write.
+    assert_eq!(reads, 1, "{run:?}");
+    assert_eq!(
+        run.iter().filter(|w| *w == "INSERT").count(),
+        3,
+        "intent, call, event: {run:?}"
+    );
+}
+
+#[tokio::test]
 async fn placing_twice_with_the_same_request_id_stores_one_call_and_registers_once() {
     let payments = FakePayments::new();
     let (app, db) = app(payments.clone()).await;

@@ -226,21 +226,23 @@ impl RiderApp {
                 txn.commit().await?;
                 return Ok(());
             }
-            let current = db::find(&txn, &call_id).await?;
-            let opened = match on_call_placed(current.as_ref(), &call_id, &placed, now_millis()) {
-                PlacedOutcome::Open(d) => {
-                    if !db::insert(&txn, &d).await? {
-                        // The cancellation's consumer inserted the row meanwhile: decide again on it.
+            // Most calls are new here: open the call first, and read the row standing only if there
+            // is one (the cancellation's consumer stored it first) — no read before the write.
+            let now = now_millis();
+            let opened = match on_call_placed(None, &call_id, &placed, now) {
+                PlacedOutcome::Open(d) if db::insert(&txn, &d).await? => Some(d),
+                _ => match on_call_placed(db::find(&txn, &call_id).await?.as_ref(), &call_id, &placed, now) {
+                    // Not there after all (removed since the insert found it): decide again.
+                    PlacedOutcome::Open(_) => {
                         txn.rollback().await?;
                         continue;
                     }
-                    Some(d)
-                }
-                PlacedOutcome::Fill(d) => {
-                    db::fill_call(&txn, &d).await?;
-                    None
-                }
-                PlacedOutcome::Unchanged => None,
+                    PlacedOutcome::Fill(d) => {
+                        db::fill_call(&txn, &d).await?;
+                        None
+                    }
+                    PlacedOutcome::Unchanged => None,
+                },
             };
             txn.commit().await?;
             if let Some(d) = opened {

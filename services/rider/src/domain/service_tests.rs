@@ -578,6 +578,23 @@ async fn a_cancel_takes_an_accepted_delivery_away_from_its_rider() {
 }
 
 #[tokio::test]
+async fn a_call_placed_opens_its_delivery_without_reading_first() {
+    let t = spawn_app().await;
+    let statements = baemin_mesh_testkit::record_statements(&t.db);
+    t.app
+        .on_call_placed(&receipt("baemin.events.call.placed"), CallId::generate(), placed_call())
+        .await
+        .unwrap();
+    let run = statements.take();
+    assert!(!run.iter().any(|w| w == "SELECT"), "{run:?}");
+    assert_eq!(
+        run.iter().filter(|w| *w == "INSERT").count(),
+        2,
+        "inbox, delivery: {run:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_redelivered_event_applies_nothing_twice() {
     let t = spawn_app().await;
     let call_id = CallId::generate();
