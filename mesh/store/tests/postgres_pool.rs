@@ -278,3 +278,47 @@ async fn a_connection_whose_session_ended_fails_its_statement_as_unavailable_and
     assert_eq!(db.usage(), (1, 1), "the broken connection was closed, not kept");
     db.close().await.expect("close");
 }
+
+/// The errors a real outage produces, classified: a constraint violation is not unavailable; a session
+/// terminated under a transaction, and connecting to a database that refuses connections, are.
+#[tokio::test]
+async fn a_database_taken_away_is_unavailable_in_flight_and_on_connect() {
+    let scratch = Scratch::new("outage").await;
+    let db = open(&scratch.url(), 2).await;
+    db.execute_unprepared("INSERT INTO t VALUES (1)").await.expect("insert");
+    let duplicate = db
+        .execute_unprepared("INSERT INTO t VALUES (1)")
+        .await
+        .expect_err("duplicate key");
+    assert!(!is_unavailable(&duplicate), "{duplicate:?}");
+    let txn = begin_write(&db).await.expect("begin");
+    txn.execute_unprepared("INSERT INTO t VALUES (2)").await.expect("write");
+
+    for refuse in [
+        format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", scratch.name),
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            scratch.name
+        ),
+    ] {
+        scratch
+            .admin
+            .execute_unprepared(&refuse)
+            .await
+            .expect("take the database away");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let in_flight = txn
+        .execute_unprepared("INSERT INTO t VALUES (3)")
+        .await
+        .expect_err("the session was terminated");
+    assert!(is_unavailable(&in_flight), "{in_flight:?}");
+    drop(txn);
+    let reconnect = db
+        .execute_unprepared("SELECT 1")
+        .await
+        .expect_err("not accepting connections");
+    assert!(is_unavailable(&reconnect), "{reconnect:?}");
+    db.close().await.ok();
+}
