@@ -3,13 +3,21 @@
 //!
 //! sqlx's pool pings every connection it takes back (a round trip per checkout, in a task of its own,
 //! which no option turns off), and sea-orm opens a transaction with `BEGIN` and then sets its isolation
-//! level with a second statement. Here a connection goes back to the pool as it is — sqlx answers
-//! whatever a cancelled statement left unread before the next one runs — and a write transaction
-//! starts with one `BEGIN ISOLATION LEVEL READ COMMITTED`. A transaction dropped uncommitted is rolled
-//! back at once, in a task, before its connection is used again: its locks do not wait for the next
-//! checkout. A connection whose statement failed on the wire (I/O, TLS, protocol, the server ending the
-//! session) is closed instead of being taken back; idle connections older than [`IDLE_TIMEOUT`] or
-//! [`MAX_LIFETIME`] are replaced when next taken.
+//! level with a second statement. Here a connection whose last statement finished goes back to the pool
+//! as it is, and a write transaction starts with one `BEGIN ISOLATION LEVEL READ COMMITTED`.
+//!
+//! What sqlx's ping was for is handled where it arises:
+//! - a connection given back with a statement still running (its caller stopped waiting: a deadline,
+//!   a shutdown) is closed, not lent again: its answer — an error, maybe — would otherwise be read by
+//!   the next user's statement as its own, after waiting for it;
+//! - a transaction dropped uncommitted between statements is rolled back at once, in a task holding
+//!   the connection's slot: its locks do not wait for the next checkout (dropped during a statement,
+//!   the connection is closed, and the server ends the transaction when it sees the session gone);
+//! - a connection whose statement failed on the wire (I/O, TLS, protocol) or whose session the server
+//!   ended (SQLSTATE class 08, 57P…, or 25006: a failover left it on a standby) is closed; errors that
+//!   leave the session usable (a statement timeout, out of memory) keep it.
+//!
+//! Idle connections older than [`IDLE_TIMEOUT`] or [`MAX_LIFETIME`] are replaced when next taken.
 
 use std::{
     sync::{
@@ -24,7 +32,7 @@ use sea_orm::{
     sea_query::Values,
     sqlx::{
         self, AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _,
-        postgres::{PgConnectOptions, PgConnection, Postgres},
+        postgres::{PgConnectOptions, PgConnection, PgDatabaseError, Postgres},
     },
 };
 use sea_query_sqlx::SqlxValues;
@@ -102,10 +110,12 @@ impl Pool {
 
     /// Refuses new checkouts and closes the idle connections (those in use close when given back).
     pub(crate) async fn close(&self) {
+        // Closed before the idle list is taken: a connection given back after the take sees it (the
+        // check and the push in `give_back` hold the list's lock), one given back before is taken.
         self.slots.close();
         let idle = std::mem::take(&mut *self.idle_list());
         for Idle { conn, .. } in idle {
-            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.forget();
             let _ = conn.close().await;
         }
     }
@@ -127,7 +137,7 @@ impl Pool {
             if now.duration_since(idle.since) < IDLE_TIMEOUT && now.duration_since(idle.born) < MAX_LIFETIME {
                 return Ok(self.lend(idle.conn, idle.born, permit));
             }
-            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.forget();
             tokio::spawn(async move {
                 let _ = idle.conn.close().await;
             });
@@ -147,6 +157,7 @@ impl Pool {
             conn: Some(conn),
             born,
             in_transaction: false,
+            in_flight: false,
             broken: false,
             permit: Some(permit),
         }
@@ -154,21 +165,28 @@ impl Pool {
 
     /// Takes `conn` back (its slot is freed when its permit drops, after this).
     fn give_back(&self, conn: PgConnection, born: Instant) {
-        if self.slots.is_closed() {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            // Closed politely where a runtime is at hand; else dropping the socket ends the session.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = conn.close().await;
-                });
-            }
+        let mut idle = self.idle_list();
+        if !self.slots.is_closed() {
+            idle.push(Idle {
+                conn,
+                born,
+                since: Instant::now(),
+            });
             return;
         }
-        self.idle_list().push(Idle {
-            conn,
-            born,
-            since: Instant::now(),
-        });
+        drop(idle);
+        self.forget();
+        // Closed politely where a runtime is at hand; else dropping the socket ends the session.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = conn.close().await;
+            });
+        }
+    }
+
+    /// One connection fewer is open.
+    fn forget(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn report(&self, statement: &Statement, started: Instant, failed: bool) {
@@ -189,6 +207,8 @@ pub(crate) struct Conn {
     born: Instant,
     /// `BEGIN` was sent and neither COMMIT nor ROLLBACK has succeeded since.
     in_transaction: bool,
+    /// A statement was sent and its answer not read to the end (its caller stopped waiting).
+    in_flight: bool,
     /// A statement failed on the wire: the connection is closed, not taken back.
     broken: bool,
     /// The pool's slot this connection holds; moved to the task that rolls back an open transaction.
@@ -203,6 +223,7 @@ impl Conn {
     /// Runs a statement, prepared (and kept prepared on this connection).
     pub(crate) async fn execute(&mut self, stmt: &Statement) -> Result<ExecResult, DbErr> {
         let started = Instant::now();
+        self.in_flight = true;
         let done = query(stmt).execute(self.raw()).await;
         self.settle(stmt, started, done.map(ExecResult::from).map_err(exec_err))
     }
@@ -210,6 +231,7 @@ impl Conn {
     /// Runs a query, prepared (and kept prepared on this connection), returning all its rows.
     pub(crate) async fn query(&mut self, stmt: &Statement) -> Result<Vec<QueryResult>, DbErr> {
         let started = Instant::now();
+        self.in_flight = true;
         let done = query(stmt).fetch_all(self.raw()).await;
         let rows = done.map(|rows| rows.into_iter().map(QueryResult::from).collect());
         self.settle(stmt, started, rows.map_err(query_err))
@@ -218,6 +240,7 @@ impl Conn {
     /// Runs `sql` as it is (the simple protocol: no parameters, several statements allowed).
     pub(crate) async fn execute_unprepared(&mut self, sql: &str) -> Result<ExecResult, DbErr> {
         let started = Instant::now();
+        self.in_flight = true;
         let done = self.raw().execute(AssertSqlSafe(sql.to_owned())).await;
         let stmt = Statement::from_string(DbBackend::Postgres, sql);
         self.settle(&stmt, started, done.map(ExecResult::from).map_err(exec_err))
@@ -226,6 +249,7 @@ impl Conn {
     /// Notes a statement's outcome: reported to the metric callback; a connection broken by it is not
     /// taken back.
     fn settle<T>(&mut self, stmt: &Statement, started: Instant, done: Result<T, DbErr>) -> Result<T, DbErr> {
+        self.in_flight = false;
         if let Err(err) = &done {
             self.broken |= breaks_connection(err);
         }
@@ -257,10 +281,12 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else { return };
-        if self.broken {
-            self.pool.open.fetch_sub(1, Ordering::Relaxed);
-            return; // dropping the socket ends the session; the server rolls back what was open
+        let Some(conn) = self.conn.take() else { return };
+        if self.broken || self.in_flight {
+            // Dropping the socket ends the session; the server rolls back what was open once it sees
+            // that (a statement still running finishes first).
+            self.pool.forget();
+            return;
         }
         if !self.in_transaction {
             self.pool.give_back(conn, self.born);
@@ -269,21 +295,43 @@ impl Drop for Conn {
         // Rolled back now, not at the next checkout: the transaction's locks go with it. The slot is
         // held until then, so the pool never lends a connection with a transaction open.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.pool.open.fetch_sub(1, Ordering::Relaxed);
+            self.pool.forget();
             return;
         };
-        let pool = Arc::clone(&self.pool);
-        let born = self.born;
-        let permit = self.permit.take();
-        runtime.spawn(async move {
-            match conn.execute(AssertSqlSafe("ROLLBACK")).await {
-                Ok(_) => pool.give_back(conn, born),
-                Err(_) => {
-                    pool.open.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            drop(permit);
-        });
+        let rollback = Rollback {
+            pool: Arc::clone(&self.pool),
+            conn: Some(conn),
+            born: self.born,
+            _permit: self.permit.take(),
+        };
+        runtime.spawn(rollback.run());
+    }
+}
+
+/// The ROLLBACK of a transaction dropped uncommitted, run in a task of its own; if the task never runs
+/// (the runtime is shutting down), dropping it closes the connection and counts it gone.
+struct Rollback {
+    pool: Arc<Pool>,
+    conn: Option<PgConnection>,
+    born: Instant,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Rollback {
+    async fn run(mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        match conn.execute(AssertSqlSafe("ROLLBACK")).await {
+            Ok(_) => self.pool.give_back(conn, self.born),
+            Err(_) => self.pool.forget(),
+        }
+    }
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if self.conn.take().is_some() {
+            self.pool.forget();
+        }
     }
 }
 
@@ -304,14 +352,22 @@ fn query_err(err: sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
 }
 
-/// Whether the connection is no use after `err`: it broke on the wire, or the server ended the session.
+/// Whether the connection is no use after `err`: it broke on the wire, or the server ended the session
+/// (SQLSTATE class 08 connection exception, 57P… shut down or terminated) or left it on a read-only
+/// standby (25006: a new connection reaches the new primary). Other errors leave the session usable.
 fn breaks_connection(err: &DbErr) -> bool {
     match err {
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
-            sqlx::Error::Database(_) => crate::is_unavailable(err),
+            sqlx::Error::Database(db) => db
+                .try_downcast_ref::<PgDatabaseError>()
+                .is_some_and(|pg| session_over(pg.code())),
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
             _ => false,
         },
         _ => false,
     }
+}
+
+fn session_over(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || sqlstate.starts_with("57P") || sqlstate == "25006"
 }

@@ -322,3 +322,86 @@ async fn a_database_taken_away_is_unavailable_in_flight_and_on_connect() {
     assert!(is_unavailable(&reconnect), "{reconnect:?}");
     db.close().await.ok();
 }
+
+#[tokio::test]
+async fn a_statement_left_running_is_not_answered_to_the_next_user_of_its_connection() {
+    let scratch = Scratch::new("left").await;
+    let db = open(&scratch.url(), 1).await;
+    // Fails after its caller stopped waiting: that failure belongs to nobody else.
+    let failing_late =
+        db.execute_unprepared("DO $$ BEGIN PERFORM pg_sleep(0.3); RAISE EXCEPTION 'late failure'; END $$");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), failing_late)
+            .await
+            .is_err(),
+        "the statement was cut short"
+    );
+    db.execute_unprepared("INSERT INTO t VALUES (1)")
+        .await
+        .expect("the next statement gets its own answer, not the late failure");
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_transaction_dropped_during_a_statement_gives_its_slot_back_at_once() {
+    let scratch = Scratch::new("midway").await;
+    let db = open(&scratch.url(), 1).await;
+    let txn = begin_write(&db).await.expect("begin");
+    txn.execute_unprepared("INSERT INTO t VALUES (1)")
+        .await
+        .expect("insert");
+    let slow = txn.execute_unprepared("SELECT pg_sleep(0.3)");
+    assert!(tokio::time::timeout(Duration::from_millis(50), slow).await.is_err());
+    drop(txn);
+    assert_eq!(db.usage(), (0, 0), "closed: no waiting for the statement to finish");
+    db.execute_unprepared("INSERT INTO t VALUES (2)")
+        .await
+        .expect("a new connection in the freed slot");
+    // The server ends the abandoned transaction once it sees its session gone.
+    let mut ids: Vec<i32> = Vec::new();
+    for _ in 0..50 {
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT id FROM t ORDER BY id",
+            ))
+            .await
+            .expect("select");
+        ids = rows.iter().map(|r| r.try_get_by_index(0).expect("id")).collect();
+        if ids == [2] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ids, [2], "the dropped transaction's row never committed");
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_statement_timeout_leaves_its_session_in_use() {
+    let scratch = Scratch::new("timeout").await;
+    let db = open(&scratch.url(), 1).await;
+    db.execute_unprepared("SET statement_timeout = '50ms'")
+        .await
+        .expect("set");
+    let err = db
+        .execute_unprepared("SELECT pg_sleep(0.3)")
+        .await
+        .expect_err("timed out");
+    assert!(
+        is_unavailable(&err),
+        "a timeout under load is a transient outage: {err:?}"
+    );
+    let timeout: String = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SHOW statement_timeout",
+        ))
+        .await
+        .expect("show")
+        .expect("a row")
+        .try_get_by_index(0)
+        .expect("value");
+    assert_eq!(timeout, "50ms", "the same session, kept");
+    db.close().await.expect("close");
+}
