@@ -432,6 +432,13 @@ impl CallApp {
                 }
                 Some(intent.call_id)
             } else {
+                // An intent holds the key: an attempt of this request under way, or another request
+                // under the same id — or one left beside the call its request stored (the repair worker
+                // allows for that): a stored call answers first, as it did before any claim.
+                if let Some(call) = db::find_by_request(&txn, key).await? {
+                    txn.commit().await?;
+                    return placed_under(call, new, fingerprint);
+                }
                 let existing = intents::find(&txn, key).await?;
                 match Registration::decide(existing.as_ref(), fingerprint) {
                     IntentStep::Conflict => {

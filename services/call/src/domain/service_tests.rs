@@ -42,6 +42,25 @@ async fn a_new_call_is_claimed_and_stored_with_one_read_only() {
 }
 
 #[tokio::test]
+async fn a_retry_finds_its_stored_call_even_beside_a_leftover_intent() {
+    let payments = FakePayments::new();
+    let (app, db) = app(payments.clone()).await;
+    let first = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+    let leftover = Registration::fresh(&new_call("req-1", 3_000), 1_000);
+    assert!(
+        intents::insert(&db, &leftover).await.unwrap(),
+        "an intent beside the stored call"
+    );
+    let again = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(
+        payments.register_calls(),
+        1,
+        "no second fee under the leftover's call id"
+    );
+}
+
+#[tokio::test]
 async fn placing_twice_with_the_same_request_id_stores_one_call_and_registers_once() {
     let payments = FakePayments::new();
     let (app, db) = app(payments.clone()).await;
