@@ -2,6 +2,7 @@
 //! payment.
 
 mod actor;
+mod call_events;
 mod error;
 mod model;
 mod ports;
@@ -9,6 +10,7 @@ mod repair;
 mod service;
 
 pub use actor::Actor;
+pub use call_events::{CallEvent, CallFact};
 pub use error::RiderError;
 pub use model::{
     BoardChange, CancelOutcome, Change, Completion, Delivery, DeliveryFilter, Listed, Page, PickUp, PlacedCall,

@@ -56,8 +56,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BoardChange, CancelOutcome, Change, Completion, Delivery, DeliveryFilter, Listed, Page, PaymentCallError, Payments,
-    PickUp, PlacedCall, PlacedOutcome, Receipt, RiderError, on_call_cancelled, on_call_placed,
+    BoardChange, Change, Completion, Delivery, DeliveryFilter, Listed, Page, PaymentCallError, Payments, PickUp,
+    RiderError,
 };
 use crate::outbound::{
     db::{self, Mark},
@@ -66,7 +66,7 @@ use crate::outbound::{
 
 /// How often a writer re-reads after losing a race before giving up. A lost race re-decides on the
 /// winner's state, which is normally final, so one retry is enough in practice.
-const RACE_RETRIES: usize = 5;
+pub(super) const RACE_RETRIES: usize = 5;
 
 /// Board changes a slow watcher may fall behind by before it is told to re-read the board.
 const BOARD_BACKLOG: usize = 1024;
@@ -211,90 +211,6 @@ impl RiderApp {
             Marked::At(mark) => self.settle_marked(&call_id, &rider, mark).await,
             Marked::Done(delivery) => Ok(*delivery),
         }
-    }
-
-    /// Applies CallPlaced: the call opens on the board, unless a row for it exists already.
-    pub async fn on_call_placed(
-        &self,
-        receipt: &Receipt,
-        call_id: CallId,
-        placed: PlacedCall,
-    ) -> Result<(), RiderError> {
-        for _ in 0..RACE_RETRIES {
-            let txn = baemin_mesh_store::begin_write(&self.db).await?;
-            if !baemin_mesh_events::inbox::first_delivery(&txn, &receipt.subject, &receipt.event_id).await? {
-                txn.commit().await?;
-                return Ok(());
-            }
-            // Most calls are new here: open the call first, and read the row standing only if there
-            // is one (the cancellation's consumer stored it first) — no read before the write.
-            let now = now_millis();
-            let opened = match on_call_placed(None, &call_id, &placed, now) {
-                PlacedOutcome::Open(d) if db::insert(&txn, &d).await? => Some(d),
-                _ => match on_call_placed(db::find(&txn, &call_id).await?.as_ref(), &call_id, &placed, now) {
-                    // Not there after all (removed since the insert found it): decide again.
-                    PlacedOutcome::Open(_) => {
-                        txn.rollback().await?;
-                        continue;
-                    }
-                    PlacedOutcome::Fill(d) => {
-                        db::fill_call(&txn, &d).await?;
-                        None
-                    }
-                    PlacedOutcome::Unchanged => None,
-                },
-            };
-            txn.commit().await?;
-            if let Some(d) = opened {
-                self.announce(BoardChange::Opened(d)).await;
-            }
-            return Ok(());
-        }
-        Err(RiderError::Contention(call_id))
-    }
-
-    /// Applies CallCancelled (which happened at `at`): the call service is the authority, so the
-    /// delivery becomes CANCELLED whatever its status short of COMPLETED.
-    pub async fn on_call_cancelled(&self, receipt: &Receipt, call_id: CallId, at: Millis) -> Result<(), RiderError> {
-        for _ in 0..RACE_RETRIES {
-            let txn = baemin_mesh_store::begin_write(&self.db).await?;
-            if !baemin_mesh_events::inbox::first_delivery(&txn, &receipt.subject, &receipt.event_id).await? {
-                txn.commit().await?;
-                return Ok(());
-            }
-            let current = db::find(&txn, &call_id).await?;
-            let closed = match on_call_cancelled(current.as_ref(), &call_id, at, now_millis()) {
-                CancelOutcome::Tombstone(d) => {
-                    if !db::insert(&txn, &d).await? {
-                        txn.rollback().await?;
-                        continue;
-                    }
-                    None
-                }
-                CancelOutcome::Cancel(d) => {
-                    let from = current.as_ref().map_or(d.status, |c| c.status);
-                    if !db::update_from(&txn, &d, from).await? {
-                        // A rider command moved the delivery meanwhile: cancel what it left.
-                        txn.rollback().await?;
-                        continue;
-                    }
-                    current.filter(Delivery::is_open).map(|_| d)
-                }
-                CancelOutcome::Unchanged => None,
-                CancelOutcome::CompletedFirst => {
-                    // Cannot happen while payment arbitrates (the cancel voids the fee first, so
-                    // Settle is refused); a completed delivery stays completed.
-                    tracing::warn!(call_id = %call_id, "CallCancelled for a completed delivery; kept COMPLETED");
-                    None
-                }
-            };
-            txn.commit().await?;
-            if let Some(d) = closed {
-                self.announce(BoardChange::Closed(d)).await;
-            }
-            return Ok(());
-        }
-        Err(RiderError::Contention(call_id))
     }
 
     /// Step 1 of PickUp and CompleteDelivery: the write-ahead `mark` on the delivery of `rider`, unless
@@ -492,7 +408,7 @@ impl RiderApp {
     }
 
     /// Tells the watchers of every replica (committed changes only); nobody watching is fine.
-    async fn announce(&self, change: BoardChange) {
+    pub(super) async fn announce(&self, change: BoardChange) {
         match (&self.feed, change) {
             (Some(feed), BoardChange::Opened(d) | BoardChange::Closed(d)) => feed.announce(d.call_id.as_str()).await,
             (_, change) => {

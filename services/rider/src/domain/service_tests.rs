@@ -594,6 +594,64 @@ async fn a_call_placed_opens_its_delivery_without_reading_first() {
     );
 }
 
+fn call_event(receipt: &Receipt, call_id: &CallId, fact: CallFact) -> CallEvent {
+    CallEvent {
+        receipt: receipt.clone(),
+        call_id: call_id.clone(),
+        fact,
+    }
+}
+
+fn board_change(change: BoardChange) -> (&'static str, CallId) {
+    match change {
+        BoardChange::Opened(d) => ("opened", d.call_id),
+        BoardChange::Closed(d) => ("closed", d.call_id),
+        BoardChange::Resync => ("resync", CallId::generate()),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_call_events_applies_each_once_in_order_and_tells_the_board_after_its_commit() {
+    let t = spawn_app().await;
+    let (first, second) = (CallId::generate(), CallId::generate());
+    let placed = receipt("baemin.events.call.placed");
+    let mut board = t.app.watch_board();
+    let statements = baemin_mesh_testkit::record_statements(&t.db);
+    t.app
+        .apply_call_events(&[
+            call_event(&placed, &first, CallFact::Placed(placed_call())),
+            call_event(
+                &receipt("baemin.events.call.placed"),
+                &second,
+                CallFact::Placed(placed_call()),
+            ),
+            call_event(
+                &receipt("baemin.events.call.cancelled"),
+                &first,
+                CallFact::Cancelled(900),
+            ),
+            // The first event's id again (a redelivery inside the batch): recognised by the inbox alone —
+            // carrying a cancellation of the second call, it would cancel it if it were applied.
+            call_event(&placed, &second, CallFact::Cancelled(950)),
+        ])
+        .await
+        .unwrap();
+    let run = statements.take();
+    assert_eq!(
+        run.iter().filter(|w| *w == "SAVEPOINT" || *w == "BEGIN").count(),
+        1,
+        "one transaction: {run:?}"
+    );
+    assert_eq!(t.status(&first).await, DeliveryStatus::Cancelled);
+    assert_eq!(t.status(&second).await, DeliveryStatus::Called);
+    let told: Vec<_> = std::iter::from_fn(|| board.try_recv().ok()).map(board_change).collect();
+    assert_eq!(
+        told,
+        [("opened", first.clone()), ("opened", second), ("closed", first)],
+        "in order, each once"
+    );
+}
+
 #[tokio::test]
 async fn a_redelivered_event_applies_nothing_twice() {
     let t = spawn_app().await;
