@@ -6,6 +6,7 @@ mod error;
 mod fallback;
 #[cfg(test)]
 mod fallback_tests;
+mod follow;
 mod model;
 mod ports;
 mod repair;

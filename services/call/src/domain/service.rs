@@ -42,7 +42,7 @@
 //! RegisterCost, and a registration already in flight lands on a fee the cancellation registered and
 //! voided (refused), or before it (and is voided with it).
 
-use baemin_mesh_store::Db;
+use baemin_mesh_store::{Db, Txn};
 use std::{sync::Arc, time::Duration};
 
 use baemin_kernel::{
@@ -60,7 +60,7 @@ use crate::outbound::{db, events, intents};
 
 /// How often a command re-reads after losing a race before giving up (a lost race re-decides on the
 /// winner's state, so one retry is normally enough).
-const RACE_RETRIES: usize = 3;
+pub(super) const RACE_RETRIES: usize = 3;
 
 /// Changes kept for slow watchers before they lag (and re-read the call).
 const WATCH_BUFFER: usize = 1024;
@@ -121,7 +121,17 @@ pub(super) enum VoidOutcome {
 }
 
 /// A change decided on the current call.
-struct Change {
+/// What [`CallApp::step`] did inside its transaction.
+pub(super) enum Step {
+    /// The change was written (with its event): commit, then tell watchers.
+    Stored(Change),
+    /// Nothing to write: the call as it stands (nothing decided, or the event was applied before).
+    Unchanged(Call),
+    /// Another change committed between the read and the write: decide again on it.
+    Raced,
+}
+
+pub(super) struct Change {
     next: Call,
     event: Option<Envelope>,
     /// Whether watchers see it (a cancellation mark alone is internal).
@@ -137,7 +147,7 @@ impl Change {
         }
     }
 
-    fn visible(next: Call) -> Self {
+    pub(super) fn visible(next: Call) -> Self {
         Self {
             next,
             event: None,
@@ -297,16 +307,6 @@ impl CallApp {
             VoidOutcome::Kept(_) => Err(CallError::PickedUpFirst),
             VoidOutcome::Unavailable(detail) => Err(CallError::PaymentUnavailable(detail)),
         }
-    }
-
-    /// Applies an event of the rider service, once per event id, converging whatever the order.
-    pub async fn follow(&self, delivery: Delivery) -> Result<(), CallError> {
-        let inbox = (delivery.subject.as_str(), delivery.event_id.as_str());
-        self.transition(&delivery.call_id, Some(inbox), |call| {
-            Ok(call.apply(&delivery.event, delivery.occurred_at).map(Change::visible))
-        })
-        .await
-        .map(drop)
     }
 
     /// A watcher's subscription, taken before it reads the call: the changes from then on, and the signal
@@ -538,40 +538,67 @@ impl CallApp {
     {
         for _ in 0..RACE_RETRIES {
             let txn = baemin_mesh_store::begin_write(&self.db).await?;
-            if let Some((subject, event_id)) = inbox
-                && !baemin_mesh_events::inbox::first_delivery(&txn, subject, event_id).await?
-            {
-                let current = db::find(&txn, call_id).await?;
-                txn.commit().await?;
-                return current
-                    .map(|call| (call, false))
-                    .ok_or_else(|| CallError::NotFound(call_id.to_string()));
-            }
-            let current = db::find(&txn, call_id)
-                .await?
-                .ok_or_else(|| CallError::NotFound(call_id.to_string()))?;
-            let Some(change) = decide(&current)? else {
-                txn.commit().await?;
-                return Ok((current, false));
-            };
-            if db::update(&txn, &change.next, current.version).await? {
-                match &change.event {
-                    Some(event) => {
-                        self.outbox.enqueue(&txn, event).await?;
-                        self.outbox.commit(txn).await?;
-                    }
-                    None => txn.commit().await?,
+            match self.step(&txn, call_id, inbox, &decide).await? {
+                Step::Unchanged(current) => {
+                    txn.commit().await?;
+                    return Ok((current, false));
                 }
-                if change.visible {
-                    self.publish(&change.next).await;
+                Step::Stored(change) => {
+                    self.finish(txn, std::slice::from_ref(&change)).await?;
+                    return Ok((change.next, true));
                 }
-                return Ok((change.next, true));
+                // Another change committed first; decide again on it.
+                Step::Raced => txn.rollback().await?,
             }
-            // Another change committed first; decide again on it.
         }
         Err(CallError::Contended(format!(
             "call {call_id} is changing concurrently; retry"
         )))
+    }
+
+    /// Inside `txn`: records the event `inbox` names (if any) and, the first time, reads the call, lets
+    /// `decide` choose a change and writes it with its event if the call did not change since the read.
+    pub(super) async fn step<F>(
+        &self,
+        txn: &Txn,
+        call_id: &CallId,
+        inbox: Option<(&str, &str)>,
+        decide: F,
+    ) -> Result<Step, CallError>
+    where
+        F: Fn(&Call) -> Result<Option<Change>, CallError>,
+    {
+        let not_found = || CallError::NotFound(call_id.to_string());
+        if let Some((subject, event_id)) = inbox
+            && !baemin_mesh_events::inbox::first_delivery(txn, subject, event_id).await?
+        {
+            return db::find(txn, call_id).await?.map(Step::Unchanged).ok_or_else(not_found);
+        }
+        let current = db::find(txn, call_id).await?.ok_or_else(not_found)?;
+        let Some(change) = decide(&current)? else {
+            return Ok(Step::Unchanged(current));
+        };
+        if !db::update(txn, &change.next, current.version).await? {
+            return Ok(Step::Raced);
+        }
+        if let Some(event) = &change.event {
+            self.outbox.enqueue(txn, event).await?;
+        }
+        Ok(Step::Stored(change))
+    }
+
+    /// Commits `txn`, holding `changes` (waking the relay if one carries an event), then tells watchers
+    /// the visible ones.
+    pub(super) async fn finish(&self, txn: Txn, changes: &[Change]) -> Result<(), CallError> {
+        if changes.iter().any(|c| c.event.is_some()) {
+            self.outbox.commit(txn).await?;
+        } else {
+            txn.commit().await?;
+        }
+        for change in changes.iter().filter(|c| c.visible) {
+            self.publish(&change.next).await;
+        }
+        Ok(())
     }
 
     /// Tells the watchers of every replica about a committed change; nobody watching is fine.

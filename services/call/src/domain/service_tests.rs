@@ -61,6 +61,50 @@ async fn a_retry_finds_its_stored_call_even_beside_a_leftover_intent() {
 }
 
 #[tokio::test]
+async fn a_batch_of_delivery_events_applies_each_once_in_order_in_one_transaction() {
+    let (app, db) = app(FakePayments::new()).await;
+    let first = app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap().call_id;
+    let second = app.place(&COMPANY, new_call("req-2", 3_000)).await.unwrap().call_id;
+    let accepted = || DeliveryEvent::Accepted { rider: rider("r-1") };
+    let picked = || DeliveryEvent::Picked { rider: rider("r-1") };
+    let mut changes = app.watch().changes;
+    let statements = baemin_mesh_testkit::record_statements(&db);
+    app.follow_all(&[
+        delivery(&first, accepted(), "e-1"),
+        delivery(&second, accepted(), "e-2"),
+        delivery(&first, picked(), "e-3"),
+        // The first event's id again (a redelivery inside the batch): recognised by the inbox alone —
+        // carrying the second call's pick-up, it would move it if it were applied.
+        delivery(&second, picked(), "e-1"),
+    ])
+    .await
+    .unwrap();
+    let run = statements.take();
+    assert_eq!(
+        run.iter().filter(|w| *w == "SAVEPOINT" || *w == "BEGIN").count(),
+        1,
+        "one transaction: {run:?}"
+    );
+    assert_eq!(app.get(&COMPANY, &first).await.unwrap().status, DeliveryStatus::Picked);
+    assert_eq!(
+        app.get(&COMPANY, &second).await.unwrap().status,
+        DeliveryStatus::Accepted
+    );
+    let told: Vec<_> = std::iter::from_fn(|| changes.try_recv().ok())
+        .map(|call| (call.call_id, call.status))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (first.clone(), DeliveryStatus::Accepted),
+            (second, DeliveryStatus::Accepted),
+            (first, DeliveryStatus::Picked),
+        ],
+        "watchers told each change once, in order, after the commit"
+    );
+}
+
+#[tokio::test]
 async fn placing_twice_with_the_same_request_id_stores_one_call_and_registers_once() {
     let payments = FakePayments::new();
     let (app, db) = app(payments.clone()).await;

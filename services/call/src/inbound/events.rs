@@ -30,17 +30,33 @@ impl DeliveryFollower {
 }
 
 impl EventHandler for DeliveryFollower {
+    const HANDLES_ALL: bool = true;
+
     async fn handle(&self, subject: &str, envelope: Envelope) -> Result<(), HandleError> {
         let delivery = delivery(subject, envelope).map_err(HandleError::Rejected)?;
-        match self.app.follow(delivery).await {
-            Ok(()) => Ok(()),
-            // The call service stores a call before anyone can learn its id, so an unknown call never
-            // appears later: waiting for it would loop.
-            Err(err @ CallError::NotFound(_)) => Err(HandleError::Rejected(err.to_string())),
-            Err(CallError::Db(db)) => Err(HandleError::from(db)),
-            Err(err @ CallError::Contended(_)) => Err(HandleError::Transient(Box::new(err))),
-            Err(err) => Err(HandleError::Rejected(err.to_string())),
-        }
+        self.app.follow(delivery).await.map_err(handle_error)
+    }
+
+    /// A lane's queued events in one transaction (one commit); the lane applies them one by one
+    /// instead if this fails (an unreadable event, or one for an unknown call, is dead-lettered there).
+    async fn handle_all(&self, events: &[(String, Envelope)]) -> Result<(), HandleError> {
+        let deliveries = events
+            .iter()
+            .map(|(subject, envelope)| delivery(subject, envelope.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(HandleError::Rejected)?;
+        self.app.follow_all(&deliveries).await.map_err(handle_error)
+    }
+}
+
+fn handle_error(err: CallError) -> HandleError {
+    match err {
+        // The call service stores a call before anyone can learn its id, so an unknown call never
+        // appears later: waiting for it would loop.
+        err @ CallError::NotFound(_) => HandleError::Rejected(err.to_string()),
+        CallError::Db(db) => HandleError::from(db),
+        err @ CallError::Contended(_) => HandleError::Transient(Box::new(err)),
+        err => HandleError::Rejected(err.to_string()),
     }
 }
 
