@@ -32,7 +32,7 @@ use sea_orm::{
     sea_query::Values,
     sqlx::{
         self, AssertSqlSafe, ConnectOptions as _, Connection as _, Executor as _,
-        postgres::{PgConnectOptions, PgConnection, PgDatabaseError, Postgres},
+        postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgSeverity, Postgres},
     },
 };
 use sea_query_sqlx::SqlxValues;
@@ -220,18 +220,29 @@ impl Conn {
         self.conn.as_mut().expect("a lent connection is held until dropped")
     }
 
+    /// Marks a statement as sent; refused if the one before it was abandoned mid-way (a transaction
+    /// whose statement was cancelled, then used again): its late answer would be read as this one's.
+    fn start(&mut self) -> Result<Instant, DbErr> {
+        if self.in_flight {
+            self.broken = true;
+            return Err(DbErr::Conn(RuntimeErr::Internal(
+                "the connection's previous statement was abandoned before its answer: it is not used again".into(),
+            )));
+        }
+        self.in_flight = true;
+        Ok(Instant::now())
+    }
+
     /// Runs a statement, prepared (and kept prepared on this connection).
     pub(crate) async fn execute(&mut self, stmt: &Statement) -> Result<ExecResult, DbErr> {
-        let started = Instant::now();
-        self.in_flight = true;
+        let started = self.start()?;
         let done = query(stmt).execute(self.raw()).await;
         self.settle(stmt, started, done.map(ExecResult::from).map_err(exec_err))
     }
 
     /// Runs a query, prepared (and kept prepared on this connection), returning all its rows.
     pub(crate) async fn query(&mut self, stmt: &Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let started = Instant::now();
-        self.in_flight = true;
+        let started = self.start()?;
         let done = query(stmt).fetch_all(self.raw()).await;
         let rows = done.map(|rows| rows.into_iter().map(QueryResult::from).collect());
         self.settle(stmt, started, rows.map_err(query_err))
@@ -239,8 +250,7 @@ impl Conn {
 
     /// Runs `sql` as it is (the simple protocol: no parameters, several statements allowed).
     pub(crate) async fn execute_unprepared(&mut self, sql: &str) -> Result<ExecResult, DbErr> {
-        let started = Instant::now();
-        self.in_flight = true;
+        let started = self.start()?;
         let done = self.raw().execute(AssertSqlSafe(sql.to_owned())).await;
         let stmt = Statement::from_string(DbBackend::Postgres, sql);
         self.settle(&stmt, started, done.map(ExecResult::from).map_err(exec_err))
@@ -319,10 +329,15 @@ struct Rollback {
 
 impl Rollback {
     async fn run(mut self) {
-        let Some(mut conn) = self.conn.take() else { return };
-        match conn.execute(AssertSqlSafe("ROLLBACK")).await {
-            Ok(_) => self.pool.give_back(conn, self.born),
-            Err(_) => self.pool.forget(),
+        let Some(conn) = self.conn.as_mut() else { return };
+        // The connection stays in `self` while the ROLLBACK runs: if the task is dropped meanwhile,
+        // `drop` counts it gone.
+        let rolled_back = conn.execute(AssertSqlSafe("ROLLBACK")).await.is_ok();
+        let Some(conn) = self.conn.take() else { return };
+        if rolled_back {
+            self.pool.give_back(conn, self.born);
+        } else {
+            self.pool.forget();
         }
     }
 }
@@ -353,14 +368,15 @@ fn query_err(err: sqlx::Error) -> DbErr {
 }
 
 /// Whether the connection is no use after `err`: it broke on the wire, or the server ended the session
-/// (SQLSTATE class 08 connection exception, 57P… shut down or terminated) or left it on a read-only
-/// standby (25006: a new connection reaches the new primary). Other errors leave the session usable.
+/// (a FATAL error — an idle-in-transaction or transaction timeout among them —, SQLSTATE class 08
+/// connection exception, 57P… shut down or terminated) or left it on a read-only standby (25006: a new
+/// connection reaches the new primary). Other errors leave the session usable.
 fn breaks_connection(err: &DbErr) -> bool {
     match err {
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
-            sqlx::Error::Database(db) => db
-                .try_downcast_ref::<PgDatabaseError>()
-                .is_some_and(|pg| session_over(pg.code())),
+            sqlx::Error::Database(db) => db.try_downcast_ref::<PgDatabaseError>().is_some_and(|pg| {
+                matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic) || session_over(pg.code())
+            }),
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
             _ => false,
         },

@@ -357,23 +357,14 @@ async fn a_transaction_dropped_during_a_statement_gives_its_slot_back_at_once() 
     db.execute_unprepared("INSERT INTO t VALUES (2)")
         .await
         .expect("a new connection in the freed slot");
-    // The server ends the abandoned transaction once it sees its session gone.
-    let mut ids: Vec<i32> = Vec::new();
-    for _ in 0..50 {
-        let rows = db
-            .query_all_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                "SELECT id FROM t ORDER BY id",
-            ))
-            .await
-            .expect("select");
-        ids = rows.iter().map(|r| r.try_get_by_index(0).expect("id")).collect();
-        if ids == [2] {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(ids, [2], "the dropped transaction's row never committed");
+    // The server ends the abandoned transaction once it sees its session gone: its row never commits
+    // (once it is gone, the key is free; had it committed, the insert would find a duplicate).
+    db.execute_unprepared("SET lock_timeout = '5s'")
+        .await
+        .expect("lock timeout");
+    db.execute_unprepared("INSERT INTO t VALUES (1)")
+        .await
+        .expect("the dropped transaction's row never committed");
     db.close().await.expect("close");
 }
 
@@ -403,5 +394,28 @@ async fn a_statement_timeout_leaves_its_session_in_use() {
         .try_get_by_index(0)
         .expect("value");
     assert_eq!(timeout, "50ms", "the same session, kept");
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_transaction_whose_statement_was_abandoned_refuses_the_next_one() {
+    let scratch = Scratch::new("abandoned").await;
+    let db = open(&scratch.url(), 1).await;
+    let txn = begin_write(&db).await.expect("begin");
+    let failing_late =
+        txn.execute_unprepared("DO $$ BEGIN PERFORM pg_sleep(0.3); RAISE EXCEPTION 'late failure'; END $$");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), failing_late)
+            .await
+            .is_err()
+    );
+    let err = txn
+        .execute_unprepared("INSERT INTO t VALUES (1)")
+        .await
+        .expect_err("refused: the answer waiting is the abandoned statement's");
+    assert!(is_unavailable(&err), "{err:?}");
+    assert!(!err.to_string().contains("late failure"), "{err}");
+    drop(txn);
+    assert_eq!(db.usage(), (0, 0), "its connection was closed");
     db.close().await.expect("close");
 }
