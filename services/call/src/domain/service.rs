@@ -538,7 +538,15 @@ impl CallApp {
     {
         for _ in 0..RACE_RETRIES {
             let txn = baemin_mesh_store::begin_write(&self.db).await?;
-            match self.step(&txn, call_id, inbox, &decide).await? {
+            let step = match self.step(&txn, call_id, inbox, &decide).await {
+                Ok(step) => step,
+                Err(err) => {
+                    // Ended, not dropped: what was read here (on SQLite maybe not yet durable) was acted on.
+                    let _ = txn.rollback().await;
+                    return Err(err);
+                }
+            };
+            match step {
                 Step::Unchanged(current) => {
                     txn.commit().await?;
                     return Ok((current, false));
@@ -590,12 +598,26 @@ impl CallApp {
     /// Commits `txn`, holding `changes` (waking the relay if one carries an event), then tells watchers
     /// the visible ones.
     pub(super) async fn finish(&self, txn: Txn, changes: &[Change]) -> Result<(), CallError> {
-        if changes.iter().any(|c| c.event.is_some()) {
-            self.outbox.commit(txn).await?;
+        let committed = if changes.iter().any(|c| c.event.is_some()) {
+            self.outbox.commit(txn).await
         } else {
-            txn.commit().await?;
+            txn.commit().await
+        };
+        let visible = changes.iter().filter(|c| c.visible);
+        if let Err(err) = committed {
+            // It may have committed all the same (its answer lost), and a retry will find every event
+            // in the inbox and tell nobody: watchers read their calls again now.
+            match &self.feed {
+                Some(feed) => {
+                    for change in visible {
+                        feed.announce(change.next.call_id.as_str()).await;
+                    }
+                }
+                None => self.resync_watchers(),
+            }
+            return Err(err.into());
         }
-        for change in changes.iter().filter(|c| c.visible) {
+        for change in visible {
             self.publish(&change.next).await;
         }
         Ok(())

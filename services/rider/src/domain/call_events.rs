@@ -3,6 +3,7 @@
 //! record, the board told after the commit.
 
 use baemin_kernel::{CallId, Millis, now_millis};
+use baemin_mesh_store::Txn;
 
 use super::{
     BoardChange, CancelOutcome, Delivery, PlacedCall, PlacedOutcome, Receipt, RiderApp, RiderError, on_call_cancelled,
@@ -69,33 +70,36 @@ impl RiderApp {
 }
 
 impl RiderApp {
-    /// Applies `events` in order in one transaction, each once (a redelivered one, recognised by its
-    /// inbox record, applies nothing), and announces the board changes after the commit. A lost race
-    /// with a rider command on one of the deliveries applies the whole batch again (up to
-    /// `RACE_RETRIES` times, then `Contention`).
+    /// Applies `events` in one transaction, each once (a redelivered one, recognised by its inbox record,
+    /// applies nothing), and announces the board changes after the commit. A lost race with a rider
+    /// command on one of the deliveries applies the whole batch again (up to `RACE_RETRIES` times, then
+    /// `Contention`).
+    ///
+    /// Each call's events apply in the order given. Locks are taken in one order in every replica — the
+    /// inbox records by event id, then the deliveries by call id — so two replicas applying batches
+    /// about the same calls or events cannot deadlock (PostgreSQL would fail one of them after a second).
     pub async fn apply_call_events(&self, events: &[CallEvent]) -> Result<(), RiderError> {
-        'attempt: for _ in 0..RACE_RETRIES {
+        for _ in 0..RACE_RETRIES {
             let txn = baemin_mesh_store::begin_write(&self.db).await?;
-            let mut changes = Vec::new();
-            for event in events {
-                if !baemin_mesh_events::inbox::first_delivery(&txn, &event.receipt.subject, &event.receipt.event_id)
-                    .await?
-                {
+            let changes = match apply_in(&txn, events).await {
+                Ok(Some(changes)) => changes,
+                // A rider command changed one of the deliveries between our read and our write.
+                Ok(None) => {
+                    txn.rollback().await?;
                     continue;
                 }
-                let step = match &event.fact {
-                    CallFact::Placed(placed) => open(&txn, &event.call_id, placed).await?,
-                    CallFact::Cancelled(at) => close(&txn, &event.call_id, *at).await?,
-                };
-                match step {
-                    Step::Done(change) => changes.extend(change.map(|c| *c)),
-                    Step::Raced => {
-                        txn.rollback().await?;
-                        continue 'attempt;
-                    }
+                Err(err) => {
+                    // Ended, not dropped: what was read here (on SQLite maybe not yet durable) was acted on.
+                    let _ = txn.rollback().await;
+                    return Err(err);
                 }
+            };
+            if let Err(err) = txn.commit().await {
+                // It may have committed all the same (its answer lost), and a retry will find every event
+                // in the inbox and tell nobody: watchers read the board again now.
+                self.announce_in_doubt(changes).await;
+                return Err(err.into());
             }
-            txn.commit().await?;
             for change in changes {
                 self.announce(change).await;
             }
@@ -106,10 +110,35 @@ impl RiderApp {
     }
 }
 
+/// The batch inside `txn`: the board changes to announce after the commit, or `None` if a race was lost.
+async fn apply_in(txn: &Txn, events: &[CallEvent]) -> Result<Option<Vec<BoardChange>>, RiderError> {
+    let mut fresh: Vec<(&CallEvent, bool)> = events.iter().map(|e| (e, false)).collect();
+    let mut by_event: Vec<&mut (&CallEvent, bool)> = fresh.iter_mut().collect();
+    by_event.sort_by(|a, b| a.0.receipt.event_id.cmp(&b.0.receipt.event_id));
+    for (event, first) in by_event {
+        *first =
+            baemin_mesh_events::inbox::first_delivery(txn, &event.receipt.subject, &event.receipt.event_id).await?;
+    }
+    let mut by_call: Vec<&(&CallEvent, bool)> = fresh.iter().filter(|(_, first)| *first).collect();
+    by_call.sort_by(|a, b| a.0.call_id.as_str().cmp(b.0.call_id.as_str())); // stable: per call as given
+    let mut changes = Vec::new();
+    for (event, _) in by_call {
+        let step = match &event.fact {
+            CallFact::Placed(placed) => open(txn, &event.call_id, placed).await?,
+            CallFact::Cancelled(at) => close(txn, &event.call_id, *at).await?,
+        };
+        match step {
+            Step::Done(change) => changes.extend(change.map(|c| *c)),
+            Step::Raced => return Ok(None),
+        }
+    }
+    Ok(Some(changes))
+}
+
 /// CallPlaced inside `txn`. Most calls are new here: the call opens with an insert, and the row
 /// standing is read only if there is one (the cancellation's consumer stored it first) — no read
 /// before the write.
-async fn open(txn: &baemin_mesh_store::Txn, call_id: &CallId, placed: &PlacedCall) -> Result<Step, RiderError> {
+async fn open(txn: &Txn, call_id: &CallId, placed: &PlacedCall) -> Result<Step, RiderError> {
     let now = now_millis();
     Ok(match on_call_placed(None, call_id, placed, now) {
         PlacedOutcome::Open(d) if db::insert(txn, &d).await? => Step::Done(Some(Box::new(BoardChange::Opened(d)))),
@@ -126,7 +155,7 @@ async fn open(txn: &baemin_mesh_store::Txn, call_id: &CallId, placed: &PlacedCal
 }
 
 /// CallCancelled (which happened at `at`) inside `txn`.
-async fn close(txn: &baemin_mesh_store::Txn, call_id: &CallId, at: Millis) -> Result<Step, RiderError> {
+async fn close(txn: &Txn, call_id: &CallId, at: Millis) -> Result<Step, RiderError> {
     let current = db::find(txn, call_id).await?;
     Ok(match on_call_cancelled(current.as_ref(), call_id, at, now_millis()) {
         CancelOutcome::Tombstone(d) => {

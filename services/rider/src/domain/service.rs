@@ -407,6 +407,25 @@ impl RiderApp {
         Err(RiderError::Contention(call_id.clone()))
     }
 
+    /// After a COMMIT that failed but may have happened: the watchers of every replica read the rows of
+    /// `changes` again (announced on the feed, which re-reads), or this replica's board watchers read
+    /// the board again (no feed: what `changes` say may not have been stored).
+    pub(super) async fn announce_in_doubt(&self, changes: Vec<BoardChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        match &self.feed {
+            Some(_) => {
+                for change in changes {
+                    self.announce(change).await;
+                }
+            }
+            None => {
+                let _ = self.board.send(BoardChange::Resync);
+            }
+        }
+    }
+
     /// Tells the watchers of every replica (committed changes only); nobody watching is fine.
     pub(super) async fn announce(&self, change: BoardChange) {
         match (&self.feed, change) {
