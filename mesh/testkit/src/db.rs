@@ -177,7 +177,20 @@ pub struct Statements(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 impl Statements {
     /// The first words recorded so far, and forgets them.
-    pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    pub fn take(&self) -> Run {
+        Run(std::mem::take(
+            &mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        ))
+    }
+}
+
+/// Statements recorded by [`Statements`], by their first word, in the order they ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run(pub Vec<String>);
+
+impl Run {
+    /// How many begin with `word` (`"SELECT"`, `"BEGIN"`, …).
+    pub fn count(&self, word: &str) -> usize {
+        self.0.iter().filter(|w| *w == word).count()
     }
 }

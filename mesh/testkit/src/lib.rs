@@ -14,7 +14,7 @@ mod proxy;
 mod service;
 pub mod tls;
 
-pub use db::{DbKind, Statements, TestDatabases, postgres_admin_url, record_statements, with_database};
+pub use db::{DbKind, Run, Statements, TestDatabases, postgres_admin_url, record_statements, with_database};
 pub use identity::{TEST_IDENTITY_KEY, as_caller};
 pub use nats::NatsServer;
 pub use nats_cluster::NatsCluster;

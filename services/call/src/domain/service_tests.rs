@@ -31,14 +31,10 @@ async fn a_new_call_is_claimed_and_stored_with_one_read_only() {
     let statements = baemin_mesh_testkit::record_statements(&db);
     app.place(&COMPANY, new_call("req-1", 3_000)).await.unwrap();
     let run = statements.take();
-    let reads = run.iter().filter(|w| *w == "SELECT").count();
+    let reads = run.count("SELECT");
     // The look-up after the claim (a call stored meanwhile under the key); nothing read before a write.
     assert_eq!(reads, 1, "{run:?}");
-    assert_eq!(
-        run.iter().filter(|w| *w == "INSERT").count(),
-        3,
-        "intent, call, event: {run:?}"
-    );
+    assert_eq!(run.count("INSERT"), 3, "intent, call, event: {run:?}");
 }
 
 #[tokio::test]
@@ -84,11 +80,7 @@ async fn a_batch_of_delivery_events_applies_each_once_in_order_in_one_transactio
     .await
     .unwrap();
     let run = statements.take();
-    assert_eq!(
-        run.iter().filter(|w| *w == "BEGIN").count(),
-        1,
-        "one transaction: {run:?}"
-    );
+    assert_eq!(run.count("BEGIN"), 1, "one transaction: {run:?}");
     assert_eq!(app.get(&COMPANY, &first).await.unwrap().status, DeliveryStatus::Picked);
     assert_eq!(
         app.get(&COMPANY, &second).await.unwrap().status,

@@ -586,12 +586,8 @@ async fn a_call_placed_opens_its_delivery_without_reading_first() {
         .await
         .unwrap();
     let run = statements.take();
-    assert!(!run.iter().any(|w| w == "SELECT"), "{run:?}");
-    assert_eq!(
-        run.iter().filter(|w| *w == "INSERT").count(),
-        2,
-        "inbox, delivery: {run:?}"
-    );
+    assert_eq!(run.count("SELECT"), 0, "{run:?}");
+    assert_eq!(run.count("INSERT"), 2, "inbox, delivery: {run:?}");
 }
 
 fn call_event(receipt: &Receipt, call_id: &CallId, fact: CallFact) -> CallEvent {
@@ -639,11 +635,7 @@ async fn a_batch_of_call_events_applies_each_once_in_order_and_tells_the_board_a
         .await
         .unwrap();
     let run = statements.take();
-    assert_eq!(
-        run.iter().filter(|w| *w == "BEGIN").count(),
-        1,
-        "one transaction: {run:?}"
-    );
+    assert_eq!(run.count("BEGIN"), 1, "one transaction: {run:?}");
     assert_eq!(t.status(&first).await, DeliveryStatus::Cancelled);
     assert_eq!(t.status(&second).await, DeliveryStatus::Called);
     let told: Vec<_> = std::iter::from_fn(|| board.try_recv().ok()).map(board_change).collect();
