@@ -143,6 +143,29 @@ impl Counter {
     }
 }
 
+/// The first column of the first row `sql` returns.
+async fn first<T: sea_orm::TryGetable>(db: &Db, sql: &str) -> T {
+    db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+        .try_get_by_index(0)
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+}
+
+/// Runs `statement` for 50 ms and stops waiting for it (it goes on in the server, for 0.3 s).
+async fn cut_short<T>(statement: impl std::future::Future<Output = T>) {
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), statement)
+            .await
+            .is_err(),
+        "the statement was cut short"
+    );
+}
+
+/// A statement that fails after its caller stopped waiting (see [`cut_short`]).
+const FAILING_LATE: &str = "DO $$ BEGIN PERFORM pg_sleep(0.3); RAISE EXCEPTION 'late failure'; END $$";
+
 async fn open(url: &str, size: u32) -> Db {
     let db = baemin_mesh_store::open(url, size).await.expect("open");
     db.execute_unprepared("CREATE TABLE t (id INT PRIMARY KEY)")
@@ -176,14 +199,7 @@ async fn a_write_transaction_is_its_begin_its_statements_and_its_commit_and_a_st
         "one statement, no ping when taken or given back"
     );
 
-    let rows = db
-        .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT id FROM t ORDER BY id",
-        ))
-        .await
-        .expect("select");
-    let ids: Vec<i32> = rows.iter().map(|r| r.try_get_by_index(0).expect("id")).collect();
+    let ids: Vec<i32> = first(&db, "SELECT array_agg(id ORDER BY id) FROM t").await;
     assert_eq!(ids, [1, 2]);
     db.close().await.expect("close");
 }
@@ -216,16 +232,7 @@ async fn a_transaction_dropped_uncommitted_is_rolled_back_at_once_and_its_connec
         .await
         .expect("insert");
     txn.commit().await.expect("commit");
-    let count: i64 = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT count(*) FROM t",
-        ))
-        .await
-        .expect("count")
-        .expect("a row")
-        .try_get_by_index(0)
-        .expect("count");
+    let count: i64 = first(&db, "SELECT count(*) FROM t").await;
     assert_eq!(count, 2);
     db.close().await.expect("close");
 }
@@ -235,21 +242,9 @@ async fn a_statement_cancelled_in_flight_leaves_nothing_behind_for_the_next_user
     let scratch = Scratch::new("cancelled").await;
     let db = open(&scratch.url(), 1).await;
     let slow = db.execute_unprepared("SELECT pg_sleep(0.3)");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), slow).await.is_err(),
-        "the statement was cut short"
-    );
+    cut_short(slow).await;
     db.execute_unprepared("INSERT INTO t VALUES (7)").await.expect("insert");
-    let id: i32 = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT id FROM t",
-        ))
-        .await
-        .expect("select")
-        .expect("a row")
-        .try_get_by_index(0)
-        .expect("id");
+    let id: i32 = first(&db, "SELECT id FROM t").await;
     assert_eq!(id, 7, "the answer is this statement's, not the cancelled one's");
     db.close().await.expect("close");
 }
@@ -328,14 +323,8 @@ async fn a_statement_left_running_is_not_answered_to_the_next_user_of_its_connec
     let scratch = Scratch::new("left").await;
     let db = open(&scratch.url(), 1).await;
     // Fails after its caller stopped waiting: that failure belongs to nobody else.
-    let failing_late =
-        db.execute_unprepared("DO $$ BEGIN PERFORM pg_sleep(0.3); RAISE EXCEPTION 'late failure'; END $$");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), failing_late)
-            .await
-            .is_err(),
-        "the statement was cut short"
-    );
+    let failing_late = db.execute_unprepared(FAILING_LATE);
+    cut_short(failing_late).await;
     db.execute_unprepared("INSERT INTO t VALUES (1)")
         .await
         .expect("the next statement gets its own answer, not the late failure");
@@ -351,7 +340,7 @@ async fn a_transaction_dropped_during_a_statement_gives_its_slot_back_at_once() 
         .await
         .expect("insert");
     let slow = txn.execute_unprepared("SELECT pg_sleep(0.3)");
-    assert!(tokio::time::timeout(Duration::from_millis(50), slow).await.is_err());
+    cut_short(slow).await;
     drop(txn);
     assert_eq!(db.usage(), (0, 0), "closed: no waiting for the statement to finish");
     db.execute_unprepared("INSERT INTO t VALUES (2)")
@@ -383,16 +372,7 @@ async fn a_statement_timeout_leaves_its_session_in_use() {
         is_unavailable(&err),
         "a timeout under load is a transient outage: {err:?}"
     );
-    let timeout: String = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SHOW statement_timeout",
-        ))
-        .await
-        .expect("show")
-        .expect("a row")
-        .try_get_by_index(0)
-        .expect("value");
+    let timeout: String = first(&db, "SHOW statement_timeout").await;
     assert_eq!(timeout, "50ms", "the same session, kept");
     db.close().await.expect("close");
 }
@@ -402,13 +382,8 @@ async fn a_transaction_whose_statement_was_abandoned_refuses_the_next_one() {
     let scratch = Scratch::new("abandoned").await;
     let db = open(&scratch.url(), 1).await;
     let txn = begin_write(&db).await.expect("begin");
-    let failing_late =
-        txn.execute_unprepared("DO $$ BEGIN PERFORM pg_sleep(0.3); RAISE EXCEPTION 'late failure'; END $$");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), failing_late)
-            .await
-            .is_err()
-    );
+    let failing_late = txn.execute_unprepared(FAILING_LATE);
+    cut_short(failing_late).await;
     let err = txn
         .execute_unprepared("INSERT INTO t VALUES (1)")
         .await
