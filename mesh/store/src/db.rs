@@ -12,6 +12,9 @@ use crate::{
     sqlite::{self, Engine},
 };
 
+/// Reports a statement's duration and outcome (the service's telemetry), whichever the database.
+pub(crate) type MetricCallback = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send + Sync>;
+
 /// A service's database (cheap to clone: clones share the connection or pool).
 #[derive(Clone)]
 pub struct Db(Backing);
@@ -51,9 +54,10 @@ impl Db {
     where
         F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
     {
+        let callback: MetricCallback = Arc::new(callback);
         match &mut self.0 {
-            Backing::Sqlite(engine) => engine.set_metric_callback(Arc::new(callback) as sqlite::MetricCallback),
-            Backing::Postgres(pool) => pool.set_metric_callback(Arc::new(callback) as sqlite::MetricCallback),
+            Backing::Sqlite(engine) => engine.set_metric_callback(callback),
+            Backing::Postgres(pool) => pool.set_metric_callback(callback),
         }
     }
 

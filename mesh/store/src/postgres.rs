@@ -38,7 +38,7 @@ use sea_orm::{
 use sea_query_sqlx::SqlxValues;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::sqlite::MetricCallback;
+use crate::db::MetricCallback;
 
 /// A connection idle this long is closed and replaced when next taken (sqlx's default).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);

@@ -23,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::db::MetricCallback;
 use rusqlite::{Connection, OpenFlags};
 use sea_orm::{DbErr, ProxyExecResult, ProxyRow, RuntimeErr, Statement};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -31,9 +32,6 @@ use super::{
     columns::{self, Kinds},
     statements::{self, Failed, Failure},
 };
-
-/// Reports a statement's duration and outcome (the service's telemetry).
-pub(crate) type MetricCallback = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send + Sync>;
 
 /// Transactions committed with one sync at most.
 const GROUP_MEMBERS: usize = 64;

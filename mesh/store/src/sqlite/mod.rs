@@ -11,7 +11,7 @@ use std::sync::{
 
 use sea_orm::{DbErr, ProxyDatabaseTrait, ProxyExecResult, ProxyRow, Statement};
 
-pub(crate) use engine::{Engine, MetricCallback, Transaction};
+pub(crate) use engine::{Engine, Transaction};
 
 /// The engine as a sea-orm `DatabaseConnection`, for sea-orm-migration (which takes only sea-orm's own
 /// connection types). Migrations on SQLite run statement by statement, outside transactions (sea-orm-
