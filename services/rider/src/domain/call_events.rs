@@ -79,13 +79,18 @@ impl RiderApp {
     /// inbox records by event id, then the deliveries by call id — so two replicas applying batches
     /// about the same calls or events cannot deadlock (PostgreSQL would fail one of them after a second).
     pub async fn apply_call_events(&self, events: &[CallEvent]) -> Result<(), RiderError> {
-        for _ in 0..RACE_RETRIES {
+        let mut lost = 0;
+        loop {
             let txn = baemin_mesh_store::begin_write(&self.db).await?;
             let changes = match apply_in(&txn, events).await {
-                Ok(Some(changes)) => changes,
+                Ok(Ok(changes)) => changes,
                 // A rider command changed one of the deliveries between our read and our write.
-                Ok(None) => {
+                Ok(Err(call_id)) => {
                     txn.rollback().await?;
+                    lost += 1;
+                    if lost == RACE_RETRIES {
+                        return Err(RiderError::Contention(call_id));
+                    }
                     continue;
                 }
                 Err(err) => {
@@ -105,13 +110,12 @@ impl RiderApp {
             }
             return Ok(());
         }
-        let first = events.first().map(|e| e.call_id.clone());
-        Err(RiderError::Contention(first.unwrap_or_else(CallId::generate)))
     }
 }
 
-/// The batch inside `txn`: the board changes to announce after the commit, or `None` if a race was lost.
-async fn apply_in(txn: &Txn, events: &[CallEvent]) -> Result<Option<Vec<BoardChange>>, RiderError> {
+/// The batch inside `txn`: the board changes to announce after the commit, or the call whose delivery
+/// changed between our read and our write (a race lost).
+async fn apply_in(txn: &Txn, events: &[CallEvent]) -> Result<Result<Vec<BoardChange>, CallId>, RiderError> {
     let mut fresh: Vec<(&CallEvent, bool)> = events.iter().map(|e| (e, false)).collect();
     let mut by_event: Vec<&mut (&CallEvent, bool)> = fresh.iter_mut().collect();
     by_event.sort_by(|a, b| a.0.receipt.event_id.cmp(&b.0.receipt.event_id));
@@ -129,10 +133,10 @@ async fn apply_in(txn: &Txn, events: &[CallEvent]) -> Result<Option<Vec<BoardCha
         };
         match step {
             Step::Done(change) => changes.extend(change.map(|c| *c)),
-            Step::Raced => return Ok(None),
+            Step::Raced => return Ok(Err(event.call_id.clone())),
         }
     }
-    Ok(Some(changes))
+    Ok(Ok(changes))
 }
 
 /// CallPlaced inside `txn`. Most calls are new here: the call opens with an insert, and the row
