@@ -1,6 +1,6 @@
 //! Opening a service's database and running its migrations.
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use sea_orm::{DbErr, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
@@ -107,13 +107,11 @@ pub async fn open(url: &str, pool_size: u32) -> Result<Db, StoreError> {
             }
             Db::sqlite(Engine::open(url).map_err(connect_error)?)
         }
-        Backend::Postgres => {
-            let timeouts = Timeouts {
-                acquire: Duration::from_secs(10),
-                connect: Duration::from_secs(5),
-            };
-            Db::postgres(Pool::open(url, pool_size, timeouts).await.map_err(connect_error)?)
-        }
+        Backend::Postgres => Db::postgres(
+            Pool::open(url, pool_size, Timeouts::default())
+                .await
+                .map_err(connect_error)?,
+        ),
     };
     Ok(db)
 }
@@ -416,7 +414,7 @@ mod tests {
             txn.execute_unprepared("INSERT INTO seats VALUES (2)").await?;
             txn.commit().await
         });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         holder.commit().await.unwrap();
         writer
             .await

@@ -17,7 +17,7 @@
 //!   ended (SQLSTATE class 08, 57P…, or 25006: a failover left it on a standby) is closed; errors that
 //!   leave the session usable (a statement timeout, out of memory) keep it.
 //!
-//! Idle connections older than [`IDLE_TIMEOUT`] or [`MAX_LIFETIME`] are replaced when next taken.
+//! Connections idle or open longer than [`Timeouts`] allow are replaced when next taken.
 
 use std::{
     sync::{
@@ -40,18 +40,29 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::db::MetricCallback;
 
-/// A connection idle this long is closed and replaced when next taken (sqlx's default).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-/// A connection this old is closed and replaced when next taken (sqlx's default).
-const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// How a write transaction starts; see [`crate::begin_write`] for why READ COMMITTED.
 const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
-/// How long to wait for a free connection, and for a new one to open.
+/// How long to wait for a free connection and for a new one to open, and how long a connection may stay
+/// idle or open before it is replaced when next taken.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
     pub(crate) acquire: Duration,
     pub(crate) connect: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) lifetime: Duration,
+}
+
+impl Default for Timeouts {
+    /// 10 s for a free connection, 5 s to connect; idle 10 minutes, open 30 (sqlx's defaults).
+    fn default() -> Self {
+        Self {
+            acquire: Duration::from_secs(10),
+            connect: Duration::from_secs(5),
+            idle: Duration::from_secs(10 * 60),
+            lifetime: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// Up to `size` connections to one database.
@@ -134,7 +145,9 @@ impl Pool {
         let now = Instant::now();
         loop {
             let Some(idle) = self.idle_list().pop() else { break };
-            if now.duration_since(idle.since) < IDLE_TIMEOUT && now.duration_since(idle.born) < MAX_LIFETIME {
+            if now.duration_since(idle.since) < self.timeouts.idle
+                && now.duration_since(idle.born) < self.timeouts.lifetime
+            {
                 return Ok(self.lend(idle.conn, idle.born, permit));
             }
             self.forget();
@@ -386,4 +399,51 @@ fn breaks_connection(err: &DbErr) -> bool {
 
 fn session_over(sqlstate: &str) -> bool {
     sqlstate.starts_with("08") || sqlstate.starts_with("57P") || sqlstate == "25006"
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+    use super::*;
+
+    fn url() -> String {
+        std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    async fn backend_pid(pool: &Arc<Pool>) -> i32 {
+        let stmt = Statement::from_string(DbBackend::Postgres, "SELECT pg_backend_pid()");
+        let rows = pool.acquire().await.unwrap().query(&stmt).await.unwrap();
+        rows.first().unwrap().try_get_by_index(0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_or_open_too_long_is_replaced_when_next_taken_and_one_within_its_time_is_kept() {
+        let kept = Pool::open(&url(), 1, Timeouts::default()).await.unwrap();
+        assert_eq!(
+            backend_pid(&kept).await,
+            backend_pid(&kept).await,
+            "the same session, lent again"
+        );
+        kept.close().await;
+
+        for timeouts in [
+            Timeouts {
+                idle: Duration::from_millis(20),
+                ..Timeouts::default()
+            },
+            Timeouts {
+                lifetime: Duration::from_millis(20),
+                ..Timeouts::default()
+            },
+        ] {
+            let pool = Pool::open(&url(), 1, timeouts).await.unwrap();
+            let before = backend_pid(&pool).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_ne!(backend_pid(&pool).await, before, "{timeouts:?}: a new session");
+            assert_eq!(pool.usage(), (1, 1), "{timeouts:?}: the old one closed, not kept");
+            pool.close().await;
+        }
+    }
 }
